@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what zkproxy's tests need, and only what is missing: the ZooKeeper 3.8
+# server and Java client (Debian "zookeeper"), a JDK so tests can compile small Java
+# client programs, the C client tools, kazoo, iptables for the mitosis split, and
+# HAProxy for the relay benchmark. Idempotent, quiet, near-instant when all is there.
+set -euo pipefail
+
+packages=(zookeeper default-jdk-headless zookeeper-bin python3-kazoo iptables haproxy gcc)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "test-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
