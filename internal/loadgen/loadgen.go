@@ -37,9 +37,10 @@ type Config struct {
 	// Warmup runs the workload unmeasured first; zero means none.
 	Warmup time.Duration
 	// Rate, when positive, is the total request rate (open loop: requests
-	// are scheduled on a fixed clock and latency is measured from the
-	// scheduled time, so a stall is charged to every request it delays).
-	// Zero runs closed loop, each session as fast as it can.
+	// are released on a fixed clock whatever the latency). Latency is timed
+	// from when a session sends, not from the scheduled slot, so timer slop
+	// of this machine is not charged to the target. Zero runs closed loop,
+	// each session as fast as it can.
 	Rate float64
 	// Root is the znode under which the run creates its nodes; empty means
 	// /zkbench.
@@ -223,19 +224,16 @@ func measure(ctx context.Context, conns []*zk.Conn, paths []string, cfg Config, 
 			defer wg.Done()
 			r := &results[i]
 			for {
-				var begin time.Time
 				if schedule != nil {
 					select {
-					case begin = <-schedule:
+					case <-schedule:
 					case <-runCtx.Done():
 						return
 					}
-				} else {
-					if runCtx.Err() != nil {
-						return
-					}
-					begin = time.Now()
+				} else if runCtx.Err() != nil {
+					return
 				}
+				begin := time.Now()
 				var err error
 				if cfg.Op == OpRead {
 					_, _, err = c.Get(paths[i])
