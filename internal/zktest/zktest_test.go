@@ -1,0 +1,121 @@
+package zktest
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSrvr(t *testing.T) {
+	raw := "Zookeeper version: 3.8.0-debian, built on 2022-08-14 18:00 UTC\nLatency min/avg/max: 0/0.0/0\nReceived: 3\nSent: 2\nConnections: 1\nOutstanding: 0\nZxid: 0x10000002a\nMode: follower\nNode count: 7\n"
+	st, err := parseSrvr(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != "follower" || st.Zxid != 0x10000002a || st.NodeCount != 7 || !st.Serving() {
+		t.Fatalf("parseSrvr = %+v", st)
+	}
+	if _, err := parseSrvr("This ZooKeeper instance is not currently serving requests\n"); err != ErrNotServing {
+		t.Fatalf("not serving: err = %v, want ErrNotServing", err)
+	}
+	if _, err := parseSrvr("garbage"); err == nil {
+		t.Fatal("garbage: no error")
+	}
+}
+
+func TestLoopbackIPUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for range 50 {
+		ip := LoopbackIP(t)
+		if seen[ip] {
+			t.Fatalf("LoopbackIP returned %s twice", ip)
+		}
+		seen[ip] = true
+		if !strings.HasPrefix(ip, "127.") || net.ParseIP(ip) == nil {
+			t.Fatalf("LoopbackIP = %q", ip)
+		}
+	}
+}
+
+func TestStandalone(t *testing.T) {
+	s := Standalone(t)
+	st, err := s.Srvr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != "standalone" {
+		t.Fatalf("mode %q, want standalone", st.Mode)
+	}
+	m, err := s.Mntr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["zk_server_state"] != "standalone" {
+		t.Fatalf("mntr zk_server_state = %q", m["zk_server_state"])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultServingTimeout)
+	defer cancel()
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Srvr(); err == nil {
+		t.Fatal("srvr answered after kill")
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitServing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.PID()
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Running() || s.PID() != 0 {
+		t.Fatalf("still running after Stop (pid was %d)", pid)
+	}
+}
+
+const javaHello = `
+import org.apache.zookeeper.*;
+public class ZKTestHello {
+    public static void main(String[] args) throws Exception {
+        final java.util.concurrent.CountDownLatch connected = new java.util.concurrent.CountDownLatch(1);
+        ZooKeeper zk = new ZooKeeper(args[0], 10000, e -> {
+            if (e.getState() == Watcher.Event.KeeperState.SyncConnected) connected.countDown();
+        });
+        connected.await();
+        zk.create("/hello", "java".getBytes(), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        System.out.println("session 0x" + Long.toHexString(zk.getSessionId()));
+        zk.close();
+    }
+}
+`
+
+func TestJavaAndPython(t *testing.T) {
+	s := Standalone(t)
+	j := JavaProgram(t, javaHello)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := j.Run(ctx, s.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "session 0x1") {
+		t.Fatalf("java output %q", out)
+	}
+	got := Python(t, `
+import sys
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=sys.argv[1])
+zk.start(timeout=30)
+data, _ = zk.get("/hello")
+print(data.decode())
+zk.stop()
+`, s.ClientAddr())
+	if strings.TrimSpace(got) != "java" {
+		t.Fatalf("python read %q, want java", got)
+	}
+}
