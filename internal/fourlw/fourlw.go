@@ -1,0 +1,230 @@
+// Package fourlw queries ZooKeeper servers with four-letter words and parses
+// the answers zkproxy relies on: srvr (mode, zxid, node count), mntr, conf
+// (membership and config version) and hash (tree digests).
+//
+// Four-letter words must be whitelisted on the server
+// (4lw.commands.whitelist; the default is srvr only, see
+// FourLetterCommands.isEnabled). A disabled word is answered with
+// "<cmd> is not executed because it is not in the whitelist." which Query
+// reports as ErrNotWhitelisted.
+package fourlw
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrNotWhitelisted: the server refuses the word (4lw.commands.whitelist).
+	ErrNotWhitelisted = errors.New("fourlw: command not in the server's 4lw.commands.whitelist")
+	// ErrNotServing: the server answered "not currently serving requests"
+	// (it is LOOKING, electing, or shutting down).
+	ErrNotServing = errors.New("fourlw: server is not currently serving requests")
+)
+
+// maxAnswer bounds how much of an answer is read; mntr on a busy 3.8 leader
+// is a few KiB and hash keeps at most 1024 lines.
+const maxAnswer = 1 << 20
+
+// DialFunc dials a server; nil means a net.Dialer.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Query sends cmd to addr and returns the whole answer. The server closes the
+// connection after answering (NIOServerCnxn.checkFourLetterWord), so the
+// answer is everything up to EOF.
+func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error) {
+	if len(cmd) != 4 {
+		return "", fmt.Errorf("fourlw: %q is not a four-letter word", cmd)
+	}
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, err := io.WriteString(conn, cmd); err != nil {
+		return "", fmt.Errorf("fourlw %s %s: sending: %w", cmd, addr, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(conn, maxAnswer))
+	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return "", fmt.Errorf("fourlw %s %s: reading: %w", cmd, addr, err)
+	}
+	answer := string(b)
+	switch {
+	case strings.Contains(answer, "is not executed because it is not in the whitelist"):
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrNotWhitelisted)
+	case strings.Contains(answer, "not currently serving requests"):
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrNotServing)
+	case answer == "":
+		return "", fmt.Errorf("fourlw %s %s: empty answer (connection closed: not serving or connection limit)", cmd, addr)
+	}
+	return answer, nil
+}
+
+// Srvr is the parsed answer to srvr.
+type Srvr struct {
+	Version   string
+	Mode      string // leader, follower, observer, standalone, read-only
+	Zxid      int64
+	NodeCount int
+	// Connections and Outstanding as the server counts them.
+	Connections, Outstanding int
+}
+
+// Epoch is the leader epoch in the high 32 bits of the zxid.
+func (s Srvr) Epoch() int64 { return s.Zxid >> 32 }
+
+// ParseSrvr parses srvr (or stat) output.
+func ParseSrvr(answer string) (Srvr, error) {
+	var s Srvr
+	var haveZxid, haveMode bool
+	for _, line := range strings.Split(answer, "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		var err error
+		switch key {
+		case "Zookeeper version":
+			s.Version = val
+		case "Mode":
+			s.Mode, haveMode = val, true
+		case "Zxid":
+			s.Zxid, err = strconv.ParseInt(strings.TrimPrefix(val, "0x"), 16, 64)
+			haveZxid = err == nil
+		case "Node count":
+			s.NodeCount, err = strconv.Atoi(val)
+		case "Connections":
+			s.Connections, err = strconv.Atoi(val)
+		case "Outstanding":
+			s.Outstanding, err = strconv.Atoi(val)
+		}
+		if err != nil {
+			return s, fmt.Errorf("fourlw: srvr line %q: %w", line, err)
+		}
+	}
+	if !haveZxid || !haveMode {
+		return s, fmt.Errorf("fourlw: srvr answer lacks Zxid or Mode: %q", firstLine(answer))
+	}
+	return s, nil
+}
+
+// ParseMntr parses mntr's "key<TAB>value" lines (zk_ prefix kept).
+func ParseMntr(answer string) (map[string]string, error) {
+	out := make(map[string]string)
+	for _, line := range strings.Split(answer, "\n") {
+		if k, v, ok := strings.Cut(line, "\t"); ok {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	if _, ok := out["zk_server_state"]; !ok {
+		return nil, fmt.Errorf("fourlw: mntr answer lacks zk_server_state: %q", firstLine(answer))
+	}
+	return out, nil
+}
+
+// Conf is the part of the conf answer zkproxy checks.
+type Conf struct {
+	ServerID int
+	// Members maps server id to its membership line
+	// ("host:quorumPort:electionPort:role[;clientAddr]").
+	Members map[int]string
+	// Version is the hex config version ("version=" line); empty standalone.
+	Version string
+	// Raw key=value settings (tickTime, maxClientCnxns, localSessionsEnabled...).
+	Settings map[string]string
+}
+
+// ParseConf parses conf output (QuorumPeerConfig as the server prints it).
+func ParseConf(answer string) (Conf, error) {
+	c := Conf{Members: map[int]string{}, Settings: map[string]string{}}
+	for _, line := range strings.Split(answer, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(k, "server."):
+			id, err := strconv.Atoi(strings.TrimPrefix(k, "server."))
+			if err != nil {
+				return c, fmt.Errorf("fourlw: conf line %q: %w", line, err)
+			}
+			c.Members[id] = v
+		case k == "version":
+			c.Version = v
+		case k == "serverId":
+			id, err := strconv.Atoi(v)
+			if err != nil {
+				return c, fmt.Errorf("fourlw: conf line %q: %w", line, err)
+			}
+			c.ServerID = id
+		default:
+			c.Settings[k] = v
+		}
+	}
+	if _, ok := c.Settings["tickTime"]; !ok {
+		return c, fmt.Errorf("fourlw: conf answer lacks tickTime: %q", firstLine(answer))
+	}
+	return c, nil
+}
+
+// Digest is one line of the hash answer: the tree digest after zxid.
+type Digest struct {
+	Zxid   int64
+	Digest int64
+}
+
+// ParseHash parses hash output, one "<zxid hex>: <digest>" line per
+// recorded digest (every 128 zxids; DataTree.addDigestLog), oldest first.
+func ParseHash(answer string) ([]Digest, error) {
+	var out []Digest
+	sc := bufio.NewScanner(strings.NewReader(answer))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		z, d, ok := strings.Cut(line, ":")
+		if !ok {
+			return nil, fmt.Errorf("fourlw: hash line %q: no colon", line)
+		}
+		zxid, err := strconv.ParseInt(strings.TrimSpace(z), 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("fourlw: hash line %q: %w", line, err)
+		}
+		digest, err := strconv.ParseInt(strings.TrimSpace(d), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("fourlw: hash line %q: %w", line, err)
+		}
+		out = append(out, Digest{Zxid: zxid, Digest: digest})
+	}
+	return out, nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	if len(line) > 120 {
+		line = line[:120]
+	}
+	return line
+}
