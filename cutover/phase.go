@@ -93,11 +93,11 @@ type State struct {
 type Event int
 
 const (
-	EventStart      Event = iota // operator: start (or resume) the cutover
-	EventMovesDone               // every session reached the target ensemble
-	EventAbort                   // operator: stop moving sessions
-	EventRollback                // operator: move sessions back to the source
-	EventSplit                   // operator: the joint ensemble has been split
+	EventStart     Event = iota // operator: start (or resume) the cutover
+	EventMovesDone              // every session reached the target ensemble
+	EventAbort                  // operator: stop moving sessions
+	EventRollback               // operator: move sessions back to the source
+	EventSplit                  // operator: the joint ensemble has been split
 )
 
 var eventNames = [...]string{"start", "moves_done", "abort", "rollback", "split"}
