@@ -32,8 +32,12 @@ fuzz:
 		$(GO) test ./jute -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
+# Codec micro-benchmarks, then direct vs HAProxy vs zkproxy on a real ZooKeeper
+# (internal/relaybench; ZKPROXY_BENCH_REPS, _DURATION, _IDLE, _TARGETS tune it).
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./jute/
+	$(GO) test -run '^$$' -bench . -benchmem ./jute/ ./proxy/
+	ZKPROXY_BENCH=1 ZKPROXY_BENCH_OUT=$(CURDIR)/bench-results.md $(GO) test -count=1 -timeout 60m \
+		-run TestCompareRelays -v ./internal/relaybench | grep -v '^ *[0-9:.]* \['
 
 demo:
 	@echo "make demo: not yet — the end-to-end mitosis demo lands with the end-to-end issue."; exit 1

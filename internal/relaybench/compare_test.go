@@ -1,0 +1,272 @@
+// Package relaybench compares zkproxy with a direct connection and with
+// HAProxy in TCP mode — the pure relay an operator would otherwise run — on
+// one ZooKeeper server, in one run, with the three targets interleaved in
+// every repetition so machine noise hits them alike.
+//
+// It is a measurement, not a pass/fail test: it runs only with
+// ZKPROXY_BENCH=1 (make bench) and prints a table, also written to
+// $ZKPROXY_BENCH_OUT when set.
+package relaybench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zkproxy/zkproxy/internal/loadgen"
+	"github.com/zkproxy/zkproxy/internal/zktest"
+)
+
+type target struct {
+	name string
+	addr string
+	pid  int // relay process whose CPU time and RSS are measured; 0 for direct
+}
+
+type scenario struct {
+	name string
+	cfg  loadgen.Config
+}
+
+type sample struct {
+	throughput float64
+	p50, p99   time.Duration
+	cpuPerOp   time.Duration
+}
+
+func TestCompareRelays(t *testing.T) {
+	if os.Getenv("ZKPROXY_BENCH") == "" {
+		t.Skip("measurement: run with ZKPROXY_BENCH=1 (make bench)")
+	}
+	zktest.RequireIntegration(t)
+	reps := envInt("ZKPROXY_BENCH_REPS", 3)
+	dur := envDuration("ZKPROXY_BENCH_DURATION", 8*time.Second)
+	idle := envInt("ZKPROXY_BENCH_IDLE", 5000)
+
+	zk := zktest.Standalone(t, zktest.WithConfig("maxClientCnxns=0"), zktest.WithHeapMB(512),
+		zktest.WithConfig("globalOutstandingLimit=10000"))
+	ip := zktest.LoopbackIP(t)
+	// ZKPROXY_BENCH_TARGETS narrows the set, e.g. "direct,haproxy".
+	want := os.Getenv("ZKPROXY_BENCH_TARGETS")
+	on := func(name string) bool { return want == "" || strings.Contains(","+want+",", ","+name+",") }
+	var targets []target
+	if on("direct") {
+		targets = append(targets, target{name: "direct", addr: zk.ClientAddr()})
+	}
+	if on("haproxy") {
+		targets = append(targets, startHAProxy(t, ip+":12181", zk.ClientAddr()))
+	}
+	if on("zkproxy") {
+		targets = append(targets, startZkproxy(t, ip+":22181", zk.ClientAddr()))
+	}
+
+	scenarios := []scenario{
+		{"getData 100 B, 64 sessions", loadgen.Config{Op: loadgen.OpRead, Size: 100, Sessions: 64}},
+		{"setData 1 KiB, 16 sessions", loadgen.Config{Op: loadgen.OpWrite, Size: 1024, Sessions: 16}},
+		{"getData 100 B at 2,000/s, 16 sessions", loadgen.Config{Op: loadgen.OpRead, Size: 100, Sessions: 16, Rate: 2000}},
+	}
+
+	ctx := context.Background()
+	results := map[string]map[string][]sample{}
+	for _, sc := range scenarios {
+		results[sc.name] = map[string][]sample{}
+		for rep := range reps {
+			order := rand.Perm(len(targets))
+			for _, i := range order {
+				tg := targets[i]
+				cfg := sc.cfg
+				cfg.Addr, cfg.Duration, cfg.Warmup = tg.addr, dur, time.Second
+				cfg.Root = "/zkbench-" + strings.ReplaceAll(tg.name, " ", "")
+				cpu0 := cpuTime(t, tg.pid)
+				res, err := loadgen.Run(ctx, cfg)
+				if err != nil {
+					t.Fatalf("%s via %s: %v", sc.name, tg.name, err)
+				}
+				cpu := cpuTime(t, tg.pid) - cpu0
+				// The warm-up ran on the same process: charge CPU to
+				// every op of both phases, counted at the measured rate.
+				ops := float64(res.Ops) * float64(dur+time.Second) / float64(dur)
+				s := sample{throughput: res.Throughput(), p50: res.Latency.Quantile(0.5), p99: res.Latency.Quantile(0.99)}
+				if tg.pid != 0 {
+					s.cpuPerOp = time.Duration(float64(cpu) / ops)
+				}
+				results[sc.name][tg.name] = append(results[sc.name][tg.name], s)
+				t.Logf("rep %d %-40s %-8s %s cpu/op=%s", rep, sc.name, tg.name, res, s.cpuPerOp)
+			}
+		}
+	}
+
+	var out strings.Builder
+	fmt.Fprintf(&out, "Relay comparison: %d interleaved repetitions of %s each, medians. One ZooKeeper 3.8 standalone server;\n", reps, dur)
+	fmt.Fprintf(&out, "client, server and relay share this machine's %d cores.\n\n", cores())
+	fmt.Fprintln(&out, "| scenario | target | throughput ops/s | vs HAProxy | p50 | p99 | relay CPU per op |")
+	fmt.Fprintln(&out, "|---|---|---|---|---|---|---|")
+	for _, sc := range scenarios {
+		ha := median(results[sc.name]["haproxy"])
+		for _, tg := range targets {
+			m := median(results[sc.name][tg.name])
+			cpu := "–"
+			if tg.pid != 0 {
+				cpu = m.cpuPerOp.Round(100 * time.Nanosecond).String()
+			}
+			fmt.Fprintf(&out, "| %s | %s | %.0f | %.2f× thr, %.2f× p50 | %s | %s | %s |\n", sc.name, tg.name, m.throughput,
+				m.throughput/ha.throughput, float64(m.p50)/float64(ha.p50), m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), cpu)
+		}
+	}
+
+	if idle > 0 {
+		fmt.Fprintf(&out, "\n| idle sessions | target | RSS before | RSS after | per session |\n|---|---|---|---|---|\n")
+		for _, tg := range targets {
+			if tg.pid == 0 {
+				continue
+			}
+			before := rssBytes(t, tg.pid)
+			closeAll, err := loadgen.IdleSessions(ctx, tg.addr, idle, 30*time.Second)
+			if err != nil {
+				t.Fatalf("%d idle sessions via %s: %v", idle, tg.name, err)
+			}
+			time.Sleep(3 * time.Second) // let buffers settle after the handshakes
+			after := rssBytes(t, tg.pid)
+			closeAll()
+			fmt.Fprintf(&out, "| %d | %s | %.1f MiB | %.1f MiB | %.2f KiB |\n", idle, tg.name,
+				float64(before)/(1<<20), float64(after)/(1<<20), float64(after-before)/float64(idle)/1024)
+		}
+	}
+	t.Log("\n" + out.String())
+	if path := os.Getenv("ZKPROXY_BENCH_OUT"); path != "" {
+		if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func startHAProxy(t *testing.T, listen, backend string) target {
+	cfg := fmt.Sprintf(`global
+    maxconn 9000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend zk
+    bind %s
+    default_backend zk
+backend zk
+    server zk1 %s
+`, listen, backend)
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startProcess(t, "haproxy", listen, "haproxy", "-db", "-f", path)
+}
+
+func startZkproxy(t *testing.T, listen, source string) target {
+	bin := filepath.Join(t.TempDir(), "zkproxy")
+	build := exec.Command("go", "build", "-o", bin, "github.com/zkproxy/zkproxy/cmd/zkproxy")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building zkproxy: %v\n%s", err, out)
+	}
+	return startProcess(t, "zkproxy", listen, bin, "serve", "--listen", listen, "--source", source,
+		"--admin-listen", "", "--data-dir", t.TempDir(), "--log-level", "warn", "--max-client-conns", "20000")
+}
+
+func startProcess(t *testing.T, name, addr string, argv ...string) target {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := loadgen.Connect(ctx, addr, 5*time.Second); err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("%s at %s does not relay: %v\n%s", name, addr, err, b)
+	}
+	return target{name: name, addr: addr, pid: cmd.Process.Pid}
+}
+
+// cpuTime is the user+system CPU time of pid from /proc (clock ticks of 10 ms).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15 of stat(5).
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+func rssBytes(t *testing.T, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return kb * 1024
+		}
+	}
+	t.Fatalf("no VmRSS for pid %d", pid)
+	return 0
+}
+
+func median(s []sample) sample {
+	pick := func(less func(a, b sample) bool) sample {
+		c := append([]sample(nil), s...)
+		sort.Slice(c, func(i, j int) bool { return less(c[i], c[j]) })
+		return c[len(c)/2]
+	}
+	return sample{
+		throughput: pick(func(a, b sample) bool { return a.throughput < b.throughput }).throughput,
+		p50:        pick(func(a, b sample) bool { return a.p50 < b.p50 }).p50,
+		p99:        pick(func(a, b sample) bool { return a.p99 < b.p99 }).p99,
+		cpuPerOp:   pick(func(a, b sample) bool { return a.cpuPerOp < b.cpuPerOp }).cpuPerOp,
+	}
+}
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
+}
+
+func cores() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
