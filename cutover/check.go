@@ -1,0 +1,310 @@
+package cutover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zkproxy/zkproxy/internal/fourlw"
+)
+
+// CheckConfig says what the sync check compares.
+type CheckConfig struct {
+	// Source and Destination list the members (host:port client addresses).
+	Source, Destination []string
+	// MaxLag is how many transactions a destination member may trail the
+	// joint leader by; zero means 0 (exactly caught up).
+	MaxLag int64
+	// Dial reaches members; nil uses net.Dialer.
+	Dial fourlw.DialFunc
+	// Timeout bounds each four-letter query; zero means 3s.
+	Timeout time.Duration
+}
+
+// SessionView is what the check needs to know of one proxied session.
+type SessionView struct {
+	ID           int64
+	LastZxidSeen int64
+	// SASL: the session authenticated with SASL, which cannot be replayed
+	// on a new connection (ZK-PROTOCOL.md §6.3).
+	SASL bool
+	// Ensemble and Member the session is attached to now.
+	Ensemble Ensemble
+	Member   string
+}
+
+// MemberStatus is one member as the check saw it.
+type MemberStatus struct {
+	Addr          string   `json:"addr"`
+	Ensemble      Ensemble `json:"ensemble"`
+	Reachable     bool     `json:"reachable"`
+	Error         string   `json:"error,omitempty"`
+	Mode          string   `json:"mode,omitempty"`
+	Zxid          string   `json:"zxid,omitempty"`
+	Epoch         int64    `json:"epoch"`
+	NodeCount     int      `json:"node_count"`
+	ServerID      int      `json:"server_id,omitempty"`
+	ConfigVersion string   `json:"config_version,omitempty"`
+	Members       int      `json:"members,omitempty"`
+	// LocalSessions is mntr's zk_local_sessions: sessions that exist only
+	// on this member (localSessionsEnabled=true) and cannot move.
+	LocalSessions int `json:"local_sessions,omitempty"`
+
+	zxid int64
+}
+
+// Item is one line of the check: what was compared, the numbers, the verdict.
+type Item struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Unmovable is a session that will take the reconnect fallback.
+type Unmovable struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// Report is the answer to "is mitosis sync confirmed?".
+type Report struct {
+	Ready     bool           `json:"ready"`
+	Leader    string         `json:"leader,omitempty"`
+	Members   []MemberStatus `json:"members"`
+	Items     []Item         `json:"items"`
+	Unmovable []Unmovable    `json:"unmovable_sessions"`
+	CheckedAt time.Time      `json:"checked_at"`
+	// Usable are the destination members sessions may move to: serving and
+	// caught up, and not behind any session's last zxid.
+	Usable []string `json:"usable_destination_members"`
+}
+
+// Reason summarises the failed items in one line, for errors and logs.
+func (r *Report) Reason() string {
+	var failed []string
+	for _, it := range r.Items {
+		if !it.OK {
+			failed = append(failed, it.Name+": "+it.Detail)
+		}
+	}
+	return strings.Join(failed, "; ")
+}
+
+// Unreachable destination members are allowed: Yelp's procedure keeps the
+// third destination node dormant (not running) until the split.
+
+// Check queries every member of both ensembles (srvr, conf, and mntr where
+// useful) and compares the destination against the source: one quorum, one
+// leader, caught up, no session ahead, same znode count.
+func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 3 * time.Second
+	}
+	rep := &Report{CheckedAt: time.Now()}
+	var all []string
+	all = append(all, cfg.Source...)
+	all = append(all, cfg.Destination...)
+	rep.Members = make([]MemberStatus, len(all))
+	var wg sync.WaitGroup
+	for i, addr := range all {
+		ens := Source
+		if i >= len(cfg.Source) {
+			ens = Destination
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep.Members[i] = probe(ctx, cfg, addr, ens)
+		}()
+	}
+	wg.Wait()
+
+	add := func(name string, ok bool, format string, args ...any) {
+		rep.Items = append(rep.Items, Item{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+	}
+
+	// 1. One quorum: exactly one leader among every reachable member, and
+	// every serving member in the leader's epoch with the same config
+	// version. Two leaders means the ensembles are already split (or were
+	// never joined); a different epoch or config means a member follows
+	// another quorum.
+	var leaders []*MemberStatus
+	var dest, serving []*MemberStatus
+	for i := range rep.Members {
+		m := &rep.Members[i]
+		if m.Mode == "leader" {
+			leaders = append(leaders, m)
+		}
+		if m.Ensemble == Destination && m.Reachable {
+			dest = append(dest, m)
+		}
+		if m.Reachable && m.Mode != "" {
+			serving = append(serving, m)
+		}
+	}
+	var leader *MemberStatus
+	switch len(leaders) {
+	case 1:
+		leader = leaders[0]
+		rep.Leader = leader.Addr
+		add("one leader", true, "%s (%s, server id %d) leads, epoch %d, zxid %s", leader.Addr, leader.Ensemble, leader.ServerID, leader.Epoch, leader.Zxid)
+	case 0:
+		add("one leader", false, "no reachable member leads (election in progress, or members unreachable)")
+	default:
+		var names []string
+		for _, l := range leaders {
+			names = append(names, l.Addr+" ("+string(l.Ensemble)+")")
+		}
+		add("one leader", false, "%d leaders: %s — the ensembles are not one quorum (already split?)", len(leaders), strings.Join(names, ", "))
+	}
+
+	if len(dest) == 0 {
+		add("destination serves", false, "no destination member reachable")
+	} else {
+		var bad []string
+		for _, m := range dest {
+			if m.Mode != "follower" && m.Mode != "leader" && m.Mode != "observer" {
+				reason := m.Mode
+				if reason == "" {
+					reason = m.Error
+				}
+				bad = append(bad, m.Addr+": "+reason)
+			}
+		}
+		add("destination serves", len(bad) == 0, "%d of %d destination members reachable and serving as part of a quorum%s",
+			len(dest)-len(bad), len(cfg.Destination), listIf(bad))
+	}
+
+	if leader != nil {
+		var bad []string
+		for _, m := range serving {
+			if m.Epoch != leader.Epoch {
+				bad = append(bad, fmt.Sprintf("%s epoch %d", m.Addr, m.Epoch))
+			}
+			if m.ConfigVersion != leader.ConfigVersion {
+				bad = append(bad, fmt.Sprintf("%s config version %s (leader %s)", m.Addr, m.ConfigVersion, leader.ConfigVersion))
+			}
+		}
+		add("same quorum", len(bad) == 0, "every serving member in epoch %d with config version %s (%d members)%s",
+			leader.Epoch, leader.ConfigVersion, leader.Members, listIf(bad))
+	}
+
+	// 2. Caught up: each destination member's zxid within MaxLag of the
+	// leader's, and its znode count equal to the leader's.
+	if leader != nil {
+		var lagging, counts []string
+		for _, m := range dest {
+			if m.Mode == "" {
+				continue
+			}
+			lag := leader.zxid - m.zxid
+			if m.Epoch != leader.Epoch || lag > cfg.MaxLag {
+				lagging = append(lagging, fmt.Sprintf("%s at %s (%d behind)", m.Addr, m.Zxid, lag))
+			}
+			if m.NodeCount != leader.NodeCount {
+				counts = append(counts, fmt.Sprintf("%s has %d", m.Addr, m.NodeCount))
+			}
+		}
+		add("caught up", len(lagging) == 0, "destination members within %d transactions of leader zxid %s%s", cfg.MaxLag, leader.Zxid, listIf(lagging))
+		add("znode counts agree", len(counts) == 0, "leader has %d znodes%s", leader.NodeCount, listIf(counts))
+	}
+
+	// 3. No proxied session is ahead of the destination members it may use:
+	// a member behind a client's lastZxidSeen refuses it without a reply
+	// (ZooKeeperServer.processConnectRequest).
+	var maxSeen int64
+	for _, s := range sessions {
+		maxSeen = max(maxSeen, s.LastZxidSeen)
+	}
+	var behind []string
+	for _, m := range dest {
+		if m.Mode == "" {
+			continue
+		}
+		if m.zxid < maxSeen {
+			behind = append(behind, fmt.Sprintf("%s at %s", m.Addr, m.Zxid))
+		} else if leader != nil && m.Epoch == leader.Epoch && leader.zxid-m.zxid <= cfg.MaxLag {
+			rep.Usable = append(rep.Usable, m.Addr)
+		}
+	}
+	add("sessions not ahead", len(behind) == 0,
+		"highest last zxid seen by %d proxied sessions is 0x%x%s", len(sessions), maxSeen, listIf(behind))
+
+	// 4. Sessions that cannot move transparently. Which sessions are local
+	// is not visible from outside the server, so every session on a member
+	// holding local sessions is treated as one.
+	local := map[string]bool{}
+	for _, m := range rep.Members {
+		if m.LocalSessions > 0 {
+			local[m.Addr] = true
+		}
+	}
+	for _, s := range sessions {
+		if s.Ensemble == Destination {
+			continue
+		}
+		id := fmt.Sprintf("0x%016x", uint64(s.ID))
+		switch {
+		case s.SASL:
+			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "sasl: SASL authentication cannot be replayed on a new connection"})
+		case local[s.Member]:
+			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "local_session: its member holds local sessions (localSessionsEnabled=true), unknown to other members"})
+		case !slices.ContainsFunc(dest, func(m *MemberStatus) bool { return m.Mode != "" && m.zxid >= s.LastZxidSeen }):
+			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "zxid_ahead: last zxid seen is ahead of every destination member"})
+		}
+	}
+	add("sessions movable", true, "%d sessions will move live, %d will reconnect instead", len(sessions)-len(rep.Unmovable), len(rep.Unmovable))
+
+	rep.Ready = true
+	for _, it := range rep.Items {
+		rep.Ready = rep.Ready && it.OK
+	}
+	return rep
+}
+
+func listIf(items []string) string {
+	if len(items) == 0 {
+		return ""
+	}
+	return "; not: " + strings.Join(items, ", ")
+}
+
+func probe(ctx context.Context, cfg CheckConfig, addr string, ens Ensemble) MemberStatus {
+	m := MemberStatus{Addr: addr, Ensemble: ens}
+	query := func(cmd string) (string, error) {
+		qctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+		return fourlw.Query(qctx, cfg.Dial, addr, cmd)
+	}
+	ans, err := query("srvr")
+	if err != nil {
+		m.Reachable = errors.Is(err, fourlw.ErrNotServing)
+		m.Error = err.Error()
+		return m
+	}
+	m.Reachable = true
+	s, err := fourlw.ParseSrvr(ans)
+	if err != nil {
+		m.Error = err.Error()
+		return m
+	}
+	m.Mode, m.zxid, m.Zxid, m.Epoch, m.NodeCount = s.Mode, s.Zxid, fmt.Sprintf("0x%x", s.Zxid), s.Epoch(), s.NodeCount
+	if ans, err := query("conf"); err == nil {
+		if c, err := fourlw.ParseConf(ans); err == nil {
+			m.ServerID, m.ConfigVersion, m.Members = c.ServerID, c.Version, len(c.Members)
+		}
+	} else {
+		m.Error = "conf: " + err.Error()
+	}
+	if ans, err := query("mntr"); err == nil {
+		if kv, err := fourlw.ParseMntr(ans); err == nil {
+			m.LocalSessions, _ = strconv.Atoi(kv["zk_local_sessions"])
+		}
+	}
+	return m
+}

@@ -1,0 +1,181 @@
+package cutover
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+)
+
+// fakeMember answers four-letter words like a 3.8 quorum member. It exists
+// for states a real ensemble cannot be held in on demand — a follower that
+// serves while trailing the leader — and the check is also run against real
+// joint ensembles in check_integration_test.go.
+type fakeMember struct {
+	mode      string
+	zxid      int64
+	nodes     int
+	id        int
+	version   string
+	local     int
+	notServed bool
+}
+
+func (f fakeMember) answer(cmd string) string {
+	if f.notServed {
+		return "This ZooKeeper instance is not currently serving requests\n"
+	}
+	switch cmd {
+	case "srvr":
+		return fmt.Sprintf("Zookeeper version: 3.8.0\nLatency min/avg/max: 0/0.1/1\nReceived: 1\nSent: 1\nConnections: 1\nOutstanding: 0\nZxid: 0x%x\nMode: %s\nNode count: %d\n", f.zxid, f.mode, f.nodes)
+	case "conf":
+		return fmt.Sprintf("clientPort=2181\ntickTime=200\nserverId=%d\nmembership: \nserver.1=a:2888:3888:participant\nserver.2=b:2888:3888:participant\nversion=%s\n", f.id, f.version)
+	case "mntr":
+		return fmt.Sprintf("zk_version\t3.8.0\nzk_server_state\t%s\nzk_local_sessions\t%d\n", f.mode, f.local)
+	}
+	return ""
+}
+
+// fakeDial routes "name:2181" to an in-memory member.
+func fakeDial(members map[string]fakeMember) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		m, ok := members[addr]
+		if !ok {
+			return nil, fmt.Errorf("dial %s: connection refused", addr)
+		}
+		client, server := net.Pipe()
+		go func() {
+			defer server.Close()
+			cmd := make([]byte, 4)
+			if _, err := server.Read(cmd); err != nil {
+				return
+			}
+			_, _ = server.Write([]byte(m.answer(string(cmd))))
+		}()
+		return client, nil
+	}
+}
+
+func joint() map[string]fakeMember {
+	return map[string]fakeMember{
+		"s1:2181": {mode: "follower", zxid: 0x300000050, nodes: 40, id: 1, version: "200000000"},
+		"s2:2181": {mode: "follower", zxid: 0x300000050, nodes: 40, id: 2, version: "200000000"},
+		"s3:2181": {mode: "follower", zxid: 0x300000050, nodes: 40, id: 3, version: "200000000"},
+		"d4:2181": {mode: "follower", zxid: 0x300000050, nodes: 40, id: 4, version: "200000000"},
+		"d5:2181": {mode: "leader", zxid: 0x300000050, nodes: 40, id: 5, version: "200000000"},
+		// d6 is the dormant third destination node: not running.
+	}
+}
+
+func runCheck(members map[string]fakeMember, maxLag int64, sessions ...SessionView) *Report {
+	return Check(context.Background(), CheckConfig{
+		Source:      []string{"s1:2181", "s2:2181", "s3:2181"},
+		Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
+		MaxLag:      maxLag,
+		Dial:        fakeDial(members),
+	}, sessions)
+}
+
+func item(t *testing.T, r *Report, name string) Item {
+	t.Helper()
+	for _, it := range r.Items {
+		if it.Name == name {
+			return it
+		}
+	}
+	t.Fatalf("no item %q in %+v", name, r.Items)
+	return Item{}
+}
+
+func TestCheckJointEnsembleReady(t *testing.T) {
+	r := runCheck(joint(), 0, SessionView{ID: 0x100, LastZxidSeen: 0x300000040, Ensemble: Source, Member: "s1:2181"})
+	if !r.Ready {
+		t.Fatalf("not ready: %s\n%+v", r.Reason(), r.Items)
+	}
+	if r.Leader != "d5:2181" || strings.Join(r.Usable, ",") != "d4:2181,d5:2181" {
+		t.Fatalf("leader %s usable %v", r.Leader, r.Usable)
+	}
+	if len(r.Unmovable) != 0 {
+		t.Fatalf("unmovable: %+v", r.Unmovable)
+	}
+}
+
+func TestCheckRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mutate   func(m map[string]fakeMember)
+		maxLag   int64
+		sessions []SessionView
+		failing  string
+		detail   string
+	}{
+		{"destination lagging", func(m map[string]fakeMember) {
+			d := m["d4:2181"]
+			d.zxid = 0x300000010
+			m["d4:2181"] = d
+		}, 16, nil, "caught up", "d4:2181 at 0x300000010 (64 behind)"},
+		{"destination in another quorum", func(m map[string]fakeMember) {
+			m["d4:2181"] = fakeMember{mode: "leader", zxid: 0x400000002, nodes: 40, id: 4, version: "300000000"}
+			m["d5:2181"] = fakeMember{mode: "follower", zxid: 0x400000002, nodes: 40, id: 5, version: "300000000"}
+			s := m["s3:2181"]
+			s.mode = "leader"
+			m["s3:2181"] = s
+		}, 0, nil, "one leader", "2 leaders"},
+		{"destination not serving", func(m map[string]fakeMember) {
+			m["d4:2181"] = fakeMember{notServed: true}
+		}, 0, nil, "destination serves", "d4:2181"},
+		{"znode count differs", func(m map[string]fakeMember) {
+			d := m["d4:2181"]
+			d.nodes = 39
+			m["d4:2181"] = d
+		}, 0, nil, "znode counts agree", "d4:2181 has 39"},
+		{"session ahead of destination", nil, 0,
+			[]SessionView{{ID: 1, LastZxidSeen: 0x300000051, Ensemble: Source}}, "sessions not ahead", "0x300000051"},
+		{"no destination at all", func(m map[string]fakeMember) {
+			delete(m, "d4:2181")
+			delete(m, "d5:2181")
+			s := m["s3:2181"]
+			s.mode = "leader"
+			m["s3:2181"] = s
+		}, 0, nil, "destination serves", "no destination member reachable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := joint()
+			if tc.mutate != nil {
+				tc.mutate(m)
+			}
+			r := runCheck(m, tc.maxLag, tc.sessions...)
+			if r.Ready {
+				t.Fatalf("ready, want refusal on %q", tc.failing)
+			}
+			it := item(t, r, tc.failing)
+			if it.OK || !strings.Contains(it.Detail, tc.detail) {
+				t.Fatalf("item %q = %+v, want failed with %q", tc.failing, it, tc.detail)
+			}
+			if !strings.Contains(r.Reason(), tc.failing) {
+				t.Fatalf("reason %q does not name %q", r.Reason(), tc.failing)
+			}
+		})
+	}
+}
+
+func TestCheckListsUnmovableSessions(t *testing.T) {
+	m := joint()
+	s := m["s2:2181"]
+	s.local = 3
+	m["s2:2181"] = s
+	r := runCheck(m, 0,
+		SessionView{ID: 1, LastZxidSeen: 0x300000001, SASL: true, Ensemble: Source, Member: "s1:2181"},
+		SessionView{ID: 2, LastZxidSeen: 0x300000001, Ensemble: Source, Member: "s2:2181"},
+		SessionView{ID: 3, LastZxidSeen: 0x300000001, Ensemble: Source, Member: "s3:2181"},
+		SessionView{ID: 4, LastZxidSeen: 0x300000001, SASL: true, Ensemble: Destination, Member: "d4:2181"},
+	)
+	if !r.Ready {
+		t.Fatalf("unmovable sessions must not block the cutover: %s", r.Reason())
+	}
+	got := fmt.Sprint(r.Unmovable)
+	if len(r.Unmovable) != 2 || !strings.Contains(got, "0x0000000000000001 sasl") || !strings.Contains(got, "0x0000000000000002 local_session") {
+		t.Fatalf("unmovable = %s", got)
+	}
+}
