@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/zkproxy/zkproxy/jute"
+)
+
+// Defaults applied by Config for zero-valued fields. They follow the
+// ZooKeeper server's own limits where one exists.
+const (
+	// DefaultMaxClientConns bounds client connections. ZooKeeper itself has
+	// no global cap, only maxClientCnxns per source IP; a proxy holds two
+	// file descriptors per session, so the default stays below half of a
+	// common 20,000 open-files limit with room for listeners and logs.
+	DefaultMaxClientConns = 8192
+	// DefaultMaxReplyFrameSize is the largest member→client frame. The
+	// server does not limit its replies (a getChildren of a big znode can
+	// be several MB) and the 3.5 client and Kafka accept 4 MiB
+	// (ZKClientConfig jute.maxbuffer, KafkaZkClient.apply).
+	DefaultMaxReplyFrameSize = 4 << 20
+	// DefaultMaxOutstandingPerSession matches the server's
+	// globalOutstandingLimit (1000): beyond it ZooKeeper stops reading from
+	// its clients (ServerCnxn throttling).
+	DefaultMaxOutstandingPerSession = 1000
+	// DefaultHandshakeTimeout bounds the time from accept to the relayed
+	// ConnectResponse. ZooKeeper clients give a connect attempt
+	// sessionTimeout ÷ hosts (ClientCnxn connectTimeout); 10s covers
+	// Kafka's 18s timeout with one proxy address and room for one retry.
+	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultDialTimeout bounds one TCP dial to a member.
+	DefaultDialTimeout = 3 * time.Second
+	// DefaultMemberBackoff is how long a member that failed is tried only
+	// after the healthy ones.
+	DefaultMemberBackoff = 5 * time.Second
+)
+
+// Config configures a Server. Every zero-valued field means the documented
+// default; Validate reports what cannot be used.
+type Config struct {
+	// Source lists the members (host:port) of the source ensemble. New
+	// sessions go there until SetTarget names another list. Required.
+	Source []string
+	// Destination lists the members of the destination ensemble; the proxy
+	// itself only validates it (cutover moves sessions there).
+	Destination []string
+
+	// MaxClientConns bounds accepted client connections (handshaking and
+	// established). Zero means DefaultMaxClientConns. Connections beyond
+	// it are closed at once and counted (reason "max_client_conns").
+	MaxClientConns int
+	// MaxFrameSize bounds one client→member frame. Zero means
+	// jute.DefaultMaxFrameSize: the server's jute.maxbuffer (0xfffff) plus
+	// header room. A bigger frame closes that client, exactly as
+	// NIOServerCnxn.readLength does ("Len error").
+	MaxFrameSize int
+	// MaxReplyFrameSize bounds one member→client frame. Zero means
+	// DefaultMaxReplyFrameSize, or MaxFrameSize when that is larger.
+	MaxReplyFrameSize int
+	// MaxOutstandingPerSession bounds requests forwarded and not yet
+	// answered plus requests held during a re-attach. Reaching it stops
+	// reading from the client until replies arrive. Zero means
+	// DefaultMaxOutstandingPerSession.
+	MaxOutstandingPerSession int
+	// MaxBufferedBytesPerSession bounds the bytes of client requests held
+	// while a session re-attaches or moves. Reaching it stops reading from
+	// the client. Zero means twice the effective MaxFrameSize. It must be
+	// at least MaxFrameSize so one request always fits.
+	MaxBufferedBytesPerSession int
+	// HandshakeTimeout bounds the time a new client has to complete its
+	// handshake (send the ConnectRequest and get the member's answer
+	// relayed). Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds one TCP dial to a member. Zero means
+	// DefaultDialTimeout.
+	DialTimeout time.Duration
+	// MemberBackoff is how long a member that refused or dropped a
+	// connection is tried only after the others. Zero means
+	// DefaultMemberBackoff.
+	MemberBackoff time.Duration
+	// LocalAddrs are local IP addresses that upstream connections are
+	// spread over, round-robin, so one proxy stays under a member's
+	// maxClientCnxns (60 per source IP by default). Empty lets the kernel
+	// choose.
+	LocalAddrs []string
+
+	// Dial opens an upstream connection from localAddr ("" = any) to a
+	// member. Nil means a net.Dialer with DialTimeout. Tests use it to
+	// inject faults.
+	Dial func(ctx context.Context, localAddr, member string) (net.Conn, error)
+}
+
+// withDefaults returns c with every zero value replaced by its default.
+func (c Config) withDefaults() Config {
+	if c.MaxClientConns == 0 {
+		c.MaxClientConns = DefaultMaxClientConns
+	}
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = jute.DefaultMaxFrameSize
+	}
+	if c.MaxReplyFrameSize == 0 {
+		c.MaxReplyFrameSize = max(DefaultMaxReplyFrameSize, c.MaxFrameSize)
+	}
+	if c.MaxOutstandingPerSession == 0 {
+		c.MaxOutstandingPerSession = DefaultMaxOutstandingPerSession
+	}
+	if c.MaxBufferedBytesPerSession == 0 {
+		c.MaxBufferedBytesPerSession = 2 * c.MaxFrameSize
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.MemberBackoff == 0 {
+		c.MemberBackoff = DefaultMemberBackoff
+	}
+	return c
+}
+
+// Validate reports every problem of c, each naming its key, joined into one
+// error; nil means New will accept c.
+func (c Config) Validate() error {
+	var problems []error
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Source) == 0 {
+		bad("source", "required: at least one member host:port")
+	}
+	checkMembers := func(key string, members []string) {
+		seen := map[string]bool{}
+		for _, m := range members {
+			if _, _, err := net.SplitHostPort(m); err != nil {
+				bad(key, "%q is not host:port: %v", m, err)
+			}
+			if seen[m] {
+				bad(key, "%q listed twice", m)
+			}
+			seen[m] = true
+		}
+	}
+	checkMembers("source", c.Source)
+	checkMembers("destination", c.Destination)
+	nonNeg := func(key string, v int) {
+		if v < 0 {
+			bad(key, "must not be negative, got %d", v)
+		}
+	}
+	nonNeg("max-client-conns", c.MaxClientConns)
+	nonNeg("max-frame-size", c.MaxFrameSize)
+	nonNeg("max-reply-frame-size", c.MaxReplyFrameSize)
+	nonNeg("max-outstanding", c.MaxOutstandingPerSession)
+	nonNeg("max-buffered-bytes", c.MaxBufferedBytesPerSession)
+	if c.MaxFrameSize > 0 && c.MaxFrameSize < 64 {
+		bad("max-frame-size", "%d is too small for a ConnectRequest (45 bytes) plus headers; use 0 for the default", c.MaxFrameSize)
+	}
+	if c.MaxReplyFrameSize > 0 && c.MaxReplyFrameSize < 64 {
+		bad("max-reply-frame-size", "%d is too small for a ConnectResponse; use 0 for the default", c.MaxReplyFrameSize)
+	}
+	d := c.withDefaults()
+	if c.MaxBufferedBytesPerSession > 0 && c.MaxBufferedBytesPerSession < d.MaxFrameSize {
+		bad("max-buffered-bytes", "%d is below max-frame-size %d: one held request must fit", c.MaxBufferedBytesPerSession, d.MaxFrameSize)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"handshake-timeout", c.HandshakeTimeout},
+		{"dial-timeout", c.DialTimeout},
+		{"member-backoff", c.MemberBackoff},
+	} {
+		if d.v < 0 {
+			bad(d.key, "must not be negative, got %s", d.v)
+		}
+	}
+	for _, a := range c.LocalAddrs {
+		if _, err := netip.ParseAddr(a); err != nil {
+			bad("local-addrs", "%q is not an IP address", a)
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(problems))
+	for i, p := range problems {
+		msgs[i] = p.Error()
+	}
+	return fmt.Errorf("proxy config: %w", errors.New(strings.Join(msgs, "; ")))
+}

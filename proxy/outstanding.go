@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/zkproxy/zkproxy/jute"
+)
+
+// closesConnection reports whether a member closes the connection right
+// after sending a reply with this error: UnimplementedRequestProcessor
+// (UNIMPLEMENTED), ZooKeeperServer.processPacket on a failed auth
+// (AUTHFAILED), AuthenticationHelper enforcement (-124), and a request it
+// could not deserialize. The proxy must then close the client too instead
+// of hiding the close with a re-attach.
+func closesConnection(err jute.ErrCode) bool {
+	switch err {
+	case jute.ErrUnimplemented, jute.ErrAuthFailed, jute.ErrSessionClosedRequireSASLAuth, jute.ErrMarshallingError, jute.ErrSessionExpired:
+		return true
+	}
+	return false
+}
+
+// pendingRequest is one client request forwarded to the member and not yet
+// answered. Only what tracking needs is decoded: the path and watch flag of
+// watch-setting reads, the argument of addWatch/removeWatches.
+type pendingRequest struct {
+	xid   jute.Xid
+	op    jute.Op
+	path  string
+	watch bool
+	arg   int32 // addWatch mode, removeWatches watcher type
+	start time.Time
+}
+
+// requestFIFO is the queue of forwarded ordinary requests in wire order. A
+// member answers them in order on one connection (FinalRequestProcessor
+// runs requests of a session in commit order), so a reply must match the
+// head; the Java client drops the connection otherwise (ClientCnxn
+// "Xid out of order"). Callers bound its length. Not safe for concurrent
+// use.
+type requestFIFO struct {
+	buf  []pendingRequest
+	head int
+	n    int
+}
+
+func (q *requestFIFO) len() int { return q.n }
+
+func (q *requestFIFO) push(r pendingRequest) {
+	if q.n == len(q.buf) {
+		grown := make([]pendingRequest, max(8, 2*len(q.buf)))
+		for i := 0; i < q.n; i++ {
+			grown[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = grown, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = r
+	q.n++
+}
+
+// peek returns the oldest request.
+func (q *requestFIFO) peek() (pendingRequest, bool) {
+	if q.n == 0 {
+		return pendingRequest{}, false
+	}
+	return q.buf[q.head], true
+}
+
+// match removes and returns the request a reply with xid answers. The
+// reply must answer the head; the one exception is SASL (op 102), which
+// ZooKeeperServer.processSasl answers inline, so its reply can overtake
+// requests pipelined before it.
+func (q *requestFIFO) match(xid jute.Xid) (pendingRequest, error) {
+	head, ok := q.peek()
+	if !ok {
+		return pendingRequest{}, fmt.Errorf("reply xid %d with no request outstanding", xid)
+	}
+	if head.xid == xid {
+		q.buf[q.head] = pendingRequest{}
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+		if q.n == 0 {
+			q.head = 0
+		}
+		return head, nil
+	}
+	for i := 1; i < q.n; i++ {
+		idx := (q.head + i) % len(q.buf)
+		if r := q.buf[idx]; r.xid == xid && r.op == jute.OpSASL {
+			for j := i; j < q.n-1; j++ {
+				q.buf[(q.head+j)%len(q.buf)] = q.buf[(q.head+j+1)%len(q.buf)]
+			}
+			q.buf[(q.head+q.n-1)%len(q.buf)] = pendingRequest{}
+			q.n--
+			return r, nil
+		}
+	}
+	return pendingRequest{}, fmt.Errorf("reply xid %d out of order: expected xid %d (%s)", xid, head.xid, head.op)
+}
+
+// clear drops every entry (the connection they were sent on is gone).
+func (q *requestFIFO) clear() {
+	clear(q.buf)
+	q.head, q.n = 0, 0
+}
+
+// pingFIFO records who sent each ping in flight on the upstream connection.
+// Client and proxy pings both use xid -2 and their replies come back in
+// order, so the owner of a ping reply is the oldest entry.
+type pingFIFO struct {
+	fromProxy []bool
+}
+
+func (p *pingFIFO) push(fromProxy bool) { p.fromProxy = append(p.fromProxy, fromProxy) }
+
+// pop returns whether the oldest ping in flight was the proxy's own.
+func (p *pingFIFO) pop() (fromProxy, ok bool) {
+	if len(p.fromProxy) == 0 {
+		return false, false
+	}
+	fromProxy = p.fromProxy[0]
+	p.fromProxy = p.fromProxy[1:]
+	if len(p.fromProxy) == 0 {
+		p.fromProxy = nil
+	}
+	return fromProxy, true
+}
+
+// clientPings counts client pings in flight.
+func (p *pingFIFO) clientPings() int {
+	n := 0
+	for _, fromProxy := range p.fromProxy {
+		if !fromProxy {
+			n++
+		}
+	}
+	return n
+}
+
+func (p *pingFIFO) clear() { p.fromProxy = nil }

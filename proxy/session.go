@@ -1,0 +1,1163 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/zkproxy/zkproxy/jute"
+)
+
+// SessionState is where a session is in its life (ZK-PROTOCOL §9.2).
+type SessionState int32
+
+const (
+	// StateHandshake: the client connected; its ConnectRequest is being
+	// read or forwarded.
+	StateHandshake SessionState = iota
+	// StateActive: frames flow both ways.
+	StateActive
+	// StateDraining: a move was requested; new client requests are held
+	// while the replies to those in flight arrive.
+	StateDraining
+	// StateReattaching: the session has no upstream; the proxy is opening
+	// it on a member and replaying auth and watches. Client requests are
+	// held and client pings answered by the proxy.
+	StateReattaching
+	// StateClosed: the client connection is closed.
+	StateClosed
+)
+
+func (st SessionState) String() string {
+	switch st {
+	case StateHandshake:
+		return "handshake"
+	case StateActive:
+		return "active"
+	case StateDraining:
+		return "draining"
+	case StateReattaching:
+		return "reattaching"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("SessionState(%d)", int32(st))
+}
+
+// Errors returned by Session.Move.
+var (
+	// ErrSessionClosed: the session's client connection is closed.
+	ErrSessionClosed = errors.New("proxy: session closed")
+	// ErrDrainTimeout: requests were still in flight when the move's
+	// context ended; the session stays on its current member, unchanged.
+	ErrDrainTimeout = errors.New("proxy: drain deadline passed with requests in flight")
+)
+
+// Session is one client connection and the ZooKeeper session it carries.
+// Its methods are safe for concurrent use. Cutover drives sessions through
+// ID, Info and Move; the admin API lists them through Info.
+type Session struct {
+	srv        *Server
+	log        *slog.Logger
+	client     net.Conn
+	clientAddr string
+	clientR    *jute.FrameReader
+	created    time.Time
+	ctx        context.Context // ends when the session closes
+	cancel     context.CancelFunc
+
+	// Set by the handshake, then immutable.
+	id            jute.SessionID
+	passwd        []byte
+	reqTimeout    int32         // the client's requested timeout, resent on re-attach
+	clientTimeout time.Duration // negotiated with the first member: what the client believes
+	hasReadOnly   bool          // the client sent the trailing readOnly byte
+	readOnly      bool
+
+	cwmu sync.Mutex // serialises whole-frame writes to the client
+
+	// sendMu serialises writes to the upstream together with the queue
+	// pushes that describe them, so the outstanding and ping queues are in
+	// wire order. Lock order: sendMu before mu.
+	sendMu sync.Mutex
+
+	mu          sync.Mutex
+	cond        *sync.Cond // state, queue and closed changes
+	state       SessionState
+	up          *upstream
+	ensemble    []string
+	lastZxid    jute.Zxid
+	outstanding requestFIFO
+	pings       pingFIFO
+	pendingAuth [][]byte // auth frames (xid -4) awaiting their reply, in order
+	authLog     [][]byte // auth frames whose reply succeeded, replayed in order
+	watches     watchTracker
+	held        []heldRequest
+	heldBytes   int
+	usedSASL    bool
+	closeSent   bool   // the client sent closeSession
+	memberClose string // the member will close the connection after its last reply, and why
+	stopping    bool   // server shutdown: forward nothing new
+	closed      bool
+	closeReason string
+	opened      bool // counted in sessions_open
+}
+
+// heldRequest is a client request received while the session could not
+// forward it.
+type heldRequest struct {
+	frame []byte
+	req   pendingRequest
+	sw    *jute.SetWatches2
+}
+
+// SessionInfo is a snapshot of a session for listings and cutover checks.
+type SessionInfo struct {
+	ID         jute.SessionID
+	ClientAddr string
+	// Member is the upstream member, empty while re-attaching.
+	Member   string
+	Ensemble []string
+	State    SessionState
+	// Watches counts tracked registrations (all five kinds).
+	Watches     int
+	Outstanding int
+	Held        int
+	LastZxid    jute.Zxid
+	// Timeout is the timeout the client negotiated; UpstreamTimeout the
+	// current member's.
+	Timeout         time.Duration
+	UpstreamTimeout time.Duration
+	ReadOnly        bool
+	// UsedSASL: the client authenticated with SASL on this connection,
+	// which cannot be replayed (ZK-PROTOCOL §6.3): a move loses it.
+	UsedSASL bool
+	Auths    int
+	Created  time.Time
+}
+
+func newSession(srv *Server, conn net.Conn) *Session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Session{
+		srv:        srv,
+		client:     conn,
+		clientAddr: conn.RemoteAddr().String(),
+		created:    time.Now(),
+		ctx:        ctx,
+		cancel:     cancel,
+	}
+	s.cond = sync.NewCond(&s.mu)
+	s.log = srv.log.With("client", s.clientAddr)
+	return s
+}
+
+// ID returns the session id (0 before the handshake completed).
+func (s *Session) ID() jute.SessionID { return s.id }
+
+// State returns the session's current state.
+func (s *Session) State() SessionState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Info returns a snapshot of the session.
+func (s *Session) Info() SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := SessionInfo{
+		ID:          s.id,
+		ClientAddr:  s.clientAddr,
+		Ensemble:    slices.Clone(s.ensemble),
+		State:       s.state,
+		Watches:     s.watches.count(),
+		Outstanding: s.outstanding.len() + len(s.pendingAuth),
+		Held:        len(s.held),
+		LastZxid:    s.lastZxid,
+		Timeout:     s.clientTimeout,
+		ReadOnly:    s.readOnly,
+		UsedSASL:    s.usedSASL,
+		Auths:       len(s.authLog),
+		Created:     s.created,
+	}
+	if s.up != nil {
+		info.Member = s.up.member
+		info.UpstreamTimeout = s.up.timeout
+	}
+	return info
+}
+
+// Disconnect closes the client connection (not the ZooKeeper session): the
+// client reconnects through the proxy with its session. Cutover uses it as
+// the fallback when a session cannot move transparently.
+func (s *Session) Disconnect(reason string) { s.close(reason) }
+
+// serve runs the connection: handshake, then the client read loop.
+func (s *Session) serve() {
+	defer s.cancel()
+	if err := s.handshake(); err != nil {
+		s.close(err.Error())
+		s.client.Close()
+		return
+	}
+	err := s.readClient()
+	s.close(err.Error())
+}
+
+// errHandshakeDone marks a connection that ended during the handshake
+// without a session (four-letter word, expired session); its reason was
+// already counted.
+type handshakeError struct {
+	reason string // metric label
+	err    error
+}
+
+func (e *handshakeError) Error() string { return e.err.Error() }
+
+func rejectf(reason, format string, args ...any) error {
+	return &handshakeError{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+// handshake reads the first bytes: a four-letter word is answered, a
+// ConnectRequest is forwarded to a member of the target ensemble and its
+// ConnectResponse relayed.
+func (s *Session) handshake() (err error) {
+	defer func() {
+		var he *handshakeError
+		if errors.As(err, &he) && he.reason != "" {
+			s.srv.m.connectionsRejected.WithLabelValues(he.reason).Inc()
+			level := slog.LevelInfo
+			if he.reason == "four_letter_word" {
+				level = slog.LevelDebug
+			}
+			s.log.Log(context.Background(), level, "client connection closed during handshake", "reason", he.reason, "err", he.err)
+		}
+	}()
+	deadline := time.Now().Add(s.srv.cfg.HandshakeTimeout)
+	s.client.SetDeadline(deadline)
+
+	var prefix [4]byte
+	if _, err := io.ReadFull(s.client, prefix[:]); err != nil {
+		return rejectf(handshakeReason(err, "handshake_eof"), "reading the first bytes: %w", err)
+	}
+	if cmd, ok := jute.FourLetterWord(prefix); ok {
+		s.answerFourLetterWord(cmd, deadline)
+		return &handshakeError{reason: "four_letter_word", err: fmt.Errorf("four-letter word %q answered", cmd)}
+	}
+	// The first 4 bytes were the ConnectRequest's length: hand them back
+	// to the frame reader.
+	s.clientR = jute.NewFrameReader(io.MultiReader(bytes.NewReader(prefix[:]), s.client), s.srv.cfg.MaxFrameSize)
+	f, err := s.clientR.Next()
+	if err != nil {
+		if errors.Is(err, jute.ErrFrameTooLarge) || errors.Is(err, jute.ErrNegativeFrameLength) {
+			s.srv.m.framesOverLimit.WithLabelValues("client").Inc()
+			return rejectf("bad_handshake", "not a ZooKeeper client (first frame length %#x): %w", prefix, err)
+		}
+		return rejectf(handshakeReason(err, "handshake_eof"), "reading ConnectRequest: %w", err)
+	}
+	connectFrame := append([]byte(nil), f.Raw()...)
+	var req jute.ConnectRequest
+	if err := jute.Unmarshal(f.Payload(), &req); err != nil {
+		s.srv.m.decodeErrors.WithLabelValues("connect_request").Inc()
+		return rejectf("bad_handshake", "decoding ConnectRequest: %w", err)
+	}
+	if req.SessionID != 0 {
+		s.claimID(req.SessionID)
+	}
+
+	target := s.srv.Target()
+	var up *upstream
+	var resp *jute.ConnectResponse
+	var failures []string
+	for _, member := range s.srv.members.order(target) {
+		if time.Now().After(deadline) {
+			break
+		}
+		u, r, raw, err := s.srv.connectMember(s.ctx, member, connectFrame, deadline)
+		if errors.Is(err, errSessionExpired) {
+			// Relay the expiry so the client learns it (ClientCnxn
+			// onConnected treats timeOut <= 0 as Expired), then close as
+			// the member did.
+			s.writeClient(mirrorReadOnly(raw, r, req.HasReadOnly))
+			return rejectf("session_expired", "member %s: session %s expired or password wrong", member, req.SessionID)
+		}
+		if err != nil {
+			if errors.Is(err, errMemberRefused) {
+				s.log.Warn("member closed a new connection right after the ConnectRequest",
+					"member", member, "session", req.SessionID, "last_zxid_seen", req.LastZxidSeen,
+					"likely_causes", refusalCauses)
+			}
+			failures = append(failures, err.Error())
+			continue
+		}
+		up, resp = u, r
+		break
+	}
+	if up == nil {
+		return rejectf("no_member", "no member of %v accepted the session: %v", target, failures)
+	}
+
+	s.mu.Lock()
+	s.passwd = resp.Passwd
+	s.reqTimeout = req.TimeOut
+	s.clientTimeout = time.Duration(resp.TimeOut) * time.Millisecond
+	s.hasReadOnly, s.readOnly = req.HasReadOnly, req.ReadOnly
+	s.lastZxid = req.LastZxidSeen
+	s.ensemble = target
+	s.mu.Unlock()
+	if req.SessionID == 0 {
+		s.claimID(resp.SessionID)
+	}
+	s.log = s.log.With("session", s.id.String())
+
+	if err := s.writeClient(mirrorReadOnly(f.Raw(), resp, req.HasReadOnly)); err != nil {
+		up.conn.Close()
+		return rejectf("client_gone", "relaying ConnectResponse: %w", err)
+	}
+	s.client.SetDeadline(time.Time{})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		up.conn.Close()
+		return rejectf("", "closed during handshake: %s", s.closeReason)
+	}
+	s.opened = true
+	s.mu.Unlock()
+	s.srv.m.sessionsOpen.Inc()
+	s.log.Info("session open", "member", up.member, "timeout", s.clientTimeout,
+		"resumed", req.SessionID != 0, "read_only", resp.ReadOnly)
+	s.resume(up, nil, true)
+	return nil
+}
+
+// claimID records the session id and closes an older proxy connection of
+// the same session (Server.claim).
+func (s *Session) claimID(id jute.SessionID) {
+	s.id = id
+	if old := s.srv.claim(s); old != nil {
+		old.close("replaced by a new client connection of the same session")
+	}
+}
+
+// mirrorReadOnly returns the ConnectResponse frame to send to a client
+// that did (or did not) send the trailing readOnly byte: the member's raw
+// frame when it already matches, else a re-encoding with the client's
+// choice, which is what a server would have sent it (ZK-PROTOCOL §2.2).
+func mirrorReadOnly(raw []byte, resp *jute.ConnectResponse, clientHasReadOnly bool) []byte {
+	if resp == nil || resp.HasReadOnly == clientHasReadOnly {
+		return raw
+	}
+	r := *resp
+	r.HasReadOnly = clientHasReadOnly
+	return jute.AppendFrame(nil, jute.Marshal(&r))
+}
+
+func handshakeReason(err error, otherwise string) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "handshake_timeout"
+	}
+	return otherwise
+}
+
+// readClient forwards client frames until the client connection fails.
+func (s *Session) readClient() error {
+	for {
+		if err := s.waitForRoom(); err != nil {
+			return err
+		}
+		s.client.SetReadDeadline(time.Now().Add(s.clientTimeout))
+		f, err := s.clientR.Next()
+		if err != nil {
+			return s.clientReadError(err)
+		}
+		raw := f.Raw()
+		h, err := jute.PeekRequestHeader(f.Payload())
+		if err != nil {
+			s.srv.m.decodeErrors.WithLabelValues("request_header").Inc()
+			return fmt.Errorf("malformed request header: %w", err)
+		}
+		s.srv.m.requests.WithLabelValues(opLabel(h.Op)).Inc()
+		if h.Op == jute.OpPing {
+			if err := s.clientPing(raw); err != nil {
+				return err
+			}
+			continue
+		}
+		// Replies to xids -1, -2 and -4 are demultiplexed by xid; a client
+		// request reusing them for another op would be unanswerable.
+		if h.Xid == jute.XidNotification || h.Xid == jute.XidPing || (h.Xid == jute.XidAuth && h.Op != jute.OpAuth) {
+			s.srv.m.decodeErrors.WithLabelValues("reserved_xid").Inc()
+			return fmt.Errorf("request %s uses reserved xid %d", h.Op, h.Xid)
+		}
+		req := pendingRequest{xid: h.Xid, op: h.Op, start: time.Now()}
+		sw, err := parseRequest(f.Payload(), &req)
+		if err != nil {
+			// Forward it anyway: the member judges the request. The
+			// tracker just does not learn a watch from it.
+			s.srv.m.decodeErrors.WithLabelValues("request").Inc()
+			s.log.Debug("undecodable request forwarded as is", "err", err)
+		}
+		if err := s.forward(raw, req, sw); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Session) clientReadError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New("client closed the connection")
+	case errors.Is(err, jute.ErrFrameTooLarge), errors.Is(err, jute.ErrNegativeFrameLength):
+		// NIOServerCnxn.readLength closes the connection on such a length
+		// ("Len error"); the client sees a connection loss, as with a
+		// real server.
+		s.srv.m.framesOverLimit.WithLabelValues("client").Inc()
+		return fmt.Errorf("client frame over max-frame-size: %w", err)
+	case errors.As(err, &ne) && ne.Timeout():
+		// ZooKeeper expires a session whose client sent nothing for the
+		// session timeout; the proxy's own pings would otherwise keep a
+		// half-open client's session alive for ever.
+		return fmt.Errorf("client silent for the session timeout %s (half-open connection?)", s.clientTimeout)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		s.srv.m.decodeErrors.WithLabelValues("truncated_frame").Inc()
+		return fmt.Errorf("client connection ended inside a frame: %w", err)
+	}
+	return fmt.Errorf("reading from client: %w", err)
+}
+
+// waitForRoom blocks while the session is at its outstanding or
+// buffered-bytes limit: not reading is how the proxy pushes back.
+func (s *Session) waitForRoom() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	counted := false
+	for !s.closed {
+		var limit string
+		switch {
+		case s.outstanding.len()+len(s.pendingAuth)+len(s.held) >= s.srv.cfg.MaxOutstandingPerSession:
+			limit = "max_outstanding"
+		case s.heldBytes >= s.srv.cfg.MaxBufferedBytesPerSession:
+			limit = "max_buffered_bytes"
+		default:
+			return nil
+		}
+		if !counted {
+			s.srv.m.limitReached.WithLabelValues(limit).Inc()
+			counted = true
+		}
+		s.cond.Wait()
+	}
+	return errors.New(s.closeReason)
+}
+
+// clientPing forwards a client ping while the session is active, and
+// answers it locally otherwise (ZK-PROTOCOL §9.2: the clients do not match
+// ping replies against their request queues, so a local answer is safe).
+func (s *Session) clientPing(raw []byte) error {
+	s.sendMu.Lock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.sendMu.Unlock()
+		return errors.New(s.closeReason)
+	}
+	if s.state == StateActive && !s.stopping && s.up != nil {
+		up := s.up
+		s.pings.push(false)
+		s.mu.Unlock()
+		s.writeUpstream(up, raw)
+		s.sendMu.Unlock()
+		return nil
+	}
+	zxid := s.lastZxid
+	s.mu.Unlock()
+	s.sendMu.Unlock()
+	return s.answerPing(zxid)
+}
+
+// answerPing sends the reply a member sends to a ping:
+// ReplyHeader{-2, lastZxid, 0} (FinalRequestProcessor, ping case).
+func (s *Session) answerPing(zxid jute.Zxid) error {
+	return s.writeClient(appendReplyFrame(nil, jute.ReplyHeader{Xid: jute.XidPing, Zxid: zxid}))
+}
+
+// forward sends a client request upstream, or holds it while the session
+// has no usable upstream.
+func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New(s.closeReason)
+	}
+	if s.state != StateActive || s.stopping || s.up == nil {
+		s.held = append(s.held, heldRequest{frame: slices.Clone(raw), req: req, sw: sw})
+		s.heldBytes += len(raw)
+		s.mu.Unlock()
+		s.srv.m.heldRequests.Inc()
+		s.srv.m.heldRequestsNow.Inc()
+		return nil
+	}
+	up := s.up
+	s.enqueueLocked(raw, req, sw)
+	s.mu.Unlock()
+	s.writeUpstream(up, raw)
+	return nil
+}
+
+// enqueueLocked records a request about to be written upstream.
+func (s *Session) enqueueLocked(raw []byte, req pendingRequest, sw *jute.SetWatches2) {
+	switch req.op {
+	case jute.OpAuth:
+		if req.xid == jute.XidAuth {
+			s.pendingAuth = append(s.pendingAuth, slices.Clone(raw))
+			return
+		}
+	case jute.OpSASL:
+		s.usedSASL = true
+	case jute.OpCloseSession:
+		s.closeSent = true
+	}
+	if sw != nil {
+		s.watches.load(sw.DataWatches, sw.ExistWatches, sw.ChildWatches, sw.PersistentWatches, sw.PersistentRecursiveWatches)
+	}
+	s.outstanding.push(req)
+}
+
+// writeUpstream writes one complete frame. A failed write closes the
+// connection; readUpstream then sees the failure and handles it (the frame
+// is already recorded as in flight, so the client is told).
+func (s *Session) writeUpstream(up *upstream, frame []byte) {
+	up.conn.SetWriteDeadline(time.Now().Add(up.timeout))
+	if _, err := up.conn.Write(frame); err != nil {
+		up.conn.Close()
+		return
+	}
+	up.lastSend.Store(time.Now().UnixNano())
+}
+
+// writeClient writes one complete frame to the client. A client that does
+// not read for its session timeout is closed, as a server would expire it.
+func (s *Session) writeClient(frame []byte) error {
+	s.cwmu.Lock()
+	defer s.cwmu.Unlock()
+	timeout := s.clientTimeout
+	if timeout <= 0 {
+		timeout = s.srv.cfg.HandshakeTimeout
+	}
+	s.client.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := s.client.Write(frame); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("client stopped reading for the session timeout %s", timeout)
+		}
+		return fmt.Errorf("writing to client: %w", err)
+	}
+	return nil
+}
+
+// fatalError ends the session instead of re-attaching it.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// runUpstream pumps one upstream connection, then handles its loss.
+func (s *Session) runUpstream(up *upstream) {
+	defer s.srv.wg.Done()
+	err := s.readUpstream(up)
+	up.conn.Close()
+	if t := up.pinger.Load(); t != nil {
+		t.Stop()
+	}
+	close(up.done)
+	var fe *fatalError
+	if errors.As(err, &fe) {
+		s.close(fe.Error())
+		return
+	}
+	s.upstreamLost(up, err)
+}
+
+// readUpstream forwards member frames to the client, updating the session
+// state, until the connection fails.
+func (s *Session) readUpstream(up *upstream) error {
+	for {
+		up.conn.SetReadDeadline(time.Now().Add(up.readTimeout()))
+		f, err := up.r.Next()
+		if err != nil {
+			if errors.Is(err, jute.ErrFrameTooLarge) {
+				s.srv.m.framesOverLimit.WithLabelValues("upstream").Inc()
+				return &fatalError{fmt.Errorf("member %s sent a frame over max-reply-frame-size: %w", up.member, err)}
+			}
+			return err
+		}
+		up.lastRecv.Store(time.Now().UnixNano())
+		forward, err := s.onReply(f.Payload())
+		if err != nil {
+			return &fatalError{fmt.Errorf("member %s: %w", up.member, err)}
+		}
+		if forward {
+			if err := s.writeClient(f.Raw()); err != nil {
+				return &fatalError{err}
+			}
+		}
+	}
+}
+
+// readTimeout is how long the upstream may stay silent: two thirds of its
+// negotiated timeout, like ClientCnxn's readTimeout. The proxy's pings
+// every third guarantee traffic on a healthy connection.
+func (up *upstream) readTimeout() time.Duration { return up.timeout * 2 / 3 }
+
+// onReply updates the session state for one member frame and reports
+// whether the client must see it.
+func (s *Session) onReply(payload []byte) (forward bool, err error) {
+	h, err := jute.PeekReplyHeader(payload)
+	if err != nil {
+		s.srv.m.decodeErrors.WithLabelValues("reply_header").Inc()
+		return false, fmt.Errorf("malformed reply header: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case h.Xid == jute.XidNotification:
+		var ev jute.WatcherEvent
+		if err := jute.Unmarshal(payload[jute.ReplyHeaderSize:], &ev); err != nil {
+			// Keep the watches (over-registration is harmless) and let
+			// the client judge the frame.
+			s.srv.m.decodeErrors.WithLabelValues("notification").Inc()
+			return true, nil
+		}
+		s.watches.fired(ev.Type, ev.Path)
+		return true, nil
+	case h.Xid == jute.XidPing:
+		fromProxy, ok := s.pings.pop()
+		if !ok {
+			return false, errors.New("ping reply with no ping in flight")
+		}
+		return !fromProxy, nil
+	case h.Xid == jute.XidAuth && len(s.pendingAuth) > 0:
+		frame := s.pendingAuth[0]
+		s.pendingAuth = s.pendingAuth[1:]
+		if h.Err == jute.ErrOK {
+			s.authLog = append(s.authLog, frame)
+		} else {
+			s.memberClose = fmt.Sprintf("auth failed (%s)", h.Err)
+		}
+		s.cond.Broadcast()
+		return true, nil
+	}
+	req, err := s.outstanding.match(h.Xid)
+	if err != nil {
+		s.srv.m.decodeErrors.WithLabelValues("reply_xid").Inc()
+		return false, err
+	}
+	s.cond.Broadcast()
+	if h.Zxid > s.lastZxid {
+		s.lastZxid = h.Zxid
+	}
+	s.watches.replied(req.op, req.path, req.watch, req.arg, h.Err)
+	if closesConnection(h.Err) {
+		s.memberClose = fmt.Sprintf("%s answered %s", req.op, h.Err)
+	}
+	return true, nil
+}
+
+// upstreamLost handles the end of the current upstream connection
+// (ZK-PROTOCOL §9.2): re-attach invisibly when nothing was in flight,
+// close the client when an outcome is unknown or the member meant to close.
+func (s *Session) upstreamLost(up *upstream, cause error) {
+	s.mu.Lock()
+	if s.closed || s.up != up {
+		// Closed, or detached on purpose by Move.
+		s.mu.Unlock()
+		return
+	}
+	s.up = nil
+	inFlight := s.outstanding.len() + len(s.pendingAuth)
+	switch {
+	case s.closeSent:
+		s.mu.Unlock()
+		s.close("client closed its session")
+		return
+	case s.memberClose != "":
+		reason := s.memberClose
+		s.mu.Unlock()
+		s.close(fmt.Sprintf("member %s closed the connection after it %s", up.member, reason))
+		return
+	case inFlight > 0:
+		s.mu.Unlock()
+		// A member that loses the session drops what was in flight with no
+		// reply (ZK-PROTOCOL §2.5, §10.2), so the outcome of those
+		// requests is unknown and must not be retried by the proxy: the
+		// client gets ConnectionLoss and reconnects through the proxy
+		// with its session, as when a real server dies.
+		s.srv.members.markFailed(up.member)
+		s.srv.m.reattaches.WithLabelValues("closed_in_flight").Inc()
+		s.close(fmt.Sprintf("upstream %s lost with %d requests in flight (%v)", up.member, inFlight, cause))
+		return
+	case s.state == StateDraining:
+		// Move is waiting for the drain; with nothing in flight it can go
+		// straight to its target.
+		orphans := s.pings.clientPings()
+		s.pings.clear()
+		zxid := s.lastZxid
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		s.answerPings(orphans, zxid)
+		return
+	}
+	s.srv.members.markFailed(up.member)
+	s.state = StateReattaching
+	orphans := s.pings.clientPings()
+	s.pings.clear()
+	zxid := s.lastZxid
+	ensemble := s.ensemble
+	lastRecv := time.Unix(0, up.lastRecv.Load())
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.answerPings(orphans, zxid)
+
+	// The member's session tracker expires the session one timeout after
+	// its last touch (SessionTrackerImpl, ExpiryQueue); that is the whole
+	// budget for re-attaching.
+	budget := lastRecv.Add(up.timeout)
+	s.log.Info("upstream lost; re-attaching", "member", up.member, "cause", cause, "budget", time.Until(budget).Round(time.Millisecond))
+	start := time.Now()
+	next, err := s.reattach(s.ctx, ensemble, budget)
+	if err != nil {
+		result := "failed"
+		if errors.Is(err, errSessionExpired) {
+			result = "expired"
+		}
+		s.srv.m.reattaches.WithLabelValues(result).Inc()
+		s.close(fmt.Sprintf("re-attach after losing %s failed: %v", up.member, err))
+		return
+	}
+	s.srv.m.reattaches.WithLabelValues("ok").Inc()
+	s.log.Info("session re-attached", "from", up.member, "to", next.member, "reason", "upstream lost",
+		"took", time.Since(start).Round(time.Millisecond), "watches", s.Info().Watches)
+	s.resume(next, nil, true)
+}
+
+// answerPings answers client pings whose upstream went away.
+func (s *Session) answerPings(n int, zxid jute.Zxid) {
+	for range n {
+		if s.answerPing(zxid) != nil {
+			return
+		}
+	}
+}
+
+// reattach opens the session on a member of members before deadline:
+// ConnectRequest with the same id, password, lastZxidSeen, requested
+// timeout and readOnly byte, then auth and watch replay (ZK-PROTOCOL §9.2
+// CONNECTING → REPLAY_AUTH → REPLAY_WATCHES).
+func (s *Session) reattach(ctx context.Context, members []string, deadline time.Time) (*upstream, error) {
+	s.mu.Lock()
+	req := jute.ConnectRequest{
+		LastZxidSeen: s.lastZxid,
+		TimeOut:      s.reqTimeout,
+		SessionID:    s.id,
+		Passwd:       s.passwd,
+		ReadOnly:     s.readOnly,
+		HasReadOnly:  s.hasReadOnly,
+	}
+	s.mu.Unlock()
+	frame := jute.AppendFrame(nil, jute.Marshal(&req))
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	var lastErr error
+	backoff := 50 * time.Millisecond
+	for {
+		for _, member := range s.srv.members.order(members) {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("%w (last attempt: %v)", err, lastErr)
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("no member of %v took the session before its timeout (last attempt: %v)", members, lastErr)
+			}
+			attemptDeadline := time.Now().Add(s.srv.cfg.HandshakeTimeout)
+			if deadline.Before(attemptDeadline) {
+				attemptDeadline = deadline
+			}
+			up, resp, _, err := s.srv.connectMember(ctx, member, frame, attemptDeadline)
+			if errors.Is(err, errSessionExpired) {
+				return nil, fmt.Errorf("member %s: %w", member, err)
+			}
+			if err != nil {
+				if errors.Is(err, errMemberRefused) {
+					s.log.Warn("member closed the re-attach right after the ConnectRequest",
+						"member", member, "last_zxid_seen", req.LastZxidSeen, "likely_causes", refusalCauses)
+				}
+				lastErr = err
+				continue
+			}
+			if resp.SessionID != s.id {
+				up.conn.Close()
+				return nil, fmt.Errorf("member %s answered with session %s", member, resp.SessionID)
+			}
+			if err := s.replay(up, attemptDeadline); err != nil {
+				up.conn.Close()
+				s.srv.members.markFailed(member)
+				var fe *fatalError
+				if errors.As(err, &fe) {
+					return nil, err
+				}
+				lastErr = err
+				continue
+			}
+			return up, nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// replay re-creates the connection-scoped state on a new upstream: the
+// auth packets first (3.9 drops events on nodes the connection may not
+// read, ServerCnxn.process), then the watches. Replies to the proxy's own
+// frames are swallowed; catch-up notifications are forwarded.
+func (s *Session) replay(up *upstream, deadline time.Time) error {
+	s.mu.Lock()
+	auths := slices.Clone(s.authLog)
+	batches := s.watches.batches(setWatchesMaxPathChars)
+	rel := s.lastZxid
+	s.mu.Unlock()
+
+	up.conn.SetDeadline(deadline)
+	defer up.conn.SetDeadline(time.Time{})
+	for _, frame := range auths {
+		if _, err := up.conn.Write(frame); err != nil {
+			return fmt.Errorf("replaying auth on %s: %w", up.member, err)
+		}
+		h, err := s.awaitOwnReply(up, jute.XidAuth)
+		if err != nil {
+			return fmt.Errorf("replaying auth on %s: %w", up.member, err)
+		}
+		if h.Err != jute.ErrOK {
+			// The member closes the connection after AUTHFAILED
+			// (ZooKeeperServer.processPacket): the client's identity cannot
+			// be restored, so the move must be visible.
+			return &fatalError{fmt.Errorf("replayed auth failed on %s: %s", up.member, h.Err)}
+		}
+	}
+	for _, b := range batches {
+		op, rec := b.record(rel)
+		frame := appendRequestFrame(nil, jute.RequestHeader{Xid: jute.XidSetWatches, Op: op}, rec)
+		if _, err := up.conn.Write(frame); err != nil {
+			return fmt.Errorf("replaying watches on %s: %w", up.member, err)
+		}
+		h, err := s.awaitOwnReply(up, jute.XidSetWatches)
+		if err != nil {
+			return fmt.Errorf("replaying watches on %s: %w", up.member, err)
+		}
+		if h.Err != jute.ErrOK {
+			return fmt.Errorf("%s rejected by %s: %s", op, up.member, h.Err)
+		}
+		s.srv.m.watchesReplayed.Add(float64(len(b.data) + len(b.exist) + len(b.child) + len(b.persistent) + len(b.recursive)))
+	}
+	up.lastSend.Store(time.Now().UnixNano())
+	return nil
+}
+
+// awaitOwnReply reads the new upstream until the reply with xid arrives,
+// forwarding notifications (SetWatches catch-up events come before its
+// reply, DataTree.setWatches) and applying them to the tracker.
+func (s *Session) awaitOwnReply(up *upstream, xid jute.Xid) (jute.ReplyHeader, error) {
+	for {
+		f, err := up.r.Next()
+		if err != nil {
+			return jute.ReplyHeader{}, err
+		}
+		up.lastRecv.Store(time.Now().UnixNano())
+		h, err := jute.PeekReplyHeader(f.Payload())
+		if err != nil {
+			s.srv.m.decodeErrors.WithLabelValues("reply_header").Inc()
+			return h, err
+		}
+		switch h.Xid {
+		case xid:
+			return h, nil
+		case jute.XidNotification:
+			if _, err := s.onReply(f.Payload()); err != nil {
+				return h, err
+			}
+			if err := s.writeClient(f.Raw()); err != nil {
+				return h, &fatalError{err}
+			}
+		default:
+			return h, fmt.Errorf("unexpected reply xid %d while waiting for xid %d", h.Xid, xid)
+		}
+	}
+}
+
+// resume makes up the session's upstream and releases the held requests
+// in their original order (ZK-PROTOCOL §9.2 RESUME). ensemble, when not
+// nil, becomes the ensemble failovers stay in. startPump is false when the
+// upstream's pump is already running (a drain that timed out).
+func (s *Session) resume(up *upstream, ensemble []string, startPump bool) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		up.conn.Close()
+		return
+	}
+	s.up = up
+	s.state = StateActive
+	if ensemble != nil {
+		s.ensemble = slices.Clone(ensemble)
+	}
+	held := s.held
+	s.held, s.heldBytes = nil, 0
+	for _, h := range held {
+		s.enqueueLocked(h.frame, h.req, h.sw)
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.srv.m.heldRequestsNow.Sub(float64(len(held)))
+	if startPump {
+		up.lastRecv.Store(time.Now().UnixNano())
+		s.srv.wg.Add(1)
+		go s.runUpstream(up)
+		s.startPinger(up)
+	}
+	for _, h := range held {
+		s.writeUpstream(up, h.frame)
+	}
+}
+
+// startPinger keeps the member's session alive on the member's own
+// negotiated timeout: the client paces its pings by the timeout it was
+// told, which a re-attached member may have negotiated lower
+// (ZK-PROTOCOL §5.4, §10.12). A ping goes out after a third of the timeout
+// without any frame sent, like ClientCnxn's readTimeout/2.
+func (s *Session) startPinger(up *upstream) {
+	interval := max(up.timeout/3, 10*time.Millisecond)
+	var t *time.Timer
+	t = time.AfterFunc(interval, func() {
+		idle := time.Since(time.Unix(0, up.lastSend.Load()))
+		if idle >= interval {
+			s.sendMu.Lock()
+			s.mu.Lock()
+			ok := !s.closed && s.up == up
+			if ok {
+				s.pings.push(true)
+			}
+			s.mu.Unlock()
+			if ok {
+				s.writeUpstream(up, pingFrame)
+				s.srv.m.proxyPings.Inc()
+			}
+			s.sendMu.Unlock()
+			if !ok {
+				return
+			}
+			idle = 0
+		}
+		select {
+		case <-up.done:
+		default:
+			t.Reset(interval - idle)
+		}
+	})
+	up.pinger.Store(t)
+}
+
+// Move re-establishes the session on a member of target without closing
+// the client connection (ZK-PROTOCOL §9.2 DRAINING → CONNECTING →
+// REPLAY_AUTH → REPLAY_WATCHES → RESUME). It waits for a failover in
+// progress to finish, holds new client requests (bounded by the session's
+// limits), waits for the replies to those in flight, closes the old
+// upstream, opens the session on target with the same id, password and
+// lastZxidSeen, replays auth and watches, then releases the held requests
+// in order. Client pings are answered throughout.
+//
+// ctx bounds the whole move; it should end well within the session
+// timeout. If it ends while requests are still in flight, Move returns
+// ErrDrainTimeout and the session stays where it was, untouched. Once the
+// old upstream is closed there is no way back: if the target does not take
+// the session (refused, expired, auth replay failed, ctx ended), Move
+// closes the client connection — the client reconnects through the proxy
+// with its session — and returns the error. On success, failovers stay in
+// target from then on.
+func (s *Session) Move(ctx context.Context, target []string) error {
+	if len(target) == 0 {
+		return errors.New("proxy: move: empty target")
+	}
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+
+	s.mu.Lock()
+	for !s.closed && s.state != StateActive && ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)
+	}
+	if err := ctx.Err(); err != nil {
+		state := s.state
+		s.mu.Unlock()
+		return fmt.Errorf("proxy: move: session is %s: %w", state, err)
+	}
+	start := time.Now()
+	s.state = StateDraining
+	for !s.closed && s.up != nil && s.outstanding.len()+len(s.pendingAuth) > 0 && ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	if s.closed {
+		s.mu.Unlock()
+		s.srv.m.moves.WithLabelValues("closed").Inc()
+		return fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)
+	}
+	if s.up != nil && s.outstanding.len()+len(s.pendingAuth) > 0 {
+		n := s.outstanding.len() + len(s.pendingAuth)
+		up := s.up
+		s.mu.Unlock()
+		s.resume(up, nil, false)
+		s.srv.m.moves.WithLabelValues("drain_timeout").Inc()
+		return fmt.Errorf("%w: %d still in flight on %s", ErrDrainTimeout, n, up.member)
+	}
+	old := s.up
+	s.up = nil
+	s.state = StateReattaching
+	orphans := s.pings.clientPings()
+	s.pings.clear()
+	zxid := s.lastZxid
+	budget := time.Now().Add(s.clientTimeout)
+	if old != nil {
+		budget = time.Unix(0, old.lastRecv.Load()).Add(old.timeout)
+	}
+	s.mu.Unlock()
+	oldMember := "(none)"
+	if old != nil {
+		// The old connection must be gone before the session is
+		// revalidated elsewhere (ZK-PROTOCOL §5.2): it drops the stale
+		// watches there and no write can be in flight on two members.
+		oldMember = old.member
+		old.conn.Close()
+		<-old.done
+	}
+	s.answerPings(orphans, zxid)
+	drained := time.Since(start)
+
+	up, err := s.reattach(ctx, target, budget)
+	if err != nil {
+		result := "failed"
+		if errors.Is(err, errSessionExpired) {
+			result = "expired"
+		}
+		s.srv.m.moves.WithLabelValues(result).Inc()
+		s.close(fmt.Sprintf("move from %s to %v failed: %v", oldMember, target, err))
+		return fmt.Errorf("proxy: move session %s to %v: %w", s.id, target, err)
+	}
+	s.resume(up, target, true)
+	s.srv.m.moves.WithLabelValues("ok").Inc()
+	s.log.Info("session re-attached", "from", oldMember, "to", up.member, "reason", "move",
+		"drain", drained.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// drainAndClose is the graceful end used by Server.Shutdown: forward
+// nothing new, wait for in-flight replies (bounded by ctx), close the client
+// connection. The ZooKeeper session itself is left alive so the client can
+// resume it through another proxy.
+func (s *Session) drainAndClose(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+	s.mu.Lock()
+	s.stopping = true
+	for !s.closed && s.state != StateHandshake && s.up != nil &&
+		s.outstanding.len()+len(s.pendingAuth) > 0 && ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	s.mu.Unlock()
+	s.close("proxy shutting down")
+}
+
+// close ends the client connection and the upstream, once; reason is
+// logged and counted.
+func (s *Session) close(reason string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.closeReason = reason
+	s.state = StateClosed
+	up := s.up
+	held := len(s.held)
+	s.held, s.heldBytes = nil, 0
+	opened := s.opened
+	s.cond.Broadcast()
+	s.mu.Unlock()
+
+	s.cancel()
+	s.client.Close()
+	if up != nil {
+		up.conn.Close()
+	}
+	s.srv.m.heldRequestsNow.Sub(float64(held))
+	if opened {
+		s.srv.m.sessionsOpen.Dec()
+		s.srv.m.connectionsClosed.WithLabelValues(closeLabel(reason)).Inc()
+		member := ""
+		if up != nil {
+			member = up.member
+		}
+		s.log.Info("session closed", "reason", reason, "member", member,
+			"age", time.Since(s.created).Round(time.Millisecond), "dropped_held", held)
+	}
+}
+
+// closeLabel maps a close reason to a bounded metric label.
+func closeLabel(reason string) string {
+	for _, p := range []struct{ prefix, label string }{
+		{"client closed the connection", "client_closed"},
+		{"client closed its session", "close_session"},
+		{"client silent", "client_timeout"},
+		{"client stopped reading", "client_not_reading"},
+		{"client frame over", "frame_too_large"},
+		{"client connection ended inside", "truncated_frame"},
+		{"malformed", "malformed"},
+		{"request ", "reserved_xid"},
+		{"upstream ", "upstream_lost_in_flight"},
+		{"member ", "member_closed"},
+		{"re-attach", "reattach_failed"},
+		{"move ", "move_failed"},
+		{"replaced", "replaced"},
+		{"proxy ", "proxy_shutdown"},
+	} {
+		if len(reason) >= len(p.prefix) && reason[:len(p.prefix)] == p.prefix {
+			return p.label
+		}
+	}
+	return "other"
+}

@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"fmt"
+
+	"github.com/zkproxy/zkproxy/jute"
+)
+
+// pathRequest decodes the request bodies whose first field is a path and
+// second an int-sized or boolean argument, which is all tracking needs:
+// ExistsRequest, GetDataRequest, GetChildren(2)Request {path, bool watch},
+// AddWatchRequest {path, int mode}, RemoveWatchesRequest {path, int type}
+// (zookeeper.jute).
+type pathRequest struct {
+	Path  string
+	Watch bool  // boolean second field
+	Arg   int32 // int second field
+	isInt bool
+}
+
+func (r *pathRequest) Decode(d *jute.Decoder) {
+	r.Path = d.UString()
+	if r.isInt {
+		r.Arg = d.Int32()
+	} else {
+		r.Watch = d.Bool()
+	}
+}
+
+func (r *pathRequest) Encode(e *jute.Encoder) {
+	e.UString(r.Path)
+	if r.isInt {
+		e.Int32(r.Arg)
+	} else {
+		e.Bool(r.Watch)
+	}
+}
+
+// parseRequest fills req with what tracking needs from one client request
+// payload (header included). Only the ops whose reply changes the watch
+// set are decoded; everything else is forwarded on its header alone.
+func parseRequest(payload []byte, req *pendingRequest) (*jute.SetWatches2, error) {
+	body := payload[jute.RequestHeaderSize:]
+	switch req.op {
+	case jute.OpExists, jute.OpGetData, jute.OpGetChildren, jute.OpGetChildren2,
+		jute.OpAddWatch, jute.OpRemoveWatches:
+		r := pathRequest{isInt: req.op == jute.OpAddWatch || req.op == jute.OpRemoveWatches}
+		if err := jute.Unmarshal(body, &r); err != nil {
+			return nil, fmt.Errorf("decoding %s request xid %d: %w", req.op, req.xid, err)
+		}
+		req.path, req.watch, req.arg = r.Path, r.Watch, r.Arg
+	case jute.OpSetWatches:
+		var sw jute.SetWatches
+		if err := jute.Unmarshal(body, &sw); err != nil {
+			return nil, fmt.Errorf("decoding setWatches xid %d: %w", req.xid, err)
+		}
+		return &jute.SetWatches2{RelativeZxid: sw.RelativeZxid, DataWatches: sw.DataWatches,
+			ExistWatches: sw.ExistWatches, ChildWatches: sw.ChildWatches}, nil
+	case jute.OpSetWatches2:
+		var sw jute.SetWatches2
+		if err := jute.Unmarshal(body, &sw); err != nil {
+			return nil, fmt.Errorf("decoding setWatches2 xid %d: %w", req.xid, err)
+		}
+		return &sw, nil
+	}
+	return nil, nil
+}
+
+// appendRequestFrame appends a complete frame (length, header, body) the
+// proxy sends on its own behalf; body may be nil.
+func appendRequestFrame(dst []byte, h jute.RequestHeader, body jute.Record) []byte {
+	payload := jute.AppendRecord(nil, &h)
+	if body != nil {
+		payload = jute.AppendRecord(payload, body)
+	}
+	return jute.AppendFrame(dst, payload)
+}
+
+// appendReplyFrame appends a complete reply frame with no body.
+func appendReplyFrame(dst []byte, h jute.ReplyHeader) []byte {
+	return jute.AppendFrame(dst, jute.AppendRecord(nil, &h))
+}
+
+// pingFrame is the request a client sends as ping; the proxy sends the
+// same bytes for its own keep-alives.
+var pingFrame = appendRequestFrame(nil, jute.RequestHeader{Xid: jute.XidPing, Op: jute.OpPing}, nil)
