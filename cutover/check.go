@@ -69,6 +69,9 @@ type Item struct {
 type Unmovable struct {
 	ID     string `json:"id"`
 	Reason string `json:"reason"`
+
+	id   int64
+	code string // the bounded reason label: sasl, local_session, zxid_ahead
 }
 
 // Report is the answer to "is mitosis sync confirmed?".
@@ -251,11 +254,11 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 		id := fmt.Sprintf("0x%016x", uint64(s.ID))
 		switch {
 		case s.SASL:
-			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "sasl: SASL authentication cannot be replayed on a new connection"})
+			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "sasl: SASL authentication cannot be replayed on a new connection", s.ID, "sasl"})
 		case local[s.Member]:
-			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "local_session: its member holds local sessions (localSessionsEnabled=true), unknown to other members"})
+			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "local_session: its member holds local sessions (localSessionsEnabled=true), unknown to other members", s.ID, "local_session"})
 		case !slices.ContainsFunc(dest, func(m *MemberStatus) bool { return m.Mode != "" && m.zxid >= s.LastZxidSeen }):
-			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "zxid_ahead: last zxid seen is ahead of every destination member"})
+			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "zxid_ahead: last zxid seen is ahead of every destination member", s.ID, "zxid_ahead"})
 		}
 	}
 	add("sessions movable", true, "%d sessions will move live, %d will reconnect instead", len(sessions)-len(rep.Unmovable), len(rep.Unmovable))

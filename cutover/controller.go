@@ -1,0 +1,412 @@
+package cutover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zkproxy/zkproxy/internal/fourlw"
+)
+
+// Session is one proxied session as the controller drives it.
+type Session interface {
+	View() SessionView
+	// Move re-establishes the session on one of members, invisibly to the
+	// client: drain, connect with the same id/password/last zxid, replay
+	// auth and watches, release. On error the session is still attached
+	// where it was, or its client was disconnected (see MoveError).
+	Move(ctx context.Context, members []string) error
+	// Disconnect closes the client's connection so it reconnects through
+	// zkproxy — the fallback when a live move is impossible.
+	Disconnect(reason string)
+}
+
+// MoveError lets a Session classify why a move failed (a bounded label:
+// "drain_timeout", "refused", "expired", ...). Errors without it count as
+// "error".
+type MoveError interface {
+	error
+	MoveReason() string
+}
+
+// Proxy is what the controller needs of the proxy.
+type Proxy interface {
+	// SetTarget routes new client connections to members.
+	SetTarget(members []string)
+	// Sessions lists the established sessions.
+	Sessions() []Session
+}
+
+// Config configures a Controller.
+type Config struct {
+	Source, Destination []string
+	// MaxLag for the sync check (see CheckConfig).
+	MaxLag int64
+	// MoveConcurrency bounds how many sessions move at once; zero means 8.
+	MoveConcurrency int
+	// MoveTimeout bounds one session's move (drain included); zero means
+	// 10s, well under Kafka's 18s session timeout.
+	MoveTimeout time.Duration
+	// Store persists the phase; its Dir must exist.
+	Store Store
+	// CheckDial overrides how the sync check reaches members; nil dials TCP.
+	CheckDial fourlw.DialFunc
+}
+
+// Controller runs the cutover state machine and performs its side effects.
+// Its methods are safe for concurrent use.
+type Controller struct {
+	cfg   Config
+	proxy Proxy
+	log   *slog.Logger
+	m     *metrics
+	now   func() time.Time
+
+	mu       sync.Mutex
+	state    State
+	progress Progress
+	cancel   context.CancelFunc // stops the running move loop
+	running  chan struct{}      // closed when the move loop ends
+}
+
+// Progress counts the sessions of the current (or last) move.
+type Progress struct {
+	Total   int            `json:"total"`
+	Moved   int            `json:"moved"`
+	Failed  int            `json:"failed"`
+	Pending int            `json:"pending"`
+	Reasons map[string]int `json:"reasons"`
+}
+
+// Status is the answer to GET /cutover.
+type Status struct {
+	Phase      Phase          `json:"phase"`
+	Split      bool           `json:"split"`
+	Target     Ensemble       `json:"target"`
+	Sessions   Progress       `json:"sessions"`
+	Reasons    map[string]int `json:"reasons"`
+	StartedAt  time.Time      `json:"started_at,omitzero"`
+	FinishedAt time.Time      `json:"finished_at,omitzero"`
+	SplitAt    time.Time      `json:"split_at,omitzero"`
+}
+
+// NewController loads the persisted state, resolves a move interrupted by a
+// restart (see Restored) and routes new connections accordingly.
+func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registerer) (*Controller, error) {
+	if len(cfg.Source) == 0 {
+		return nil, errors.New("cutover: no source members")
+	}
+	if cfg.MoveConcurrency <= 0 {
+		cfg.MoveConcurrency = 8
+	}
+	if cfg.MoveTimeout <= 0 {
+		cfg.MoveTimeout = 10 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Controller{cfg: cfg, proxy: p, log: log, m: newMetrics(reg), now: time.Now}
+	st, err := cfg.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	if restored, changed := Restored(st, c.now()); changed {
+		log.Warn("cutover: resuming after restart; clients reconnect to where new connections go",
+			"was", st.Phase.String(), "now", restored.Phase.String())
+		if err := cfg.Store.Save(restored); err != nil {
+			return nil, err
+		}
+		st = restored
+	}
+	if st.Phase.Target() == Destination && len(cfg.Destination) == 0 {
+		return nil, fmt.Errorf("cutover: persisted phase %s routes to the destination, but no destination members are configured", st.Phase)
+	}
+	c.state = st
+	c.progress.Reasons = map[string]int{}
+	p.SetTarget(c.members(st.Phase.Target()))
+	c.m.setPhase(st.Phase)
+	log.Info("cutover: state loaded", "phase", st.Phase.String(), "split", st.Split, "target", string(st.Phase.Target()))
+	return c, nil
+}
+
+func (c *Controller) members(e Ensemble) []string {
+	if e == Destination {
+		return c.cfg.Destination
+	}
+	return c.cfg.Source
+}
+
+// Status reports the phase and the progress of the current or last move.
+func (c *Controller) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.progress
+	p.Reasons = cloneMap(c.progress.Reasons)
+	return Status{
+		Phase: c.state.Phase, Split: c.state.Split, Target: c.state.Phase.Target(), Sessions: p,
+		Reasons: p.Reasons, StartedAt: c.state.StartedAt, FinishedAt: c.state.FinishedAt, SplitAt: c.state.SplitAt,
+	}
+}
+
+// Check runs the sync check against the proxy's current sessions.
+func (c *Controller) Check(ctx context.Context) *Report {
+	var views []SessionView
+	for _, s := range c.proxy.Sessions() {
+		views = append(views, s.View())
+	}
+	return Check(ctx, CheckConfig{Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Dial: c.cfg.CheckDial}, views)
+}
+
+// ErrNotReady is returned by Start when the sync check fails without force.
+var ErrNotReady = errors.New("cutover: mitosis sync not confirmed")
+
+// transition applies ev, persists the new state, and logs and counts it.
+// The caller holds c.mu.
+func (c *Controller) transition(ev Event) (bool, error) {
+	next, changed, err := Next(c.state, ev, c.now())
+	if err != nil || !changed {
+		return false, err
+	}
+	if err := c.cfg.Store.Save(next); err != nil {
+		return false, fmt.Errorf("cutover: %s: %w", ev, err)
+	}
+	c.log.Info("cutover: phase change", "event", ev.String(), "from", c.state.Phase.String(), "to", next.Phase.String(), "split", next.Split)
+	c.m.transitions.WithLabelValues(ev.String(), c.state.Phase.String(), next.Phase.String()).Inc()
+	c.m.setPhase(next.Phase)
+	c.state = next
+	return true, nil
+}
+
+// Start runs the sync check and, when it passes (or force), starts moving
+// every session to the destination in the background. It is idempotent:
+// while a cutover runs or after it finished, Start changes nothing.
+func (c *Controller) Start(ctx context.Context, force bool) (*Report, error) {
+	if len(c.cfg.Destination) == 0 {
+		return nil, errors.New("cutover: no destination members configured")
+	}
+	rep := c.Check(ctx)
+	if !rep.Ready && !force {
+		return rep, fmt.Errorf("%w: %s", ErrNotReady, rep.Reason())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed, err := c.transition(EventStart)
+	if err != nil || !changed {
+		return rep, err
+	}
+	targets := rep.Usable
+	if len(targets) == 0 {
+		targets = c.cfg.Destination // forced: try every member
+	}
+	c.proxy.SetTarget(c.cfg.Destination)
+	c.launch(Destination, targets, rep)
+	return rep, nil
+}
+
+// Rollback moves every session back to the source (refused after the split).
+func (c *Controller) Rollback(ctx context.Context) error {
+	c.mu.Lock()
+	c.stopLocked()
+	changed, err := c.transition(EventRollback)
+	if err != nil || !changed {
+		c.mu.Unlock()
+		return err
+	}
+	c.proxy.SetTarget(c.cfg.Source)
+	c.launch(Source, c.cfg.Source, nil)
+	c.mu.Unlock()
+	return nil
+}
+
+// Abort stops a running cutover or rollback; moved sessions stay moved.
+func (c *Controller) Abort() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.transition(EventAbort); err != nil {
+		return err
+	}
+	c.stopLocked()
+	c.proxy.SetTarget(c.members(c.state.Phase.Target()))
+	return nil
+}
+
+// RecordSplit records that the joint ensemble was split: rollback is
+// refused from now on.
+func (c *Controller) RecordSplit() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.transition(EventSplit)
+	return err
+}
+
+// Wait blocks until the running move loop (if any) ends or ctx is done.
+func (c *Controller) Wait(ctx context.Context) error {
+	c.mu.Lock()
+	running := c.running
+	c.mu.Unlock()
+	if running == nil {
+		return nil
+	}
+	select {
+	case <-running:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// Close stops a running move loop (the phase stays as persisted).
+func (c *Controller) Close() {
+	c.mu.Lock()
+	c.stopLocked()
+	c.mu.Unlock()
+}
+
+// stopLocked cancels the move loop and waits for it. The loop takes c.mu to
+// count results, so the lock is released while waiting.
+func (c *Controller) stopLocked() {
+	if c.cancel == nil {
+		return
+	}
+	c.cancel()
+	running := c.running
+	c.mu.Unlock()
+	<-running
+	c.mu.Lock()
+}
+
+// launch starts the move loop toward ens. The caller holds c.mu.
+func (c *Controller) launch(ens Ensemble, targets []string, rep *Report) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	c.cancel, c.running = cancel, done
+	c.progress = Progress{Reasons: map[string]int{}}
+	unmovable := map[int64]string{}
+	if rep != nil {
+		for _, u := range rep.Unmovable {
+			unmovable[u.id] = u.code
+		}
+	}
+	go func() {
+		defer close(done)
+		c.moveAll(ctx, ens, targets, unmovable)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.running == done {
+			c.cancel, c.running = nil, nil
+		}
+		if ctx.Err() == nil {
+			if _, err := c.transition(EventMovesDone); err != nil {
+				c.log.Error("cutover: finishing", "err", err)
+			}
+		}
+	}()
+}
+
+// moveAll moves every session not yet on ens, MoveConcurrency at a time,
+// until none is left; sessions that connect meanwhile already land on ens.
+func (c *Controller) moveAll(ctx context.Context, ens Ensemble, targets []string, unmovable map[int64]string) {
+	attempted := map[int64]bool{}
+	for ctx.Err() == nil {
+		var todo []Session
+		for _, s := range c.proxy.Sessions() {
+			v := s.View()
+			if v.Ensemble != ens && !attempted[v.ID] {
+				todo = append(todo, s)
+				attempted[v.ID] = true
+			}
+		}
+		if len(todo) == 0 {
+			return
+		}
+		// Oldest first is arbitrary but stable; sort by id for logs.
+		sort.Slice(todo, func(i, j int) bool { return todo[i].View().ID < todo[j].View().ID })
+		c.mu.Lock()
+		c.progress.Total += len(todo)
+		c.progress.Pending += len(todo)
+		c.mu.Unlock()
+
+		sem := make(chan struct{}, c.cfg.MoveConcurrency)
+		var wg sync.WaitGroup
+		for _, s := range todo {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				c.moveOne(ctx, s, ens, targets, unmovable)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targets []string, unmovable map[int64]string) {
+	v := s.View()
+	log := c.log.With("session", fmt.Sprintf("0x%016x", uint64(v.ID)), "to", string(ens))
+	result, reason := "moved", ""
+	start := c.now()
+	if r, ok := unmovable[v.ID]; ok && ens == Destination {
+		result, reason = "fallback", r
+		s.Disconnect("cutover: " + r)
+	} else {
+		mctx, cancel := context.WithTimeout(ctx, c.cfg.MoveTimeout)
+		err := s.Move(mctx, targets)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				result, reason = "aborted", "aborted"
+			} else {
+				result, reason = "fallback", "error"
+				var me MoveError
+				if errors.As(err, &me) {
+					reason = me.MoveReason()
+				}
+				// The client reconnects through zkproxy and lands on
+				// the target; its session survives unless expired.
+				s.Disconnect("cutover: live move failed: " + err.Error())
+			}
+			log.Warn("cutover: live move failed", "reason", reason, "err", err)
+		}
+	}
+	c.m.moves.WithLabelValues(string(ens), result, reasonLabel(reason)).Inc()
+	c.m.moveSeconds.Observe(c.now().Sub(start).Seconds())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch result {
+	case "moved":
+		c.progress.Pending--
+		c.progress.Moved++
+		log.Info("cutover: session moved", "took", c.now().Sub(start))
+	case "fallback":
+		c.progress.Pending--
+		c.progress.Failed++
+		c.progress.Reasons[reason]++
+	}
+}
+
+func reasonLabel(r string) string {
+	if r == "" {
+		return "none"
+	}
+	return r
+}
+
+func cloneMap(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
