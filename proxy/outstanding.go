@@ -31,6 +31,10 @@ type pendingRequest struct {
 	watch bool
 	arg   int32 // addWatch mode, removeWatches watcher type
 	start time.Time
+	// auth is the AuthPacket frame of an auth request sent with an
+	// ordinary xid (go-zookeeper does that; the Java client uses -4),
+	// logged for replay when its reply succeeds.
+	auth []byte
 }
 
 // requestFIFO is the queue of forwarded ordinary requests in wire order. A
@@ -68,9 +72,9 @@ func (q *requestFIFO) peek() (pendingRequest, bool) {
 }
 
 // match removes and returns the request a reply with xid answers. The
-// reply must answer the head; the one exception is SASL (op 102), which
-// ZooKeeperServer.processSasl answers inline, so its reply can overtake
-// requests pipelined before it.
+// reply must answer the head; the exceptions are SASL (op 102) and auth
+// (op 100), which ZooKeeperServer.processPacket answers inline, so their
+// replies can overtake requests pipelined before them.
 func (q *requestFIFO) match(xid jute.Xid) (pendingRequest, error) {
 	head, ok := q.peek()
 	if !ok {
@@ -87,7 +91,7 @@ func (q *requestFIFO) match(xid jute.Xid) (pendingRequest, error) {
 	}
 	for i := 1; i < q.n; i++ {
 		idx := (q.head + i) % len(q.buf)
-		if r := q.buf[idx]; r.xid == xid && r.op == jute.OpSASL {
+		if r := q.buf[idx]; r.xid == xid && (r.op == jute.OpSASL || r.op == jute.OpAuth) {
 			for j := i; j < q.n-1; j++ {
 				q.buf[(q.head+j)%len(q.buf)] = q.buf[(q.head+j+1)%len(q.buf)]
 			}

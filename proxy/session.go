@@ -275,6 +275,7 @@ func (s *Session) handshake() (err error) {
 	target := s.srv.Target()
 	var up *upstream
 	var resp *jute.ConnectResponse
+	var respFrame []byte
 	var failures []string
 	for _, member := range s.srv.members.order(target) {
 		if time.Now().After(deadline) {
@@ -297,7 +298,7 @@ func (s *Session) handshake() (err error) {
 			failures = append(failures, err.Error())
 			continue
 		}
-		up, resp = u, r
+		up, resp, respFrame = u, r, raw
 		break
 	}
 	if up == nil {
@@ -317,7 +318,7 @@ func (s *Session) handshake() (err error) {
 	}
 	s.log = s.log.With("session", s.id.String())
 
-	if err := s.writeClient(mirrorReadOnly(f.Raw(), resp, req.HasReadOnly)); err != nil {
+	if err := s.writeClient(mirrorReadOnly(respFrame, resp, req.HasReadOnly)); err != nil {
 		up.conn.Close()
 		return rejectf("client_gone", "relaying ConnectResponse: %w", err)
 	}
@@ -519,10 +520,12 @@ func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) 
 func (s *Session) enqueueLocked(raw []byte, req pendingRequest, sw *jute.SetWatches2) {
 	switch req.op {
 	case jute.OpAuth:
+		frame := authReplayFrame(raw)
 		if req.xid == jute.XidAuth {
-			s.pendingAuth = append(s.pendingAuth, slices.Clone(raw))
+			s.pendingAuth = append(s.pendingAuth, frame)
 			return
 		}
+		req.auth = frame
 	case jute.OpSASL:
 		s.usedSASL = true
 	case jute.OpCloseSession:
@@ -668,6 +671,9 @@ func (s *Session) onReply(payload []byte) (forward bool, err error) {
 		s.lastZxid = h.Zxid
 	}
 	s.watches.replied(req.op, req.path, req.watch, req.arg, h.Err)
+	if req.auth != nil && h.Err == jute.ErrOK {
+		s.authLog = append(s.authLog, req.auth)
+	}
 	if closesConnection(h.Err) {
 		s.memberClose = fmt.Sprintf("%s answered %s", req.op, h.Err)
 	}

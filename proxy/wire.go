@@ -84,3 +84,14 @@ func appendReplyFrame(dst []byte, h jute.ReplyHeader) []byte {
 // pingFrame is the request a client sends as ping; the proxy sends the
 // same bytes for its own keep-alives.
 var pingFrame = appendRequestFrame(nil, jute.RequestHeader{Xid: jute.XidPing, Op: jute.OpPing}, nil)
+
+// authReplayFrame returns an auth request frame as the proxy replays it:
+// the client's AuthPacket body under the header {xid -4, op auth}, whatever
+// xid the client used, so the replay's reply is recognisable.
+func authReplayFrame(raw []byte) []byte {
+	payload := raw[4:]
+	h := jute.RequestHeader{Xid: jute.XidAuth, Op: jute.OpAuth}
+	out := jute.AppendRecord(nil, &h)
+	out = append(out, payload[jute.RequestHeaderSize:]...)
+	return jute.AppendFrame(nil, out)
+}
