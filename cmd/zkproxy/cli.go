@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/bridge"
+)
+
+// adminClient talks to a running zkproxy's admin API.
+type adminClient struct {
+	base   string
+	token  string
+	output string
+	http   *http.Client
+}
+
+func (c *adminClient) bind(cmd *cobra.Command) {
+	def := os.Getenv("ZKPROXY_ADMIN_URL")
+	if def == "" {
+		def = "http://127.0.0.1:9181"
+	}
+	cmd.PersistentFlags().StringVar(&c.base, "admin", def, "admin API base URL (env ZKPROXY_ADMIN_URL)")
+	cmd.PersistentFlags().StringVar(&c.token, "token", os.Getenv("ZKPROXY_ADMIN_TOKEN"), "bearer token for mutating calls (env ZKPROXY_ADMIN_TOKEN)")
+	cmd.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output: table or json")
+}
+
+// call sends a request and decodes the JSON answer into out. Non-2xx
+// answers are returned as errors carrying the server's "error" text, except
+// that out is still filled so callers can show the details (e.g. a check).
+func (c *adminClient) call(ctx context.Context, method, path string, out any) (int, error) {
+	if c.output != "table" && c.output != "json" {
+		return 0, fmt.Errorf("--output must be table or json, got %q", c.output)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.base, "/")+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("admin API %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("admin API %s %s: %w", method, path, err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil && resp.StatusCode < 300 {
+			return resp.StatusCode, fmt.Errorf("admin API %s %s: bad JSON: %w", method, path, err)
+		}
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(body, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(body))
+		}
+		return resp.StatusCode, fmt.Errorf("%s %s: %s (HTTP %d)", method, path, e.Error, resp.StatusCode)
+	}
+	return resp.StatusCode, nil
+}
+
+func (c *adminClient) printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newCutoverCommand() *cobra.Command {
+	c := &adminClient{}
+	root := &cobra.Command{
+		Use:   "cutover",
+		Short: "Check mitosis sync and move every session to the destination ensemble",
+	}
+	c.bind(root)
+
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Is mitosis sync confirmed? Exits 1 when not",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var rep cutover.Report
+			if _, err := c.call(cmd.Context(), "GET", "/cutover/check", &rep); err != nil {
+				return err
+			}
+			if err := c.show(cmd.OutOrStdout(), &rep, printReport); err != nil {
+				return err
+			}
+			if !rep.Ready {
+				return fmt.Errorf("mitosis sync not confirmed: %s", rep.Reason())
+			}
+			return nil
+		},
+	}
+
+	var force, dryRun, noWait bool
+	start := &cobra.Command{
+		Use:   "start",
+		Short: "Start the cutover (runs the sync check first) and wait for it to finish",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ans struct {
+				Status cutover.Status  `json:"status"`
+				Check  *cutover.Report `json:"check"`
+				Error  string          `json:"error"`
+			}
+			path := fmt.Sprintf("/cutover/start?force=%t&dry_run=%t", force, dryRun)
+			_, err := c.call(cmd.Context(), "POST", path, &ans)
+			out := cmd.OutOrStdout()
+			if err != nil {
+				if ans.Check != nil && c.output == "table" {
+					printReport(out, ans.Check)
+				}
+				return err
+			}
+			if dryRun {
+				if c.output == "json" {
+					return c.printJSON(out, ans.Check)
+				}
+				printReport(out, ans.Check)
+				return nil
+			}
+			if noWait {
+				return c.show(out, &ans.Status, printStatus)
+			}
+			return c.waitMoves(cmd.Context(), out, cutover.PhaseCuttingOver)
+		},
+	}
+	start.Flags().BoolVar(&force, "force", false, "start even if the sync check fails")
+	start.Flags().BoolVar(&dryRun, "dry-run", false, "only run the sync check")
+	start.Flags().BoolVar(&noWait, "no-wait", false, "return at once instead of showing progress")
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the cutover phase and session move progress",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st cutover.Status
+			if _, err := c.call(cmd.Context(), "GET", "/cutover", &st); err != nil {
+				return err
+			}
+			return c.show(cmd.OutOrStdout(), &st, printStatus)
+		},
+	}
+
+	simple := func(use, short, path string, waitPhase cutover.Phase) *cobra.Command {
+		var noWait bool
+		cmd := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				var st cutover.Status
+				if _, err := c.call(cmd.Context(), "POST", path, &st); err != nil {
+					return err
+				}
+				if waitPhase >= 0 && !noWait {
+					return c.waitMoves(cmd.Context(), cmd.OutOrStdout(), waitPhase)
+				}
+				return c.show(cmd.OutOrStdout(), &st, printStatus)
+			},
+		}
+		if waitPhase >= 0 {
+			cmd.Flags().BoolVar(&noWait, "no-wait", false, "return at once instead of showing progress")
+		}
+		return cmd
+	}
+
+	root.AddCommand(check, start, status,
+		simple("abort", "Stop a running cutover or rollback (moved sessions stay moved)", "/cutover/abort", -1),
+		simple("rollback", "Move every session back to the source (refused after the split)", "/cutover/rollback", cutover.PhaseRollingBack),
+		simple("split", "Record that the joint ensemble has been split (no rollback after)", "/cutover/split", -1),
+	)
+	return root
+}
+
+// waitMoves polls the status and draws a progress bar until the phase
+// leaves running.
+func (c *adminClient) waitMoves(ctx context.Context, out io.Writer, running cutover.Phase) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var st cutover.Status
+		if _, err := c.call(ctx, "GET", "/cutover", &st); err != nil {
+			return err
+		}
+		if c.output == "table" {
+			fmt.Fprintf(out, "\r%s", progressBar(st.Sessions, 40))
+		}
+		if st.Phase != running {
+			if c.output == "table" {
+				fmt.Fprintln(out)
+			}
+			return c.show(out, &st, printStatus)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+func progressBar(p cutover.Progress, width int) string {
+	done := p.Moved + p.Failed
+	frac := 1.0
+	if p.Total > 0 {
+		frac = float64(done) / float64(p.Total)
+	}
+	n := int(frac * float64(width))
+	return fmt.Sprintf("[%s%s] %d/%d moved %d, fell back %d, pending %d ", strings.Repeat("#", n),
+		strings.Repeat(".", width-n), done, p.Total, p.Moved, p.Failed, p.Pending)
+}
+
+func (c *adminClient) show(w io.Writer, v any, table func(io.Writer, any)) error {
+	if c.output == "json" {
+		return c.printJSON(w, v)
+	}
+	table(w, v)
+	return nil
+}
+
+func printStatus(w io.Writer, v any) {
+	st := v.(*cutover.Status)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "phase\t%s\n", st.Phase)
+	fmt.Fprintf(tw, "new connections go to\t%s\n", st.Target)
+	fmt.Fprintf(tw, "split recorded\t%t\n", st.Split)
+	fmt.Fprintf(tw, "sessions\ttotal %d, moved %d, fell back %d, pending %d\n", st.Sessions.Total, st.Sessions.Moved, st.Sessions.Failed, st.Sessions.Pending)
+	for reason, n := range st.Reasons {
+		fmt.Fprintf(tw, "  fallback: %s\t%d\n", reason, n)
+	}
+	for _, t := range []struct {
+		name string
+		at   time.Time
+	}{{"started", st.StartedAt}, {"finished", st.FinishedAt}, {"split at", st.SplitAt}} {
+		if !t.at.IsZero() {
+			fmt.Fprintf(tw, "%s\t%s\n", t.name, t.at.Format(time.RFC3339))
+		}
+	}
+	tw.Flush()
+}
+
+func printReport(w io.Writer, v any) {
+	rep := v.(*cutover.Report)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
+	for _, it := range rep.Items {
+		res := "ok"
+		if !it.OK {
+			res = "FAIL"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", it.Name, res, it.Detail)
+	}
+	fmt.Fprintln(tw, "\nMEMBER\tENSEMBLE\tMODE\tZXID\tZNODES\tSERVER ID")
+	for _, m := range rep.Members {
+		mode := m.Mode
+		if !m.Reachable {
+			mode = "unreachable"
+		} else if mode == "" {
+			mode = "not serving"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", m.Addr, m.Ensemble, mode, m.Zxid, m.NodeCount, m.ServerID)
+	}
+	tw.Flush()
+	for _, u := range rep.Unmovable {
+		fmt.Fprintf(w, "will reconnect instead of moving: %s (%s)\n", u.ID, u.Reason)
+	}
+	verdict := "READY: mitosis sync confirmed"
+	if !rep.Ready {
+		verdict = "NOT READY: " + rep.Reason()
+	}
+	fmt.Fprintln(w, verdict)
+}
+
+func newSessionsCommand() *cobra.Command {
+	c := &adminClient{}
+	cmd := &cobra.Command{
+		Use:   "sessions",
+		Short: "List the sessions a running zkproxy carries",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ans struct {
+				Sessions []bridge.SessionRow `json:"sessions"`
+			}
+			if _, err := c.call(cmd.Context(), "GET", "/sessions", &ans); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if c.output == "json" {
+				return c.printJSON(out, ans.Sessions)
+			}
+			var buf bytes.Buffer
+			tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SESSION\tCLIENT\tMEMBER\tENSEMBLE\tSTATE\tWATCHES\tOUTSTANDING\tAGE")
+			for _, s := range ans.Sessions {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.ID, s.ClientAddr, s.Member, s.Ensemble, s.State,
+					s.Watches, s.Outstanding, (time.Duration(s.AgeSeconds) * time.Second).String())
+			}
+			tw.Flush()
+			_, err := out.Write(buf.Bytes())
+			return err
+		},
+	}
+	c.bind(cmd)
+	return cmd
+}

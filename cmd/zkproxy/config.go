@@ -1,0 +1,386 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/proxy"
+)
+
+// envPrefix is the prefix of every environment key: --max-frame-size is
+// ZKPROXY_MAX_FRAME_SIZE.
+const envPrefix = "ZKPROXY"
+
+// Keys of the serve configuration, as spelled in the config file, on the
+// command line (--key) and, upper-cased with '-' → '_', in the environment.
+const (
+	keyConfig           = "config"
+	keyListen           = "listen"
+	keySource           = "source"
+	keyDestination      = "destination"
+	keyAdminListen      = "admin-listen"
+	keyAdminToken       = "admin-token"
+	keyDataDir          = "data-dir"
+	keyLogFormat        = "log-format"
+	keyLogLevel         = "log-level"
+	keyPprof            = "pprof"
+	keyMaxClientConns   = "max-client-conns"
+	keyMaxFrameSize     = "max-frame-size"
+	keyMaxOutstanding   = "max-outstanding"
+	keyMaxBufferedBytes = "max-buffered-bytes"
+	keyHandshakeTimeout = "handshake-timeout"
+	keyLocalAddrs       = "local-addrs"
+	keyShutdownTimeout  = "shutdown-timeout"
+	keyMaxLag           = "cutover-max-lag"
+	keyMoveConcurrency  = "cutover-concurrency"
+	keyMoveTimeout      = "cutover-move-timeout"
+)
+
+// serveConfig is the validated configuration of `zkproxy serve`.
+type serveConfig struct {
+	Listen          string
+	AdminListen     string
+	AdminToken      string
+	DataDir         string
+	LogFormat       string
+	LogLevel        string
+	Pprof           bool
+	ShutdownTimeout time.Duration
+	Proxy           proxy.Config
+	Cutover         cutover.Config
+}
+
+// bindServeFlags declares the serve flags. Defaults live here only, so
+// `zkproxy serve --help` documents them; the proxy's own limits default to
+// zero, which proxy.Config documents as "ZooKeeper-like default".
+func bindServeFlags(fs *pflag.FlagSet) {
+	fs.String(keyConfig, "", "configuration file (yaml, toml or json); flags and ZKPROXY_* env override it")
+	fs.String(keyListen, ":2181", "address ZooKeeper clients connect to")
+	fs.StringSlice(keySource, nil, "source ensemble members, host:port, comma-separated (required)")
+	fs.StringSlice(keyDestination, nil, "destination ensemble members, host:port, comma-separated")
+	fs.String(keyAdminListen, "127.0.0.1:9181", "admin HTTP address (/metrics, /healthz, /readyz); empty disables it")
+	fs.String(keyAdminToken, "", "bearer token required by mutating admin calls; mandatory when the admin address is not loopback")
+	fs.String(keyDataDir, "/var/lib/zkproxy", "directory for persistent state (the cutover phase)")
+	fs.String(keyLogFormat, "text", "log format: text or json")
+	fs.String(keyLogLevel, "info", "log level: debug, info, warn or error")
+	fs.Bool(keyPprof, false, "serve /debug/pprof on the admin listener")
+	fs.Int(keyMaxClientConns, 0, "maximum client connections (0: default)")
+	fs.Int(keyMaxFrameSize, 0, "maximum frame size in bytes, either direction (0: default, jute.maxbuffer plus header room)")
+	fs.Int(keyMaxOutstanding, 0, "maximum outstanding requests per session before reading from the client pauses (0: default)")
+	fs.Int(keyMaxBufferedBytes, 0, "maximum bytes buffered per session before reading pauses (0: default)")
+	fs.Duration(keyHandshakeTimeout, 0, "time a new client has to send its ConnectRequest (0: default)")
+	fs.StringSlice(keyLocalAddrs, nil, "local IP addresses upstream connections are spread over (to stay under maxClientCnxns per source IP)")
+	fs.Duration(keyShutdownTimeout, 30*time.Second, "how long SIGTERM waits for sessions to finish in-flight requests")
+	fs.Int(keyMaxLag, 0, "sync check: transactions a destination member may trail the joint leader by")
+	fs.Int(keyMoveConcurrency, 8, "cutover: sessions moved at once")
+	fs.Duration(keyMoveTimeout, 10*time.Second, "cutover: bound on one session's move, drain included; keep it well under the session timeout (Kafka: 18s)")
+}
+
+// knownKeys are the keys a config file may contain; anything else is a typo
+// and fails the start rather than being silently ignored.
+var knownKeys = []string{
+	keyListen, keySource, keyDestination, keyAdminListen, keyAdminToken, keyDataDir,
+	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
+	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
+	keyMaxLag, keyMoveConcurrency, keyMoveTimeout,
+}
+
+// newViper returns a viper (never the global one) reading flags, ZKPROXY_*
+// env keys and, when --config or ZKPROXY_CONFIG names one, a config file.
+func newViper(fs *pflag.FlagSet) (*viper.Viper, error) {
+	v := viper.New()
+	v.SetEnvPrefix(envPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_", ".", "_"))
+	v.AutomaticEnv()
+	if err := v.BindPFlags(fs); err != nil {
+		return nil, fmt.Errorf("binding flags: %w", err)
+	}
+	file := v.GetString(keyConfig)
+	if file == "" {
+		return v, nil
+	}
+	v.SetConfigFile(file)
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("reading config file %s: %w", file, err)
+	}
+	return v, nil
+}
+
+// loadServeConfig converts and validates every key, returning all problems
+// at once, each naming its key, so a bad deployment fails at start with the
+// whole list instead of one error per restart.
+func loadServeConfig(v *viper.Viper) (serveConfig, error) {
+	var problems []string
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+
+	if v.ConfigFileUsed() != "" {
+		known := make(map[string]bool, len(knownKeys))
+		for _, k := range knownKeys {
+			known[k] = true
+		}
+		for _, k := range v.AllKeys() {
+			if !known[k] && k != keyConfig && v.InConfig(k) {
+				bad(k, "unknown key in %s", v.ConfigFileUsed())
+			}
+		}
+	}
+
+	str := func(key string) string {
+		s, err := cast.ToStringE(v.Get(key))
+		if err != nil {
+			bad(key, "not a string: %v", err)
+		}
+		return strings.TrimSpace(s)
+	}
+	list := func(key string) []string {
+		raw := v.Get(key)
+		if s, ok := raw.(string); ok {
+			raw = strings.Split(s, ",") // env values arrive as one string
+		}
+		items, err := cast.ToStringSliceE(raw)
+		if err != nil {
+			bad(key, "not a list: %v", err)
+			return nil
+		}
+		var out []string
+		for _, it := range items {
+			for _, part := range strings.Split(it, ",") {
+				if part = strings.TrimSpace(part); part != "" {
+					out = append(out, part)
+				}
+			}
+		}
+		return out
+	}
+	nonNegInt := func(key string) int {
+		n, err := cast.ToIntE(v.Get(key))
+		if err != nil {
+			bad(key, "not an integer: %q", fmt.Sprint(v.Get(key)))
+			return 0
+		}
+		if n < 0 {
+			bad(key, "must not be negative, got %d", n)
+		}
+		return n
+	}
+	duration := func(key string) time.Duration {
+		d, err := cast.ToDurationE(v.Get(key))
+		if err != nil {
+			bad(key, "not a duration (e.g. 10s): %q", fmt.Sprint(v.Get(key)))
+			return 0
+		}
+		if d < 0 {
+			bad(key, "must not be negative, got %s", d)
+		}
+		return d
+	}
+	boolean := func(key string) bool {
+		b, err := cast.ToBoolE(v.Get(key))
+		if err != nil {
+			bad(key, "not a boolean: %q", fmt.Sprint(v.Get(key)))
+		}
+		return b
+	}
+
+	cfg := serveConfig{
+		Listen:          str(keyListen),
+		AdminListen:     str(keyAdminListen),
+		AdminToken:      str(keyAdminToken),
+		DataDir:         str(keyDataDir),
+		LogFormat:       str(keyLogFormat),
+		LogLevel:        str(keyLogLevel),
+		Pprof:           boolean(keyPprof),
+		ShutdownTimeout: duration(keyShutdownTimeout),
+		Proxy: proxy.Config{
+			Source:                     list(keySource),
+			Destination:                list(keyDestination),
+			MaxClientConns:             nonNegInt(keyMaxClientConns),
+			MaxFrameSize:               nonNegInt(keyMaxFrameSize),
+			MaxOutstandingPerSession:   nonNegInt(keyMaxOutstanding),
+			MaxBufferedBytesPerSession: nonNegInt(keyMaxBufferedBytes),
+			HandshakeTimeout:           duration(keyHandshakeTimeout),
+			LocalAddrs:                 list(keyLocalAddrs),
+		},
+	}
+	cfg.Cutover = cutover.Config{
+		Source:          cfg.Proxy.Source,
+		Destination:     cfg.Proxy.Destination,
+		MaxLag:          int64(nonNegInt(keyMaxLag)),
+		MoveConcurrency: nonNegInt(keyMoveConcurrency),
+		MoveTimeout:     duration(keyMoveTimeout),
+		Store:           cutover.Store{Dir: cfg.DataDir},
+	}
+
+	if err := checkListenAddr(cfg.Listen); err != nil {
+		bad(keyListen, "%v", err)
+	}
+	if len(cfg.Proxy.Source) == 0 {
+		bad(keySource, "required: the members of the source ensemble, host:port, comma-separated")
+	}
+	for _, key := range []string{keySource, keyDestination} {
+		members := cfg.Proxy.Source
+		if key == keyDestination {
+			members = cfg.Proxy.Destination
+		}
+		for _, m := range members {
+			if err := checkMemberAddr(m); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	if overlap := intersect(cfg.Proxy.Source, cfg.Proxy.Destination); len(overlap) > 0 {
+		bad(keyDestination, "members also in source: %s (the destination must be a different ensemble)", strings.Join(overlap, ", "))
+	}
+	for _, a := range cfg.Proxy.LocalAddrs {
+		if _, err := netip.ParseAddr(a); err != nil {
+			bad(keyLocalAddrs, "%q is not an IP address", a)
+		}
+	}
+	if cfg.AdminListen != "" {
+		if err := checkListenAddr(cfg.AdminListen); err != nil {
+			bad(keyAdminListen, "%v", err)
+		} else if !isLoopbackListen(cfg.AdminListen) && cfg.AdminToken == "" {
+			bad(keyAdminToken, "required when %s (%s) is not a loopback address: the admin API can move every session", keyAdminListen, cfg.AdminListen)
+		}
+	}
+	switch cfg.LogFormat {
+	case "text", "json":
+	default:
+		bad(keyLogFormat, "must be text or json, got %q", cfg.LogFormat)
+	}
+	switch strings.ToLower(cfg.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad(keyLogLevel, "must be debug, info, warn or error, got %q", cfg.LogLevel)
+	}
+	if cfg.DataDir == "" {
+		bad(keyDataDir, "required: where the cutover phase is persisted")
+	} else if err := checkDataDir(cfg.DataDir); err != nil {
+		bad(keyDataDir, "%v", err)
+	}
+	if err := cfg.Proxy.Validate(); err != nil {
+		problems = append(problems, err.Error())
+	}
+
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return cfg, &configError{problems: problems}
+	}
+	return cfg, nil
+}
+
+// configError lists every configuration problem, one per line.
+type configError struct{ problems []string }
+
+func (e *configError) Error() string {
+	return "invalid configuration:\n  " + strings.Join(e.problems, "\n  ")
+}
+
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && !isHostname(host) {
+			return fmt.Errorf("%q: bad host %q", addr, host)
+		}
+	}
+	return checkPort(addr, port, true)
+}
+
+func checkMemberAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q: missing host", addr)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !isHostname(host) {
+		return fmt.Errorf("%q: bad host %q", addr, host)
+	}
+	return checkPort(addr, port, false)
+}
+
+func checkPort(addr, port string, zeroOK bool) error {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || (n == 0 && !zeroOK) {
+		return fmt.Errorf("%q: bad port %q", addr, port)
+	}
+	return nil
+}
+
+// isHostname accepts RFC 1123 host names; anything else in a host position is
+// more likely a typo than a name a resolver will find.
+func isHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isLoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// checkDataDir creates the directory if needed and proves it is writable, so
+// a cutover never discovers at its first phase change that it cannot persist.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("cannot create: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("not writable: %w", err)
+	}
+	name := f.Name()
+	return errors.Join(f.Close(), os.Remove(filepath.Clean(name)))
+}
+
+func intersect(a, b []string) []string {
+	in := make(map[string]bool, len(a))
+	for _, x := range a {
+		in[x] = true
+	}
+	var out []string
+	for _, y := range b {
+		if in[y] {
+			out = append(out, y)
+		}
+	}
+	return out
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// loadFor parses args as `zkproxy serve` would and loads the configuration.
+func loadFor(t *testing.T, args ...string) (serveConfig, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	bindServeFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse %v: %v", args, err)
+	}
+	v, err := newViper(fs)
+	if err != nil {
+		return serveConfig{}, err
+	}
+	return loadServeConfig(v)
+}
+
+func TestEveryBadKeyIsNamedAtOnce(t *testing.T) {
+	t.Setenv("ZKPROXY_HANDSHAKE_TIMEOUT", "soon")
+	t.Setenv("ZKPROXY_MAX_FRAME_SIZE", "-5")
+	t.Setenv("ZKPROXY_PPROF", "perhaps")
+	_, err := loadFor(t,
+		"--listen", "nohost",
+		"--destination", "127.0.0.1:99999,ok-host:2181",
+		"--log-format", "xml",
+		"--log-level", "loud",
+		"--local-addrs", "not-an-ip",
+		"--data-dir", filepath.Join(t.TempDir(), "d"),
+	)
+	if err == nil {
+		t.Fatal("invalid configuration accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"listen:", "source: required", "destination:", `"127.0.0.1:99999": bad port`,
+		"log-format:", "log-level:", "local-addrs:", "handshake-timeout:", "max-frame-size: must not be negative",
+		"pprof:",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not name %q:\n%s", want, msg)
+		}
+	}
+}
+
+func TestAdminOffLoopbackNeedsToken(t *testing.T) {
+	dir := t.TempDir()
+	_, err := loadFor(t, "--source", "127.0.0.1:2181", "--admin-listen", "0.0.0.0:9181", "--data-dir", dir)
+	if err == nil || !strings.Contains(err.Error(), "admin-token: required") {
+		t.Fatalf("want admin-token error, got %v", err)
+	}
+	if _, err := loadFor(t, "--source", "127.0.0.1:2181", "--admin-listen", "0.0.0.0:9181", "--admin-token", "t", "--data-dir", dir); err != nil {
+		t.Fatalf("with a token: %v", err)
+	}
+	if _, err := loadFor(t, "--source", "127.0.0.1:2181", "--admin-listen", "localhost:9181", "--data-dir", dir); err != nil {
+		t.Fatalf("loopback without token: %v", err)
+	}
+}
+
+func TestSourceAndDestinationMustDiffer(t *testing.T) {
+	_, err := loadFor(t, "--source", "a:2181,b:2181", "--destination", "b:2181,c:2181", "--data-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "members also in source: b:2181") {
+		t.Fatalf("want overlap error, got %v", err)
+	}
+}
+
+func TestFileThenEnvThenFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "zkproxy.yaml")
+	writeFile(t, file, `
+listen: 127.0.0.1:3000
+source: [10.0.0.1:2181, 10.0.0.2:2181]
+max-outstanding: 7
+handshake-timeout: 3s
+data-dir: `+dir+`
+`)
+	t.Setenv("ZKPROXY_MAX_OUTSTANDING", "9")
+	t.Setenv("ZKPROXY_DESTINATION", "10.0.1.1:2181, 10.0.1.2:2181")
+	cfg, err := loadFor(t, "--config", file, "--listen", "127.0.0.1:4000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:4000" {
+		t.Errorf("listen = %q, want the flag's value", cfg.Listen)
+	}
+	if cfg.Proxy.MaxOutstandingPerSession != 9 {
+		t.Errorf("max-outstanding = %d, want env's 9", cfg.Proxy.MaxOutstandingPerSession)
+	}
+	if cfg.Proxy.HandshakeTimeout != 3*time.Second {
+		t.Errorf("handshake-timeout = %s, want file's 3s", cfg.Proxy.HandshakeTimeout)
+	}
+	if got := strings.Join(cfg.Proxy.Source, ","); got != "10.0.0.1:2181,10.0.0.2:2181" {
+		t.Errorf("source = %s", got)
+	}
+	if got := strings.Join(cfg.Proxy.Destination, ","); got != "10.0.1.1:2181,10.0.1.2:2181" {
+		t.Errorf("destination = %s", got)
+	}
+}
+
+func TestUnknownFileKeyFails(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "zkproxy.yaml")
+	writeFile(t, file, "source: [127.0.0.1:2181]\nmax-outstandig: 5\ndata-dir: "+dir+"\n")
+	_, err := loadFor(t, "--config", file)
+	if err == nil || !strings.Contains(err.Error(), "max-outstandig: unknown key") {
+		t.Fatalf("want unknown-key error, got %v", err)
+	}
+}
+
+func TestServeRefusesBadConfigBeforeListening(t *testing.T) {
+	err := run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "", "--data-dir", t.TempDir()}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "source: required") {
+		t.Fatalf("want source error, got %v", err)
+	}
+}
+
+func writeFile(t *testing.T, name, body string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/zkproxy/zkproxy/admin"
+	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/proxy"
+)
+
+func newServeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the proxy: accept ZooKeeper clients and forward them to the target ensemble",
+		Long: `Run the proxy. Configuration comes from --config (yaml, toml or json), then
+ZKPROXY_<KEY> environment variables (KEY upper-cased, '-' as '_'), then flags,
+each overriding the one before. Invalid configuration fails at start, naming
+every bad key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := newViper(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			cfg, err := loadServeConfig(v)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, cmd.ErrOrStderr())
+		},
+	}
+	bindServeFlags(cmd.Flags())
+	return cmd
+}
+
+func newLogger(cfg serveConfig, w interface{ Write([]byte) (int, error) }) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel))) // validated in loadServeConfig
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the proxy until ctx ends or a signal arrives. The first SIGTERM
+// or SIGINT stops accepting and lets sessions finish their in-flight requests
+// for up to ShutdownTimeout; a second signal closes everything at once.
+func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (int, error) }) error {
+	log := newLogger(cfg, logw)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	p, err := proxy.New(cfg.Proxy, log, reg)
+	if err != nil {
+		return fmt.Errorf("starting proxy: %w", err)
+	}
+	// The controller restores the persisted phase and routes new
+	// connections before the listener accepts the first client.
+	ctl, err := cutover.NewController(cfg.Cutover, bridge.Cutover(p, cfg.Proxy.Destination), log, reg)
+	if err != nil {
+		return fmt.Errorf("starting cutover controller: %w", err)
+	}
+	defer ctl.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening for clients on %s: %w", cfg.Listen, err)
+	}
+
+	var adminSrv *http.Server
+	adminErr := make(chan error, 1)
+	if cfg.AdminListen != "" {
+		aln, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening for admin HTTP on %s: %w", cfg.AdminListen, err)
+		}
+		h := admin.NewHandler(admin.Options{
+			Gatherer: reg, Ready: p.Ready, Pprof: cfg.Pprof, Token: cfg.AdminToken, Logger: log,
+		})
+		cutover.RegisterHTTP(h, ctl)
+		bridge.RegisterSessions(h, p, cfg.Proxy.Destination)
+		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		go func() { adminErr <- adminSrv.Serve(aln) }()
+		log.Info("admin listening", "addr", aln.Addr().String())
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- p.Serve(ln) }()
+	log.Info("zkproxy serving", "version", version, "listen", ln.Addr().String(),
+		"source", strings.Join(cfg.Proxy.Source, ","), "destination", strings.Join(cfg.Proxy.Destination, ","))
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	var runErr error
+	select {
+	case err := <-serveErr:
+		runErr = fmt.Errorf("proxy stopped: %w", err)
+	case err := <-adminErr:
+		runErr = fmt.Errorf("admin listener stopped: %w", err)
+	case sig := <-sigs:
+		log.Info("shutting down: finishing in-flight requests", "signal", sig.String(), "timeout", cfg.ShutdownTimeout)
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", context.Cause(ctx))
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Warn("second signal: closing every connection now", "signal", sig.String())
+			cancel()
+		case <-shutdownCtx.Done():
+		}
+	}()
+	if err := p.Shutdown(shutdownCtx); err != nil {
+		log.Warn("graceful shutdown incomplete, closing", "err", err)
+		p.Close()
+	}
+	if adminSrv != nil {
+		adminCtx, adminCancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = adminSrv.Shutdown(adminCtx)
+		adminCancel()
+	}
+	if runErr != nil && !errors.Is(runErr, proxy.ErrServerClosed) && !errors.Is(runErr, http.ErrServerClosed) {
+		return runErr
+	}
+	log.Info("zkproxy stopped")
+	return nil
+}

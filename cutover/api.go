@@ -1,0 +1,76 @@
+package cutover
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/zkproxy/zkproxy/admin"
+)
+
+// RegisterHTTP serves the cutover API on h:
+//
+//	GET  /cutover                 phase and move progress
+//	GET  /cutover/check           the sync check report
+//	POST /cutover/start           ?dry_run=true only checks; ?force=true skips the check
+//	POST /cutover/abort
+//	POST /cutover/rollback
+//	POST /cutover/split           records the split (no rollback after)
+//
+// Refused transitions answer 409 with the reason.
+func RegisterHTTP(h *admin.Handler, c *Controller) {
+	h.Handle("GET /cutover", func(w http.ResponseWriter, _ *http.Request) {
+		admin.WriteJSON(w, http.StatusOK, c.Status())
+	})
+	h.Handle("GET /cutover/check", func(w http.ResponseWriter, r *http.Request) {
+		admin.WriteJSON(w, http.StatusOK, c.Check(r.Context()))
+	})
+	h.HandleMutating("POST /cutover/start", func(w http.ResponseWriter, r *http.Request) {
+		if flag(r, "dry_run") {
+			admin.WriteJSON(w, http.StatusOK, map[string]any{"dry_run": true, "check": c.Check(r.Context())})
+			return
+		}
+		rep, err := c.Start(r.Context(), flag(r, "force"))
+		if err != nil {
+			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "check": rep, "status": c.Status()})
+			return
+		}
+		admin.WriteJSON(w, http.StatusAccepted, map[string]any{"status": c.Status(), "check": rep})
+	})
+	h.HandleMutating("POST /cutover/abort", func(w http.ResponseWriter, _ *http.Request) {
+		if err := c.Abort(); err != nil {
+			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, c.Status())
+	})
+	h.HandleMutating("POST /cutover/rollback", func(w http.ResponseWriter, r *http.Request) {
+		if err := c.Rollback(r.Context()); err != nil {
+			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
+			return
+		}
+		admin.WriteJSON(w, http.StatusAccepted, c.Status())
+	})
+	h.HandleMutating("POST /cutover/split", func(w http.ResponseWriter, _ *http.Request) {
+		if err := c.RecordSplit(); err != nil {
+			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, c.Status())
+	})
+}
+
+func flag(r *http.Request, name string) bool {
+	b, _ := strconv.ParseBool(r.URL.Query().Get(name))
+	return b
+}
+
+// conflictOr500: refused transitions and a failed sync check are the
+// operator's to resolve (409); anything else is zkproxy's failure.
+func conflictOr500(err error) int {
+	var te *TransitionError
+	if errors.As(err, &te) || errors.Is(err, ErrNotReady) {
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
