@@ -60,8 +60,8 @@ type ConnectResponse struct {
 	ReadOnly bool
 	// HasReadOnly reports whether the trailing readOnly byte is present. The
 	// server writes it only when the client's request carried one
-	// (ServerCnxn / ZooKeeperServer.finishSessionInit checks
-	// the connection's isOldClient flag).
+	// (ZooKeeperServer.finishSessionInit skips it when processConnectRequest
+	// marked the connection isOldClient).
 	HasReadOnly bool
 }
 

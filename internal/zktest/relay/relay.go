@@ -112,6 +112,20 @@ func (r *Relay) Close() error {
 	return err
 }
 
+// DropConnections closes every connection relayed so far, in both
+// directions, and keeps accepting new ones: clients see a connection loss and
+// reconnect through the relay (the Java client then re-registers its watches
+// with SetWatches/SetWatches2, ClientCnxn.SendThread.primeConnection).
+func (r *Relay) DropConnections() {
+	r.mu.Lock()
+	conns := r.conns
+	r.conns = nil
+	r.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
 func (r *Relay) acceptLoop() {
 	defer r.wg.Done()
 	for {
