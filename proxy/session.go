@@ -51,7 +51,22 @@ func (st SessionState) String() string {
 	return fmt.Sprintf("SessionState(%d)", int32(st))
 }
 
-// Errors returned by Session.Move.
+// MoveError is the error of a failed Session.Move. Reason is a short,
+// bounded label for metrics ("closed", "busy", "drain_timeout",
+// "expired", "refused", "replay_failed", "canceled"); Disconnected
+// reports whether the client connection was closed (the session could not
+// stay where it was).
+type MoveError struct {
+	Reason       string
+	Disconnected bool
+	Err          error
+}
+
+func (e *MoveError) Error() string      { return "proxy: move: " + e.Err.Error() }
+func (e *MoveError) Unwrap() error      { return e.Err }
+func (e *MoveError) MoveReason() string { return e.Reason }
+
+// Errors wrapped by MoveError.
 var (
 	// ErrSessionClosed: the session's client connection is closed.
 	ErrSessionClosed = errors.New("proxy: session closed")
@@ -743,11 +758,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	start := time.Now()
 	next, err := s.reattach(s.ctx, ensemble, budget)
 	if err != nil {
-		result := "failed"
-		if errors.Is(err, errSessionExpired) {
-			result = "expired"
-		}
-		s.srv.m.reattaches.WithLabelValues(result).Inc()
+		s.srv.m.reattaches.WithLabelValues(reattachFailure(err)).Inc()
 		s.close(fmt.Sprintf("re-attach after losing %s failed: %v", up.member, err))
 		return
 	}
@@ -755,6 +766,20 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	s.log.Info("session re-attached", "from", up.member, "to", next.member, "reason", "upstream lost",
 		"took", time.Since(start).Round(time.Millisecond), "watches", s.Info().Watches)
 	s.resume(next, nil, true)
+}
+
+// reattachFailure classifies a reattach error into a bounded label.
+func reattachFailure(err error) string {
+	var fe *fatalError
+	switch {
+	case errors.Is(err, errSessionExpired):
+		return "expired"
+	case errors.As(err, &fe):
+		return "replay_failed"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "refused"
 }
 
 // answerPings answers client pings whose upstream went away.
@@ -1005,8 +1030,14 @@ func (s *Session) startPinger(up *upstream) {
 // with its session — and returns the error. On success, failovers stay in
 // target from then on.
 func (s *Session) Move(ctx context.Context, target []string) error {
-	if len(target) == 0 {
-		return errors.New("proxy: move: empty target")
+	return s.move(ctx, target, target)
+}
+
+// move is Move onto a member of candidates, after which failovers stay in
+// ensemble (candidates is a subset of it).
+func (s *Session) move(ctx context.Context, candidates, target []string) error {
+	if len(candidates) == 0 {
+		return &MoveError{Reason: "bad_target", Err: errors.New("empty target")}
 	}
 	stop := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
@@ -1021,12 +1052,12 @@ func (s *Session) Move(ctx context.Context, target []string) error {
 	}
 	if s.closed {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)
+		return &MoveError{Reason: "closed", Disconnected: true, Err: fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)}
 	}
 	if err := ctx.Err(); err != nil {
 		state := s.state
 		s.mu.Unlock()
-		return fmt.Errorf("proxy: move: session is %s: %w", state, err)
+		return &MoveError{Reason: "busy", Err: fmt.Errorf("session is %s: %w", state, err)}
 	}
 	start := time.Now()
 	s.state = StateDraining
@@ -1036,7 +1067,7 @@ func (s *Session) Move(ctx context.Context, target []string) error {
 	if s.closed {
 		s.mu.Unlock()
 		s.srv.m.moves.WithLabelValues("closed").Inc()
-		return fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)
+		return &MoveError{Reason: "closed", Disconnected: true, Err: fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)}
 	}
 	if s.up != nil && s.outstanding.len()+len(s.pendingAuth) > 0 {
 		n := s.outstanding.len() + len(s.pendingAuth)
@@ -1044,7 +1075,7 @@ func (s *Session) Move(ctx context.Context, target []string) error {
 		s.mu.Unlock()
 		s.resume(up, nil, false)
 		s.srv.m.moves.WithLabelValues("drain_timeout").Inc()
-		return fmt.Errorf("%w: %d still in flight on %s", ErrDrainTimeout, n, up.member)
+		return &MoveError{Reason: "drain_timeout", Err: fmt.Errorf("%w: %d still in flight on %s", ErrDrainTimeout, n, up.member)}
 	}
 	old := s.up
 	s.up = nil
@@ -1069,15 +1100,12 @@ func (s *Session) Move(ctx context.Context, target []string) error {
 	s.answerPings(orphans, zxid)
 	drained := time.Since(start)
 
-	up, err := s.reattach(ctx, target, budget)
+	up, err := s.reattach(ctx, candidates, budget)
 	if err != nil {
-		result := "failed"
-		if errors.Is(err, errSessionExpired) {
-			result = "expired"
-		}
-		s.srv.m.moves.WithLabelValues(result).Inc()
+		reason := reattachFailure(err)
+		s.srv.m.moves.WithLabelValues(reason).Inc()
 		s.close(fmt.Sprintf("move from %s to %v failed: %v", oldMember, target, err))
-		return fmt.Errorf("proxy: move session %s to %v: %w", s.id, target, err)
+		return &MoveError{Reason: reason, Disconnected: true, Err: fmt.Errorf("session %s to %v: %w", s.id, target, err)}
 	}
 	s.resume(up, target, true)
 	s.srv.m.moves.WithLabelValues("ok").Inc()
