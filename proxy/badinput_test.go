@@ -1,0 +1,258 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/jute"
+)
+
+// rawSession completes a handshake for a new session on a raw connection
+// and returns it with the response.
+func rawSession(t *testing.T, addr string, timeoutMS int32) (net.Conn, *jute.FrameReader, jute.ConnectResponse) {
+	t.Helper()
+	c := dialRaw(t, addr)
+	req := jute.ConnectRequest{TimeOut: timeoutMS, Passwd: make([]byte, 16), HasReadOnly: true}
+	if _, err := c.Write(jute.AppendFrame(nil, jute.Marshal(&req))); err != nil {
+		t.Fatal(err)
+	}
+	r := jute.NewFrameReader(c, 0)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := r.Next()
+	if err != nil {
+		t.Fatalf("reading ConnectResponse: %v", err)
+	}
+	var resp jute.ConnectResponse
+	if err := jute.Unmarshal(f.Payload(), &resp); err != nil || resp.TimeOut <= 0 || !resp.HasReadOnly {
+		t.Fatalf("ConnectResponse %+v: %v", resp, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	return c, r, resp
+}
+
+// expectClosed waits until the proxy closes c.
+func expectClosed(t *testing.T, c net.Conn, within time.Duration) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(within))
+	buf := make([]byte, 4096)
+	for {
+		_, err := c.Read(buf)
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("connection still open after %s", within)
+		}
+		return
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t)
+	px := startProxy(t, []string{server.ClientAddr()}, func(c *Config) {
+		c.HandshakeTimeout = 2 * time.Second
+		c.MaxFrameSize = 64 << 10
+	})
+	checkGoroutines := goroutineBaseline(t)
+
+	// A well-behaved session that must not notice anything.
+	bystander, rec := connectGo(t, []string{px.Addr}, 10*time.Second)
+	if _, err := bystander.Create("/bystander", []byte("x"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("garbage before the handshake", func(t *testing.T) {
+		c := dialRaw(t, px.Addr)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		expectClosed(t, c, 10*time.Second)
+		waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("closed during handshake", "bad_handshake") })
+	})
+
+	t.Run("undecodable ConnectRequest", func(t *testing.T) {
+		c := dialRaw(t, px.Addr)
+		c.Write(jute.AppendFrame(nil, []byte{0, 0, 0, 0, 1, 2, 3}))
+		expectClosed(t, c, 10*time.Second)
+		waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("decoding ConnectRequest") })
+	})
+
+	t.Run("silent before the handshake", func(t *testing.T) {
+		c := dialRaw(t, px.Addr)
+		expectClosed(t, c, 20*time.Second)
+		waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("handshake_timeout") })
+	})
+
+	t.Run("oversize frame", func(t *testing.T) {
+		c, _, _ := rawSession(t, px.Addr, 10000)
+		hdr := binary.BigEndian.AppendUint32(nil, 1<<20)
+		c.Write(hdr)
+		expectClosed(t, c, 10*time.Second)
+		waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("client frame over max-frame-size") })
+		if n := counter(t, px.m.framesOverLimit.WithLabelValues("client")); n < 1 {
+			t.Errorf("frames_over_limit{client} = %v", n)
+		}
+	})
+
+	t.Run("truncated frame", func(t *testing.T) {
+		c, _, _ := rawSession(t, px.Addr, 10000)
+		c.Write(append(binary.BigEndian.AppendUint32(nil, 100), make([]byte, 10)...))
+		c.(*net.TCPConn).CloseWrite()
+		expectClosed(t, c, 10*time.Second)
+		waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("ended inside a frame") })
+	})
+
+	t.Run("malformed request header", func(t *testing.T) {
+		c, _, _ := rawSession(t, px.Addr, 10000)
+		c.Write(jute.AppendFrame(nil, []byte{1, 2, 3}))
+		expectClosed(t, c, 10*time.Second)
+		waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("malformed request header") })
+	})
+
+	t.Run("half-open client", func(t *testing.T) {
+		// The client stops sending anything (no pings): after its session
+		// timeout the proxy closes it, as a server would expire it.
+		c, _, resp := rawSession(t, px.Addr, 1000)
+		expectClosed(t, c, time.Duration(resp.TimeOut)*time.Millisecond+10*time.Second)
+		waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("client silent for the session timeout") })
+	})
+
+	t.Run("client that stops reading", func(t *testing.T) {
+		big := bytes.Repeat([]byte("z"), 60<<10)
+		if _, err := bystander.Create("/big", big, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			t.Fatal(err)
+		}
+		c, _, resp := rawSession(t, px.Addr, 2000)
+		// Ask for far more than the socket buffers hold and never read.
+		var reqs []byte
+		for i := range 1000 {
+			h := jute.RequestHeader{Xid: jute.Xid(i + 1), Op: jute.OpGetData}
+			reqs = appendRequestFrame(reqs, h, &pathRequest{Path: "/big"})
+		}
+		// Keep pinging, so the client is not silent, only deaf.
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			c.Write(reqs)
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(300 * time.Millisecond):
+				}
+				if _, err := c.Write(pingFrame); err != nil {
+					return
+				}
+			}
+		}()
+		waitFor(t, "the proxy to give up on the client", time.Duration(resp.TimeOut)*time.Millisecond+60*time.Second, func() bool {
+			return px.Logs.contains("client stopped reading")
+		})
+		c.Close()
+	})
+
+	if n := rec.count(zk.StateDisconnected); n != 0 {
+		t.Errorf("bystander saw %d disconnects", n)
+	}
+	if data, _, err := bystander.Get("/bystander"); err != nil || string(data) != "x" {
+		t.Errorf("bystander after the bad clients: %q %v", data, err)
+	}
+	bystander.Close()
+	waitFor(t, "all sessions closed", 10*time.Second, func() bool { return len(px.Sessions()) == 0 })
+	checkGoroutines()
+}
+
+func TestLimitsAndFourLetterWords(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t)
+	px := startProxy(t, []string{server.ClientAddr()}, func(c *Config) { c.MaxClientConns = 2 })
+
+	t.Run("ruok answered by the proxy", func(t *testing.T) {
+		c := dialRaw(t, px.Addr)
+		io.WriteString(c, "ruok")
+		out, _ := readAllTimeout(c, 10*time.Second)
+		if string(out) != "imok" {
+			t.Fatalf("ruok: %q", out)
+		}
+	})
+	t.Run("srvr relayed from a member", func(t *testing.T) {
+		c := dialRaw(t, px.Addr)
+		io.WriteString(c, "srvr")
+		out, _ := readAllTimeout(c, 10*time.Second)
+		want, err := server.FourLetter("srvr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotFirst, _, _ := strings.Cut(string(out), "\n")
+		wantFirst, _, _ := strings.Cut(want, "\n")
+		if gotFirst == "" || gotFirst != wantFirst {
+			t.Fatalf("srvr through the proxy: %q, direct: %q", gotFirst, wantFirst)
+		}
+	})
+	t.Run("ready", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := px.Ready(ctx); err != nil {
+			t.Fatalf("Ready: %v", err)
+		}
+		px.SetTarget([]string{net.JoinHostPort(zktest.LoopbackIP(t), "2181")})
+		if err := px.Ready(ctx); err == nil {
+			t.Fatal("Ready with an unreachable target succeeded")
+		}
+		px.SetTarget([]string{server.ClientAddr()})
+	})
+	t.Run("max client connections", func(t *testing.T) {
+		a, _, _ := rawSession(t, px.Addr, 10000)
+		b, _, _ := rawSession(t, px.Addr, 10000)
+		c := dialRaw(t, px.Addr)
+		expectClosed(t, c, 10*time.Second)
+		if n := counter(t, px.m.connectionsRejected.WithLabelValues("max_client_conns")); n != 1 {
+			t.Errorf("rejected{max_client_conns} = %v, want 1", n)
+		}
+		a.Close()
+		b.Close()
+		waitFor(t, "slots to free up", 10*time.Second, func() bool { return len(px.Sessions()) == 0 })
+		rawSession(t, px.Addr, 10000)
+	})
+}
+
+func TestShutdownFinishesInFlight(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t)
+	px := startProxy(t, []string{server.ClientAddr()})
+	conn, _ := connectGo(t, []string{px.Addr}, 10*time.Second)
+	if _, err := conn.Create("/sd", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	id := conn.SessionID()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := px.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := px.Shutdown(ctx); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	if err := px.Close(); err != nil {
+		t.Fatalf("Close after Shutdown: %v", err)
+	}
+	// The ZooKeeper session outlives the proxy: a direct client resumes it.
+	direct, _ := connectGo(t, []string{server.ClientAddr()}, 10*time.Second)
+	if _, st, err := direct.Exists("/sd"); err != nil || st == nil {
+		t.Fatalf("node after shutdown: %v", err)
+	}
+	if !px.Logs.contains("session closed", "proxy shutting down") {
+		t.Error("no shutdown log line")
+	}
+	_ = id
+}
