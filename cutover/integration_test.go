@@ -1,0 +1,261 @@
+package cutover_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/internal/workload"
+	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/proxy"
+)
+
+// rig is a mitosis under way with zkproxy in front of it.
+type rig struct {
+	m      *zktest.Mitosis
+	proxy  *proxy.Server
+	ctl    *cutover.Controller
+	addr   string
+	dir    string
+	source []string
+	dest   []string
+}
+
+func addrs(e *zktest.Ensemble) []string {
+	var out []string
+	for _, s := range e.Members {
+		out = append(out, s.ClientAddr())
+	}
+	return out
+}
+
+// newRig starts the source ensemble and zkproxy (with its controller) in
+// front of it. The proxy is closed in t.Cleanup.
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	m := zktest.NewMitosis(t)
+	r := &rig{m: m, source: addrs(m.Source), dest: addrs(m.Destination), dir: t.TempDir()}
+	r.startProxy(t, net.JoinHostPort(zktest.LoopbackIP(t), "2181"))
+	return r
+}
+
+func (r *rig) startProxy(t *testing.T, listen string) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	reg := prometheus.NewRegistry()
+	p, err := proxy.New(proxy.Config{Source: r.source, Destination: r.dest}, log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := cutover.NewController(cutover.Config{
+		Source: r.source, Destination: r.dest, MaxLag: 1000, MoveTimeout: 8 * time.Second,
+		Store: cutover.Store{Dir: r.dir},
+	}, bridge.Cutover(p, r.dest), log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		ctl.Close()
+		p.Close()
+		if err := <-done; !errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	r.proxy, r.ctl, r.addr = p, ctl, ln.Addr().String()
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitReady runs the sync check until it passes: under a steady write load
+// the destination may trail the leader for a moment after the join.
+func waitReady(t *testing.T, ctl *cutover.Controller) *cutover.Report {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	for {
+		rep := ctl.Check(ctx)
+		if rep.Ready {
+			return rep
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("sync never confirmed: %s", rep.Reason())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func waitPhase(t *testing.T, ctl *cutover.Controller, want cutover.Phase) cutover.Status {
+	t.Helper()
+	if err := ctl.Wait(ctxFor(t, 60*time.Second)); err != nil {
+		t.Fatalf("cutover did not finish: %v (%+v)", err, ctl.Status())
+	}
+	st := ctl.Status()
+	if st.Phase != want {
+		t.Fatalf("phase %s, want %s (%+v)", st.Phase, want, st)
+	}
+	return st
+}
+
+var consSession = regexp.MustCompile(`sid=0x([0-9a-f]+)`)
+
+// sessionsOn lists the session ids connected to the servers, from cons.
+func sessionsOn(t *testing.T, servers []*zktest.Server) map[int64]string {
+	t.Helper()
+	out := map[int64]string{}
+	for _, s := range servers {
+		if !s.Running() {
+			continue
+		}
+		ans, err := s.FourLetter("cons")
+		if err != nil {
+			t.Fatalf("cons on %s: %v", s, err)
+		}
+		for _, m := range consSession.FindAllStringSubmatch(ans, -1) {
+			var id uint64
+			fmt.Sscanf(m[1], "%x", &id)
+			out[int64(id)] = s.String()
+		}
+	}
+	return out
+}
+
+func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
+	r := newRig(t)
+	ctx := ctxFor(t, 5*time.Minute)
+
+	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 4, Writers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	time.Sleep(500 * time.Millisecond)
+
+	leader, err := r.m.Join(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("joint ensemble leader: %s", leader)
+	rep := waitReady(t, r.ctl)
+	t.Logf("sync check: %d members, leader %s, usable %v", len(rep.Members), rep.Leader, rep.Usable)
+
+	// The join's rolling restart re-elects the source leader, which drops
+	// every member's clients; writers always have a write in flight then,
+	// so they see ConnectionLoss (its outcome is unknown). Only what happens
+	// from the cutover on is the cutover's to hide.
+	time.Sleep(time.Second)
+	base := w.Snapshot()
+	t.Logf("before the cutover (join included): %s", base)
+	w.ResetLatency()
+	start := time.Now()
+	if _, err := r.ctl.Start(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	st := waitPhase(t, r.ctl, cutover.PhaseDestination)
+	t.Logf("cutover of %d sessions took %s: %+v", st.Sessions.Total, time.Since(start), st.Sessions)
+	if st.Sessions.Moved != st.Sessions.Total || st.Sessions.Failed != 0 || st.Sessions.Total < 6 {
+		t.Fatalf("not every session moved live: %+v", st.Sessions)
+	}
+
+	// Every workload session is now served by a destination member.
+	snap := w.Snapshot()
+	on := sessionsOn(t, r.m.Destination.Members[:2])
+	for name, id := range snap.Sessions {
+		if _, ok := on[id]; !ok {
+			t.Errorf("%s (0x%x) is not connected to a destination member; cons there shows %v", name, id, on)
+		}
+	}
+	if err := w.WatchesFire(ctxFor(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // writes keep flowing on the destination
+	final := w.Stop().Since(base)
+	t.Logf("workload from the cutover on: %s", final)
+	if final.Disconnects != 0 || final.Expired != 0 {
+		t.Fatalf("clients noticed the cutover: %s", final)
+	}
+	if len(final.Errors) > 0 {
+		t.Fatalf("workload errors: %v", final.Errors)
+	}
+	v, err := w.Verify(ctx, r.m.Destination.Members[0].ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read back from the destination: %s", v)
+	if v.Lost != 0 || !v.OwnersIntact || v.Acked == 0 {
+		t.Fatalf("verification failed: %s %v", v, v.Problems)
+	}
+}
+
+func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
+	r := newRig(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 2, Writers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+
+	// Before the join the destination is not running: refused, with reason.
+	if _, err := r.ctl.Start(ctx, false); !errors.Is(err, cutover.ErrNotReady) || !strings.Contains(err.Error(), "no destination member reachable") {
+		t.Fatalf("start before the join: %v", err)
+	}
+	if _, err := r.m.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r.ctl)
+	time.Sleep(time.Second)
+	base := w.Snapshot()
+	if _, err := r.ctl.Start(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, r.ctl, cutover.PhaseDestination)
+	if err := r.ctl.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := waitPhase(t, r.ctl, cutover.PhaseSource)
+	if st.Sessions.Moved != st.Sessions.Total || st.Sessions.Total < 3 {
+		t.Fatalf("rollback did not move every session back: %+v", st.Sessions)
+	}
+	snap := w.Snapshot()
+	on := sessionsOn(t, r.m.Source.Members)
+	for name, id := range snap.Sessions {
+		if _, ok := on[id]; !ok {
+			t.Errorf("%s (0x%x) not back on a source member", name, id)
+		}
+	}
+	final := w.Stop().Since(base)
+	if final.Disconnects != 0 || final.Expired != 0 || len(final.Errors) > 0 {
+		t.Fatalf("clients noticed the cutover and rollback: %s %v", final, final.Errors)
+	}
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(m.Run())
+}

@@ -1,0 +1,500 @@
+// Package workload runs a Kafka-like ZooKeeper workload (go-zookeeper
+// sessions) through zkproxy and checks afterwards that nothing was lost:
+//
+//   - brokers register ephemeral /brokers/ids/<n>, keep a child watch on
+//     /brokers/ids and an exists watch on /controller, and race for the
+//     controller ephemeral like Kafka's controller election;
+//   - writers create serial-numbered znodes /serial/w<id>-<serial>, one after
+//     another (Kafka caps pipelining anyway), recording each acknowledged one;
+//   - every broker keeps a data watch on /config/changes, which a writer
+//     updates, so watch delivery through moves is observed.
+//
+// Every connection-state change a session sees is counted: a transparent
+// migration shows zero Disconnected and zero Expired.
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// Config describes the workload.
+type Config struct {
+	// Addr is where sessions connect (zkproxy's client address).
+	Addr string
+	// Root is a chroot-like prefix for every path; empty means /kafka.
+	Root string
+	// Brokers and Writers are session counts; zero means 3 and 2.
+	Brokers, Writers int
+	// WriteInterval paces each writer; zero means 5ms.
+	WriteInterval time.Duration
+	// SessionTimeout requested by each session; zero means Kafka's 18s.
+	SessionTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Root == "" {
+		c.Root = "/kafka"
+	}
+	if c.Brokers == 0 {
+		c.Brokers = 3
+	}
+	if c.Writers == 0 {
+		c.Writers = 2
+	}
+	if c.WriteInterval == 0 {
+		c.WriteInterval = 5 * time.Millisecond
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 18 * time.Second
+	}
+}
+
+// Workload is a running workload.
+type Workload struct {
+	cfg     Config
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	brokers []*session
+	writers []*session
+
+	mu    sync.Mutex
+	acked map[int]int // writer → highest acknowledged serial (serials are 1..n, in order)
+	errs  []string
+}
+
+// session is one go-zookeeper session and what it observed.
+type session struct {
+	name      string
+	conn      *zk.Conn
+	id        int64
+	states    sync.Map // zk.State → *atomic.Int64 of transitions into it
+	events    atomic.Int64
+	maxOp     atomic.Int64 // longest single request, ns
+	connected chan struct{}
+}
+
+func (s *session) count(st zk.State) int64 {
+	v, ok := s.states.Load(st)
+	if !ok {
+		return 0
+	}
+	return v.(*atomic.Int64).Load()
+}
+
+func (s *session) onEvent(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	v, _ := s.states.LoadOrStore(ev.State, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+	if ev.State == zk.StateHasSession {
+		select {
+		case <-s.connected:
+		default:
+			close(s.connected)
+		}
+	}
+}
+
+func (s *session) timed(f func() error) error {
+	start := time.Now()
+	err := f()
+	d := int64(time.Since(start))
+	for {
+		cur := s.maxOp.Load()
+		if d <= cur || s.maxOp.CompareAndSwap(cur, d) {
+			return err
+		}
+	}
+}
+
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
+
+func dial(ctx context.Context, name, addr string, timeout time.Duration) (*session, error) {
+	s := &session{name: name, connected: make(chan struct{})}
+	conn, _, err := zk.Connect([]string{addr}, timeout, zk.WithLogger(quiet{}), zk.WithEventCallback(s.onEvent))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	select {
+	case <-s.connected:
+	case <-ctx.Done():
+		conn.Close()
+		return nil, fmt.Errorf("%s: no session: %w", name, context.Cause(ctx))
+	}
+	s.conn, s.id = conn, conn.SessionID()
+	return s, nil
+}
+
+// Start connects every session, creates the tree and starts the loops.
+func Start(ctx context.Context, cfg Config) (*Workload, error) {
+	cfg.defaults()
+	w := &Workload{cfg: cfg, acked: map[int]int{}}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for i := range cfg.Brokers {
+		s, err := dial(cctx, fmt.Sprintf("broker-%d", i), cfg.Addr, cfg.SessionTimeout)
+		if err != nil {
+			w.closeAll()
+			return nil, err
+		}
+		w.brokers = append(w.brokers, s)
+	}
+	for i := range cfg.Writers {
+		s, err := dial(cctx, fmt.Sprintf("writer-%d", i), cfg.Addr, cfg.SessionTimeout)
+		if err != nil {
+			w.closeAll()
+			return nil, err
+		}
+		w.writers = append(w.writers, s)
+	}
+	c := w.brokers[0].conn
+	for _, p := range []string{cfg.Root, cfg.Root + "/brokers", cfg.Root + "/brokers/ids", cfg.Root + "/serial", cfg.Root + "/config", cfg.Root + "/config/changes"} {
+		if _, err := c.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			w.closeAll()
+			return nil, fmt.Errorf("creating %s: %w", p, err)
+		}
+	}
+	// Registrations happen before Start returns, so callers can check
+	// ephemeral owners at once.
+	for i, b := range w.brokers {
+		path := fmt.Sprintf("%s/brokers/ids/%d", cfg.Root, i)
+		if _, err := b.conn.Create(path, []byte(b.name), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+			w.closeAll()
+			return nil, fmt.Errorf("registering %s: %w", path, err)
+		}
+	}
+	runCtx, runCancel := context.WithCancel(context.Background())
+	w.cancel = runCancel
+	for _, b := range w.brokers {
+		w.wg.Add(3)
+		go w.watchChildren(runCtx, b)
+		go w.watchController(runCtx, b)
+		go w.watchConfig(runCtx, b)
+	}
+	for i, s := range w.writers {
+		w.wg.Add(1)
+		go w.write(runCtx, i, s)
+	}
+	return w, nil
+}
+
+func (w *Workload) fail(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.errs) < 100 {
+		w.errs = append(w.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+// loopWatch re-arms a watch after each event, as Kafka's handlers do.
+func (w *Workload) loopWatch(ctx context.Context, s *session, what string, arm func() (<-chan zk.Event, error)) {
+	defer w.wg.Done()
+	for ctx.Err() == nil {
+		var ch <-chan zk.Event
+		err := s.timed(func() error {
+			var err error
+			ch, err = arm()
+			return err
+		})
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, zk.ErrClosing) {
+				w.fail("%s %s: %v", s.name, what, err)
+			}
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		select {
+		case ev := <-ch:
+			if ev.Type != zk.EventNotWatching {
+				s.events.Add(1)
+			}
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (w *Workload) watchChildren(ctx context.Context, s *session) {
+	w.loopWatch(ctx, s, "children watch", func() (<-chan zk.Event, error) {
+		_, _, ch, err := s.conn.ChildrenW(w.cfg.Root + "/brokers/ids")
+		return ch, err
+	})
+}
+
+func (w *Workload) watchConfig(ctx context.Context, s *session) {
+	w.loopWatch(ctx, s, "data watch", func() (<-chan zk.Event, error) {
+		_, _, ch, err := s.conn.GetW(w.cfg.Root + "/config/changes")
+		return ch, err
+	})
+}
+
+// watchController is Kafka's controller election: whoever creates the
+// ephemeral /controller leads; the others keep an exists watch on it.
+func (w *Workload) watchController(ctx context.Context, s *session) {
+	path := w.cfg.Root + "/controller"
+	w.loopWatch(ctx, s, "controller election", func() (<-chan zk.Event, error) {
+		_, err := s.conn.Create(path, []byte(s.name), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return nil, err
+		}
+		_, _, ch, err := s.conn.ExistsW(path)
+		return ch, err
+	})
+}
+
+// write creates serial-numbered znodes one at a time. A create whose
+// outcome is unknown (connection loss) is retried with the same serial; a
+// NODEEXISTS on the retry means the first attempt was applied.
+func (w *Workload) write(ctx context.Context, id int, s *session) {
+	defer w.wg.Done()
+	tick := time.NewTicker(w.cfg.WriteInterval)
+	defer tick.Stop()
+	for serial := 1; ctx.Err() == nil; {
+		path := fmt.Sprintf("%s/serial/w%d-%09d", w.cfg.Root, id, serial)
+		err := s.timed(func() error {
+			_, err := s.conn.Create(path, []byte(strconv.Itoa(serial)), 0, zk.WorldACL(zk.PermAll))
+			return err
+		})
+		if err == nil || errors.Is(err, zk.ErrNodeExists) {
+			w.mu.Lock()
+			w.acked[id] = serial
+			w.mu.Unlock()
+			serial++
+			if id == 0 && serial%10 == 0 {
+				// The first writer also drives the config watch.
+				if err := s.timed(func() error {
+					_, err := s.conn.Set(w.cfg.Root+"/config/changes", []byte(strconv.Itoa(serial)), -1)
+					return err
+				}); err != nil && ctx.Err() == nil {
+					w.fail("%s setData config: %v", s.name, err)
+				}
+			}
+		} else if ctx.Err() == nil && !errors.Is(err, zk.ErrClosing) {
+			w.fail("%s create %s: %v", s.name, path, err)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// Report is what the sessions observed.
+type Report struct {
+	AckedWrites  int
+	Disconnects  int64 // transitions into Disconnected, all sessions
+	Expired      int64
+	WatchEvents  int64
+	MaxOpLatency time.Duration // longest single request any session saw
+	Errors       []string
+	Sessions     map[string]int64 // name → session id
+}
+
+func (r Report) String() string {
+	return fmt.Sprintf("acked writes %d, disconnects %d, expired %d, watch events %d, longest request %s, errors %d",
+		r.AckedWrites, r.Disconnects, r.Expired, r.WatchEvents, r.MaxOpLatency.Round(time.Millisecond), len(r.Errors))
+}
+
+// Snapshot reports what has been observed so far without stopping.
+func (w *Workload) Snapshot() Report {
+	r := Report{Sessions: map[string]int64{}}
+	w.mu.Lock()
+	for _, n := range w.acked {
+		r.AckedWrites += n
+	}
+	r.Errors = slices.Clone(w.errs)
+	w.mu.Unlock()
+	for _, s := range w.all() {
+		r.Disconnects += s.count(zk.StateDisconnected)
+		r.Expired += s.count(zk.StateExpired)
+		r.WatchEvents += s.events.Load()
+		r.MaxOpLatency = max(r.MaxOpLatency, time.Duration(s.maxOp.Load()))
+		r.Sessions[s.name] = s.conn.SessionID()
+	}
+	return r
+}
+
+// Since reports what happened after base was taken: counters are
+// differences, errors only the new ones, MaxOpLatency is unchanged (see
+// ResetLatency).
+func (r Report) Since(base Report) Report {
+	r.Disconnects -= base.Disconnects
+	r.Expired -= base.Expired
+	r.WatchEvents -= base.WatchEvents
+	if len(r.Errors) >= len(base.Errors) {
+		r.Errors = r.Errors[len(base.Errors):]
+	}
+	return r
+}
+
+// ResetLatency forgets the longest request seen so far, so a caller can
+// measure one phase (e.g. the cutover) on its own.
+func (w *Workload) ResetLatency() {
+	for _, s := range w.all() {
+		s.maxOp.Store(0)
+	}
+}
+
+func (w *Workload) all() []*session {
+	return append(slices.Clone(w.brokers), w.writers...)
+}
+
+// Stop ends the loops (sessions stay open: call Close) and reports.
+func (w *Workload) Stop() Report {
+	w.cancel()
+	w.wg.Wait()
+	return w.Snapshot()
+}
+
+// Close closes every session.
+func (w *Workload) Close() {
+	if w.cancel != nil {
+		w.cancel()
+		w.wg.Wait()
+	}
+	w.closeAll()
+}
+
+func (w *Workload) closeAll() {
+	for _, s := range w.all() {
+		s.conn.Close()
+	}
+}
+
+// WatchesFire changes each watched node once and waits until every broker
+// session has received an event for each change: watches survived.
+func (w *Workload) WatchesFire(ctx context.Context) error {
+	before := make([]int64, len(w.brokers))
+	for i, b := range w.brokers {
+		before[i] = b.events.Load()
+	}
+	c := w.writers[0].conn
+	if _, err := c.Set(w.cfg.Root+"/config/changes", []byte("probe"), -1); err != nil {
+		return fmt.Errorf("changing the config node: %w", err)
+	}
+	probe := w.cfg.Root + "/brokers/ids/probe"
+	if _, err := c.Create(probe, nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		return fmt.Errorf("creating %s: %w", probe, err)
+	}
+	defer c.Delete(probe, -1)
+	for {
+		var missing []string
+		for i, b := range w.brokers {
+			// Two changes: the config data watch and the ids child watch.
+			if b.events.Load()-before[i] < 2 {
+				missing = append(missing, b.name)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("watches did not fire for %s: %w", strings.Join(missing, ", "), context.Cause(ctx))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Verification is the read-back of every acknowledged write.
+type Verification struct {
+	Acked, Found, Lost, Unexpected int
+	// EphemeralOwners maps each broker's registration to whether its
+	// owner is still the broker's own session.
+	OwnersIntact bool
+	Problems     []string
+}
+
+func (v Verification) String() string {
+	return fmt.Sprintf("acked %d, found %d, lost %d, unexpected %d, ephemeral owners intact %t",
+		v.Acked, v.Found, v.Lost, v.Unexpected, v.OwnersIntact)
+}
+
+// Verify reads the tree back from addr (typically a destination member,
+// directly) and checks that every acknowledged serial is there, nothing
+// beyond the last attempted serial of a writer is, and each broker's
+// ephemeral is owned by that broker's session.
+func (w *Workload) Verify(ctx context.Context, addr string) (Verification, error) {
+	s, err := dial(ctx, "verifier", addr, 10*time.Second)
+	if err != nil {
+		return Verification{}, err
+	}
+	defer s.conn.Close()
+	v := Verification{OwnersIntact: true}
+	children, _, err := s.conn.Children(w.cfg.Root + "/serial")
+	if err != nil {
+		return v, fmt.Errorf("listing serials: %w", err)
+	}
+	found := map[int]map[int]bool{}
+	for _, c := range children {
+		var id, serial int
+		if _, err := fmt.Sscanf(c, "w%d-%d", &id, &serial); err != nil {
+			v.Problems = append(v.Problems, "unparsable serial node "+c)
+			continue
+		}
+		if found[id] == nil {
+			found[id] = map[int]bool{}
+		}
+		found[id][serial] = true
+	}
+	w.mu.Lock()
+	acked := maps(w.acked)
+	w.mu.Unlock()
+	for id, last := range acked {
+		v.Acked += last
+		for serial := 1; serial <= last; serial++ {
+			if found[id][serial] {
+				v.Found++
+			} else {
+				v.Lost++
+				if len(v.Problems) < 20 {
+					v.Problems = append(v.Problems, fmt.Sprintf("lost acknowledged write w%d-%09d", id, serial))
+				}
+			}
+		}
+		// At most one write past the last ack may exist: the one in flight
+		// when the workload stopped.
+		for serial := range found[id] {
+			if serial > last+1 {
+				v.Unexpected++
+			}
+		}
+	}
+	for i, b := range w.brokers {
+		path := fmt.Sprintf("%s/brokers/ids/%d", w.cfg.Root, i)
+		_, stat, err := s.conn.Get(path)
+		if err != nil {
+			v.OwnersIntact = false
+			v.Problems = append(v.Problems, fmt.Sprintf("%s: %v", path, err))
+			continue
+		}
+		if stat.EphemeralOwner != b.id {
+			v.OwnersIntact = false
+			v.Problems = append(v.Problems, fmt.Sprintf("%s owned by 0x%x, want broker session 0x%x", path, stat.EphemeralOwner, b.id))
+		}
+	}
+	return v, nil
+}
+
+func maps(m map[int]int) map[int]int {
+	out := make(map[int]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
