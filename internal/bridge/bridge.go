@@ -5,7 +5,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -61,37 +60,13 @@ func (s *session) View() cutover.SessionView {
 	}
 }
 
+// Move returns the proxy's *proxy.MoveError as is: it implements
+// cutover.MoveError with a bounded reason label.
 func (s *session) Move(ctx context.Context, members []string) error {
-	err := s.s.Move(ctx, members)
-	if err == nil {
-		return nil
-	}
-	return &moveError{err: err, reason: moveReason(err)}
+	return s.s.Move(ctx, members)
 }
 
 func (s *session) Disconnect(reason string) { s.s.Disconnect(reason) }
-
-// moveReason maps a proxy move error to a bounded reason label.
-func moveReason(err error) string {
-	switch {
-	case errors.Is(err, proxy.ErrDrainTimeout):
-		return "drain_timeout"
-	case errors.Is(err, proxy.ErrSessionClosed):
-		return "session_closed"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	}
-	return "error"
-}
-
-type moveError struct {
-	err    error
-	reason string
-}
-
-func (e *moveError) Error() string      { return e.err.Error() }
-func (e *moveError) Unwrap() error      { return e.err }
-func (e *moveError) MoveReason() string { return e.reason }
 
 // SessionRow is one line of GET /sessions.
 type SessionRow struct {
@@ -137,3 +112,6 @@ func RegisterSessions(h *admin.Handler, srv *proxy.Server, destination []string)
 		admin.WriteJSON(w, http.StatusOK, map[string]any{"sessions": rows, "count": len(rows)})
 	})
 }
+
+// The proxy's move errors carry the reason labels cutover counts.
+var _ cutover.MoveError = (*proxy.MoveError)(nil)
