@@ -259,3 +259,77 @@ func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+// cutOver joins the destination, waits for sync, runs the cutover and
+// returns the workload baseline taken just before it.
+func (r *rig) cutOver(t *testing.T, w *workload.Workload) workload.Report {
+	t.Helper()
+	ctx := ctxFor(t, 3*time.Minute)
+	if _, err := r.m.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r.ctl)
+	time.Sleep(time.Second)
+	base := w.Snapshot()
+	if _, err := r.ctl.Start(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitPhase(t, r.ctl, cutover.PhaseDestination); st.Sessions.Failed != 0 {
+		t.Fatalf("cutover fell back: %+v", st.Sessions)
+	}
+	return base
+}
+
+func TestRestartedProxyRoutesToDestination(t *testing.T) {
+	r := newRig(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 2, Writers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	base := r.cutOver(t, w)
+
+	// Stop zkproxy (clients see their connection drop) and start a new one
+	// on the same address and data directory.
+	r.ctl.Close()
+	r.proxy.Close()
+	r.startProxy(t, r.addr)
+	if st := r.ctl.Status(); st.Phase != cutover.PhaseDestination {
+		t.Fatalf("restarted in phase %s", st.Phase)
+	}
+	// Clients reconnect on their own, with their sessions, to the destination.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		snap := w.Snapshot()
+		on := sessionsOn(t, r.m.Destination.Members[:2])
+		missing := 0
+		for _, id := range snap.Sessions {
+			if _, ok := on[id]; !ok {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions not back on the destination after the restart", missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := w.WatchesFire(ctxFor(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	final := w.Stop().Since(base)
+	t.Logf("across the cutover and a zkproxy restart: %s", final)
+	if final.Expired != 0 {
+		t.Fatalf("sessions expired: %s", final)
+	}
+	v, err := w.Verify(ctx, r.m.Destination.Members[1].ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Lost != 0 || !v.OwnersIntact {
+		t.Fatalf("verification: %s %v", v, v.Problems)
+	}
+}
