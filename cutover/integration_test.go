@@ -333,3 +333,46 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 		t.Fatalf("verification: %s %v", v, v.Problems)
 	}
 }
+
+// TestSplitWithoutBarrier runs Yelp's split under the workload after the
+// cutover, without zkproxy's barrier, and reports what clients saw: the
+// proxy re-attaches sessions when the destination has elected its leader.
+func TestSplitWithoutBarrier(t *testing.T) {
+	r := newRig(t)
+	ctx := ctxFor(t, 4*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 3, Writers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r.cutOver(t, w)
+	base := w.Snapshot()
+	w.ResetLatency()
+
+	dstLeader, srcLeader, err := r.m.Split(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := r.m.Timeline()
+	t.Logf("split: destination leader %s, source leader %s, destination unavailable for %s",
+		dstLeader, srcLeader, tl.DestinationUnavailable().Round(time.Millisecond))
+	if err := r.ctl.RecordSplit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WatchesFire(ctxFor(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	final := w.Stop().Since(base)
+	t.Logf("clients during the split without barrier: %s", final)
+	if final.Expired != 0 {
+		t.Fatalf("sessions expired across the split: %s", final)
+	}
+	v, err := w.Verify(ctx, r.m.Destination.Members[2].ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read back from the formerly dormant destination node: %s", v)
+	if v.Lost != 0 || !v.OwnersIntact {
+		t.Fatalf("verification: %s %v", v, v.Problems)
+	}
+}
