@@ -255,3 +255,112 @@ var goldenRequiredOps = []Op{
 	OpGetAllChildrenNumber, OpSetWatches2, OpAddWatch, OpWhoAmI,
 	OpCloseSession,
 }
+
+// CapturedFrame is one frame recorded by the capture test (capture_test.go,
+// package jute_test, which cannot be in package jute because
+// internal/zktest imports jute).
+type CapturedFrame struct {
+	// Conn numbers the relayed connections; Index counts the frames of one
+	// connection and direction from 0 (0 is the connect record).
+	Conn, Index int
+	FromServer  bool
+	Bytes       []byte
+}
+
+// goldenPerKind caps how many distinct frames of one direction, kind and
+// error code a golden file keeps; the capture repeats pings and the like.
+const goldenPerKind = 4
+
+// labelFrames names each recorded frame: connect records first on each
+// connection, requests by their header, replies by the op of the request
+// with the same xid on the same connection.
+func labelFrames(t *testing.T, frames []CapturedFrame) []goldenFrame {
+	t.Helper()
+	pending := map[int]map[Xid]Op{}
+	var out []goldenFrame
+	for _, f := range frames {
+		if pending[f.Conn] == nil {
+			pending[f.Conn] = map[Xid]Op{}
+		}
+		g := goldenFrame{Frame: f.Bytes, Line: f.Conn}
+		if f.FromServer {
+			g.Dir = dirReply
+		}
+		switch {
+		case f.Index == 0:
+			g.Kind = goldenConnect
+		case !f.FromServer:
+			h, err := PeekRequestHeader(f.Bytes[4:])
+			if err != nil {
+				t.Fatalf("conn %d request %d: %v", f.Conn, f.Index, err)
+			}
+			pending[f.Conn][h.Xid] = h.Op
+			g.Op = h.Op
+		default:
+			h, err := PeekReplyHeader(f.Bytes[4:])
+			if err != nil {
+				t.Fatalf("conn %d reply %d: %v", f.Conn, f.Index, err)
+			}
+			op, ok := pending[f.Conn][h.Xid]
+			if h.Xid == XidNotification {
+				op, ok = OpNotification, true
+			}
+			if !ok {
+				t.Fatalf("conn %d reply %d: xid %d answers no request", f.Conn, f.Index, h.Xid)
+			}
+			g.Op = op
+		}
+		if g.Kind == "" {
+			g.Kind = g.Op.String()
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// WriteGoldenCapture labels captured frames, keeps up to goldenPerKind
+// distinct frames per direction, kind and error code, checks that each
+// decodes and re-encodes identically, and writes them to
+// testdata/golden/<name> with a decoded comment.
+func WriteGoldenCapture(t *testing.T, name, source string, captured []CapturedFrame) {
+	t.Helper()
+	frames := labelFrames(t, captured)
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Golden frames: %s against ZooKeeper 3.8, captured through\n", source)
+	b.WriteString("# internal/zktest/relay by TestCaptureGolden (go test ./jute -run TestCaptureGolden -update).\n")
+	b.WriteString("# Format: <dir> <kind> <frame hex>; > client to server, < server to client. Do not edit.\n")
+	count := map[string]int{}
+	seen := map[string]bool{}
+	conn := -1
+	for _, g := range frames {
+		key := fmt.Sprintf("%d %s", g.Dir, g.Kind)
+		if g.Dir == dirReply && g.Kind != goldenConnect {
+			h, _ := PeekReplyHeader(g.Frame[4:])
+			key += " " + h.Err.String()
+		}
+		if seen[string(g.Frame)] || count[key] >= goldenPerKind {
+			continue
+		}
+		desc, err := checkGoldenFrame(g)
+		if err != nil {
+			t.Errorf("%s conn %d %s: %v", name, g.Line, g.Kind, err)
+			continue
+		}
+		seen[string(g.Frame)] = true
+		count[key]++
+		if g.Line != conn {
+			conn = g.Line
+			fmt.Fprintf(&b, "\n# connection %d\n", conn)
+		}
+		dir := ">"
+		if g.Dir == dirReply {
+			dir = "<"
+		}
+		fmt.Fprintf(&b, "# %s\n%s %s %s\n", desc, dir, g.Kind, hex.EncodeToString(g.Frame))
+	}
+	path := filepath.Join("testdata", "golden", name)
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}
