@@ -132,7 +132,7 @@ func newServer(t testing.TB, id int, opts []Option) *Server {
 			t.Errorf("zktest: server %d: %v", s.ID, err)
 		}
 		if t.Failed() {
-			t.Logf("zktest: server %d (%s) log tail:\n%s", s.ID, s.IP, s.LogTail(48<<10))
+			t.Logf("zktest: server %d (%s) log tail:\n%s", s.ID, s.IP, s.LogTail(32<<10))
 		}
 	})
 	return s
