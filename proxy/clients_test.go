@@ -52,3 +52,22 @@ func TestJavaClientWorkloadThroughProxy(t *testing.T) {
 	}
 	t.Logf("Java transcript:\n%s", strings.Join(got, "\n"))
 }
+
+func TestKazooWorkloadThroughProxy(t *testing.T) {
+	zktest.RequireIntegration(t)
+	script, err := os.ReadFile("testdata/kazoo_workload.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := zktest.Standalone(t)
+	px := startProxy(t, []string{server.ClientAddr()})
+	want := transcript(zktest.Python(t, string(script), server.ClientAddr(), "/direct"), "/direct")
+	got := transcript(zktest.Python(t, string(script), px.Addr, "/proxied"), "/proxied")
+	if len(want) < 20 {
+		t.Fatalf("direct transcript too short: %v", want)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("kazoo workload through the proxy differs:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+	}
+	t.Logf("kazoo transcript:\n%s", strings.Join(got, "\n"))
+}
