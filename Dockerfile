@@ -1,0 +1,28 @@
+# zkproxy: a static binary on a minimal, non-root image.
+#   docker build -t zkproxy .
+#   docker run -p 2181:2181 -p 9181:9181 -v zkproxy-data:/var/lib/zkproxy zkproxy \
+#     serve --source zk1:2181,zk2:2181,zk3:2181 --destination zk4:2181,zk5:2181,zk6:2181 \
+#     --admin-listen 0.0.0.0:9181 --admin-token "$TOKEN"
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/zkproxy ./cmd/zkproxy \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/zkproxy /usr/local/bin/zkproxy
+# The cutover phase is persisted here; keep it on a volume so a restarted
+# container never routes clients to the wrong ensemble.
+COPY --from=build --chown=nonroot:nonroot /out/data /var/lib/zkproxy
+VOLUME ["/var/lib/zkproxy"]
+# 2181: ZooKeeper clients. 9181: admin HTTP (/metrics, /healthz, /readyz, /cutover, /sessions).
+EXPOSE 2181 9181
+# A config file can be mounted at /etc/zkproxy/zkproxy.yaml and named with
+# --config /etc/zkproxy/zkproxy.yaml (or ZKPROXY_CONFIG); env and flags work too.
+ENV ZKPROXY_DATA_DIR=/var/lib/zkproxy
+USER nonroot:nonroot
+ENTRYPOINT ["/usr/local/bin/zkproxy"]
+CMD ["serve"]
