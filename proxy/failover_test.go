@@ -1,0 +1,308 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkproxy/zkproxy/internal/zktest"
+)
+
+// ensembleFixture is a 3-member ensemble with a proxy whose source is all
+// of it.
+type ensembleFixture struct {
+	ens     *zktest.Ensemble
+	members []string
+	px      *testProxy
+}
+
+func newEnsembleFixture(t *testing.T) *ensembleFixture {
+	t.Helper()
+	zktest.RequireIntegration(t)
+	ens := zktest.NewEnsemble(t, 3)
+	var members []string
+	for _, m := range ens.Members {
+		members = append(members, m.ClientAddr())
+	}
+	return &ensembleFixture{ens: ens, members: members, px: startProxy(t, members)}
+}
+
+func (f *ensembleFixture) server(t *testing.T, addr string) *zktest.Server {
+	t.Helper()
+	for _, m := range f.ens.Members {
+		if m.ClientAddr() == addr {
+			return m
+		}
+	}
+	t.Fatalf("no member at %s", addr)
+	return nil
+}
+
+// placeOnFollower moves the session to a follower, so killing its member
+// does not also cost an election, and returns that member.
+func (f *ensembleFixture) placeOnFollower(t *testing.T, id int64) *zktest.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader, err := f.ens.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := sessionInfo(t, f.px.Server, id)
+	if info.Member != leader.ClientAddr() {
+		return f.server(t, info.Member)
+	}
+	var follower string
+	for _, m := range f.members {
+		if m != leader.ClientAddr() {
+			follower = m
+			break
+		}
+	}
+	// Onto the follower, with the whole ensemble left for failovers.
+	if err := f.session(t, id).move(ctx, []string{follower}, f.members); err != nil {
+		t.Fatalf("moving the session off the leader: %v", err)
+	}
+	return f.server(t, follower)
+}
+
+func (f *ensembleFixture) session(t *testing.T, id int64) *Session {
+	t.Helper()
+	for _, s := range f.px.Sessions() {
+		if int64(s.ID()) == id {
+			return s
+		}
+	}
+	t.Fatalf("session %#x not in the proxy", id)
+	return nil
+}
+
+// restart brings a killed member back and waits until it serves.
+func (f *ensembleFixture) restart(t *testing.T, s *zktest.Server) {
+	t.Helper()
+	if err := s.Start(); err != nil {
+		t.Fatalf("restart %s: %v", s, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := f.ens.WaitServing(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func expectEvent(t *testing.T, what string, ch <-chan zk.Event, typ zk.EventType, path string) {
+	t.Helper()
+	select {
+	case ev := <-ch:
+		if ev.Type != typ || ev.Path != path {
+			t.Errorf("%s: got event %s %s (state %s, err %v), want %s %s", what, ev.Type, ev.Path, ev.State, ev.Err, typ, path)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s: no event within 30s", what)
+	}
+}
+
+func TestFailover(t *testing.T) {
+	f := newEnsembleFixture(t)
+	direct, _ := connectGo(t, f.members, 10*time.Second)
+	acl := zk.WorldACL(zk.PermAll)
+
+	t.Run("idle client does not notice", func(t *testing.T) {
+		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+		id := conn.SessionID()
+		for _, p := range []string{"/idle", "/idle/d1", "/idle/d2", "/idle/c"} {
+			if _, err := conn.Create(p, []byte("x"), 0, acl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.Create("/idle/eph", nil, zk.FlagEphemeral, acl); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.AddAuth("digest", []byte("bob:pw")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Create("/idle/private", []byte("p"), 0, zk.DigestACL(zk.PermAll, "bob", "pw")); err != nil {
+			t.Fatal(err)
+		}
+		_, _, during, err := conn.GetW("/idle/d1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, after, err := conn.GetW("/idle/d2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, existCh, err := conn.ExistsW("/idle/new")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, childCh, err := conn.ChildrenW("/idle/c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		victim := f.placeOnFollower(t, id)
+		if w := sessionInfo(t, f.px.Server, id).Watches; w != 4 {
+			t.Fatalf("proxy tracks %d watches, want 4", w)
+		}
+		reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
+
+		if err := victim.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.restart(t, victim) })
+		// A change made while the session is off any member: the
+		// SetWatches catch-up (relativeZxid = last zxid seen) reports it.
+		if _, err := direct.Set("/idle/d1", []byte("during"), -1); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "re-attach", 30*time.Second, func() bool {
+			return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
+		})
+		info := sessionInfo(t, f.px.Server, id)
+		if info.Member == victim.ClientAddr() || info.State != StateActive {
+			t.Fatalf("session after re-attach: %+v", info)
+		}
+		expectEvent(t, "data watch, change during re-attach", during, zk.EventNodeDataChanged, "/idle/d1")
+
+		// Changes after the re-attach reach the re-registered watches.
+		if _, err := direct.Set("/idle/d2", []byte("after"), -1); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, "data watch, change after re-attach", after, zk.EventNodeDataChanged, "/idle/d2")
+		if _, err := direct.Create("/idle/new", nil, 0, acl); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, "exist watch", existCh, zk.EventNodeCreated, "/idle/new")
+		if _, err := direct.Create("/idle/c/kid", nil, 0, acl); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, "child watch", childCh, zk.EventNodeChildrenChanged, "/idle/c")
+
+		// Session, ephemeral and auth kept.
+		_, st, err := direct.Exists("/idle/eph")
+		if err != nil || st == nil || st.EphemeralOwner != id {
+			t.Fatalf("ephemeral after re-attach: %+v %v", st, err)
+		}
+		if data, _, err := conn.Get("/idle/private"); err != nil || string(data) != "p" {
+			t.Fatalf("digest-protected read after re-attach (auth replayed?): %q %v", data, err)
+		}
+		if n := rec.count(zk.StateDisconnected); n != 0 {
+			t.Errorf("client saw %d disconnects", n)
+		}
+		if n := rec.count(zk.StateExpired); n != 0 {
+			t.Errorf("client saw %d expiries", n)
+		}
+		if !f.px.Logs.contains("session re-attached", "upstream lost") {
+			t.Error("no re-attach log line")
+		}
+	})
+
+	t.Run("requests in flight: one visible disconnect, session kept", func(t *testing.T) {
+		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+		id := conn.SessionID()
+		if _, err := conn.Create("/busy", nil, 0, acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			t.Fatal(err)
+		}
+		if _, err := conn.Create("/busy/eph", nil, zk.FlagEphemeral, acl); err != nil {
+			t.Fatal(err)
+		}
+		victim := f.placeOnFollower(t, id)
+		var acked []string
+		for i := range 20 {
+			p, err := conn.Create(fmt.Sprintf("/busy/w-%02d", i), nil, 0, acl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acked = append(acked, p)
+		}
+		// Freeze the member so the next request stays in flight, then kill
+		// it: its outcome is unknown to the proxy.
+		if err := syscall.Kill(victim.PID(), syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.restart(t, victim) })
+		inflight := make(chan error, 1)
+		go func() {
+			_, err := conn.Create("/busy/inflight", nil, 0, acl)
+			inflight <- err
+		}()
+		waitFor(t, "request in flight", 10*time.Second, func() bool {
+			return sessionInfo(t, f.px.Server, id).Outstanding > 0
+		})
+		if err := victim.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		err := <-inflight
+		t.Logf("in-flight create returned %v", err)
+		waitFor(t, "reconnect through the proxy", 30*time.Second, func() bool {
+			return conn.State() == zk.StateHasSession && len(f.px.Sessions()) > 0 && slices.ContainsFunc(f.px.Sessions(), func(s *Session) bool {
+				return int64(s.ID()) == id && s.State() == StateActive
+			})
+		})
+		if conn.SessionID() != id {
+			t.Fatalf("session changed: %#x, was %#x", conn.SessionID(), id)
+		}
+		children, _, err := conn.Children("/busy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range acked {
+			if !slices.Contains(children, p[len("/busy/"):]) {
+				t.Errorf("acknowledged write %s lost", p)
+			}
+		}
+		_, st, err := direct.Exists("/busy/eph")
+		if err != nil || st == nil || st.EphemeralOwner != id {
+			t.Fatalf("ephemeral after reconnect: %+v %v", st, err)
+		}
+		if n := rec.count(zk.StateDisconnected); n != 1 {
+			t.Errorf("client saw %d disconnects, want 1", n)
+		}
+		if n := rec.count(zk.StateExpired); n != 0 {
+			t.Errorf("client saw %d expiries", n)
+		}
+		if !f.px.Logs.contains("session closed", "requests in flight") {
+			t.Error("no log line for the in-flight close")
+		}
+	})
+
+	t.Run("move between members keeps watches", func(t *testing.T) {
+		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+		id := conn.SessionID()
+		if _, err := conn.Create("/mv", nil, 0, acl); err != nil {
+			t.Fatal(err)
+		}
+		_, _, ch, err := conn.GetW("/mv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess := f.session(t, id)
+		for i, m := range f.members {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			err := sess.Move(ctx, []string{m})
+			cancel()
+			if err != nil {
+				t.Fatalf("move %d to %s: %v", i, m, err)
+			}
+			if got := sess.Info().Member; got != m {
+				t.Fatalf("after move to %s the session is on %s", m, got)
+			}
+			if _, _, err := conn.Exists("/mv"); err != nil {
+				t.Fatalf("request after move %d: %v", i, err)
+			}
+		}
+		if _, err := direct.Set("/mv", []byte("x"), -1); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, "data watch after three moves", ch, zk.EventNodeDataChanged, "/mv")
+		if n := rec.count(zk.StateDisconnected); n != 0 {
+			t.Errorf("client saw %d disconnects", n)
+		}
+	})
+}
