@@ -1,19 +1,33 @@
 package jute
 
 // Id is an authentication identity: a scheme ("world", "digest", "ip",
-// "sasl", ...) and an id within it.
+// "sasl", "auth", ...) and an id within it.
 type Id struct {
 	Scheme string
 	ID     string
+	// NullID reports that the id was a null ustring (ID is then ""), and
+	// makes Encode write one. kazoo writes every empty string as null, so
+	// its CREATOR_ALL_ACL, ("auth", ""), arrives with a null id; the server
+	// accepts it because the auth scheme's id is replaced by the
+	// connection's identities (PrepRequestProcessor.fixupACL).
+	NullID bool
 }
 
 func (r *Id) Decode(d *Decoder) {
 	r.Scheme = d.UString()
-	r.ID = d.UString()
+	id := d.NullableUString()
+	r.ID, r.NullID = "", id == nil
+	if id != nil {
+		r.ID = *id
+	}
 }
 
 func (r *Id) Encode(e *Encoder) {
 	e.UString(r.Scheme)
+	if r.NullID {
+		e.Int32(-1)
+		return
+	}
 	e.UString(r.ID)
 }
 

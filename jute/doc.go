@@ -38,11 +38,13 @@
 //     writes one (BinaryOutputArchive.writeBool writes 0 or 1) and the value
 //     could not be re-encoded identically;
 //   - a null ustring (length -1) is rejected (ErrNullString) in fields that are
-//     plain Go strings: paths, schemes, child names. ZooKeeper itself rejects
-//     null paths (PathUtils.validatePath). Fields where real clients do write
-//     null — the three server lists of ReconfigRequest, which the Java client
-//     and kazoo leave null when unused (kazoo's write_string writes -1 for
-//     every empty or None string) — are *string, nil meaning null;
+//     plain Go strings: paths, schemes, child names. No client sends a null
+//     path on purpose and the server fails such a request (PathUtils.
+//     validatePath: "Path cannot be null"). Fields where real clients do write
+//     null are nullable: the three server lists of ReconfigRequest, which
+//     the Java client and kazoo leave null when unused, are *string (nil is
+//     null), and Id has NullID, because kazoo's write_string writes -1 for
+//     every empty or None string and its CREATOR_ALL_ACL is ("auth", "");
 //   - records that end in an optional field (the readOnly byte of the
 //     connect records) remember whether it was present;
 //   - the multi terminator header is kept as it arrived.

@@ -36,6 +36,8 @@ var roundTripCases = []struct {
 	{"WatcherEvent/emptyPath", &WatcherEvent{Type: EventNone, State: StateExpired, Path: ""}},
 	{"Stat", &sampleStat},
 	{"Id", &Id{Scheme: "digest", ID: "u:hash"}},
+	{"Id/nullID", &Id{Scheme: "auth", NullID: true}},
+	{"Id/emptyID", &Id{Scheme: "auth", ID: ""}},
 	{"ACL", &ACL{Perms: PermRead | PermWrite, ID: Id{Scheme: "ip", ID: "127.0.0.1"}}},
 	{"AuthPacket", &AuthPacket{Scheme: "digest", Auth: []byte("user:pw")}},
 	{"AuthPacket/nilAuth", &AuthPacket{Scheme: "x"}},

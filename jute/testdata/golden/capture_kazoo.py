@@ -6,7 +6,7 @@ import time
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, KazooException
-from kazoo.security import make_digest_acl, OPEN_ACL_UNSAFE
+from kazoo.security import make_digest_acl, CREATOR_ALL_ACL, OPEN_ACL_UNSAFE
 
 # read_only=True: the ConnectRequest carries readOnly=1.
 zk = KazooClient(hosts=sys.argv[1], timeout=4.0, read_only=True,
@@ -16,6 +16,8 @@ zk.start(timeout=60)
 zk.create("/k", b"root")
 zk.create("/k/c2", b"", include_data=True)            # create2
 zk.create("/k/seq-", b"s", sequence=True, ephemeral=True)
+# CREATOR_ALL_ACL is ("auth", ""): kazoo writes the empty id as a null string.
+zk.create("/k/secure", b"s", acl=CREATOR_ALL_ACL)
 try:
     zk.create("/k", b"")
 except NodeExistsError:
