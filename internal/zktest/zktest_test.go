@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -238,5 +239,63 @@ func TestPartition(t *testing.T) {
 	}
 	if _, err := Partition(t, []string{"10.0.0.1"}, []string{b}); err == nil {
 		t.Fatal("Partition accepted a non-loopback address")
+	}
+}
+
+func TestJavaClient(t *testing.T) {
+	s := Standalone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := StartJavaClient(t)
+	if err := c.Connect(ctx, s.ClientAddr(), 10000, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	id, passwd, timeout, err := c.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id == 0 || len(passwd) != 16 || timeout != 10000 {
+		t.Fatalf("session %x %x %d", id, passwd, timeout)
+	}
+	if _, err := c.Do(ctx, "create", "/x", "v1", "ephemeral"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, "get", "/x", "1"); err != nil {
+		t.Fatal(err)
+	}
+	from := c.EventCount()
+	if _, err := c.Do(ctx, "set", "/x", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.WaitEvent(ctx, from, NodeEvent("NodeDataChanged", "/x")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Do(ctx, "get", "/nope", "0")
+	var ce *ClientError
+	if !errors.As(err, &ce) || ce.Code != "NONODE" {
+		t.Fatalf("get /nope: %v", err)
+	}
+	in, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Srvr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.State != "CONNECTED" || in.RemoteAddr != s.ClientAddr() || in.LastZxid != st.Zxid {
+		t.Fatalf("info %+v (srvr zxid 0x%x)", in, st.Zxid)
+	}
+	// A second handle re-attaches the same session by id and password.
+	c2 := StartJavaClient(t)
+	if err := c2.Connect(ctx, s.ClientAddr(), 10000, id, passwd); err != nil {
+		t.Fatal(err)
+	}
+	owner, err := c2.Do(ctx, "exists", "/x", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner != strconv.FormatUint(uint64(id), 16) {
+		t.Fatalf("ephemeral owner %s, want %x", owner, id)
 	}
 }
