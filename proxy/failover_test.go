@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/jute"
 )
 
 // ensembleFixture is a 3-member ensemble with a proxy whose source is all
@@ -20,6 +23,9 @@ type ensembleFixture struct {
 	ens     *zktest.Ensemble
 	members []string
 	px      *testProxy
+	// dialDelay (nanoseconds) slows every upstream dial: fault injection
+	// to widen the re-attach window.
+	dialDelay atomic.Int64
 }
 
 func newEnsembleFixture(t *testing.T) *ensembleFixture {
@@ -30,7 +36,21 @@ func newEnsembleFixture(t *testing.T) *ensembleFixture {
 	for _, m := range ens.Members {
 		members = append(members, m.ClientAddr())
 	}
-	return &ensembleFixture{ens: ens, members: members, px: startProxy(t, members)}
+	f := &ensembleFixture{ens: ens, members: members}
+	f.px = startProxy(t, members, func(c *Config) {
+		c.Dial = func(ctx context.Context, _, member string) (net.Conn, error) {
+			if d := time.Duration(f.dialDelay.Load()); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", member)
+		}
+	})
+	return f
 }
 
 func (f *ensembleFixture) server(t *testing.T, addr string) *zktest.Server {
@@ -301,6 +321,110 @@ func TestFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		expectEvent(t, "data watch after three moves", ch, zk.EventNodeDataChanged, "/mv")
+		if n := rec.count(zk.StateDisconnected); n != 0 {
+			t.Errorf("client saw %d disconnects", n)
+		}
+	})
+
+	t.Run("requests during a re-attach are held, pings answered", func(t *testing.T) {
+		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+		id := conn.SessionID()
+		if _, err := conn.Create("/held", []byte("h"), 0, acl); err != nil {
+			t.Fatal(err)
+		}
+		victim := f.placeOnFollower(t, id)
+		// A raw session on the same member, to see the proxy's own ping
+		// answers on the wire.
+		raw, rawR, resp := rawSession(t, f.px.Addr, 10000)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := f.session(t, int64(resp.SessionID)).move(ctx, []string{victim.ClientAddr()}, f.members); err != nil {
+			t.Fatal(err)
+		}
+		heldBefore := counter(t, f.px.m.heldRequests)
+		// Each dial now takes 2.5s (under the 3s dial timeout): the request
+		// below is sent while the session has no upstream.
+		f.dialDelay.Store(int64(2500 * time.Millisecond))
+		defer f.dialDelay.Store(0)
+		if err := victim.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.restart(t, victim) })
+		waitFor(t, "re-attaching state", 10*time.Second, func() bool {
+			return sessionInfo(t, f.px.Server, id).State == StateReattaching
+		})
+		if _, err := raw.Write(pingFrame); err != nil {
+			t.Fatal(err)
+		}
+		raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+		pf, err := rawR.Next()
+		if err != nil {
+			t.Fatalf("ping during re-attach: %v", err)
+		}
+		if h, _ := jute.PeekReplyHeader(pf.Payload()); h.Xid != jute.XidPing || h.Err != 0 {
+			t.Fatalf("ping reply during re-attach: %+v", h)
+		}
+		if st := sessionInfo(t, f.px.Server, int64(resp.SessionID)).State; st != StateReattaching {
+			t.Errorf("raw session is %s while its ping was answered; want reattaching", st)
+		}
+		data, _, err := conn.Get("/held")
+		if err != nil || string(data) != "h" {
+			t.Fatalf("request during re-attach: %q %v", data, err)
+		}
+		if counter(t, f.px.m.heldRequests) <= heldBefore {
+			t.Error("the request was not held")
+		}
+		if n := rec.count(zk.StateDisconnected); n != 0 {
+			t.Errorf("client saw %d disconnects", n)
+		}
+	})
+
+	t.Run("move with a request stuck in flight times out and stays", func(t *testing.T) {
+		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+		id := conn.SessionID()
+		victim := f.placeOnFollower(t, id)
+		if err := syscall.Kill(victim.PID(), syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		defer func() {
+			if !resumed {
+				syscall.Kill(victim.PID(), syscall.SIGCONT)
+			}
+		}()
+		inflight := make(chan error, 1)
+		go func() {
+			_, _, err := conn.Exists("/")
+			inflight <- err
+		}()
+		waitFor(t, "request in flight", 10*time.Second, func() bool {
+			return sessionInfo(t, f.px.Server, id).Outstanding > 0
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := f.session(t, id).Move(ctx, f.members)
+		cancel()
+		var me *MoveError
+		if !errors.As(err, &me) || me.MoveReason() != "drain_timeout" || me.Disconnected || !errors.Is(err, ErrDrainTimeout) {
+			t.Fatalf("Move with a stuck request: %v", err)
+		}
+		// Requests sent while draining were held, and are released to the
+		// old member once it answers again.
+		later := make(chan error, 1)
+		go func() {
+			_, _, err := conn.Exists("/held")
+			later <- err
+		}()
+		syscall.Kill(victim.PID(), syscall.SIGCONT)
+		resumed = true
+		if err := <-inflight; err != nil {
+			t.Fatalf("stuck request after resume: %v", err)
+		}
+		if err := <-later; err != nil {
+			t.Fatalf("request after the failed move: %v", err)
+		}
+		if info := sessionInfo(t, f.px.Server, id); info.Member != victim.ClientAddr() || info.State != StateActive {
+			t.Fatalf("session after the failed move: %+v", info)
+		}
 		if n := rec.count(zk.StateDisconnected); n != 0 {
 			t.Errorf("client saw %d disconnects", n)
 		}

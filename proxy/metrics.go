@@ -27,6 +27,9 @@ type metrics struct {
 	fourLetterWords      *prometheus.CounterVec // command
 	proxyPings           prometheus.Counter
 	watchesReplayed      prometheus.Counter
+
+	requestsByOp  map[jute.Op]prometheus.Counter // requests, resolved once per op
+	requestsOther prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -98,7 +101,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Watch registrations re-sent to a member after a re-attach or move.",
 		}),
 	}
+	m.requestsByOp = map[jute.Op]prometheus.Counter{}
+	for op, name := range knownOps {
+		m.requestsByOp[op] = m.requests.WithLabelValues(name)
+	}
+	m.requestsOther = m.requests.WithLabelValues("unknown")
 	return m
+}
+
+// countRequest counts one client request without a label lookup on the
+// hot path.
+func (m *metrics) countRequest(op jute.Op) {
+	if c, ok := m.requestsByOp[op]; ok {
+		c.Inc()
+		return
+	}
+	m.requestsOther.Inc()
 }
 
 // knownOps is the opcode label set: anything else is "unknown", so a client
@@ -111,13 +129,6 @@ var knownOps = func() map[jute.Op]string {
 	}
 	return m
 }()
-
-func opLabel(op jute.Op) string {
-	if s, ok := knownOps[op]; ok {
-		return s
-	}
-	return "unknown"
-}
 
 // knownFourLetterWords bounds the command label (FourLetterCommands).
 var knownFourLetterWords = map[string]bool{

@@ -52,7 +52,7 @@ func (st SessionState) String() string {
 }
 
 // MoveError is the error of a failed Session.Move. Reason is a short,
-// bounded label for metrics ("closed", "busy", "drain_timeout",
+// bounded label for metrics ("closed", "busy", "sasl", "drain_timeout",
 // "expired", "refused", "replay_failed", "canceled"); Disconnected
 // reports whether the client connection was closed (the session could not
 // stay where it was).
@@ -400,7 +400,7 @@ func (s *Session) readClient() error {
 			s.srv.m.decodeErrors.WithLabelValues("request_header").Inc()
 			return fmt.Errorf("malformed request header: %w", err)
 		}
-		s.srv.m.requests.WithLabelValues(opLabel(h.Op)).Inc()
+		s.srv.m.countRequest(h.Op)
 		if h.Op == jute.OpPing {
 			if err := s.clientPing(raw); err != nil {
 				return err
@@ -716,6 +716,14 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 		reason := s.memberClose
 		s.mu.Unlock()
 		s.close(fmt.Sprintf("member %s closed the connection after it %s", up.member, reason))
+		return
+	case s.usedSASL:
+		s.mu.Unlock()
+		// SASL tokens are bound to the connection and cannot be replayed
+		// (ZK-PROTOCOL §6.3, §10.1): a re-attached session would lose its
+		// identity, so the client must reconnect and authenticate again.
+		s.srv.m.reattaches.WithLabelValues("sasl").Inc()
+		s.close(fmt.Sprintf("upstream %s lost and the session used SASL, which cannot be replayed", up.member))
 		return
 	case inFlight > 0:
 		s.mu.Unlock()
@@ -1058,6 +1066,11 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		state := s.state
 		s.mu.Unlock()
 		return &MoveError{Reason: "busy", Err: fmt.Errorf("session is %s: %w", state, err)}
+	}
+	if s.usedSASL {
+		s.mu.Unlock()
+		s.srv.m.moves.WithLabelValues("sasl").Inc()
+		return &MoveError{Reason: "sasl", Err: errors.New("the session authenticated with SASL, which cannot be replayed on a new connection")}
 	}
 	start := time.Now()
 	s.state = StateDraining
