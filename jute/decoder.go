@@ -11,8 +11,8 @@ import (
 // returns a zero value, so a record's Decode method checks nothing and its
 // caller checks Err once.
 //
-// The zero Decoder is an empty payload; use Reset to point it at a payload.
-// A Decoder is a small value meant to live on the stack.
+// The zero Decoder is an empty payload; Reset points a Decoder at another
+// payload, so one can be reused. Not safe for concurrent use.
 type Decoder struct {
 	buf []byte
 	off int
