@@ -1,9 +1,15 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
 	"net"
 	"slices"
 	"sync/atomic"
@@ -429,4 +435,87 @@ func TestFailover(t *testing.T) {
 			t.Errorf("client saw %d disconnects", n)
 		}
 	})
+}
+
+func TestJavaClientIdleFailover(t *testing.T) {
+	zktest.RequireIntegration(t)
+	src, err := os.ReadFile("testdata/IdleFailover.java")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := zktest.JavaProgram(t, string(src))
+	f := newEnsembleFixture(t)
+	direct, _ := connectGo(t, f.members, 10*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := prog.Command(ctx, f.px.Addr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	lines := bufio.NewScanner(stdout)
+	var id int64
+	for lines.Scan() {
+		if rest, ok := strings.CutPrefix(lines.Text(), "READY 0x"); ok {
+			v, err := strconv.ParseUint(rest, 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id = int64(v)
+			break
+		}
+	}
+	if id == 0 {
+		t.Fatalf("Java client never got ready: %s", stderr.String())
+	}
+	victim := f.placeOnFollower(t, id)
+	reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.restart(t, victim) })
+	if _, err := direct.Set("/jf/d1", []byte("during"), -1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "re-attach", 30*time.Second, func() bool {
+		return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
+	})
+	if _, err := direct.Set("/jf/d2", []byte("after"), -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Create("/jf/new", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, "GO\n")
+	var got []string
+	for lines.Scan() {
+		if rest, ok := strings.CutPrefix(lines.Text(), "T "); ok {
+			got = append(got, rest)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("java: %v\n%s", err, stderr.String())
+	}
+	want := []string{
+		"event NodeChildrenChanged /jf",
+		"event NodeCreated /jf/new",
+		"event NodeDataChanged /jf/d1",
+		"event NodeDataChanged /jf/d2",
+		"ephemeral owner kept: true",
+		"disconnects 0 expired 0",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Java client across the failover:\n got: %v\nwant: %v\nstderr: %s", got, want, stderr.String())
+	}
 }
