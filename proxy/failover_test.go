@@ -435,6 +435,53 @@ func TestFailover(t *testing.T) {
 			t.Errorf("client saw %d disconnects", n)
 		}
 	})
+
+	t.Run("hold survives a failover and releases in order", func(t *testing.T) {
+		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+		id := conn.SessionID()
+		if _, err := conn.Create("/hold", nil, 0, acl); err != nil {
+			t.Fatal(err)
+		}
+		victim := f.placeOnFollower(t, id)
+		sess := f.session(t, id)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := sess.Hold(ctx); err != nil {
+			t.Fatalf("Hold: %v", err)
+		}
+		results := make(chan string, 3)
+		for i := range 3 {
+			go func() {
+				p, err := conn.Create("/hold/n-", nil, zk.FlagSequence, acl)
+				results <- fmt.Sprint(i, " ", p, " ", err)
+			}()
+			waitFor(t, "request held", 10*time.Second, func() bool { return sessionInfo(t, f.px.Server, id).HeldRequests == i+1 })
+		}
+		reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
+		if err := victim.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.restart(t, victim) })
+		waitFor(t, "re-attach while held", 30*time.Second, func() bool {
+			return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
+		})
+		if info := sessionInfo(t, f.px.Server, id); !info.Held || info.HeldRequests != 3 {
+			t.Fatalf("after re-attach the hold is gone: %+v", info)
+		}
+		sess.Release()
+		var got []string
+		for range 3 {
+			got = append(got, <-results)
+		}
+		slices.Sort(got)
+		want := []string{"0 /hold/n-0000000000 <nil>", "1 /hold/n-0000000001 <nil>", "2 /hold/n-0000000002 <nil>"}
+		if !slices.Equal(got, want) {
+			t.Errorf("held requests after release: %v, want %v (in order)", got, want)
+		}
+		if n := rec.count(zk.StateDisconnected); n != 0 {
+			t.Errorf("client saw %d disconnects", n)
+		}
+	})
 }
 
 func TestJavaClientIdleFailover(t *testing.T) {

@@ -120,6 +120,7 @@ type Session struct {
 	closeSent   bool   // the client sent closeSession
 	memberClose string // the member will close the connection after its last reply, and why
 	stopping    bool   // server shutdown: forward nothing new
+	barrier     bool   // Hold: forward nothing new until Release
 	closed      bool
 	closeReason string
 	opened      bool // counted in sessions_open
@@ -142,10 +143,10 @@ type SessionInfo struct {
 	Ensemble []string
 	State    SessionState
 	// Watches counts tracked registrations (all five kinds).
-	Watches     int
-	Outstanding int
-	Held        int
-	LastZxid    jute.Zxid
+	Watches      int
+	Outstanding  int
+	HeldRequests int
+	LastZxid     jute.Zxid
 	// Timeout is the timeout the client negotiated; UpstreamTimeout the
 	// current member's.
 	Timeout         time.Duration
@@ -154,8 +155,10 @@ type SessionInfo struct {
 	// UsedSASL: the client authenticated with SASL on this connection,
 	// which cannot be replayed (ZK-PROTOCOL §6.3): a move loses it.
 	UsedSASL bool
-	Auths    int
-	Created  time.Time
+	// Held reports a Hold in force.
+	Held    bool
+	Auths   int
+	Created time.Time
 }
 
 func newSession(srv *Server, conn net.Conn) *Session {
@@ -188,19 +191,20 @@ func (s *Session) Info() SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	info := SessionInfo{
-		ID:          s.id,
-		ClientAddr:  s.clientAddr,
-		Ensemble:    slices.Clone(s.ensemble),
-		State:       s.state,
-		Watches:     s.watches.count(),
-		Outstanding: s.outstanding.len() + len(s.pendingAuth),
-		Held:        len(s.held),
-		LastZxid:    s.lastZxid,
-		Timeout:     s.clientTimeout,
-		ReadOnly:    s.readOnly,
-		UsedSASL:    s.usedSASL,
-		Auths:       len(s.authLog),
-		Created:     s.created,
+		ID:           s.id,
+		ClientAddr:   s.clientAddr,
+		Ensemble:     slices.Clone(s.ensemble),
+		State:        s.state,
+		Watches:      s.watches.count(),
+		Outstanding:  s.outstanding.len() + len(s.pendingAuth),
+		HeldRequests: len(s.held),
+		Held:         s.barrier,
+		LastZxid:     s.lastZxid,
+		Timeout:      s.clientTimeout,
+		ReadOnly:     s.readOnly,
+		UsedSASL:     s.usedSASL,
+		Auths:        len(s.authLog),
+		Created:      s.created,
 	}
 	if s.up != nil {
 		info.Member = s.up.member
@@ -486,7 +490,7 @@ func (s *Session) clientPing(raw []byte) error {
 		s.sendMu.Unlock()
 		return errors.New(s.closeReason)
 	}
-	if s.state == StateActive && !s.stopping && s.up != nil {
+	if s.state == StateActive && !s.stopping && !s.barrier && s.up != nil {
 		up := s.up
 		s.pings.push(false)
 		s.mu.Unlock()
@@ -516,7 +520,7 @@ func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) 
 		s.mu.Unlock()
 		return errors.New(s.closeReason)
 	}
-	if s.state != StateActive || s.stopping || s.up == nil {
+	if s.state != StateActive || s.stopping || s.barrier || s.up == nil {
 		s.held = append(s.held, heldRequest{frame: slices.Clone(raw), req: req, sw: sw})
 		s.heldBytes += len(raw)
 		s.mu.Unlock()
@@ -964,20 +968,91 @@ func (s *Session) resume(up *upstream, ensemble []string, startPump bool) {
 	if ensemble != nil {
 		s.ensemble = slices.Clone(ensemble)
 	}
+	var held []heldRequest
+	if !s.barrier {
+		held = s.takeHeldLocked()
+	}
+	if startPump {
+		// Added under mu while not closed: Server.Close closes every
+		// session before it waits, so this Add happens before that Wait.
+		s.srv.wg.Add(1)
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	if startPump {
+		up.lastRecv.Store(time.Now().UnixNano())
+		go s.runUpstream(up)
+		s.startPinger(up)
+	}
+	for _, h := range held {
+		s.writeUpstream(up, h.frame)
+	}
+}
+
+// takeHeldLocked moves the held requests into the in-flight queues, in
+// order, and returns them for writing (under sendMu).
+func (s *Session) takeHeldLocked() []heldRequest {
 	held := s.held
 	s.held, s.heldBytes = nil, 0
 	for _, h := range held {
 		s.enqueueLocked(h.frame, h.req, h.sw)
 	}
+	s.srv.m.heldRequestsNow.Sub(float64(len(held)))
+	return held
+}
+
+// Hold drains the session and then holds its client requests, in order and
+// within the session's limits, until Release; client pings are answered by
+// the proxy meanwhile. It is the per-session half of cutover's split
+// barrier: while held, the session may lose its upstream and re-attach
+// (inside its ensemble) without the client seeing anything, because
+// nothing is in flight. Hold returns once nothing is in flight. If ctx ends
+// first it releases the session again and returns ErrDrainTimeout in a
+// MoveError. The caller must bound the hold well under the session timeout:
+// a held client's requests get no answer.
+func (s *Session) Hold(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return &MoveError{Reason: "closed", Disconnected: true, Err: fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)}
+	}
+	s.barrier = true
+	for !s.closed && s.up != nil && s.outstanding.len()+len(s.pendingAuth) > 0 && ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	if s.closed {
+		s.mu.Unlock()
+		return &MoveError{Reason: "closed", Disconnected: true, Err: fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)}
+	}
+	if n := s.outstanding.len() + len(s.pendingAuth); s.up != nil && n > 0 {
+		s.mu.Unlock()
+		s.Release()
+		return &MoveError{Reason: "drain_timeout", Err: fmt.Errorf("%w: %d still in flight", ErrDrainTimeout, n)}
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Release ends a Hold: the held requests go upstream in order if the
+// session is attached, or when its re-attach completes.
+func (s *Session) Release() {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	s.barrier = false
+	var held []heldRequest
+	up := s.up
+	if !s.closed && s.state == StateActive && up != nil && !s.stopping {
+		held = s.takeHeldLocked()
+	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
-	s.srv.m.heldRequestsNow.Sub(float64(len(held)))
-	if startPump {
-		up.lastRecv.Store(time.Now().UnixNano())
-		s.srv.wg.Add(1)
-		go s.runUpstream(up)
-		s.startPinger(up)
-	}
 	for _, h := range held {
 		s.writeUpstream(up, h.frame)
 	}
