@@ -1,10 +1,3 @@
-// Package proxy is zkproxy's ZooKeeper-protocol proxy: it accepts
-// ZooKeeper clients, forwards each session to a member of the target
-// ensemble byte for byte, and keeps enough per-session state (id, password,
-// last zxid, outstanding requests, auth, watches) to re-attach the session
-// to another member without the client noticing — after a member fails
-// (failover inside the ensemble) or when cutover moves it to another
-// ensemble (Session.Move).
 package proxy
 
 import (
