@@ -455,7 +455,7 @@ func TestFailover(t *testing.T) {
 				p, err := conn.Create("/hold/n-", nil, zk.FlagSequence, acl)
 				results <- fmt.Sprint(i, " ", p, " ", err)
 			}()
-			waitFor(t, "request held", 10*time.Second, func() bool { return sessionInfo(t, f.px.Server, id).HeldRequests == i+1 })
+			waitFor(t, "request held", 10*time.Second, func() bool { return sessionInfo(t, f.px.Server, id).Held == i+1 })
 		}
 		reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
 		if err := victim.Kill(); err != nil {
@@ -465,7 +465,7 @@ func TestFailover(t *testing.T) {
 		waitFor(t, "re-attach while held", 30*time.Second, func() bool {
 			return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
 		})
-		if info := sessionInfo(t, f.px.Server, id); !info.Held || info.HeldRequests != 3 {
+		if info := sessionInfo(t, f.px.Server, id); !info.Holding || info.Held != 3 {
 			t.Fatalf("after re-attach the hold is gone: %+v", info)
 		}
 		sess.Release()

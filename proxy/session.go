@@ -143,10 +143,11 @@ type SessionInfo struct {
 	Ensemble []string
 	State    SessionState
 	// Watches counts tracked registrations (all five kinds).
-	Watches      int
-	Outstanding  int
-	HeldRequests int
-	LastZxid     jute.Zxid
+	Watches     int
+	Outstanding int
+	// Held counts client requests held (not yet forwarded).
+	Held     int
+	LastZxid jute.Zxid
 	// Timeout is the timeout the client negotiated; UpstreamTimeout the
 	// current member's.
 	Timeout         time.Duration
@@ -155,8 +156,8 @@ type SessionInfo struct {
 	// UsedSASL: the client authenticated with SASL on this connection,
 	// which cannot be replayed (ZK-PROTOCOL §6.3): a move loses it.
 	UsedSASL bool
-	// Held reports a Hold in force.
-	Held    bool
+	// Holding reports a Hold in force.
+	Holding bool
 	Auths   int
 	Created time.Time
 }
@@ -191,20 +192,20 @@ func (s *Session) Info() SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	info := SessionInfo{
-		ID:           s.id,
-		ClientAddr:   s.clientAddr,
-		Ensemble:     slices.Clone(s.ensemble),
-		State:        s.state,
-		Watches:      s.watches.count(),
-		Outstanding:  s.outstanding.len() + len(s.pendingAuth),
-		HeldRequests: len(s.held),
-		Held:         s.barrier,
-		LastZxid:     s.lastZxid,
-		Timeout:      s.clientTimeout,
-		ReadOnly:     s.readOnly,
-		UsedSASL:     s.usedSASL,
-		Auths:        len(s.authLog),
-		Created:      s.created,
+		ID:          s.id,
+		ClientAddr:  s.clientAddr,
+		Ensemble:    slices.Clone(s.ensemble),
+		State:       s.state,
+		Watches:     s.watches.count(),
+		Outstanding: s.outstanding.len() + len(s.pendingAuth),
+		Held:        len(s.held),
+		Holding:     s.barrier,
+		LastZxid:    s.lastZxid,
+		Timeout:     s.clientTimeout,
+		ReadOnly:    s.readOnly,
+		UsedSASL:    s.usedSASL,
+		Auths:       len(s.authLog),
+		Created:     s.created,
 	}
 	if s.up != nil {
 		info.Member = s.up.member
