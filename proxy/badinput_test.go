@@ -356,3 +356,46 @@ func prometheusRegistryFor(t *testing.T, _ *Server) *prometheus.Registry {
 	m.fourLetterWords.WithLabelValues("ruok").Inc()
 	return reg
 }
+
+func TestUpstreamSourceAddressesAndRefusal(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t)
+	a, b := zktest.LoopbackIP(t), zktest.LoopbackIP(t)
+	px := startProxy(t, []string{server.ClientAddr()}, func(c *Config) { c.LocalAddrs = []string{a, b} })
+
+	t.Run("dials spread over local-addrs", func(t *testing.T) {
+		for range 4 {
+			rawSession(t, px.Addr, 10000)
+		}
+		cons, err := server.FourLetter("cons")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(cons, "not in the whitelist") {
+			t.Skip("cons not whitelisted on the test server")
+		}
+		for _, ip := range []string{a, b} {
+			if !strings.Contains(cons, "/"+ip+":") {
+				t.Errorf("no upstream connection from %s in cons:\n%s", ip, cons)
+			}
+		}
+	})
+
+	t.Run("member refusing a client ahead of it is reported", func(t *testing.T) {
+		// lastZxidSeen far beyond the member's: it closes the connection
+		// without a response (ZooKeeperServer.processConnectRequest).
+		c := dialRaw(t, px.Addr)
+		req := jute.ConnectRequest{LastZxidSeen: 1 << 40, TimeOut: 10000, Passwd: make([]byte, 16)}
+		c.Write(jute.AppendFrame(nil, jute.Marshal(&req)))
+		expectClosed(t, c, 20*time.Second)
+		waitFor(t, "log line", 5*time.Second, func() bool {
+			return px.Logs.contains("member closed a new connection right after the ConnectRequest", "maxClientCnxns")
+		})
+		if n := counter(t, px.m.upstreamConnectFails.WithLabelValues("closed_after_connect")); n < 1 {
+			t.Errorf("upstream_connect_failures{closed_after_connect} = %v", n)
+		}
+		if n := counter(t, px.m.connectionsRejected.WithLabelValues("no_member")); n != 1 {
+			t.Errorf("rejected{no_member} = %v", n)
+		}
+	})
+}
