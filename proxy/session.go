@@ -121,6 +121,7 @@ type Session struct {
 	memberClose string // the member will close the connection after its last reply, and why
 	stopping    bool   // server shutdown: forward nothing new
 	barrier     bool   // Hold: forward nothing new until Release
+	moving      bool   // Move is waiting for the drain and takes over if the upstream goes
 	closed      bool
 	closeReason string
 	opened      bool // counted in sessions_open
@@ -231,9 +232,9 @@ func (s *Session) serve() {
 	s.close(err.Error())
 }
 
-// errHandshakeDone marks a connection that ended during the handshake
-// without a session (four-letter word, expired session); its reason was
-// already counted.
+// handshakeError ends a connection during the handshake, before a session
+// is established; reason is the connections_rejected_total label ("" when
+// not counted).
 type handshakeError struct {
 	reason string // metric label
 	err    error
@@ -289,6 +290,7 @@ func (s *Session) handshake() (err error) {
 		return rejectf("bad_handshake", "decoding ConnectRequest: %w", err)
 	}
 	if req.SessionID != 0 {
+		s.log = s.log.With("session", req.SessionID.String())
 		s.claimID(req.SessionID)
 	}
 
@@ -334,9 +336,10 @@ func (s *Session) handshake() (err error) {
 	s.ensemble = target
 	s.mu.Unlock()
 	if req.SessionID == 0 {
+		// Set before claimID publishes the session to other goroutines.
+		s.log = s.log.With("session", resp.SessionID.String())
 		s.claimID(resp.SessionID)
 	}
-	s.log = s.log.With("session", s.id.String())
 
 	if err := s.writeClient(mirrorReadOnly(respFrame, resp, req.HasReadOnly)); err != nil {
 		up.conn.Close()
@@ -354,7 +357,7 @@ func (s *Session) handshake() (err error) {
 	s.srv.m.sessionsOpen.Inc()
 	s.log.Info("session open", "member", up.member, "timeout", s.clientTimeout,
 		"resumed", req.SessionID != 0, "read_only", resp.ReadOnly)
-	s.resume(up, nil, true)
+	s.resume(up, nil)
 	return nil
 }
 
@@ -741,7 +744,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 		s.srv.m.reattaches.WithLabelValues("closed_in_flight").Inc()
 		s.close(fmt.Sprintf("upstream %s lost with %d requests in flight (%v)", up.member, inFlight, cause))
 		return
-	case s.state == StateDraining:
+	case s.state == StateDraining && s.moving:
 		// Move is waiting for the drain; with nothing in flight it can go
 		// straight to its target.
 		orphans := s.pings.clientPings()
@@ -778,7 +781,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	s.srv.m.reattaches.WithLabelValues("ok").Inc()
 	s.log.Info("session re-attached", "from", up.member, "to", next.member, "reason", "upstream lost",
 		"took", time.Since(start).Round(time.Millisecond), "watches", s.Info().Watches)
-	s.resume(next, nil, true)
+	s.resume(next, nil)
 }
 
 // reattachFailure classifies a reattach error into a bounded label.
@@ -953,9 +956,8 @@ func (s *Session) awaitOwnReply(up *upstream, xid jute.Xid) (jute.ReplyHeader, e
 
 // resume makes up the session's upstream and releases the held requests
 // in their original order (ZK-PROTOCOL §9.2 RESUME). ensemble, when not
-// nil, becomes the ensemble failovers stay in. startPump is false when the
-// upstream's pump is already running (a drain that timed out).
-func (s *Session) resume(up *upstream, ensemble []string, startPump bool) {
+// nil, becomes the ensemble failovers stay in.
+func (s *Session) resume(up *upstream, ensemble []string) {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	s.mu.Lock()
@@ -973,18 +975,37 @@ func (s *Session) resume(up *upstream, ensemble []string, startPump bool) {
 	if !s.barrier {
 		held = s.takeHeldLocked()
 	}
-	if startPump {
-		// Added under mu while not closed: Server.Close closes every
-		// session before it waits, so this Add happens before that Wait.
-		s.srv.wg.Add(1)
+	// Added under mu while not closed: Server.Close closes every session
+	// before it waits, so this Add happens before that Wait.
+	s.srv.wg.Add(1)
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	up.lastRecv.Store(time.Now().UnixNano())
+	go s.runUpstream(up)
+	s.startPinger(up)
+	for _, h := range held {
+		s.writeUpstream(up, h.frame)
+	}
+}
+
+// resumeDrained ends a drain that timed out: the session goes back to
+// active on up, the held requests are released. Nothing happens if up is no
+// longer the session's upstream.
+func (s *Session) resumeDrained(up *upstream) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if s.closed || s.up != up || s.state != StateDraining {
+		s.mu.Unlock()
+		return
+	}
+	s.state = StateActive
+	var held []heldRequest
+	if !s.barrier {
+		held = s.takeHeldLocked()
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
-	if startPump {
-		up.lastRecv.Store(time.Now().UnixNano())
-		go s.runUpstream(up)
-		s.startPinger(up)
-	}
 	for _, h := range held {
 		s.writeUpstream(up, h.frame)
 	}
@@ -1150,9 +1171,11 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	}
 	start := time.Now()
 	s.state = StateDraining
+	s.moving = true
 	for !s.closed && s.up != nil && s.outstanding.len()+len(s.pendingAuth) > 0 && ctx.Err() == nil {
 		s.cond.Wait()
 	}
+	s.moving = false
 	if s.closed {
 		s.mu.Unlock()
 		s.srv.m.moves.WithLabelValues("closed").Inc()
@@ -1162,7 +1185,10 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		n := s.outstanding.len() + len(s.pendingAuth)
 		up := s.up
 		s.mu.Unlock()
-		s.resume(up, nil, false)
+		// Back to active on the same upstream, unless it was lost in the
+		// meantime: then the ordinary failover (moving is false) owns the
+		// session.
+		s.resumeDrained(up)
 		s.srv.m.moves.WithLabelValues("drain_timeout").Inc()
 		return &MoveError{Reason: "drain_timeout", Err: fmt.Errorf("%w: %d still in flight on %s", ErrDrainTimeout, n, up.member)}
 	}
@@ -1196,7 +1222,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		s.close(fmt.Sprintf("move from %s to %v failed: %v", oldMember, target, err))
 		return &MoveError{Reason: reason, Disconnected: true, Err: fmt.Errorf("session %s to %v: %w", s.id, target, err)}
 	}
-	s.resume(up, target, true)
+	s.resume(up, target)
 	s.srv.m.moves.WithLabelValues("ok").Inc()
 	s.log.Info("session re-attached", "from", oldMember, "to", up.member, "reason", "move",
 		"drain", drained.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
