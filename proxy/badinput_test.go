@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -398,4 +399,33 @@ func TestUpstreamSourceAddressesAndRefusal(t *testing.T) {
 			t.Errorf("rejected{no_member} = %v", n)
 		}
 	})
+}
+
+func TestExpiredSessionRelayed(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t)
+	px := startProxy(t, []string{server.ClientAddr()})
+	c, _, resp := rawSession(t, px.Addr, 1000)
+	c.Close()
+	// Wait for the member to expire the session (nothing keeps it alive
+	// once the proxy dropped its upstream).
+	waitFor(t, "session expiry", 30*time.Second, func() bool {
+		return strings.Contains(server.LogTail(64<<10), "Expiring session 0x"+strconv.FormatUint(uint64(resp.SessionID), 16))
+	})
+	c2 := dialRaw(t, px.Addr)
+	req := jute.ConnectRequest{TimeOut: 1000, SessionID: resp.SessionID, Passwd: resp.Passwd, HasReadOnly: true}
+	c2.Write(jute.AppendFrame(nil, jute.Marshal(&req)))
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := jute.NewFrameReader(c2, 0).Next()
+	if err != nil {
+		t.Fatalf("no ConnectResponse for the expired session: %v", err)
+	}
+	var got jute.ConnectResponse
+	if err := jute.Unmarshal(f.Payload(), &got); err != nil || got.TimeOut != 0 || !got.HasReadOnly {
+		t.Fatalf("expiry response %+v: %v", got, err)
+	}
+	expectClosed(t, c2, 10*time.Second)
+	if n := counter(t, px.m.connectionsRejected.WithLabelValues("session_expired")); n != 1 {
+		t.Errorf("rejected{session_expired} = %v", n)
+	}
 }
