@@ -482,6 +482,39 @@ func TestFailover(t *testing.T) {
 			t.Errorf("client saw %d disconnects", n)
 		}
 	})
+
+	t.Run("leader killed: re-attach after the election", func(t *testing.T) {
+		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+		id := conn.SessionID()
+		_, _, ch, err := conn.ExistsW("/after-election")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		leader, err := f.ens.WaitLeader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.session(t, id).move(ctx, []string{leader.ClientAddr()}, f.members); err != nil {
+			t.Fatal(err)
+		}
+		reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
+		if err := leader.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.restart(t, leader) })
+		waitFor(t, "re-attach after the election", 30*time.Second, func() bool {
+			return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
+		})
+		if _, err := direct.Create("/after-election", nil, zk.FlagEphemeral, acl); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, "exist watch across the election", ch, zk.EventNodeCreated, "/after-election")
+		if n := rec.count(zk.StateDisconnected); n != 0 {
+			t.Errorf("client saw %d disconnects", n)
+		}
+	})
 }
 
 func TestJavaClientIdleFailover(t *testing.T) {

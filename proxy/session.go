@@ -827,6 +827,7 @@ func (s *Session) reattach(ctx context.Context, members []string, deadline time.
 		deadline = d
 	}
 	var lastErr error
+	warned := map[string]bool{}
 	backoff := 50 * time.Millisecond
 	for {
 		for _, member := range s.srv.members.order(members) {
@@ -846,7 +847,14 @@ func (s *Session) reattach(ctx context.Context, members []string, deadline time.
 			}
 			if err != nil {
 				if errors.Is(err, errMemberRefused) {
-					s.log.Warn("member closed the re-attach right after the ConnectRequest",
+					// Once per member and re-attach at warn: during an
+					// election every member refuses for a while.
+					level := slog.LevelDebug
+					if !warned[member] {
+						warned[member] = true
+						level = slog.LevelWarn
+					}
+					s.log.Log(context.Background(), level, "member closed the re-attach right after the ConnectRequest",
 						"member", member, "last_zxid_seen", req.LastZxidSeen, "likely_causes", refusalCauses)
 				}
 				lastErr = err
