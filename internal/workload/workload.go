@@ -4,8 +4,9 @@
 //   - brokers register ephemeral /brokers/ids/<n>, keep a child watch on
 //     /brokers/ids and an exists watch on /controller, and race for the
 //     controller ephemeral like Kafka's controller election;
-//   - writers create serial-numbered znodes /serial/w<id>-<serial>, one after
-//     another (Kafka caps pipelining anyway), recording each acknowledged one;
+//   - writers create serial-numbered sequential znodes (layout in verify.go),
+//     one after another (Kafka caps pipelining anyway), recording each
+//     acknowledged one and each one whose outcome an error made unknown;
 //   - every broker keeps a data watch on /config/changes, which a writer
 //     updates, so watch delivery through moves is observed.
 //
@@ -67,10 +68,14 @@ type Workload struct {
 	brokers []*session
 	writers []*session
 
-	mu    sync.Mutex
-	acked map[int]int // writer → highest acknowledged serial (serials are 1..n, in order)
-	errs  []string
+	mu        sync.Mutex
+	acked     map[string]int // writer → highest acknowledged serial (serials are 1..n, in order)
+	uncertain map[string]map[int]bool
+	errs      []string
 }
+
+// writerName names writer i's serial subtree.
+func writerName(i int) string { return fmt.Sprintf("w%d", i) }
 
 // session is one go-zookeeper session and what it observed.
 type session struct {
@@ -124,7 +129,11 @@ func (quiet) Printf(string, ...any) {}
 
 func dial(ctx context.Context, name, addr string, timeout time.Duration) (*session, error) {
 	s := &session{name: name, connected: make(chan struct{})}
-	conn, _, err := zk.Connect([]string{addr}, timeout, zk.WithLogger(quiet{}), zk.WithEventCallback(s.onEvent))
+	// A verifier lists buckets of up to BucketSize children; the default
+	// 1.5 MB client buffer is enough for one, 4 MB matches Kafka's
+	// jute.maxbuffer.
+	conn, _, err := zk.Connect([]string{addr}, timeout, zk.WithLogger(quiet{}), zk.WithEventCallback(s.onEvent),
+		zk.WithMaxBufferSize(4<<20))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -141,7 +150,7 @@ func dial(ctx context.Context, name, addr string, timeout time.Duration) (*sessi
 // Start connects every session, creates the tree and starts the loops.
 func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	cfg.defaults()
-	w := &Workload{cfg: cfg, acked: map[int]int{}}
+	w := &Workload{cfg: cfg, acked: map[string]int{}, uncertain: map[string]map[int]bool{}}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for i := range cfg.Brokers {
@@ -161,7 +170,11 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 		w.writers = append(w.writers, s)
 	}
 	c := w.brokers[0].conn
-	for _, p := range []string{cfg.Root, cfg.Root + "/brokers", cfg.Root + "/brokers/ids", cfg.Root + "/serial", cfg.Root + "/config", cfg.Root + "/config/changes"} {
+	tree := []string{cfg.Root, cfg.Root + "/brokers", cfg.Root + "/brokers/ids", cfg.Root + "/serial", cfg.Root + "/config", cfg.Root + "/config/changes"}
+	for i := range cfg.Writers {
+		tree = append(tree, cfg.Root+"/serial/"+writerName(i), BucketPath(cfg.Root, writerName(i), 1))
+	}
+	for _, p := range tree {
 		if _, err := c.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			w.closeAll()
 			return nil, fmt.Errorf("creating %s: %w", p, err)
@@ -257,22 +270,38 @@ func (w *Workload) watchController(ctx context.Context, s *session) {
 	})
 }
 
-// write creates serial-numbered znodes one at a time. A create whose
-// outcome is unknown (connection loss) is retried with the same serial; a
-// NODEEXISTS on the retry means the first attempt was applied.
+// write creates serial-numbered sequential znodes one at a time. A create
+// that fails is retried with the same serial, as Kafka's
+// retryRequestsUntilConnected does; since a failed request's outcome may be
+// unknown (connection loss: it may have been applied), the serial is noted as
+// uncertain and may then legitimately exist twice.
 func (w *Workload) write(ctx context.Context, id int, s *session) {
 	defer w.wg.Done()
 	tick := time.NewTicker(w.cfg.WriteInterval)
 	defer tick.Stop()
+	name := writerName(id)
 	for serial := 1; ctx.Err() == nil; {
-		path := fmt.Sprintf("%s/serial/w%d-%09d", w.cfg.Root, id, serial)
+		if serial%BucketSize == 1 && serial > 1 {
+			bucket := BucketPath(w.cfg.Root, name, serial)
+			if _, err := s.conn.Create(bucket, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+				if ctx.Err() == nil && !errors.Is(err, zk.ErrClosing) {
+					w.fail("%s create %s: %v", s.name, bucket, err)
+				}
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+				}
+				continue
+			}
+		}
+		path := SerialPrefix(w.cfg.Root, name, serial)
 		err := s.timed(func() error {
-			_, err := s.conn.Create(path, []byte(strconv.Itoa(serial)), 0, zk.WorldACL(zk.PermAll))
+			_, err := s.conn.Create(path, []byte(strconv.Itoa(serial)), zk.FlagSequence, zk.WorldACL(zk.PermAll))
 			return err
 		})
-		if err == nil || errors.Is(err, zk.ErrNodeExists) {
+		if err == nil {
 			w.mu.Lock()
-			w.acked[id] = serial
+			w.acked[name] = serial
 			w.mu.Unlock()
 			serial++
 			if id == 0 && serial%10 == 0 {
@@ -284,8 +313,16 @@ func (w *Workload) write(ctx context.Context, id int, s *session) {
 					w.fail("%s setData config: %v", s.name, err)
 				}
 			}
-		} else if ctx.Err() == nil && !errors.Is(err, zk.ErrClosing) {
-			w.fail("%s create %s: %v", s.name, path, err)
+		} else {
+			w.mu.Lock()
+			if w.uncertain[name] == nil {
+				w.uncertain[name] = map[int]bool{}
+			}
+			w.uncertain[name][serial] = true
+			w.mu.Unlock()
+			if ctx.Err() == nil && !errors.Is(err, zk.ErrClosing) {
+				w.fail("%s create %s: %v", s.name, path, err)
+			}
 		}
 		select {
 		case <-tick.C:
@@ -296,11 +333,16 @@ func (w *Workload) write(ctx context.Context, id int, s *session) {
 
 // Report is what the sessions observed.
 type Report struct {
-	AckedWrites  int
+	AckedWrites int
+	// Uncertain counts serials retried after an error (outcome unknown).
+	Uncertain    int
 	Disconnects  int64 // transitions into Disconnected, all sessions
 	Expired      int64
 	WatchEvents  int64
 	MaxOpLatency time.Duration // longest single request any session saw
+	// SessionMaxOp is each session's longest single request: the pause
+	// that session's client saw (see ResetLatency).
+	SessionMaxOp map[string]time.Duration
 	Errors       []string
 	Sessions     map[string]int64 // name → session id
 }
@@ -312,10 +354,13 @@ func (r Report) String() string {
 
 // Snapshot reports what has been observed so far without stopping.
 func (w *Workload) Snapshot() Report {
-	r := Report{Sessions: map[string]int64{}}
+	r := Report{Sessions: map[string]int64{}, SessionMaxOp: map[string]time.Duration{}}
 	w.mu.Lock()
 	for _, n := range w.acked {
 		r.AckedWrites += n
+	}
+	for _, m := range w.uncertain {
+		r.Uncertain += len(m)
 	}
 	r.Errors = slices.Clone(w.errs)
 	w.mu.Unlock()
@@ -323,16 +368,19 @@ func (w *Workload) Snapshot() Report {
 		r.Disconnects += s.count(zk.StateDisconnected)
 		r.Expired += s.count(zk.StateExpired)
 		r.WatchEvents += s.events.Load()
-		r.MaxOpLatency = max(r.MaxOpLatency, time.Duration(s.maxOp.Load()))
+		d := time.Duration(s.maxOp.Load())
+		r.MaxOpLatency = max(r.MaxOpLatency, d)
+		r.SessionMaxOp[s.name] = d
 		r.Sessions[s.name] = s.conn.SessionID()
 	}
 	return r
 }
 
 // Since reports what happened after base was taken: counters are
-// differences, errors only the new ones, MaxOpLatency is unchanged (see
-// ResetLatency).
+// differences, errors only the new ones, MaxOpLatency and SessionMaxOp are
+// unchanged (see ResetLatency).
 func (r Report) Since(base Report) Report {
+	r.Uncertain -= base.Uncertain
 	r.Disconnects -= base.Disconnects
 	r.Expired -= base.Expired
 	r.WatchEvents -= base.WatchEvents
@@ -411,90 +459,27 @@ func (w *Workload) WatchesFire(ctx context.Context) error {
 	}
 }
 
-// Verification is the read-back of every acknowledged write.
-type Verification struct {
-	Acked, Found, Lost, Unexpected int
-	// EphemeralOwners maps each broker's registration to whether its
-	// owner is still the broker's own session.
-	OwnersIntact bool
-	Problems     []string
-}
-
-func (v Verification) String() string {
-	return fmt.Sprintf("acked %d, found %d, lost %d, unexpected %d, ephemeral owners intact %t",
-		v.Acked, v.Found, v.Lost, v.Unexpected, v.OwnersIntact)
-}
-
 // Verify reads the tree back from addr (typically a destination member,
-// directly) and checks that every acknowledged serial is there, nothing
-// beyond the last attempted serial of a writer is, and each broker's
-// ephemeral is owned by that broker's session.
+// directly) with CheckLedger: every acknowledged serial is there, once unless
+// retried, in order, and each broker's ephemeral is owned by that broker's
+// session.
 func (w *Workload) Verify(ctx context.Context, addr string) (Verification, error) {
-	s, err := dial(ctx, "verifier", addr, 10*time.Second)
-	if err != nil {
-		return Verification{}, err
-	}
-	defer s.conn.Close()
-	v := Verification{OwnersIntact: true}
-	children, _, err := s.conn.Children(w.cfg.Root + "/serial")
-	if err != nil {
-		return v, fmt.Errorf("listing serials: %w", err)
-	}
-	found := map[int]map[int]bool{}
-	for _, c := range children {
-		var id, serial int
-		if _, err := fmt.Sscanf(c, "w%d-%d", &id, &serial); err != nil {
-			v.Problems = append(v.Problems, "unparsable serial node "+c)
-			continue
-		}
-		if found[id] == nil {
-			found[id] = map[int]bool{}
-		}
-		found[id][serial] = true
-	}
-	w.mu.Lock()
-	acked := maps(w.acked)
-	w.mu.Unlock()
-	for id, last := range acked {
-		v.Acked += last
-		for serial := 1; serial <= last; serial++ {
-			if found[id][serial] {
-				v.Found++
-			} else {
-				v.Lost++
-				if len(v.Problems) < 20 {
-					v.Problems = append(v.Problems, fmt.Sprintf("lost acknowledged write w%d-%09d", id, serial))
-				}
-			}
-		}
-		// At most one write past the last ack may exist: the one in flight
-		// when the workload stopped.
-		for serial := range found[id] {
-			if serial > last+1 {
-				v.Unexpected++
-			}
-		}
-	}
-	for i, b := range w.brokers {
-		path := fmt.Sprintf("%s/brokers/ids/%d", w.cfg.Root, i)
-		_, stat, err := s.conn.Get(path)
-		if err != nil {
-			v.OwnersIntact = false
-			v.Problems = append(v.Problems, fmt.Sprintf("%s: %v", path, err))
-			continue
-		}
-		if stat.EphemeralOwner != b.id {
-			v.OwnersIntact = false
-			v.Problems = append(v.Problems, fmt.Sprintf("%s owned by 0x%x, want broker session 0x%x", path, stat.EphemeralOwner, b.id))
-		}
-	}
-	return v, nil
+	return CheckLedger(ctx, addr, w.Ledger())
 }
 
-func maps(m map[int]int) map[int]int {
-	out := make(map[int]int, len(m))
-	for k, v := range m {
-		out[k] = v
+// Ledger is what the workload's clients were told so far.
+func (w *Workload) Ledger() Ledger {
+	w.mu.Lock()
+	acked, uncertain := cloneLedgerMaps(w.acked, w.uncertain)
+	w.mu.Unlock()
+	for i := range w.cfg.Writers {
+		if _, ok := acked[writerName(i)]; !ok {
+			acked[writerName(i)] = 0
+		}
 	}
-	return out
+	owners := map[string]int64{}
+	for i, b := range w.brokers {
+		owners[fmt.Sprintf("/brokers/ids/%d", i)] = b.id
+	}
+	return Ledger{Root: w.cfg.Root, Acked: acked, Uncertain: uncertain, Owners: owners}
 }
