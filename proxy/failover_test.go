@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -525,11 +526,30 @@ func TestJavaClientIdleFailover(t *testing.T) {
 	}
 	prog := zktest.JavaProgram(t, string(src))
 	f := newEnsembleFixture(t)
-	direct, _ := connectGo(t, f.members, 10*time.Second)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := prog.Command(ctx, f.px.Addr)
+	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr), "/jf", "disconnects 0 expired 0")
+}
+
+func TestKazooIdleFailover(t *testing.T) {
+	zktest.RequireIntegration(t)
+	script, err := os.ReadFile("testdata/kazoo_idle_failover.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newEnsembleFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runIdleFailover(t, f, zktest.PythonCommand(ctx, t, string(script), f.px.Addr), "/kf", "suspended 0 lost 0")
+}
+
+// runIdleFailover drives a client program that sets watches under root and
+// prints "READY <id hex>": it kills the member the session is on, changes
+// the watched nodes during and after the re-attach, tells the program "GO"
+// and checks its report.
+func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, wantStates string) {
+	t.Helper()
+	direct, _ := connectGo(t, f.members, 10*time.Second)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -547,8 +567,8 @@ func TestJavaClientIdleFailover(t *testing.T) {
 	lines := bufio.NewScanner(stdout)
 	var id int64
 	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "READY 0x"); ok {
-			v, err := strconv.ParseUint(rest, 16, 64)
+		if rest, ok := strings.CutPrefix(lines.Text(), "READY "); ok {
+			v, err := strconv.ParseUint(strings.TrimPrefix(rest, "0x"), 16, 64)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -557,7 +577,9 @@ func TestJavaClientIdleFailover(t *testing.T) {
 		}
 	}
 	if id == 0 {
-		t.Fatalf("Java client never got ready: %s", stderr.String())
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("client never got ready: %s", stderr.String())
 	}
 	victim := f.placeOnFollower(t, id)
 	reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
@@ -565,16 +587,16 @@ func TestJavaClientIdleFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.restart(t, victim) })
-	if _, err := direct.Set("/jf/d1", []byte("during"), -1); err != nil {
+	if _, err := direct.Set(root+"/d1", []byte("during"), -1); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "re-attach", 30*time.Second, func() bool {
 		return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
 	})
-	if _, err := direct.Set("/jf/d2", []byte("after"), -1); err != nil {
+	if _, err := direct.Set(root+"/d2", []byte("after"), -1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := direct.Create("/jf/new", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+	if _, err := direct.Create(root+"/new", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(stdin, "GO\n")
@@ -585,17 +607,24 @@ func TestJavaClientIdleFailover(t *testing.T) {
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("java: %v\n%s", err, stderr.String())
+		t.Fatalf("client: %v\n%s", err, stderr.String())
+	}
+	typ := func(java, kazoo string) string {
+		if strings.HasPrefix(wantStates, "disconnects") {
+			return java
+		}
+		return kazoo
 	}
 	want := []string{
-		"event NodeChildrenChanged /jf",
-		"event NodeCreated /jf/new",
-		"event NodeDataChanged /jf/d1",
-		"event NodeDataChanged /jf/d2",
-		"ephemeral owner kept: true",
-		"disconnects 0 expired 0",
+		"event " + typ("NodeChildrenChanged", "CHILD") + " " + root,
+		"event " + typ("NodeCreated", "CREATED") + " " + root + "/new",
+		"event " + typ("NodeDataChanged", "CHANGED") + " " + root + "/d1",
+		"event " + typ("NodeDataChanged", "CHANGED") + " " + root + "/d2",
+		"ephemeral owner kept: " + typ("true", "True"),
+		wantStates,
 	}
+	slices.Sort(want[:4])
 	if !slices.Equal(got, want) {
-		t.Errorf("Java client across the failover:\n got: %v\nwant: %v\nstderr: %s", got, want, stderr.String())
+		t.Errorf("client across the failover:\n got: %v\nwant: %v\nstderr: %s", got, want, stderr.String())
 	}
 }
