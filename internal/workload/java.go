@@ -281,7 +281,8 @@ func (w *JavaWorkload) command(line string) error {
 func (w *JavaWorkload) Snapshot() Report {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	r := Report{Sessions: map[string]int64{}, SessionMaxOp: map[string]time.Duration{}, Errors: slices.Clone(w.errs)}
+	r := Report{Sessions: map[string]int64{}, SessionMaxOp: map[string]time.Duration{}, SessionDisconnects: map[string]int64{},
+		Errors: slices.Clone(w.errs)}
 	for _, n := range w.acked {
 		r.AckedWrites += n
 	}
@@ -293,6 +294,7 @@ func (w *JavaWorkload) Snapshot() Report {
 		r.SessionMaxOp[name] = w.maxOp[name]
 		r.MaxOpLatency = max(r.MaxOpLatency, w.maxOp[name])
 		r.Disconnects += w.states[name]["Disconnected"]
+		r.SessionDisconnects[name] = w.states[name]["Disconnected"]
 		r.Expired += w.states[name]["Expired"]
 		for _, n := range w.watches[name] {
 			r.WatchEvents += n

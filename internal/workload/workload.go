@@ -343,8 +343,10 @@ type Report struct {
 	// SessionMaxOp is each session's longest single request: the pause
 	// that session's client saw (see ResetLatency).
 	SessionMaxOp map[string]time.Duration
-	Errors       []string
-	Sessions     map[string]int64 // name → session id
+	// SessionDisconnects is each session's transitions into Disconnected.
+	SessionDisconnects map[string]int64
+	Errors             []string
+	Sessions           map[string]int64 // name → session id
 }
 
 func (r Report) String() string {
@@ -354,7 +356,7 @@ func (r Report) String() string {
 
 // Snapshot reports what has been observed so far without stopping.
 func (w *Workload) Snapshot() Report {
-	r := Report{Sessions: map[string]int64{}, SessionMaxOp: map[string]time.Duration{}}
+	r := Report{Sessions: map[string]int64{}, SessionMaxOp: map[string]time.Duration{}, SessionDisconnects: map[string]int64{}}
 	w.mu.Lock()
 	for _, n := range w.acked {
 		r.AckedWrites += n
@@ -366,6 +368,7 @@ func (w *Workload) Snapshot() Report {
 	w.mu.Unlock()
 	for _, s := range w.all() {
 		r.Disconnects += s.count(zk.StateDisconnected)
+		r.SessionDisconnects[s.name] = s.count(zk.StateDisconnected)
 		r.Expired += s.count(zk.StateExpired)
 		r.WatchEvents += s.events.Load()
 		d := time.Duration(s.maxOp.Load())
@@ -381,6 +384,11 @@ func (w *Workload) Snapshot() Report {
 // unchanged (see ResetLatency).
 func (r Report) Since(base Report) Report {
 	r.Uncertain -= base.Uncertain
+	d := make(map[string]int64, len(r.SessionDisconnects))
+	for name, n := range r.SessionDisconnects {
+		d[name] = n - base.SessionDisconnects[name]
+	}
+	r.SessionDisconnects = d
 	r.Disconnects -= base.Disconnects
 	r.Expired -= base.Expired
 	r.WatchEvents -= base.WatchEvents
