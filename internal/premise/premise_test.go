@@ -22,7 +22,7 @@ const (
 	kafkaSessionTimeoutMS = 18000
 	// stayTimeoutMS is the timeout of session T, which is never moved and
 	// whose expiry on the destination part (c) waits for.
-	stayTimeoutMS = 6000
+	stayTimeoutMS     = 6000
 	writesBeforeSplit = 100
 )
 
@@ -119,7 +119,7 @@ func TestMitosisPremise(t *testing.T) {
 	}
 	for _, cmd := range [][]string{
 		{"create", "/premise/eph/S", "S", "ephemeral"},
-		{"get", "/premise/watched", "1"},  // data watch
+		{"get", "/premise/watched", "1"},   // data watch
 		{"children", "/premise/kids", "1"}, // child watch
 	} {
 		if _, err := s.Do(ctx, cmd...); err != nil {
