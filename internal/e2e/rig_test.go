@@ -29,6 +29,7 @@ type rig struct {
 	source  []string
 	dest    []string
 	proxies []*zkproxy
+	opts    options
 }
 
 // options tune the zkproxy instances of a rig.
@@ -36,6 +37,9 @@ type options struct {
 	proxies         int
 	moveConcurrency int
 	moveTimeout     time.Duration
+	// quiet logs only errors: rigs with many sessions would drown the
+	// test log in per-session INFO lines.
+	quiet bool
 	// dial, when set, opens every upstream connection of every proxy (to
 	// inject delay or faults); nil dials TCP.
 	dial func(ctx context.Context, localAddr, member string) (net.Conn, error)
@@ -73,6 +77,7 @@ func newRig(t *testing.T, o options) *rig {
 		r.start(p, o)
 		r.proxies = append(r.proxies, p)
 	}
+	r.opts = o
 	t.Cleanup(func() {
 		for _, p := range r.proxies {
 			p.stop(t)
@@ -86,7 +91,11 @@ func newRig(t *testing.T, o options) *rig {
 func (r *rig) start(p *zkproxy, o options) {
 	t := r.t
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t, p.name}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if o.quiet {
+		level = slog.LevelError
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t, p.name}, &slog.HandlerOptions{Level: level}))
 	p.reg = prometheus.NewRegistry()
 	srv, err := proxy.New(proxy.Config{Source: r.source, Destination: r.dest, Dial: o.dial}, log, p.reg)
 	if err != nil {
