@@ -170,7 +170,13 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 		w.writers = append(w.writers, s)
 	}
 	c := w.brokers[0].conn
-	tree := []string{cfg.Root, cfg.Root + "/brokers", cfg.Root + "/brokers/ids", cfg.Root + "/serial", cfg.Root + "/config", cfg.Root + "/config/changes"}
+	var tree []string
+	for i := 1; i < len(cfg.Root); i++ {
+		if cfg.Root[i] == '/' {
+			tree = append(tree, cfg.Root[:i]) // ancestors of a nested root
+		}
+	}
+	tree = append(tree, cfg.Root, cfg.Root+"/brokers", cfg.Root+"/brokers/ids", cfg.Root+"/serial", cfg.Root+"/config", cfg.Root+"/config/changes")
 	for i := range cfg.Writers {
 		tree = append(tree, cfg.Root+"/serial/"+writerName(i), BucketPath(cfg.Root, writerName(i), 1))
 	}

@@ -1,0 +1,266 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/workload"
+	"github.com/zkproxy/zkproxy/internal/zktest"
+)
+
+// chaos is a joined mitosis with a Go and a Java Kafka-like workload
+// running through one zkproxy, ready to cut over.
+type chaos struct {
+	t    *testing.T
+	r    *rig
+	p    *zkproxy
+	cs   clients
+	base []workload.Report
+	dial *faultyDial
+	ctx  context.Context
+}
+
+// moveReasons are the bounded fallback reasons zkproxy reports
+// (proxy.MoveError and proxy's reattachFailure; "error" from
+// cutover.Controller.moveOne for errors without a reason; unmovable codes
+// from the sync check).
+var moveReasons = map[string]bool{
+	"drain_timeout": true, "refused": true, "expired": true, "closed": true, "busy": true, "sasl": true,
+	"bad_target": true, "replay_failed": true, "canceled": true, "error": true,
+}
+
+func startChaos(t *testing.T, o options) *chaos {
+	t.Helper()
+	c := &chaos{t: t, dial: newFaultyDial(), ctx: ctxFor(t, 5*time.Minute)}
+	o.dial = c.dial.dial
+	c.r = newRig(t, o)
+	c.p = c.r.proxies[0]
+	prog := zktest.JavaProgram(t, workload.JavaSource)
+	c.cs = clients{
+		startGo(t, c.ctx, workload.Config{Addr: c.p.addr, Root: "/chaos/go", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
+		startJava(t, c.ctx, prog, workload.JavaConfig{Connect: c.p.addr + "/chaos/java", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := c.r.m.Join(c.ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.r.waitReady()
+	// Clients with a request in flight during the join's source re-election
+	// saw ConnectionLoss; measure from here on.
+	time.Sleep(time.Second)
+	c.cs.resetLatency()
+	c.base = c.cs.snapshot()
+	return c
+}
+
+// slowMoves makes every move pay delay when dialing a destination member,
+// and moves one session at a time, so the cutover takes seconds.
+func (c *chaos) slowMoves(delay time.Duration) {
+	c.dial.set(c.r.dest, delay, 0)
+}
+
+// waitStatus polls the controller until ok(Status) holds.
+func (c *chaos) waitStatus(p *zkproxy, what string, ok func(cutover.Status) bool) cutover.Status {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := p.ctl.Status()
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("waiting for %s: %s", what, explain(st))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// consistent checks that a finished move is fully accounted for in Status:
+// every session moved or fell back, each fallback has a known reason.
+func consistent(t *testing.T, st cutover.Status, want cutover.Phase) {
+	t.Helper()
+	fallbacks := 0
+	for reason, n := range st.Reasons {
+		fallbacks += n
+		if !moveReasons[reason] {
+			t.Errorf("unknown fallback reason %q in %s", reason, explain(st))
+		}
+	}
+	if st.Phase != want || st.Sessions.Pending != 0 || st.Sessions.Moved+st.Sessions.Failed != st.Sessions.Total ||
+		fallbacks != st.Sessions.Failed || st.FinishedAt.IsZero() {
+		t.Fatalf("inconsistent status, want phase %s: %s", want, explain(st))
+	}
+}
+
+// finish checks watches, stops the load, and verifies from addr: nothing
+// acknowledged lost, nothing expired. It returns the window since the base.
+func (c *chaos) finish(name, addr string) window {
+	t := c.t
+	t.Helper()
+	c.cs.watchesFire(t, 60*time.Second)
+	time.Sleep(500 * time.Millisecond) // writes keep flowing on the destination
+	end := c.cs.stop()
+	w := since(name, end, c.base)
+	t.Logf("%s", w)
+	if w.expired != 0 {
+		t.Fatalf("sessions expired (nothing here lets ZooKeeper expire one): %s", w)
+	}
+	c.r.waitOnDestination(30*time.Second, end...)
+	v := verifyAll(t, c.cs, addr)
+	t.Logf("read back from %s: %s", addr, v)
+	return w
+}
+
+// TestChaosDestinationMemberKilled kills the destination member that serves
+// the most moved sessions while the cutover runs. Sessions on it fail over
+// to the other destination member (a request in flight on the killed member
+// surfaces as ConnectionLoss: its outcome is unknown), the remaining moves
+// go to the survivor or fall back with a reason, nothing expires, nothing
+// acknowledged is lost, and the controller finishes in phase destination.
+func TestChaosDestinationMemberKilled(t *testing.T) {
+	c := startChaos(t, options{moveConcurrency: 1})
+	c.slowMoves(300 * time.Millisecond)
+	c.r.startCutover(c.ctx)
+	c.waitStatus(c.p, "3 sessions moved", func(st cutover.Status) bool { return st.Sessions.Moved >= 3 })
+
+	on := sessionsOn(t, c.r.m.Destination.Members[:2])
+	count := map[string]int{}
+	for _, member := range on {
+		count[member]++
+	}
+	victim := c.r.m.Destination.Members[0]
+	if count[c.r.m.Destination.Members[1].String()] > count[victim.String()] {
+		victim = c.r.m.Destination.Members[1]
+	}
+	leader, _ := c.r.m.Joint().Leader()
+	killedAt := c.p.ctl.Status()
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed %s (joint leader %s) serving %d sessions, mid-cutover: %s", victim, leader, count[victim.String()], explain(killedAt))
+
+	st := waitPhase(t, c.p, cutover.PhaseDestination)
+	t.Logf("cutover ended: %s", explain(st))
+	consistent(t, st, cutover.PhaseDestination)
+	survivor := c.r.m.Destination.Members[0]
+	if survivor == victim {
+		survivor = c.r.m.Destination.Members[1]
+	}
+	w := c.finish("destination member killed mid-cutover", survivor.ClientAddr())
+	// A fallback closes the client's connection: each one is a Disconnected
+	// the client must have seen.
+	if w.disconnects < int64(st.Sessions.Failed) {
+		t.Fatalf("%d fallbacks but clients saw %d disconnects", st.Sessions.Failed, w.disconnects)
+	}
+}
+
+// TestChaosProxyRestartedMidCutover closes zkproxy (and its controller)
+// while the cutover runs and starts a new one on the same address and data
+// directory: the persisted cutting_over phase resolves to destination, so
+// every client — whose connection dropped with the old proxy, the correct
+// and only possible fallback — reconnects with its session onto the
+// destination.
+func TestChaosProxyRestartedMidCutover(t *testing.T) {
+	c := startChaos(t, options{moveConcurrency: 1})
+	c.slowMoves(300 * time.Millisecond)
+	c.r.startCutover(c.ctx)
+	mid := c.waitStatus(c.p, "3 sessions moved", func(st cutover.Status) bool { return st.Sessions.Moved >= 3 })
+	if mid.Phase != cutover.PhaseCuttingOver || mid.Sessions.Pending == 0 {
+		t.Fatalf("not mid-cutover: %s", explain(mid))
+	}
+	c.p.stop(t)
+	c.r.start(c.p, c.r.opts)
+	st := c.p.ctl.Status()
+	t.Logf("stopped mid-cutover (%s); restarted: %s", explain(mid), explain(st))
+	if st.Phase != cutover.PhaseDestination || st.Target != cutover.Destination || st.FinishedAt.IsZero() ||
+		!st.StartedAt.Equal(mid.StartedAt) {
+		t.Fatalf("restarted zkproxy did not resolve the interrupted cutover to destination: %s", explain(st))
+	}
+	r := c.cs.snapshot()
+	c.r.waitOnDestination(30*time.Second, r...)
+	w := c.finish("zkproxy restarted mid-cutover", c.r.m.Destination.Members[1].ClientAddr())
+	for _, rep := range w.reports {
+		for name, n := range rep.SessionDisconnects {
+			if n < 1 {
+				t.Errorf("%s saw no Disconnected although its zkproxy went away", name)
+			}
+		}
+	}
+}
+
+// TestChaosSlowDestination puts 100 ms of one-way delay (a slow WAN link) in
+// front of both destination members the proxy moves sessions to. The moves
+// are slower but still live: no Disconnected, no Expired, no fallback,
+// nothing lost; the pause each client saw is reported.
+func TestChaosSlowDestination(t *testing.T) {
+	c := startChaos(t, options{})
+	c.dial.set(c.r.dest, 0, 100*time.Millisecond)
+	start := time.Now()
+	c.r.startCutover(c.ctx)
+	st := waitPhase(t, c.p, cutover.PhaseDestination)
+	t.Logf("cutover onto the slow destination took %s: %s", time.Since(start).Round(time.Millisecond), explain(st))
+	consistent(t, st, cutover.PhaseDestination)
+	if st.Sessions.Failed != 0 {
+		t.Fatalf("a slow destination made sessions fall back: %s", explain(st))
+	}
+	w := c.finish("slow destination", c.r.m.Destination.Members[0].ClientAddr())
+	if w.disconnects != 0 || len(w.errors) != 0 {
+		t.Fatalf("clients noticed the cutover onto a slow destination: %s %v", w, w.errors)
+	}
+}
+
+// TestChaosSplitDuringCutover has the operator start the split while the
+// cutover still runs. zkproxy refuses to record it — every session of the
+// tenant must be on the destination first (ZK-PROTOCOL.md §5.6, 4) — and
+// Status says why and how far the cutover is. Once the cutover finishes, the
+// split proceeds under load, is recorded, and nothing acknowledged is lost
+// and nothing expires.
+func TestChaosSplitDuringCutover(t *testing.T) {
+	c := startChaos(t, options{moveConcurrency: 1})
+	c.slowMoves(300 * time.Millisecond)
+	c.r.startCutover(c.ctx)
+	mid := c.waitStatus(c.p, "2 sessions moved", func(st cutover.Status) bool { return st.Sessions.Moved >= 2 })
+	err := c.p.ctl.RecordSplit()
+	var te *cutover.TransitionError
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "before the split") {
+		t.Fatalf("split recorded mid-cutover: %v (%s)", err, explain(mid))
+	}
+	st := c.p.ctl.Status()
+	t.Logf("split refused mid-cutover: %v; %s", err, explain(st))
+	if st.Phase != cutover.PhaseCuttingOver || st.Split || st.Sessions.Pending == 0 {
+		t.Fatalf("status does not explain the refusal: %s", explain(st))
+	}
+
+	st = waitPhase(t, c.p, cutover.PhaseDestination)
+	consistent(t, st, cutover.PhaseDestination)
+	if st.Sessions.Failed != 0 {
+		t.Fatalf("sessions fell back: %s", explain(st))
+	}
+	cw := since("cutover", c.cs.snapshot(), c.base)
+	t.Logf("%s", cw)
+	if cw.disconnects != 0 || cw.expired != 0 || len(cw.errors) != 0 {
+		t.Fatalf("clients noticed the cutover: %s %v", cw, cw.errors)
+	}
+	c.dial.set(c.r.dest, 0, 0)
+	dst, src, err := c.r.m.Split(c.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.p.ctl.RecordSplit(); err != nil {
+		t.Fatal(err)
+	}
+	st = c.p.ctl.Status()
+	t.Logf("split: destination leader %s, source leader %s, destination unavailable %s; %s",
+		dst, src, c.r.m.Timeline().DestinationUnavailable().Round(time.Millisecond), explain(st))
+	if !st.Split || st.Phase != cutover.PhaseDestination {
+		t.Fatalf("split not recorded: %s", explain(st))
+	}
+	if err := c.p.ctl.Rollback(c.ctx); err == nil {
+		t.Fatal("rollback allowed after the split")
+	}
+	c.finish("cutover and split", c.r.m.Dormant().ClientAddr())
+}
