@@ -110,6 +110,20 @@ func (f *ensembleFixture) session(t *testing.T, id int64) *Session {
 	return nil
 }
 
+// directAvoiding connects a go-zookeeper client straight to the members
+// other than avoid (nil: any), so killing avoid does not disturb it.
+func (f *ensembleFixture) directAvoiding(t *testing.T, avoid *zktest.Server) *zk.Conn {
+	t.Helper()
+	var addrs []string
+	for _, m := range f.members {
+		if avoid == nil || m != avoid.ClientAddr() {
+			addrs = append(addrs, m)
+		}
+	}
+	conn, _ := connectGo(t, addrs, 10*time.Second)
+	return conn
+}
+
 // restart brings a killed member back and waits until it serves.
 func (f *ensembleFixture) restart(t *testing.T, s *zktest.Server) {
 	t.Helper()
@@ -137,7 +151,6 @@ func expectEvent(t *testing.T, what string, ch <-chan zk.Event, typ zk.EventType
 
 func TestFailover(t *testing.T) {
 	f := newEnsembleFixture(t)
-	direct, _ := connectGo(t, f.members, 10*time.Second)
 	acl := zk.WorldACL(zk.PermAll)
 
 	t.Run("idle client does not notice", func(t *testing.T) {
@@ -174,6 +187,7 @@ func TestFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		victim := f.placeOnFollower(t, id)
+		direct := f.directAvoiding(t, victim)
 		if w := sessionInfo(t, f.px.Server, id).Watches; w != 4 {
 			t.Fatalf("proxy tracks %d watches, want 4", w)
 		}
@@ -240,6 +254,7 @@ func TestFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		victim := f.placeOnFollower(t, id)
+		direct := f.directAvoiding(t, victim)
 		var acked []string
 		for i := range 20 {
 			p, err := conn.Create(fmt.Sprintf("/busy/w-%02d", i), nil, 0, acl)
@@ -310,6 +325,7 @@ func TestFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		sess := f.session(t, id)
+		direct := f.directAvoiding(t, nil)
 		for i, m := range f.members {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			err := sess.Move(ctx, []string{m})
@@ -497,6 +513,7 @@ func TestFailover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		direct := f.directAvoiding(t, leader)
 		if err := f.session(t, id).move(ctx, []string{leader.ClientAddr()}, f.members); err != nil {
 			t.Fatal(err)
 		}
@@ -508,8 +525,15 @@ func TestFailover(t *testing.T) {
 		waitFor(t, "re-attach after the election", 30*time.Second, func() bool {
 			return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
 		})
-		if _, err := direct.Create("/after-election", nil, zk.FlagEphemeral, acl); err != nil {
-			t.Fatal(err)
+		// The surviving followers dropped their own clients for the
+		// election too: retry the direct write until it is connected.
+		var err2 error
+		waitFor(t, "direct client back after the election", 30*time.Second, func() bool {
+			_, err2 = direct.Create("/after-election", nil, zk.FlagEphemeral, acl)
+			return !errors.Is(err2, zk.ErrConnectionClosed) && !errors.Is(err2, zk.ErrNoServer)
+		})
+		if err2 != nil {
+			t.Fatal(err2)
 		}
 		expectEvent(t, "exist watch across the election", ch, zk.EventNodeCreated, "/after-election")
 		if n := rec.count(zk.StateDisconnected); n != 0 {
@@ -549,7 +573,6 @@ func TestKazooIdleFailover(t *testing.T) {
 // and checks its report.
 func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, wantStates string) {
 	t.Helper()
-	direct, _ := connectGo(t, f.members, 10*time.Second)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -563,7 +586,11 @@ func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, want
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
+	// On any failure below, do not wait for a program blocked on stdin.
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
 	lines := bufio.NewScanner(stdout)
 	var id int64
 	for lines.Scan() {
@@ -577,11 +604,10 @@ func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, want
 		}
 	}
 	if id == 0 {
-		cmd.Process.Kill()
-		cmd.Wait()
 		t.Fatalf("client never got ready: %s", stderr.String())
 	}
 	victim := f.placeOnFollower(t, id)
+	direct := f.directAvoiding(t, victim)
 	reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
