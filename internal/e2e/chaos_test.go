@@ -41,7 +41,7 @@ func startChaos(t *testing.T, o options) *chaos {
 	c.p = c.r.proxies[0]
 	prog := zktest.JavaProgram(t, workload.JavaSource)
 	c.cs = clients{
-		startGo(t, c.ctx, workload.Config{Addr: c.p.addr, Root: "/chaos/go", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
+		startGo(t, c.ctx, workload.Config{Addr: c.p.addr, Root: "/chaos/go", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond}),
 		startJava(t, c.ctx, prog, workload.JavaConfig{Connect: c.p.addr + "/chaos/java", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
 	}
 	time.Sleep(500 * time.Millisecond)

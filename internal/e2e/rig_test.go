@@ -376,6 +376,9 @@ func verifyAll(t *testing.T, cs clients, addr string) workload.Verification {
 		if !v.OK() {
 			t.Errorf("client %d: %s: %v", i, v, v.Problems)
 		}
+		if _, ok := c.(*workload.Workload); ok && v.Consumed == 0 {
+			t.Errorf("client %d: its consumer read nothing: %s", i, v)
+		}
 		total.Acked += v.Acked
 		total.Found += v.Found
 		total.Lost += v.Lost
@@ -383,6 +386,9 @@ func verifyAll(t *testing.T, cs clients, addr string) workload.Verification {
 		total.UnexplainedDuplicates += v.UnexplainedDuplicates
 		total.OutOfOrder += v.OutOfOrder
 		total.Unexpected += v.Unexpected
+		total.Consumed += v.Consumed
+		total.Phantom += v.Phantom
+		total.ConsumerGaps += v.ConsumerGaps
 		total.OwnersIntact = total.OwnersIntact && v.OwnersIntact
 	}
 	return total

@@ -17,8 +17,8 @@ import (
 // ZKPROXY_SOAK_DURATION and ZKPROXY_SOAK_CLIENTS are set.
 type stressConfig struct {
 	// clients is the number of workload clients; every fourth is a Java
-	// process (3 brokers + 2 writers), the others Go (2 brokers + 2
-	// writers).
+	// process (3 brokers + 2 writers), the others Go (2 brokers, 2
+	// producers, 1 consumer following a producer with child watches).
 	clients int
 	// dwell is how long the load runs between stages (before the join,
 	// after it, after the cutover, after the split).
@@ -50,10 +50,12 @@ func stressFromEnv(t *testing.T) stressConfig {
 }
 
 // TestStress is the Yelp-style distributed stress test on one machine:
-// tens of Go and Java sessions through zkproxy write serial-numbered
-// payloads while the whole mitosis runs (join, sync check, cutover, split);
-// afterwards every payload is read back from the formerly dormant
-// destination node and checked for loss, duplication and order.
+// tens of Go and Java sessions through zkproxy produce serial-numbered
+// payloads, and Go consumers read them as they appear, while the whole
+// mitosis runs (join, sync check, cutover, split); afterwards every payload
+// is read back from the formerly dormant destination node and checked for
+// loss, duplication and order, and every consumed payload for still being
+// there.
 func TestStress(t *testing.T) { runStress(t, 1) }
 
 // TestStressTwoProxies is TestStress with two zkproxy instances in front of
@@ -81,7 +83,7 @@ func runStress(t *testing.T, proxies int) {
 			continue
 		}
 		cs = append(cs, startGo(t, ctx, workload.Config{
-			Addr: addr, Root: fmt.Sprintf("/stress/g%d", i), Brokers: 2, Writers: 2, WriteInterval: cfg.writeInterval,
+			Addr: addr, Root: fmt.Sprintf("/stress/g%d", i), Brokers: 2, Writers: 2, Consumers: 1, WriteInterval: cfg.writeInterval,
 		}))
 	}
 	sessions := 0

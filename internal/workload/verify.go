@@ -18,22 +18,22 @@ import (
 //	<root>/serial/<writer>/<bucket>/s<serial>-<sequence>
 //
 // serial counts from 1 and is zero-padded to 9 digits; bucket is
-// (serial-1)/BucketSize, 4 digits; <sequence> is the server's 10-digit
+// (serial-1)/size (DefaultBucketSize unless configured), 4 digits; <sequence> is the server's 10-digit
 // sequence suffix (CreateMode.PERSISTENT_SEQUENTIAL), which orders the
 // creates under one bucket as the leader applied them (the parent's cversion,
 // PrepRequestProcessor.pRequest2TxnCreate). Buckets keep a getChildren reply
 // small (the Java client refuses replies above jute.maxbuffer,
 // ClientCnxnSocket.readLength).
-const BucketSize = 5000
+const DefaultBucketSize = 5000
 
-// BucketPath is the parent of serial's node.
-func BucketPath(root, writer string, serial int) string {
-	return fmt.Sprintf("%s/serial/%s/%04d", root, writer, (serial-1)/BucketSize)
+// BucketPath is the parent of serial's node with buckets of size serials.
+func BucketPath(root, writer string, serial, size int) string {
+	return fmt.Sprintf("%s/serial/%s/%04d", root, writer, (serial-1)/size)
 }
 
 // SerialPrefix is the path a writer creates, sequentially, for serial.
-func SerialPrefix(root, writer string, serial int) string {
-	return fmt.Sprintf("%s/s%09d-", BucketPath(root, writer, serial), serial)
+func SerialPrefix(root, writer string, serial, size int) string {
+	return fmt.Sprintf("%s/s%09d-", BucketPath(root, writer, serial, size), serial)
 }
 
 // Ledger is what a workload's clients were told by ZooKeeper: the input of
@@ -51,6 +51,11 @@ type Ledger struct {
 	// serials that may legitimately appear twice, as with Kafka's
 	// retryRequestsUntilConnected.
 	Uncertain map[string]map[int]bool
+	// Consumed maps each writer to the serials consumers read through
+	// zkproxy. Each must still exist at read-back (a read that vanished is
+	// a write the cluster showed and then lost), and they must form a prefix
+	// 1..n: ZooKeeper's ordering never shows serial n+1 without n.
+	Consumed map[string]map[int]bool
 	// Owners maps ephemeral paths (under Root) to the session that must
 	// still own them.
 	Owners map[string]int64
@@ -68,6 +73,10 @@ type Verification struct {
 	// Unexpected counts nodes that should not exist: serials beyond the one
 	// in flight when the writer stopped, and unparsable names.
 	Unexpected int
+	// Consumed counts serials consumers read; Phantom those among them
+	// missing at read-back; ConsumerGaps serials below the highest one read
+	// that no consumer read.
+	Consumed, Phantom, ConsumerGaps int
 	// OwnersIntact: every ephemeral of Ledger.Owners exists and is owned by
 	// its session.
 	OwnersIntact bool
@@ -78,12 +87,13 @@ type Verification struct {
 // cause, or reordered, and the ephemerals kept their owners.
 func (v Verification) OK() bool {
 	return v.Acked > 0 && v.Lost == 0 && v.UnexplainedDuplicates == 0 && v.OutOfOrder == 0 &&
-		v.Unexpected == 0 && v.OwnersIntact
+		v.Unexpected == 0 && v.Phantom == 0 && v.ConsumerGaps == 0 && v.OwnersIntact
 }
 
 func (v Verification) String() string {
-	return fmt.Sprintf("acked %d, found %d, lost %d, duplicates %d (unexplained %d), out of order %d, unexpected %d, ephemeral owners intact %t",
-		v.Acked, v.Found, v.Lost, v.Duplicates, v.UnexplainedDuplicates, v.OutOfOrder, v.Unexpected, v.OwnersIntact)
+	return fmt.Sprintf("acked %d, found %d, lost %d, duplicates %d (unexplained %d), out of order %d, unexpected %d, consumed %d (phantom %d, gaps %d), ephemeral owners intact %t",
+		v.Acked, v.Found, v.Lost, v.Duplicates, v.UnexplainedDuplicates, v.OutOfOrder, v.Unexpected,
+		v.Consumed, v.Phantom, v.ConsumerGaps, v.OwnersIntact)
 }
 
 func (v *Verification) problem(format string, args ...any) {
@@ -191,6 +201,22 @@ func checkWriter(c *zk.Conn, l Ledger, w string, v *Verification) error {
 				v.problem("%s: serial %d applied after serial %d", w, n.serial, prev)
 			}
 			prev = max(prev, n.serial)
+		}
+	}
+	consumed := l.Consumed[w]
+	highest := 0
+	for serial := range consumed {
+		v.Consumed++
+		highest = max(highest, serial)
+		if count[serial] == 0 {
+			v.Phantom++
+			v.problem("%s: serial %d was read by a consumer but is gone", w, serial)
+		}
+	}
+	for serial := 1; serial < highest; serial++ {
+		if !consumed[serial] {
+			v.ConsumerGaps++
+			v.problem("%s: consumers read serial %d but never %d", w, highest, serial)
 		}
 	}
 	for serial := 1; serial <= last; serial++ {

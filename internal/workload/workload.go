@@ -8,7 +8,10 @@
 //     one after another (Kafka caps pipelining anyway), recording each
 //     acknowledged one and each one whose outcome an error made unknown;
 //   - every broker keeps a data watch on /config/changes, which a writer
-//     updates, so watch delivery through moves is observed.
+//     updates, so watch delivery through moves is observed;
+//   - consumers (optional) follow a writer's serials with child watches, as
+//     a Kafka consumer follows a partition, recording every serial they read:
+//     a read that later vanishes, or a gap in what was read, is an error.
 //
 // Every connection-state change a session sees is counted: a transparent
 // migration shows zero Disconnected and zero Expired.
@@ -36,10 +39,16 @@ type Config struct {
 	Root string
 	// Brokers and Writers are session counts; zero means 3 and 2.
 	Brokers, Writers int
+	// Consumers is the number of consumer sessions; consumer i follows
+	// writer i mod Writers. Zero means none.
+	Consumers int
 	// WriteInterval paces each writer; zero means 5ms.
 	WriteInterval time.Duration
 	// SessionTimeout requested by each session; zero means Kafka's 18s.
 	SessionTimeout time.Duration
+	// BucketSize is how many serials share a parent znode (see verify.go);
+	// zero means DefaultBucketSize, which the Java workload always uses.
+	BucketSize int
 }
 
 func (c *Config) defaults() {
@@ -58,19 +67,24 @@ func (c *Config) defaults() {
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 18 * time.Second
 	}
+	if c.BucketSize <= 0 {
+		c.BucketSize = DefaultBucketSize
+	}
 }
 
 // Workload is a running workload.
 type Workload struct {
-	cfg     Config
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	brokers []*session
-	writers []*session
+	cfg       Config
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	brokers   []*session
+	writers   []*session
+	consumers []*session
 
 	mu        sync.Mutex
 	acked     map[string]int // writer → highest acknowledged serial (serials are 1..n, in order)
 	uncertain map[string]map[int]bool
+	consumed  map[string]map[int]bool // writer → serials a consumer read
 	errs      []string
 }
 
@@ -129,7 +143,7 @@ func (quiet) Printf(string, ...any) {}
 
 func dial(ctx context.Context, name, addr string, timeout time.Duration) (*session, error) {
 	s := &session{name: name, connected: make(chan struct{})}
-	// A verifier lists buckets of up to BucketSize children; the default
+	// A verifier lists buckets of up to DefaultBucketSize children; the default
 	// 1.5 MB client buffer is enough for one, 4 MB matches Kafka's
 	// jute.maxbuffer.
 	conn, _, err := zk.Connect([]string{addr}, timeout, zk.WithLogger(quiet{}), zk.WithEventCallback(s.onEvent),
@@ -150,7 +164,7 @@ func dial(ctx context.Context, name, addr string, timeout time.Duration) (*sessi
 // Start connects every session, creates the tree and starts the loops.
 func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	cfg.defaults()
-	w := &Workload{cfg: cfg, acked: map[string]int{}, uncertain: map[string]map[int]bool{}}
+	w := &Workload{cfg: cfg, acked: map[string]int{}, uncertain: map[string]map[int]bool{}, consumed: map[string]map[int]bool{}}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for i := range cfg.Brokers {
@@ -169,6 +183,14 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 		}
 		w.writers = append(w.writers, s)
 	}
+	for i := range cfg.Consumers {
+		s, err := dial(cctx, fmt.Sprintf("consumer-%d", i), cfg.Addr, cfg.SessionTimeout)
+		if err != nil {
+			w.closeAll()
+			return nil, err
+		}
+		w.consumers = append(w.consumers, s)
+	}
 	c := w.brokers[0].conn
 	var tree []string
 	for i := 1; i < len(cfg.Root); i++ {
@@ -178,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	}
 	tree = append(tree, cfg.Root, cfg.Root+"/brokers", cfg.Root+"/brokers/ids", cfg.Root+"/serial", cfg.Root+"/config", cfg.Root+"/config/changes")
 	for i := range cfg.Writers {
-		tree = append(tree, cfg.Root+"/serial/"+writerName(i), BucketPath(cfg.Root, writerName(i), 1))
+		tree = append(tree, cfg.Root+"/serial/"+writerName(i), BucketPath(cfg.Root, writerName(i), 1, cfg.BucketSize))
 	}
 	for _, p := range tree {
 		if _, err := c.Create(p, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
@@ -206,6 +228,10 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	for i, s := range w.writers {
 		w.wg.Add(1)
 		go w.write(runCtx, i, s)
+	}
+	for i, s := range w.consumers {
+		w.wg.Add(1)
+		go w.consume(runCtx, s, writerName(i%max(cfg.Writers, 1)))
 	}
 	return w, nil
 }
@@ -287,8 +313,8 @@ func (w *Workload) write(ctx context.Context, id int, s *session) {
 	defer tick.Stop()
 	name := writerName(id)
 	for serial := 1; ctx.Err() == nil; {
-		if serial%BucketSize == 1 && serial > 1 {
-			bucket := BucketPath(w.cfg.Root, name, serial)
+		if serial > 1 && (serial-1)%w.cfg.BucketSize == 0 {
+			bucket := BucketPath(w.cfg.Root, name, serial, w.cfg.BucketSize)
 			if _, err := s.conn.Create(bucket, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 				if ctx.Err() == nil && !errors.Is(err, zk.ErrClosing) {
 					w.fail("%s create %s: %v", s.name, bucket, err)
@@ -300,7 +326,7 @@ func (w *Workload) write(ctx context.Context, id int, s *session) {
 				continue
 			}
 		}
-		path := SerialPrefix(w.cfg.Root, name, serial)
+		path := SerialPrefix(w.cfg.Root, name, serial, w.cfg.BucketSize)
 		err := s.timed(func() error {
 			_, err := s.conn.Create(path, []byte(strconv.Itoa(serial)), zk.FlagSequence, zk.WorldACL(zk.PermAll))
 			return err
@@ -332,6 +358,64 @@ func (w *Workload) write(ctx context.Context, id int, s *session) {
 		}
 		select {
 		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// consume follows writer's serials bucket by bucket with a child watch,
+// recording each serial read. A bucket is done once it holds BucketSize
+// distinct serials (the writer then moves to the next).
+func (w *Workload) consume(ctx context.Context, s *session, writer string) {
+	defer w.wg.Done()
+	first := 1 // first serial of the bucket being followed
+	pause := func() {
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	for ctx.Err() == nil {
+		path := BucketPath(w.cfg.Root, writer, first, w.cfg.BucketSize)
+		var children []string
+		var ch <-chan zk.Event
+		err := s.timed(func() error {
+			var err error
+			children, _, ch, err = s.conn.ChildrenW(path)
+			return err
+		})
+		if errors.Is(err, zk.ErrNoNode) {
+			pause() // the writer has not reached this bucket yet
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, zk.ErrClosing) {
+				w.fail("%s children %s: %v", s.name, path, err)
+			}
+			pause()
+			continue
+		}
+		distinct := map[int]bool{}
+		w.mu.Lock()
+		if w.consumed[writer] == nil {
+			w.consumed[writer] = map[int]bool{}
+		}
+		for _, name := range children {
+			if n, ok := parseSerialNode(name); ok {
+				distinct[n.serial] = true
+				w.consumed[writer][n.serial] = true
+			}
+		}
+		w.mu.Unlock()
+		if len(distinct) >= w.cfg.BucketSize {
+			first += w.cfg.BucketSize
+			continue
+		}
+		select {
+		case ev := <-ch:
+			if ev.Type != zk.EventNotWatching {
+				s.events.Add(1)
+			}
 		case <-ctx.Done():
 		}
 	}
@@ -413,7 +497,7 @@ func (w *Workload) ResetLatency() {
 }
 
 func (w *Workload) all() []*session {
-	return append(slices.Clone(w.brokers), w.writers...)
+	return append(append(slices.Clone(w.brokers), w.writers...), w.consumers...)
 }
 
 // Stop ends the loops (sessions stay open: call Close) and reports.
@@ -485,6 +569,7 @@ func (w *Workload) Verify(ctx context.Context, addr string) (Verification, error
 func (w *Workload) Ledger() Ledger {
 	w.mu.Lock()
 	acked, uncertain := cloneLedgerMaps(w.acked, w.uncertain)
+	_, consumed := cloneLedgerMaps(nil, w.consumed)
 	w.mu.Unlock()
 	for i := range w.cfg.Writers {
 		if _, ok := acked[writerName(i)]; !ok {
@@ -495,5 +580,5 @@ func (w *Workload) Ledger() Ledger {
 	for i, b := range w.brokers {
 		owners[fmt.Sprintf("/brokers/ids/%d", i)] = b.id
 	}
-	return Ledger{Root: w.cfg.Root, Acked: acked, Uncertain: uncertain, Owners: owners}
+	return Ledger{Root: w.cfg.Root, Acked: acked, Uncertain: uncertain, Consumed: consumed, Owners: owners}
 }

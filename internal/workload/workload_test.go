@@ -31,7 +31,7 @@ func TestParseSerialNode(t *testing.T) {
 			t.Errorf("parseSerialNode(%q) = %+v, %t; want %+v, %t", tc.name, got, ok, tc.want, tc.ok)
 		}
 	}
-	if p := SerialPrefix("/kafka", "w0", 5001); p != "/kafka/serial/w0/0001/s000005001-" {
+	if p := SerialPrefix("/kafka", "w0", 5001, DefaultBucketSize); p != "/kafka/serial/w0/0001/s000005001-" {
 		t.Errorf("SerialPrefix = %s", p)
 	}
 }
@@ -67,7 +67,7 @@ func TestCheckLedgerFindsFaults(t *testing.T) {
 		serials []int
 	}{{"a", []int{1, 2, 2, 4, 3, 6, 9}}, {"b", []int{1, 1, 2}}} {
 		for _, n := range w.serials {
-			if _, err := s.conn.Create(SerialPrefix("/t", w.writer, n), nil, zk.FlagSequence, acl); err != nil {
+			if _, err := s.conn.Create(SerialPrefix("/t", w.writer, n, DefaultBucketSize), nil, zk.FlagSequence, acl); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -79,13 +79,16 @@ func TestCheckLedgerFindsFaults(t *testing.T) {
 		Root:      "/t",
 		Acked:     map[string]int{"a": 5, "b": 2},
 		Uncertain: map[string]map[int]bool{"a": {2: true}},
-		Owners:    map[string]int64{"/brokers/ids/0": s.id + 1, "/brokers/ids/1": s.id},
+		// Consumers read 5 (now lost: a phantom) but never 4 (a gap).
+		Consumed: map[string]map[int]bool{"a": {1: true, 2: true, 3: true, 5: true}},
+		Owners:   map[string]int64{"/brokers/ids/0": s.id + 1, "/brokers/ids/1": s.id},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s\n%s", v, strings.Join(v.Problems, "\n"))
-	want := Verification{Acked: 7, Found: 6, Lost: 1, Duplicates: 2, UnexplainedDuplicates: 1, OutOfOrder: 1, Unexpected: 1}
+	want := Verification{Acked: 7, Found: 6, Lost: 1, Duplicates: 2, UnexplainedDuplicates: 1, OutOfOrder: 1, Unexpected: 1,
+		Consumed: 4, Phantom: 1, ConsumerGaps: 1}
 	got := v
 	got.Problems, got.OwnersIntact = nil, false
 	if fmt.Sprint(got) != fmt.Sprint(want) || v.OwnersIntact || v.OK() {
@@ -99,7 +102,9 @@ func TestCheckLedgerFindsFaults(t *testing.T) {
 func TestWorkloadsVerifyClean(t *testing.T) {
 	srv := zktest.Standalone(t)
 	ctx := ctxFor(t, 2*time.Minute)
-	g, err := Start(ctx, Config{Addr: srv.ClientAddr(), Root: "/go", Brokers: 2, Writers: 2})
+	g, err := Start(ctx, Config{Addr: srv.ClientAddr(), Root: "/go/nested", Brokers: 2, Writers: 2, Consumers: 2,
+		// Small buckets: writers and consumers cross several.
+		BucketSize: 40})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +136,7 @@ func TestWorkloadsVerifyClean(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%s read back: %s", name, v)
-		if !v.OK() || v.Found != v.Acked {
+		if !v.OK() || v.Found != v.Acked || (name == "go" && v.Consumed == 0) {
 			t.Fatalf("%s verification: %s %v", name, v, v.Problems)
 		}
 	}

@@ -57,7 +57,7 @@ import org.apache.zookeeper.ZooKeeper;
 import org.apache.zookeeper.data.Stat;
 
 public class KafkaWorkload {
-    static final int BUCKET_SIZE = 5000; // verify.go BucketSize
+    static final int BUCKET_SIZE = 5000; // verify.go DefaultBucketSize
     static final PrintStream OUT =
             new PrintStream(new FileOutputStream(FileDescriptor.out), true, StandardCharsets.UTF_8);
     static final AtomicInteger latencyGen = new AtomicInteger();
