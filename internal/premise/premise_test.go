@@ -60,28 +60,6 @@ func addrs(servers []*zktest.Server) []string {
 	return a
 }
 
-// waitAttached polls the Java client until it is connected to one of
-// servers, and returns that server's address.
-func waitAttached(ctx context.Context, c *zktest.JavaClient, servers []*zktest.Server) (string, error) {
-	want := addrs(servers)
-	var last zktest.Info
-	for {
-		in, err := c.Info(ctx)
-		if err != nil {
-			return "", err
-		}
-		if in.State == "CONNECTED" && slices.Contains(want, in.RemoteAddr) {
-			return in.RemoteAddr, nil
-		}
-		last = in
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("client not attached to %v: %w (last: %s)", want, ctx.Err(), last.Raw)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 func sessionHex(id int64) string { return strconv.FormatUint(uint64(id), 16) }
 
 // TestMitosisPremise runs one Yelp mitosis on real servers and checks, in
@@ -148,18 +126,11 @@ func TestMitosisPremise(t *testing.T) {
 	t.Logf("joint ensemble %v formed; leader %v", joint.Members, jl)
 
 	ok := t.Run("a_JointReattachOnDestinationMember", func(t *testing.T) {
-		if _, err := waitAttached(ctx, s, src.Members); err != nil {
+		if _, err := s.WaitAttached(ctx, addrs(src.Members)); err != nil {
 			t.Fatalf("S after the rolling restart: %v", err)
 		}
 		from := s.EventCount()
-		// updateServerList without the current server makes the Java
-		// client drop its connection and reconnect to a listed server
-		// (StaticHostProvider.updateServerList, reconfigMode), sending
-		// ConnectRequest{sessionId, passwd, lastZxidSeen} then SetWatches.
-		if _, err := s.Do(ctx, "servers", strings.Join(addrs(dst.Members[:2]), ",")); err != nil {
-			t.Fatal(err)
-		}
-		at, err := waitAttached(ctx, s, dst.Members[:2])
+		at, err := s.MoveTo(ctx, addrs(dst.Members[:2]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +247,7 @@ func TestMitosisPremise(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := waitAttached(ctx, s, dst.Members); err != nil {
+		if _, err := s.WaitAttached(ctx, addrs(dst.Members)); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("S saw the destination unavailable for %v (Disconnected %s → SyncConnected %s), %v after the first destination member served",

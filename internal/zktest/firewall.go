@@ -6,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
 // Firewall is a set of iptables rules in a chain of its own
-// ("ZKTEST-<random>"), jumped to from INPUT and OUTPUT for loopback traffic
+// ("ZKTEST-<pid>-<random>"), jumped to from INPUT and OUTPUT for loopback traffic
 // only, so removing it is one unhook+flush+delete and it can never disturb
 // another test's rules. It is removed in t.Cleanup even if the test fails.
 type Firewall struct {
@@ -43,9 +46,12 @@ func Partition(t testing.TB, a, b []string) (*Firewall, error) {
 			return nil, fmt.Errorf("partition: %q is not a test loopback address", ip)
 		}
 	}
-	var suffix [6]byte
+	removeOrphanChains()
+	var suffix [3]byte
 	_, _ = rand.Read(suffix[:])
-	f := &Firewall{Chain: "ZKTEST-" + strings.ToUpper(hex.EncodeToString(suffix[:]))}
+	// The owner's pid in the name lets a later test remove the chain if
+	// this process dies before its cleanup runs (removeOrphanChains).
+	f := &Firewall{Chain: fmt.Sprintf("%s%d-%s", chainPrefix, os.Getpid(), strings.ToUpper(hex.EncodeToString(suffix[:])))}
 	// Registered before anything is installed, so a half-installed
 	// firewall is removed too.
 	t.Cleanup(func() {
@@ -111,6 +117,33 @@ func (f *Firewall) Active() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return !f.removed && chainExists(f.Chain)
+}
+
+const chainPrefix = "ZKTEST-"
+
+// removeOrphanChains removes firewalls left behind by test processes that
+// were killed before their t.Cleanup ran. Only chains named by this package
+// whose owner pid no longer exists are touched.
+func removeOrphanChains() {
+	out, err := exec.Command("iptables", "-w", "-S").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		chain, ok := strings.CutPrefix(line, "-N "+chainPrefix)
+		if !ok {
+			continue
+		}
+		pidStr, _, ok := strings.Cut(chain, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			continue // owner alive (or not ours to judge)
+		}
+		_ = (&Firewall{Chain: chainPrefix + chain}).Remove()
+	}
 }
 
 func chainExists(chain string) bool {

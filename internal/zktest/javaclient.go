@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,4 +288,55 @@ func (c *JavaClient) Info(ctx context.Context) (Info, error) {
 		}
 	}
 	return in, nil
+}
+
+// WaitAttached polls Info until the handle is CONNECTED to one of addrs
+// ("ip:port") and returns that address.
+func (c *JavaClient) WaitAttached(ctx context.Context, addrs []string) (string, error) {
+	var last Info
+	for {
+		in, err := c.Info(ctx)
+		if err != nil {
+			return "", err
+		}
+		if in.State == "CONNECTED" && slices.Contains(addrs, in.RemoteAddr) {
+			return in.RemoteAddr, nil
+		}
+		last = in
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("java client not attached to %v: %w (last: %s)", addrs, ctx.Err(), last.Raw)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// MoveTo moves the handle to one of addrs with ZooKeeper.updateServerList:
+// when the current server is not in the new list, the client closes its
+// connection and reconnects to a listed server
+// (StaticHostProvider.updateServerList, reconfigMode), re-attaching its
+// session with ConnectRequest{sessionId, passwd, lastZxidSeen} and then
+// re-registering its watches with SetWatches. It returns the new server's
+// address.
+//
+// updateServerList only closes a live socket: if the client is between
+// connections — it has already picked its next server but is still in
+// ClientCnxn.startConnect's random back-off of up to 1 s — the pick stands and
+// the client lands on an old server. MoveTo therefore repeats the update until
+// the client is connected to a listed server.
+func (c *JavaClient) MoveTo(ctx context.Context, addrs []string) (string, error) {
+	for {
+		if _, err := c.Do(ctx, "servers", strings.Join(addrs, ",")); err != nil {
+			return "", err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		at, err := c.WaitAttached(wctx, addrs)
+		cancel()
+		if err == nil {
+			return at, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+	}
 }
