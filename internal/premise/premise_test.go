@@ -68,7 +68,7 @@ func sessionHex(id int64) string { return strconv.FormatUint(uint64(id), 16) }
 // the previous one, so a failure stops the rest.
 func TestMitosisPremise(t *testing.T) {
 	zktest.RequireIntegration(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	m := zktest.NewMitosis(t)
