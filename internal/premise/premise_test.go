@@ -233,6 +233,23 @@ func TestMitosisPremise(t *testing.T) {
 		tl.DestinationStopped.Sub(tl.FirewallUp).Round(time.Millisecond),
 		tl.DestinationLeader.Sub(tl.DestinationStopped).Round(time.Millisecond), dl)
 
+	// Watch T's ephemeral on the destination from now on, to time its expiry.
+	tGoneAt := make(chan time.Time, 1)
+	tExists, _, tGone, err := goClient(ctx, t, addrs(dst.Members)).ExistsW("/premise/eph/T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tExists {
+		go func() {
+			if ev := <-tGone; ev.Type == zk.EventNodeDeleted {
+				tGoneAt <- time.Now()
+			}
+			close(tGoneAt)
+		}()
+	} else {
+		close(tGoneAt)
+	}
+
 	ok = t.Run("b_ReattachAfterSplit", func(t *testing.T) {
 		down, _, err := s.WaitEvent(ctx, splitFrom, zktest.State("Disconnected"))
 		if err != nil {
@@ -313,25 +330,26 @@ func TestMitosisPremise(t *testing.T) {
 	}
 
 	t.Run("c_Limits", func(t *testing.T) {
-		verifier := goClient(ctx, t, addrs(dst.Members))
 		// A session not re-attached within its timeout expires on the
 		// destination: the new leader tracks every persisted session with a
 		// fresh timeout (SessionTrackerImpl) and expires T after it.
-		for {
-			exists, _, err := verifier.Exists("/premise/eph/T")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !exists {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatal("T's ephemeral never expired on the destination")
-			}
-			time.Sleep(100 * time.Millisecond)
+		if !tExists {
+			t.Fatalf("T's ephemeral was already gone when the destination came up")
 		}
-		t.Logf("T 0x%x (never re-attached, %d ms) expired on the destination %v after its first member served",
-			tid, stayTimeoutMS, time.Since(tl.DestinationLeader).Round(100*time.Millisecond))
+		select {
+		case at, ok := <-tGoneAt:
+			if !ok {
+				t.Fatal("lost the watch on T's ephemeral before it was deleted")
+			}
+			t.Logf("T 0x%x (never re-attached, %d ms) expired on the destination %v after its first member served",
+				tid, stayTimeoutMS, at.Sub(tl.DestinationLeader).Round(10*time.Millisecond))
+		case <-ctx.Done():
+			t.Fatal("T's ephemeral never expired on the destination")
+		}
+		verifier := goClient(ctx, t, addrs(dst.Members))
+		if exists, _, err := verifier.Exists("/premise/eph/T"); err != nil || exists {
+			t.Fatalf("T's ephemeral on the destination after expiry: exists=%v err=%v", exists, err)
+		}
 		// Re-attaching T now is answered with the expired-session response.
 		req := jute.ConnectRequest{TimeOut: stayTimeoutMS, SessionID: jute.SessionID(tid), Passwd: tpasswd, HasReadOnly: true}
 		c, resp, err := zktest.DialRaw(ctx, dst.Members[0].ClientAddr(), req)

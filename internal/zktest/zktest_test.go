@@ -139,6 +139,19 @@ func TestEnsembleAndMitosis(t *testing.T) {
 	for _, st := range m.Joint().Status() {
 		t.Logf("%v: %s zxid 0x%x err %v", st.Server, st.Srvr.Mode, st.Srvr.Zxid, st.Err)
 	}
+	// Move the joint leadership to the source side, as zkproxy's cutover
+	// wants before a split (ZK-PROTOCOL.md §5.6).
+	jl, err = m.LeadFromSource(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jl.ID > 3 {
+		t.Fatalf("LeadFromSource: leader %v is a destination node", jl)
+	}
+	if err := m.Joint().WaitServing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("joint leader after LeadFromSource %v", jl)
 	if m.Dormant().Running() {
 		t.Fatal("dormant node running before split")
 	}
