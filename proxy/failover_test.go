@@ -421,6 +421,11 @@ func TestFailover(t *testing.T) {
 			inflight <- err
 		}()
 		waitFor(t, "request in flight", 10*time.Second, func() bool {
+			select {
+			case err := <-inflight:
+				t.Fatalf("the request returned (%v) while its member was stopped; session %+v", err, sessionInfo(t, f.px.Server, id))
+			default:
+			}
 			return sessionInfo(t, f.px.Server, id).Outstanding > 0
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
