@@ -7,8 +7,9 @@
 //
 // # Per connection
 //
-// One goroutine per client connection (Session.serve) reads the handshake
-// and then client frames (readClient); one goroutine per upstream
+// One goroutine per client connection runs the handshake and ends; a
+// fresh one then reads client frames (readClient), so an idle session does
+// not keep the handshake's grown stack; one goroutine per upstream
 // connection (runUpstream) reads member frames; a timer per upstream sends
 // the proxy's own keep-alive pings. Frames are forwarded as received; only
 // the headers are decoded on the hot path, plus the bodies that change the

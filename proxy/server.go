@@ -151,15 +151,30 @@ func (s *Server) accept(conn net.Conn) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
-		defer s.wg.Done()
-		sess.serve()
-		s.mu.Lock()
-		delete(s.conns, sess)
-		if sess.id != 0 && s.byID[int64(sess.id)] == sess {
-			delete(s.byID, int64(sess.id))
+		if !sess.handshakeOrClose() {
+			s.forget(sess)
+			s.wg.Done()
+			return
 		}
-		s.mu.Unlock()
+		// The client loop gets a fresh goroutine: the handshake (dialing,
+		// decoding) grows a stack that an idle session would otherwise
+		// keep for its lifetime.
+		go func() {
+			defer s.wg.Done()
+			sess.runClient()
+			s.forget(sess)
+		}()
 	}()
+}
+
+// forget drops a finished connection from the server's tables.
+func (s *Server) forget(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, sess)
+	if sess.id != 0 && s.byID[int64(sess.id)] == sess {
+		delete(s.byID, int64(sess.id))
+	}
 }
 
 // claim registers sess as the holder of its session id and returns the

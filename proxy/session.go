@@ -220,14 +220,22 @@ func (s *Session) Info() SessionInfo {
 // the fallback when a session cannot move transparently.
 func (s *Session) Disconnect(reason string) { s.close(reason) }
 
-// serve runs the connection: handshake, then the client read loop.
-func (s *Session) serve() {
-	defer s.cancel()
+// handshakeOrClose runs the handshake and reports whether a session was
+// established; if not, the connection is closed.
+func (s *Session) handshakeOrClose() bool {
 	if err := s.handshake(); err != nil {
 		s.close(err.Error())
 		s.client.Close()
-		return
+		s.cancel()
+		return false
 	}
+	return true
+}
+
+// runClient runs the client read loop of an established session until the
+// connection ends.
+func (s *Session) runClient() {
+	defer s.cancel()
 	err := s.readClient()
 	s.close(err.Error())
 }
