@@ -186,7 +186,7 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 	if leader != nil {
 		var bad []string
 		for _, m := range serving {
-			if m.Epoch != leader.Epoch {
+			if m.Epoch != leader.Epoch && !idleNewEpoch(leader, m) {
 				bad = append(bad, fmt.Sprintf("%s epoch %d", m.Addr, m.Epoch))
 			}
 			if m.ConfigVersion != leader.ConfigVersion {
@@ -207,7 +207,10 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 				continue
 			}
 			lag := leader.zxid - m.zxid
-			if m.Epoch != leader.Epoch || lag > cfg.MaxLag {
+			if idleNewEpoch(leader, m) {
+				lag = 0
+			}
+			if (m.Epoch != leader.Epoch && lag != 0) || lag > cfg.MaxLag {
 				lagging = append(lagging, fmt.Sprintf("%s at %s (%d behind)", m.Addr, m.Zxid, lag))
 			}
 			// Counts are comparable only at the same point in history;
@@ -241,7 +244,7 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 		}
 		if m.zxid < maxSeen {
 			behind = append(behind, fmt.Sprintf("%s at %s", m.Addr, m.Zxid))
-		} else if leader != nil && m.Epoch == leader.Epoch && leader.zxid-m.zxid <= cfg.MaxLag {
+		} else if leader != nil && ((m.Epoch == leader.Epoch && leader.zxid-m.zxid <= cfg.MaxLag) || idleNewEpoch(leader, m)) {
 			rep.Usable = append(rep.Usable, m.Addr)
 		}
 	}
@@ -278,6 +281,15 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 		rep.Ready = rep.Ready && it.OK
 	}
 	return rep
+}
+
+// idleNewEpoch: right after an election the leader reports the new epoch's
+// first zxid (counter 0) while its synced followers still report the last
+// zxid of the previous epoch, until the first transaction of the new epoch
+// (Leader.lead / Learner.syncWithLeader). Such a follower has every
+// transaction there is.
+func idleNewEpoch(leader, m *MemberStatus) bool {
+	return leader.zxid&0xffffffff == 0 && m.Epoch < leader.Epoch && m.Mode != ""
 }
 
 func listIf(items []string) string {

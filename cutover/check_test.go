@@ -101,6 +101,21 @@ func TestCheckJointEnsembleReady(t *testing.T) {
 	}
 }
 
+func TestCheckIdleEnsembleAfterElection(t *testing.T) {
+	m := joint()
+	for addr, f := range m {
+		f.zxid = 0x2000000a0 // last transaction of the previous epoch
+		if f.mode == "leader" {
+			f.zxid = 0x300000000 // the new epoch, no transaction yet
+		}
+		m[addr] = f
+	}
+	r := runCheck(m, 0)
+	if !r.Ready {
+		t.Fatalf("a synced idle ensemble after an election is not ready: %s", r.Reason())
+	}
+}
+
 func TestCheckRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
