@@ -122,6 +122,7 @@ type Session struct {
 	stopping    bool   // server shutdown: forward nothing new
 	barrier     bool   // Hold: forward nothing new until Release
 	moving      bool   // Move is waiting for the drain and takes over if the upstream goes
+	attaches    uint64 // completed upstream attachments (see SessionInfo.Attaches)
 	closed      bool
 	closeReason string
 	opened      bool // counted in sessions_open
@@ -159,8 +160,12 @@ type SessionInfo struct {
 	UsedSASL bool
 	// Holding reports a Hold in force.
 	Holding bool
-	Auths   int
-	Created time.Time
+	// Attaches counts the upstream attachments that completed: the
+	// handshake, then every re-attach and move. The split barrier uses it to
+	// see that a held session re-attached after the split.
+	Attaches uint64
+	Auths    int
+	Created  time.Time
 }
 
 func newSession(srv *Server, conn net.Conn) *Session {
@@ -201,6 +206,7 @@ func (s *Session) Info() SessionInfo {
 		Outstanding: s.outstanding.len() + len(s.pendingAuth),
 		Held:        len(s.held),
 		Holding:     s.barrier,
+		Attaches:    s.attaches,
 		LastZxid:    s.lastZxid,
 		Timeout:     s.clientTimeout,
 		ReadOnly:    s.readOnly,
@@ -984,6 +990,7 @@ func (s *Session) resume(up *upstream, ensemble []string) {
 	}
 	s.up = up
 	s.state = StateActive
+	s.attaches++
 	if ensemble != nil {
 		s.ensemble = slices.Clone(ensemble)
 	}
