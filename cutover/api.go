@@ -15,7 +15,10 @@ import (
 //	POST /cutover/start           ?dry_run=true only checks; ?force=true skips the check
 //	POST /cutover/abort
 //	POST /cutover/rollback
-//	POST /cutover/split           records the split (no rollback after)
+//	POST /cutover/split           records the split (no rollback after); lowers the barrier
+//	POST /cutover/split?prepare=true  raises the split barrier (?force=true: even with the
+//	                              joint leader on the destination or digests not yet equal)
+//	POST /cutover/barrier/release lowers the barrier without recording the split
 //
 // Refused transitions answer 409 with the reason.
 func RegisterHTTP(h *admin.Handler, c *Controller) {
@@ -51,9 +54,25 @@ func RegisterHTTP(h *admin.Handler, c *Controller) {
 		}
 		admin.WriteJSON(w, http.StatusAccepted, c.Status())
 	})
-	h.HandleMutating("POST /cutover/split", func(w http.ResponseWriter, _ *http.Request) {
+	h.HandleMutating("POST /cutover/split", func(w http.ResponseWriter, r *http.Request) {
+		if flag(r, "prepare") {
+			plan, err := c.PrepareSplit(r.Context(), flag(r, "force"))
+			if err != nil {
+				admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "plan": plan, "status": c.Status()})
+				return
+			}
+			admin.WriteJSON(w, http.StatusOK, map[string]any{"plan": plan, "status": c.Status()})
+			return
+		}
 		if err := c.RecordSplit(); err != nil {
 			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, c.Status())
+	})
+	h.HandleMutating("POST /cutover/barrier/release", func(w http.ResponseWriter, _ *http.Request) {
+		if !c.ReleaseBarrier("released by the operator") {
+			admin.WriteError(w, http.StatusConflict, "no split barrier is up")
 			return
 		}
 		admin.WriteJSON(w, http.StatusOK, c.Status())
@@ -69,7 +88,7 @@ func flag(r *http.Request, name string) bool {
 // operator's to resolve (409); anything else is zkproxy's failure.
 func conflictOr500(err error) int {
 	var te *TransitionError
-	if errors.As(err, &te) || errors.Is(err, ErrNotReady) {
+	if errors.As(err, &te) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrLeaderOnDestination) {
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

@@ -36,6 +36,11 @@ type SessionView struct {
 	// Ensemble and Member the session is attached to now.
 	Ensemble Ensemble
 	Member   string
+	// Attaches counts completed upstream attachments; Active is true while
+	// frames flow (not draining or re-attaching). The split barrier uses
+	// both to see a session re-attached after the split.
+	Attaches uint64
+	Active   bool
 }
 
 // MemberStatus is one member as the check saw it.

@@ -25,6 +25,11 @@ type Session interface {
 	// Disconnect closes the client's connection so it reconnects through
 	// zkproxy — the fallback when a live move is impossible.
 	Disconnect(reason string)
+	// Hold makes the session hold new client requests (answering pings)
+	// and returns once none is in flight; it survives re-attaches.
+	Hold(ctx context.Context) error
+	// Release ends a Hold: held requests go upstream in order.
+	Release()
 }
 
 // MoveError lets a Session classify why a move failed (a bounded label:
@@ -57,6 +62,10 @@ type Config struct {
 	Store Store
 	// CheckDial overrides how the sync check reaches members; nil dials TCP.
 	CheckDial fourlw.DialFunc
+	// BarrierMaxHold bounds how long the split barrier holds requests
+	// before it releases by itself; zero means 10s. Keep it well under the
+	// session timeout (Kafka: 18s).
+	BarrierMaxHold time.Duration
 }
 
 // Controller runs the cutover state machine and performs its side effects.
@@ -73,6 +82,9 @@ type Controller struct {
 	progress Progress
 	cancel   context.CancelFunc // stops the running move loop
 	running  chan struct{}      // closed when the move loop ends
+
+	barrier     *barrier      // the split barrier, while up
+	lastBarrier BarrierStatus // the last barrier, once down
 }
 
 // Progress counts the sessions of the current (or last) move.
@@ -94,6 +106,7 @@ type Status struct {
 	StartedAt  time.Time      `json:"started_at,omitzero"`
 	FinishedAt time.Time      `json:"finished_at,omitzero"`
 	SplitAt    time.Time      `json:"split_at,omitzero"`
+	Barrier    BarrierStatus  `json:"barrier"`
 }
 
 // NewController loads the persisted state, resolves a move interrupted by a
@@ -107,6 +120,9 @@ func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registe
 	}
 	if cfg.MoveTimeout <= 0 {
 		cfg.MoveTimeout = 10 * time.Second
+	}
+	if cfg.BarrierMaxHold <= 0 {
+		cfg.BarrierMaxHold = 10 * time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -151,6 +167,7 @@ func (c *Controller) Status() Status {
 	return Status{
 		Phase: c.state.Phase, Split: c.state.Split, Target: c.state.Phase.Target(), Sessions: p,
 		Reasons: p.Reasons, StartedAt: c.state.StartedAt, FinishedAt: c.state.FinishedAt, SplitAt: c.state.SplitAt,
+		Barrier: c.barrierStatus(),
 	}
 }
 
@@ -237,11 +254,14 @@ func (c *Controller) Abort() error {
 }
 
 // RecordSplit records that the joint ensemble was split: rollback is
-// refused from now on.
+// refused from now on. A split barrier still up comes down.
 func (c *Controller) RecordSplit() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	_, err := c.transition(EventSplit)
+	c.mu.Unlock()
+	if err == nil {
+		c.ReleaseBarrier("split recorded")
+	}
 	return err
 }
 
@@ -261,8 +281,10 @@ func (c *Controller) Wait(ctx context.Context) error {
 	}
 }
 
-// Close stops a running move loop (the phase stays as persisted).
+// Close stops a running move loop and lowers a split barrier (the phase
+// stays as persisted).
 func (c *Controller) Close() {
+	c.ReleaseBarrier("zkproxy shutting down")
 	c.mu.Lock()
 	c.stopLocked()
 	c.mu.Unlock()

@@ -79,6 +79,9 @@ func (s *scriptedSession) Move(ctx context.Context, members []string) error {
 	return nil
 }
 
+func (s *scriptedSession) Hold(context.Context) error { return nil }
+func (s *scriptedSession) Release()                   {}
+
 func (s *scriptedSession) Disconnect(reason string) {
 	s.mu.Lock()
 	s.reason = reason

@@ -12,6 +12,10 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	moves       *prometheus.CounterVec
 	moveSeconds prometheus.Histogram
+
+	barrierUp      prometheus.Gauge
+	barrierSeconds prometheus.Histogram
+	barrierHold    prometheus.Histogram
 }
 
 // newMetrics registers the cutover metrics with reg (nil: a private registry).
@@ -37,6 +41,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "zkproxy", Subsystem: "cutover", Name: "session_move_seconds",
 			Help:    "Time to move one session, drain included.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		barrierUp: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "barrier_up",
+			Help: "1 while the split barrier holds client requests.",
+		}),
+		barrierSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "barrier_seconds",
+			Help:    "How long each split barrier was up.",
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 8),
+		}),
+		barrierHold: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "barrier_session_hold_seconds",
+			Help:    "How long the split barrier held each session's requests: its client-visible pause.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}),
 	}
 }

@@ -189,9 +189,77 @@ func newCutoverCommand() *cobra.Command {
 	root.AddCommand(check, start, status,
 		simple("abort", "Stop a running cutover or rollback (moved sessions stay moved)", "/cutover/abort", -1),
 		simple("rollback", "Move every session back to the source (refused after the split)", "/cutover/rollback", cutover.PhaseRollingBack),
-		simple("split", "Record that the joint ensemble has been split (no rollback after)", "/cutover/split", -1),
+		newSplitCommand(c),
+		simple("release", "Lower the split barrier without recording the split", "/cutover/barrier/release", -1),
 	)
 	return root
+}
+
+func newSplitCommand(c *adminClient) *cobra.Command {
+	var prepare, force bool
+	cmd := &cobra.Command{
+		Use:   "split",
+		Short: "Raise the split barrier (--prepare), or record that the joint ensemble has been split",
+		Long: `With --prepare: check where the joint leader is and that every destination member
+has the leader's zxid and tree digest, then hold every client request (pings are
+answered) until the sessions re-attach to the restarted destination, the split is
+recorded, or the barrier's maximum hold time passes. Apply the firewall once it
+says "barrier up".
+
+Without --prepare: record the split. Rollback is refused from then on.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			if !prepare {
+				var st cutover.Status
+				if _, err := c.call(cmd.Context(), "POST", "/cutover/split", &st); err != nil {
+					return err
+				}
+				return c.show(out, &st, printStatus)
+			}
+			var ans struct {
+				Plan   *cutover.SplitPlan `json:"plan"`
+				Status cutover.Status     `json:"status"`
+			}
+			_, err := c.call(cmd.Context(), "POST", fmt.Sprintf("/cutover/split?prepare=true&force=%t", force), &ans)
+			if c.output == "json" {
+				if perr := c.printJSON(out, ans); perr != nil {
+					return perr
+				}
+				return err
+			}
+			if ans.Plan != nil {
+				printPlan(out, ans.Plan)
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&prepare, "prepare", false, "raise the split barrier")
+	cmd.Flags().BoolVar(&force, "force", false, "with --prepare: go on although the joint leader is a destination member or digests differ")
+	return cmd
+}
+
+func printPlan(w io.Writer, p *cutover.SplitPlan) {
+	fmt.Fprintf(w, "joint leader: %s (%s)\n", p.Leader, p.LeaderEnsemble)
+	for _, warn := range p.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warn)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, it := range p.Items {
+		res := "ok"
+		if !it.OK {
+			res = "FAIL"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", it.Name, res, it.Detail)
+	}
+	tw.Flush()
+	if p.Barrier.Up {
+		fmt.Fprintf(w, "barrier up since %s, holding %d sessions (%d could not be held); releases by itself at %s\n",
+			p.Barrier.Since.Format(time.RFC3339), p.Barrier.Held, p.Barrier.NotHeld, p.Barrier.Deadline.Format(time.RFC3339))
+	}
+	if p.Message != "" {
+		fmt.Fprintln(w, p.Message)
+	}
 }
 
 // waitMoves polls the status and draws a progress bar until the phase
@@ -249,6 +317,12 @@ func printStatus(w io.Writer, v any) {
 	fmt.Fprintf(tw, "sessions\ttotal %d, moved %d, fell back %d, pending %d\n", st.Sessions.Total, st.Sessions.Moved, st.Sessions.Failed, st.Sessions.Pending)
 	for reason, n := range st.Reasons {
 		fmt.Fprintf(tw, "  fallback: %s\t%d\n", reason, n)
+	}
+	if b := st.Barrier; b.Up {
+		fmt.Fprintf(tw, "split barrier\tUP since %s: %d held, %d released, releases by itself at %s\n",
+			b.Since.Format(time.RFC3339), b.Held, b.Released, b.Deadline.Format(time.RFC3339))
+	} else if b.LastEnd != "" {
+		fmt.Fprintf(tw, "last split barrier\t%s; longest hold %s\n", b.LastEnd, b.LongestHold)
 	}
 	for _, t := range []struct {
 		name string

@@ -47,6 +47,7 @@ const (
 	keyMaxLag           = "cutover-max-lag"
 	keyMoveConcurrency  = "cutover-concurrency"
 	keyMoveTimeout      = "cutover-move-timeout"
+	keyBarrierMaxHold   = "cutover-barrier-max-hold"
 )
 
 // serveConfig is the validated configuration of `zkproxy serve`.
@@ -78,7 +79,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.String(keyLogLevel, "info", "log level: debug, info, warn or error")
 	fs.Bool(keyPprof, false, "serve /debug/pprof on the admin listener")
 	fs.Int(keyMaxClientConns, 0, "maximum client connections (0: default)")
-	fs.Int(keyMaxFrameSize, 0, "maximum frame size in bytes, either direction (0: default, jute.maxbuffer plus header room)")
+	fs.Int(keyMaxFrameSize, 0, "maximum client frame size in bytes (0: default, jute.maxbuffer plus header room); replies may be up to 4 MiB")
 	fs.Int(keyMaxOutstanding, 0, "maximum outstanding requests per session before reading from the client pauses (0: default)")
 	fs.Int(keyMaxBufferedBytes, 0, "maximum bytes buffered per session before reading pauses (0: default)")
 	fs.Duration(keyHandshakeTimeout, 0, "time a new client has to send its ConnectRequest (0: default)")
@@ -87,6 +88,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Int(keyMaxLag, 0, "sync check: transactions a destination member may trail the joint leader by")
 	fs.Int(keyMoveConcurrency, 8, "cutover: sessions moved at once")
 	fs.Duration(keyMoveTimeout, 10*time.Second, "cutover: bound on one session's move, drain included; keep it well under the session timeout (Kafka: 18s)")
+	fs.Duration(keyBarrierMaxHold, 10*time.Second, "split barrier: longest time client requests are held before the barrier releases by itself")
 }
 
 // knownKeys are the keys a config file may contain; anything else is a typo
@@ -95,7 +97,7 @@ var knownKeys = []string{
 	keyListen, keySource, keyDestination, keyAdminListen, keyAdminToken, keyDataDir,
 	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
-	keyMaxLag, keyMoveConcurrency, keyMoveTimeout,
+	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold,
 }
 
 // newViper returns a viper (never the global one) reading flags, ZKPROXY_*
@@ -223,6 +225,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 		MaxLag:          int64(nonNegInt(keyMaxLag)),
 		MoveConcurrency: nonNegInt(keyMoveConcurrency),
 		MoveTimeout:     duration(keyMoveTimeout),
+		BarrierMaxHold:  duration(keyBarrierMaxHold),
 		Store:           cutover.Store{Dir: cfg.DataDir},
 	}
 

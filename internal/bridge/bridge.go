@@ -57,8 +57,12 @@ func (s *session) View() cutover.SessionView {
 	return cutover.SessionView{
 		ID: int64(info.ID), LastZxidSeen: int64(info.LastZxid), SASL: info.UsedSASL,
 		Ensemble: s.p.ensembleOf(info.Ensemble), Member: info.Member,
+		Attaches: info.Attaches, Active: info.State == proxy.StateActive,
 	}
 }
+
+func (s *session) Hold(ctx context.Context) error { return s.s.Hold(ctx) }
+func (s *session) Release()                       { s.s.Release() }
 
 // Move returns the proxy's *proxy.MoveError as is: it implements
 // cutover.MoveError with a bounded reason label.

@@ -1,0 +1,382 @@
+package cutover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/zkproxy/zkproxy/internal/fourlw"
+)
+
+// The split barrier hides the one window Yelp's procedure could not: from
+// the firewall going up until the destination ensemble has elected its
+// leader, the destination members serve nobody (they lost quorum and close
+// every client connection; while LOOKING they refuse new ones). With the
+// barrier up, every session holds its client's requests (pings are answered
+// locally) and has nothing in flight, so when the destination members drop
+// zkproxy's connections no request has an unknown outcome: each session
+// re-attaches to the destination as soon as it serves again and is released
+// then. The client sees latency, never Disconnected.
+
+// BarrierStatus is the barrier part of Status.
+type BarrierStatus struct {
+	Up       bool      `json:"up"`
+	Since    time.Time `json:"since,omitzero"`
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Held sessions still hold their requests; Released ones re-attached
+	// after the split (or were released when the barrier came down).
+	Held     int    `json:"held"`
+	Released int    `json:"released"`
+	NotHeld  int    `json:"not_held"`
+	LastEnd  string `json:"last_end,omitempty"` // why the last barrier came down
+	// LongestHold is the longest time one session's requests were held by
+	// the last barrier: the client-visible pause of the split.
+	LongestHold time.Duration `json:"longest_hold_ns"`
+}
+
+// SplitPlan is the answer to PrepareSplit.
+type SplitPlan struct {
+	// Leader is the joint ensemble's leader and the ensemble it belongs to.
+	Leader         string   `json:"leader"`
+	LeaderEnsemble Ensemble `json:"leader_ensemble"`
+	Warnings       []string `json:"warnings"`
+	// Items are the pre-split checks: destination zxids equal to the
+	// leader's, tree digests equal.
+	Items   []Item        `json:"items"`
+	Barrier BarrierStatus `json:"barrier"`
+	Message string        `json:"message"`
+}
+
+// ErrLeaderOnDestination refuses a split (without force) whose joint leader
+// is a destination member.
+var ErrLeaderOnDestination = errors.New("cutover: the joint leader is a destination member")
+
+type barrier struct {
+	since, deadline time.Time
+	sessions        map[int64]*heldSession
+	stop            chan struct{}
+	done            chan struct{}
+	longest         time.Duration
+	notHeld         int
+}
+
+type heldSession struct {
+	s        Session
+	attaches uint64
+	released bool
+	heldFor  time.Duration
+}
+
+// PrepareSplit raises the split barrier. It refuses unless every session is
+// on the destination (phase destination, no split yet); it reports where the
+// joint leader is and refuses, unless force, when it is a destination member
+// (at the split the source would re-elect and drop its own, non-proxied
+// clients); it holds every session and waits until none has a request in
+// flight; then it checks that every destination member has the leader's
+// zxid and the same tree digest. On success the barrier is up until every
+// session has re-attached after the split, RecordSplit or ReleaseBarrier is
+// called, or maxHold passes (then it releases by itself and says so).
+func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, error) {
+	c.mu.Lock()
+	if c.state.Phase != PhaseDestination || c.state.Split || c.running != nil {
+		st := c.state
+		c.mu.Unlock()
+		return nil, &TransitionError{From: st, Event: EventSplit, Reason: "the barrier needs every session on the destination and no split recorded yet"}
+	}
+	if c.barrier != nil {
+		c.mu.Unlock()
+		return &SplitPlan{Barrier: c.barrierStatus(), Message: "barrier already up: apply the firewall now"}, nil
+	}
+	c.mu.Unlock()
+
+	plan := &SplitPlan{}
+	leader, err := c.jointLeader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cutover: split: %w", err)
+	}
+	plan.Leader, plan.LeaderEnsemble = leader.Addr, leader.Ensemble
+	if leader.Ensemble == Destination {
+		msg := fmt.Sprintf("the joint leader %s is a destination member: at the split the source side re-elects and drops every client connected to it directly (not through zkproxy); move leadership to a source member first (restart the leader) or go on with force", leader.Addr)
+		plan.Warnings = append(plan.Warnings, msg)
+		c.log.Warn("cutover: split: " + msg)
+		if !force {
+			return plan, fmt.Errorf("%w (%s)", ErrLeaderOnDestination, leader.Addr)
+		}
+	}
+
+	b := &barrier{sessions: map[int64]*heldSession{}, stop: make(chan struct{}), done: make(chan struct{})}
+	b.since = c.now()
+	b.deadline = b.since.Add(c.cfg.BarrierMaxHold)
+	if err := c.holdAll(ctx, b); err != nil {
+		c.releaseAll(b)
+		return plan, err
+	}
+	items, ok := c.splitChecks(ctx)
+	plan.Items = items
+	if !ok && !force {
+		c.releaseAll(b)
+		return plan, fmt.Errorf("%w: destination not identical to the leader: %s", ErrNotReady, failed(items))
+	}
+
+	c.mu.Lock()
+	c.barrier = b
+	c.m.barrierUp.Set(1)
+	c.mu.Unlock()
+	go c.watchBarrier(b)
+	plan.Barrier = c.Status().Barrier
+	plan.Message = fmt.Sprintf("barrier up: apply the firewall now; it releases by itself at %s", b.deadline.Format(time.RFC3339))
+	c.log.Warn("cutover: split barrier up: apply the firewall now", "sessions", len(b.sessions), "max_hold", c.cfg.BarrierMaxHold)
+	return plan, nil
+}
+
+func failed(items []Item) string {
+	var out []string
+	for _, it := range items {
+		if !it.OK {
+			out = append(out, it.Name+": "+it.Detail)
+		}
+	}
+	return fmt.Sprint(out)
+}
+
+// holdAll holds every session, MoveConcurrency at a time, each within
+// MoveTimeout (its drain deadline).
+func (c *Controller) holdAll(ctx context.Context, b *barrier) error {
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, c.cfg.MoveConcurrency)
+	var wg sync.WaitGroup
+	for _, s := range c.proxy.Sessions() {
+		v := s.View()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			hctx, cancel := context.WithTimeout(ctx, c.cfg.MoveTimeout)
+			err := s.Hold(hctx)
+			cancel()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				// A session that cannot drain, or closed meanwhile, is
+				// not held: the split may cost it one ConnectionLoss.
+				b.notHeld++
+				c.log.Warn("cutover: split barrier: session not held", "session", fmt.Sprintf("0x%016x", uint64(v.ID)), "err", err)
+				return
+			}
+			b.sessions[v.ID] = &heldSession{s: s, attaches: s.View().Attaches}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		firstErr = fmt.Errorf("cutover: raising the barrier: %w", context.Cause(ctx))
+	}
+	return firstErr
+}
+
+// watchBarrier releases each held session once it has re-attached after
+// the split (its attach count grew), and everything at the deadline.
+func (c *Controller) watchBarrier(b *barrier) {
+	defer close(b.done)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-tick.C:
+		}
+		now := c.now()
+		c.mu.Lock()
+		pending := 0
+		for _, h := range b.sessions {
+			if h.released {
+				continue
+			}
+			v := h.s.View()
+			if v.Attaches > h.attaches && v.Active {
+				h.s.Release()
+				h.released, h.heldFor = true, now.Sub(b.since)
+				b.longest = max(b.longest, h.heldFor)
+				c.m.barrierHold.Observe(h.heldFor.Seconds())
+				continue
+			}
+			pending++
+		}
+		expired := !now.Before(b.deadline)
+		c.mu.Unlock()
+		if expired {
+			c.log.Warn("cutover: split barrier reached its maximum hold time; releasing every session", "max_hold", c.cfg.BarrierMaxHold, "still_waiting", pending)
+			c.endBarrier(b, "max hold time reached")
+			return
+		}
+	}
+}
+
+// ReleaseBarrier lowers the barrier: every session still held is released.
+func (c *Controller) ReleaseBarrier(reason string) bool {
+	c.mu.Lock()
+	b := c.barrier
+	c.mu.Unlock()
+	if b == nil {
+		return false
+	}
+	close(b.stop)
+	<-b.done
+	c.endBarrier(b, reason)
+	return true
+}
+
+func (c *Controller) endBarrier(b *barrier, reason string) {
+	c.mu.Lock()
+	if c.barrier != b {
+		c.mu.Unlock()
+		return
+	}
+	c.barrier = nil
+	c.lastBarrier = BarrierStatus{Since: b.since, Deadline: b.deadline, LastEnd: reason}
+	c.m.barrierUp.Set(0)
+	c.mu.Unlock()
+	c.releaseAll(b)
+	c.mu.Lock()
+	for _, h := range b.sessions {
+		c.lastBarrier.Released++
+		b.longest = max(b.longest, h.heldFor)
+	}
+	c.lastBarrier.NotHeld, c.lastBarrier.LongestHold = b.notHeld, b.longest
+	c.mu.Unlock()
+	c.m.barrierSeconds.Observe(c.now().Sub(b.since).Seconds())
+	c.log.Info("cutover: split barrier down", "reason", reason, "up_for", c.now().Sub(b.since), "longest_hold", b.longest)
+}
+
+// releaseAll releases every session of b not yet released.
+func (c *Controller) releaseAll(b *barrier) {
+	now := c.now()
+	c.mu.Lock()
+	var todo []*heldSession
+	for _, h := range b.sessions {
+		if !h.released {
+			h.released, h.heldFor = true, now.Sub(b.since)
+			todo = append(todo, h)
+		}
+	}
+	c.mu.Unlock()
+	for _, h := range todo {
+		h.s.Release()
+		c.m.barrierHold.Observe(h.heldFor.Seconds())
+	}
+}
+
+// barrierStatus reports the current barrier, or the last one. The caller
+// holds c.mu.
+func (c *Controller) barrierStatus() BarrierStatus {
+	b := c.barrier
+	if b == nil {
+		return c.lastBarrier
+	}
+	st := BarrierStatus{Up: true, Since: b.since, Deadline: b.deadline, NotHeld: b.notHeld, LongestHold: b.longest}
+	for _, h := range b.sessions {
+		if h.released {
+			st.Released++
+		} else {
+			st.Held++
+		}
+	}
+	return st
+}
+
+// jointLeader finds the member leading the joint ensemble.
+func (c *Controller) jointLeader(ctx context.Context) (MemberStatus, error) {
+	rep := c.Check(ctx)
+	for _, m := range rep.Members {
+		if m.Mode == "leader" {
+			return m, nil
+		}
+	}
+	return MemberStatus{}, fmt.Errorf("no member leads the joint ensemble (%s)", rep.Reason())
+}
+
+// splitChecks compares each serving destination member with the leader:
+// the same zxid and, at the newest zxid both recorded a digest for, the
+// same tree digest (hash, ZooKeeper 3.6+; DataTree digests are logged every
+// 128 transactions). Writes by clients not behind zkproxy can still move
+// the leader on, so it retries for a moment.
+func (c *Controller) splitChecks(ctx context.Context) ([]Item, bool) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		items, ok := c.splitChecksOnce(ctx)
+		if ok || time.Now().After(deadline) || ctx.Err() != nil {
+			return items, ok
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
+	rep := c.Check(ctx)
+	var leader *MemberStatus
+	for i := range rep.Members {
+		if rep.Members[i].Mode == "leader" {
+			leader = &rep.Members[i]
+		}
+	}
+	if leader == nil {
+		return []Item{{Name: "leader", OK: false, Detail: "no member leads"}}, false
+	}
+	q := func(addr, cmd string) (string, error) {
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return fourlw.Query(qctx, c.cfg.CheckDial, addr, cmd)
+	}
+	var leaderDigests []fourlw.Digest
+	if ans, err := q(leader.Addr, "hash"); err == nil {
+		leaderDigests, _ = fourlw.ParseHash(ans)
+	}
+	var items []Item
+	ok := true
+	for _, m := range rep.Members {
+		if m.Ensemble != Destination || m.Mode == "" {
+			continue
+		}
+		same := m.zxid == leader.zxid || idleNewEpoch(leader, &m)
+		items = append(items, Item{Name: "zxid " + m.Addr, OK: same, Detail: fmt.Sprintf("%s, leader %s", m.Zxid, leader.Zxid)})
+		ok = ok && same
+		ans, err := q(m.Addr, "hash")
+		if err != nil {
+			items = append(items, Item{Name: "digest " + m.Addr, OK: false, Detail: "hash: " + err.Error()})
+			ok = false
+			continue
+		}
+		digests, err := fourlw.ParseHash(ans)
+		if err != nil {
+			items = append(items, Item{Name: "digest " + m.Addr, OK: false, Detail: err.Error()})
+			ok = false
+			continue
+		}
+		match, at, found := compareDigests(leaderDigests, digests)
+		detail := "no common digest yet (fewer than 128 transactions)"
+		if found {
+			detail = fmt.Sprintf("digest at zxid 0x%x equal: %t", at, match)
+		}
+		items = append(items, Item{Name: "digest " + m.Addr, OK: !found || match, Detail: detail})
+		ok = ok && (!found || match)
+	}
+	return items, ok
+}
+
+// compareDigests finds the newest zxid both lists recorded and compares
+// the digests there.
+func compareDigests(a, b []fourlw.Digest) (equal bool, at int64, found bool) {
+	byZxid := make(map[int64]int64, len(a))
+	for _, d := range a {
+		byZxid[d.Zxid] = d.Digest
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		if d, ok := byZxid[b[i].Zxid]; ok {
+			return d == b[i].Digest, b[i].Zxid, true
+		}
+	}
+	return false, 0, false
+}
