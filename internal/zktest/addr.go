@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"syscall"
-	"testing"
 )
 
 // lockPort is the port LoopbackIP binds on a candidate address to reserve it.
@@ -22,7 +21,7 @@ const lockPort = 65432
 // and claimed by listening on lockPort there, so parallel `go test` processes
 // using this package never receive the same address. The claim is released in
 // t.Cleanup. Any port on the address is free for the test to use.
-func LoopbackIP(t testing.TB) string {
+func LoopbackIP(t TB) string {
 	t.Helper()
 	ip, ln, err := reserveLoopbackIP()
 	if err != nil {

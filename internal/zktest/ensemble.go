@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -19,7 +18,7 @@ type Ensemble struct {
 // NewEnsemble starts an n-node ensemble with myids 1..n, each member on its
 // own loopback address, and waits (DefaultServingTimeout) until every member
 // serves.
-func NewEnsemble(t testing.TB, n int, opts ...Option) *Ensemble {
+func NewEnsemble(t TB, n int, opts ...Option) *Ensemble {
 	t.Helper()
 	RequireIntegration(t)
 	e := newServers(t, 1, n, opts)
@@ -33,7 +32,7 @@ func NewEnsemble(t testing.TB, n int, opts ...Option) *Ensemble {
 }
 
 // newServers creates (does not start) n servers with myids firstID...
-func newServers(t testing.TB, firstID, n int, opts []Option) *Ensemble {
+func newServers(t TB, firstID, n int, opts []Option) *Ensemble {
 	t.Helper()
 	e := &Ensemble{}
 	for i := range n {

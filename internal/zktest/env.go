@@ -27,9 +27,10 @@ var jvmFlags = []string{
 
 // RequireIntegration skips the test under -short, and fails it when the
 // ZooKeeper installation is missing (run scripts/test-deps.sh).
-func RequireIntegration(t testing.TB) {
+func RequireIntegration(t TB) {
 	t.Helper()
-	if testing.Short() {
+	// testing.Short may only be asked inside a test binary.
+	if _, inTest := t.(testing.TB); inTest && testing.Short() {
 		t.Skip("integration test: starts real ZooKeeper; skipped under -short")
 	}
 	for _, f := range []string{ZooKeeperJar, SLF4JSimpleJar} {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 )
 
 // Firewall is a set of iptables rules in a chain of its own
@@ -38,7 +37,7 @@ type Firewall struct {
 // outgoing sockets must be bound to its own address; zktest servers run with
 // the bind shim (csrc/bindshim.c) for that. Clients connecting from 127.0.0.1
 // are never affected.
-func Partition(t testing.TB, a, b []string) (*Firewall, error) {
+func Partition(t TB, a, b []string) (*Firewall, error) {
 	t.Helper()
 	for _, ip := range append(append([]string{}, a...), b...) {
 		p := net.ParseIP(ip)

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"testing"
 )
 
 // Java is a Java program compiled against the ZooKeeper 3.8 client
@@ -25,7 +24,7 @@ var publicClassRE = regexp.MustCompile(`(?m)^\s*public\s+(?:final\s+)?class\s+([
 // the main class; no package declaration) with javac against zookeeper.jar.
 // Compilation happens once per source text and machine: the classes are
 // cached under the user cache dir, keyed by a hash of the source.
-func JavaProgram(t testing.TB, javaSource string) *Java {
+func JavaProgram(t TB, javaSource string) *Java {
 	t.Helper()
 	RequireIntegration(t)
 	j, err := compileJava(javaSource)

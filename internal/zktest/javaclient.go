@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -27,7 +26,7 @@ var javaClientSource string
 // on. The JVM is killed in t.Cleanup; its stderr (client logs at WARN) is
 // attached to the test output when the test fails.
 type JavaClient struct {
-	t      testing.TB
+	t      TB
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stderr safeBuffer
@@ -61,7 +60,7 @@ func (e *ClientError) Error() string { return "java client: " + e.Code + ": " + 
 
 // StartJavaClient starts a Java client process; use Connect to open the
 // handle.
-func StartJavaClient(t testing.TB) *JavaClient {
+func StartJavaClient(t TB) *JavaClient {
 	t.Helper()
 	j := JavaProgram(t, javaClientSource)
 	c := &JavaClient{t: t, replies: make(chan string, 1), changed: make(chan struct{}), exited: make(chan struct{})}

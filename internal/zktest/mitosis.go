@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -22,7 +21,7 @@ type Mitosis struct {
 	// Source is {1,2,3}, Destination is {4,5,6}.
 	Source, Destination *Ensemble
 
-	t  testing.TB
+	t  TB
 	mu sync.Mutex
 	fw *Firewall
 	tl Timeline
@@ -59,7 +58,7 @@ func (tl Timeline) DestinationUnavailable() time.Duration {
 // NewMitosis starts the 3-node source ensemble (myids 1-3) and reserves
 // addresses and data directories for the destination (myids 4-6), which is
 // not started. opts apply to all six servers.
-func NewMitosis(t testing.TB, opts ...Option) *Mitosis {
+func NewMitosis(t TB, opts ...Option) *Mitosis {
 	t.Helper()
 	RequireIntegration(t)
 	m := &Mitosis{t: t, Source: newServers(t, 1, 3, opts), Destination: newServers(t, 4, 3, opts)}

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -25,7 +24,7 @@ func pythonPath() string {
 // importable) with args; sys.argv[1:] == args. The script is written under
 // t.TempDir(). The process gets SIGKILL if the test process dies; cancelling
 // ctx kills it.
-func PythonCommand(ctx context.Context, t testing.TB, script string, args ...string) *exec.Cmd {
+func PythonCommand(ctx context.Context, t TB, script string, args ...string) *exec.Cmd {
 	t.Helper()
 	RequireIntegration(t)
 	f := filepath.Join(t.TempDir(), "script.py")
@@ -40,7 +39,7 @@ func PythonCommand(ctx context.Context, t testing.TB, script string, args ...str
 // Python runs script to completion (at most 2 minutes) and returns its
 // stdout; it fails the test, showing stdout and stderr, if the script exits
 // non-zero.
-func Python(t testing.TB, script string, args ...string) string {
+func Python(t TB, script string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

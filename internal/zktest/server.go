@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -101,7 +100,7 @@ type Server struct {
 	// IP is the loopback address reserved for this server.
 	IP string
 
-	t    testing.TB
+	t    TB
 	opts options
 	dir  string // holds zoo.cfg, server.log and data/
 
@@ -113,7 +112,7 @@ type Server struct {
 	starts  int
 }
 
-func newServer(t testing.TB, id int, opts []Option) *Server {
+func newServer(t TB, id int, opts []Option) *Server {
 	t.Helper()
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -139,7 +138,7 @@ func newServer(t testing.TB, id int, opts []Option) *Server {
 }
 
 // Standalone starts a standalone server and waits until it serves.
-func Standalone(t testing.TB, opts ...Option) *Server {
+func Standalone(t TB, opts ...Option) *Server {
 	t.Helper()
 	RequireIntegration(t)
 	s := newServer(t, 1, opts)
