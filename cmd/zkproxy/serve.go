@@ -95,6 +95,9 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 		})
 		cutover.RegisterHTTP(h, ctl)
 		bridge.RegisterSessions(h, p, cfg.Proxy.Destination)
+		bridge.RegisterStatus(h, bridge.NewStatus(bridge.StatusConfig{
+			Version: version, Source: cfg.Proxy.Source, Destination: cfg.Proxy.Destination,
+		}, p, ctl))
 		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { adminErr <- adminSrv.Serve(aln) }()
 		log.Info("admin listening", "addr", aln.Addr().String())
