@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -83,7 +82,9 @@ type Session struct {
 	log        *slog.Logger
 	client     net.Conn
 	clientAddr string
-	clientR    *jute.FrameReader
+	clientR    *frameReader
+	clientRDL  lazyDeadline // client read deadline, readClient's only
+	clientWDL  lazyDeadline // client write deadline, under cwmu
 	created    time.Time
 	ctx        context.Context // ends when the session closes
 	cancel     context.CancelFunc
@@ -278,17 +279,16 @@ func (s *Session) handshake() (err error) {
 	deadline := time.Now().Add(s.srv.cfg.HandshakeTimeout)
 	s.client.SetDeadline(deadline)
 
-	var prefix [4]byte
-	if _, err := io.ReadFull(s.client, prefix[:]); err != nil {
+	s.clientR = newFrameReader(s.client, s.srv.cfg.MaxFrameSize)
+	prefix, err := s.clientR.Peek4()
+	if err != nil {
 		return rejectf(handshakeReason(err, "handshake_eof"), "reading the first bytes: %w", err)
 	}
 	if cmd, ok := jute.FourLetterWord(prefix); ok {
 		s.answerFourLetterWord(cmd, deadline)
 		return &handshakeError{reason: "four_letter_word", err: fmt.Errorf("four-letter word %q answered", cmd)}
 	}
-	// The first 4 bytes were the ConnectRequest's length: hand them back
-	// to the frame reader.
-	s.clientR = jute.NewFrameReader(io.MultiReader(bytes.NewReader(prefix[:]), s.client), s.srv.cfg.MaxFrameSize)
+	// The first 4 bytes are the ConnectRequest's length.
 	f, err := s.clientR.Next()
 	if err != nil {
 		if errors.Is(err, jute.ErrFrameTooLarge) || errors.Is(err, jute.ErrNegativeFrameLength) {
@@ -359,7 +359,10 @@ func (s *Session) handshake() (err error) {
 		up.conn.Close()
 		return rejectf("client_gone", "relaying ConnectResponse: %w", err)
 	}
+	s.cwmu.Lock()
 	s.client.SetDeadline(time.Time{})
+	s.clientWDL = lazyDeadline{}
+	s.cwmu.Unlock()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -411,7 +414,9 @@ func (s *Session) readClient() error {
 		if err := s.waitForRoom(); err != nil {
 			return err
 		}
-		s.client.SetReadDeadline(time.Now().Add(s.clientTimeout))
+		if !s.clientR.Buffered() {
+			s.clientRDL.extend(s.clientTimeout, s.client.SetReadDeadline)
+		}
 		f, err := s.clientR.Next()
 		if err != nil {
 			return s.clientReadError(err)
@@ -578,7 +583,7 @@ func (s *Session) enqueueLocked(raw []byte, req pendingRequest, sw *jute.SetWatc
 // connection; readUpstream then sees the failure and handles it (the frame
 // is already recorded as in flight, so the client is told).
 func (s *Session) writeUpstream(up *upstream, frame []byte) {
-	up.conn.SetWriteDeadline(time.Now().Add(up.timeout))
+	up.writeDL.extend(up.timeout, up.conn.SetWriteDeadline)
 	if _, err := up.conn.Write(frame); err != nil {
 		up.conn.Close()
 		return
@@ -595,7 +600,7 @@ func (s *Session) writeClient(frame []byte) error {
 	if timeout <= 0 {
 		timeout = s.srv.cfg.HandshakeTimeout
 	}
-	s.client.SetWriteDeadline(time.Now().Add(timeout))
+	s.clientWDL.extend(timeout, s.client.SetWriteDeadline)
 	if _, err := s.client.Write(frame); err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -630,10 +635,41 @@ func (s *Session) runUpstream(up *upstream) {
 }
 
 // readUpstream forwards member frames to the client, updating the session
-// state, until the connection fails.
-func (s *Session) readUpstream(up *upstream) error {
+// state, until the connection fails. The frames one read returned are
+// written to the client together (one writev) once they are all applied:
+// a member answers a pipelining client's requests back to back.
+func (s *Session) readUpstream(up *upstream) (err error) {
+	var pending [][]byte
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		werr := s.writeClientFrames(pending)
+		clear(pending)
+		pending = pending[:0]
+		if werr != nil {
+			return &fatalError{werr}
+		}
+		return nil
+	}
+	defer func() {
+		// Frames applied to the session state reach the client before
+		// anything the loss of this upstream makes the proxy send.
+		if ferr := flush(); ferr != nil {
+			var fe *fatalError
+			if !errors.As(err, &fe) {
+				err = ferr
+			}
+		}
+	}()
 	for {
-		up.conn.SetReadDeadline(time.Now().Add(up.readTimeout()))
+		if !up.r.Buffered() {
+			if err := flush(); err != nil {
+				return err
+			}
+			// At most readTimeout, so re-attaching keeps its budget.
+			up.readDL.extend(up.readTimeout()*8/9, up.conn.SetReadDeadline)
+		}
 		f, err := up.r.Next()
 		if err != nil {
 			if errors.Is(err, jute.ErrFrameTooLarge) {
@@ -648,11 +684,28 @@ func (s *Session) readUpstream(up *upstream) error {
 			return &fatalError{fmt.Errorf("member %s: %w", up.member, err)}
 		}
 		if forward {
-			if err := s.writeClient(f.Raw()); err != nil {
-				return &fatalError{err}
-			}
+			pending = append(pending, f.Raw())
 		}
 	}
+}
+
+// writeClientFrames writes frames to the client with one writev.
+func (s *Session) writeClientFrames(frames [][]byte) error {
+	if len(frames) == 1 {
+		return s.writeClient(frames[0])
+	}
+	s.cwmu.Lock()
+	defer s.cwmu.Unlock()
+	bufs := net.Buffers(frames)
+	s.clientWDL.extend(s.clientTimeout, s.client.SetWriteDeadline)
+	if _, err := bufs.WriteTo(s.client); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("client stopped reading for the session timeout %s", s.clientTimeout)
+		}
+		return fmt.Errorf("writing to client: %w", err)
+	}
+	return nil
 }
 
 // readTimeout is how long the upstream may stay silent: two thirds of its

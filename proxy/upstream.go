@@ -37,8 +37,10 @@ const refusalCauses = "its zxid is behind the session's lastZxidSeen, it is not 
 type upstream struct {
 	member  string
 	conn    net.Conn
-	r       *jute.FrameReader
+	r       *frameReader
 	timeout time.Duration // negotiated by this member
+	readDL  lazyDeadline  // readUpstream's only
+	writeDL lazyDeadline  // under the session's sendMu
 	// lastSend is the UnixNano of the last frame written, for keep-alive
 	// pacing; lastRecv of the last frame read, for the expiry budget.
 	lastSend atomic.Int64
@@ -93,7 +95,7 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 		s.members.markFailed(member)
 		return nil, nil, nil, fmt.Errorf("sending ConnectRequest to %s: %w", member, err)
 	}
-	r := jute.NewFrameReader(conn, s.cfg.MaxReplyFrameSize)
+	r := newFrameReader(conn, s.cfg.MaxReplyFrameSize)
 	f, err := r.Next()
 	if err != nil {
 		conn.Close()

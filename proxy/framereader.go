@@ -1,0 +1,274 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/zkproxy/zkproxy/jute"
+)
+
+// readChunkSize is the size of the pooled buffers a frameReader reads into.
+// Almost every ZooKeeper frame (requests, stats, pings, notifications, a
+// 1 KiB setData) fits, and one read usually returns every frame the peer
+// has sent since the last one.
+const readChunkSize = 8 << 10
+
+// bigFrameStart is the first allocation for a frame that does not fit a
+// chunk; it grows with the bytes that actually arrive (at most doubling),
+// so a peer announcing a large frame and sending nothing costs little.
+const bigFrameStart = 64 << 10
+
+var readChunks = sync.Pool{New: func() any { b := make([]byte, readChunkSize); return &b }}
+
+// frameReader reads length-prefixed ZooKeeper frames from a connection,
+// parsing every complete frame a single read returned before reading again.
+// It replaces jute.FrameReader on the session pumps, which costs two read
+// syscalls per frame (length, then payload).
+//
+// It holds no buffer while it waits for data on a TCP connection: the wait
+// happens in the runtime poller (syscall.RawConn.Read) and the pooled chunk
+// is taken only once the socket is readable, and given back when a read
+// would block with nothing buffered. So an idle session pins no read
+// buffer in either direction. Other net.Conn implementations (tests'
+// wrappers) are read with ordinary Reads into a chunk kept meanwhile.
+//
+// A Frame returned by Next is valid until the next call of Next that has
+// to read from the connection: while Buffered reports true, Next returns
+// the next frame from memory and earlier frames stay valid, which lets
+// the caller write several of them with one writev. Not safe for
+// concurrent use.
+type frameReader struct {
+	conn  net.Conn
+	raw   syscall.RawConn // nil: plain Reads
+	max   int
+	buf   []byte // chunk (*chunk != nil) or a dedicated big-frame buffer; nil when idle
+	chunk *[]byte
+	r, w  int // buf[r:w] is unread
+}
+
+func newFrameReader(conn net.Conn, maxFrameSize int) *frameReader {
+	if maxFrameSize <= 0 {
+		maxFrameSize = jute.DefaultMaxFrameSize
+	}
+	fr := &frameReader{conn: conn, max: maxFrameSize}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			fr.raw = raw
+		}
+	}
+	return fr
+}
+
+// frameLen checks the length prefix at buf[r:] and returns the whole
+// frame's size (prefix included).
+func (fr *frameReader) frameLen() (int, error) {
+	n := int32(binary.BigEndian.Uint32(fr.buf[fr.r:]))
+	if n < 0 {
+		return 0, fmt.Errorf("%w: %d", jute.ErrNegativeFrameLength, n)
+	}
+	if int64(n) > int64(fr.max) {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", jute.ErrFrameTooLarge, n, fr.max)
+	}
+	return 4 + int(n), nil
+}
+
+// Buffered reports whether a complete frame is already in memory, so that
+// Next will not read (and frames returned so far stay valid).
+func (fr *frameReader) Buffered() bool {
+	if fr.w-fr.r < 4 {
+		return false
+	}
+	total, err := fr.frameLen()
+	return err != nil || fr.w-fr.r >= total
+}
+
+// Peek4 returns the first 4 unread bytes without consuming them (the
+// handshake looks for a four-letter word there).
+func (fr *frameReader) Peek4() ([4]byte, error) {
+	var out [4]byte
+	for fr.w-fr.r < 4 {
+		if err := fr.fill(4); err != nil {
+			if errors.Is(err, io.EOF) && fr.w > fr.r {
+				err = io.ErrUnexpectedEOF
+			}
+			return out, err
+		}
+	}
+	copy(out[:], fr.buf[fr.r:])
+	return out, nil
+}
+
+// frame is one length-prefixed frame: the 4-byte length, then the payload.
+type frame []byte
+
+// Raw returns the frame as received, to be forwarded untouched.
+func (f frame) Raw() []byte { return f }
+
+// Payload returns the bytes after the length prefix.
+func (f frame) Payload() []byte { return f[4:] }
+
+// Next returns the next frame. Errors are those of jute.FrameReader.Next:
+// io.EOF between frames, io.ErrUnexpectedEOF inside one,
+// jute.ErrNegativeFrameLength and jute.ErrFrameTooLarge before anything is
+// allocated for the frame (the stream is then unusable, as for the server,
+// NIOServerCnxn.readLength), and the connection's errors (timeouts are
+// net.Errors).
+func (fr *frameReader) Next() (frame, error) {
+	for fr.w-fr.r < 4 {
+		if err := fr.fill(4); err != nil {
+			if errors.Is(err, io.EOF) && fr.w > fr.r {
+				return nil, fmt.Errorf("jute: reading frame length: %w", io.ErrUnexpectedEOF)
+			}
+			return nil, err
+		}
+	}
+	total, err := fr.frameLen()
+	if err != nil {
+		return nil, err
+	}
+	for fr.w-fr.r < total {
+		if err := fr.fill(total); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("jute: reading %d-byte frame: %w", total-4, err)
+		}
+	}
+	f := frame(fr.buf[fr.r : fr.r+total : fr.r+total])
+	fr.r += total
+	return f, nil
+}
+
+// fill reads at least one more byte for a frame of total bytes (4 while
+// its length is unknown), making room first.
+func (fr *frameReader) fill(total int) error {
+	fr.makeRoom(total)
+	if fr.raw == nil {
+		if fr.buf == nil {
+			fr.takeChunk()
+		}
+		n, err := fr.conn.Read(fr.buf[fr.w:])
+		fr.w += n
+		if n > 0 {
+			return nil
+		}
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	var n int
+	var rerr error
+	err := fr.raw.Read(func(fd uintptr) bool {
+		if fr.buf == nil {
+			fr.takeChunk()
+		}
+		for {
+			n, rerr = syscall.Read(int(fd), fr.buf[fr.w:])
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			// Wait in the poller without holding a chunk if nothing is
+			// buffered.
+			fr.releaseIfEmpty()
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case rerr != nil:
+		return os.NewSyscallError("read", rerr)
+	case n <= 0:
+		return io.EOF
+	}
+	fr.w += n
+	return nil
+}
+
+// makeRoom ensures buf can take more of a frame of total bytes. A frame
+// that fits a chunk is read into one (lazily: fill takes it once data is
+// there); a bigger one gets a dedicated buffer no larger than the frame,
+// so it never holds the start of the next frame and is dropped once the
+// frame has been consumed.
+func (fr *frameReader) makeRoom(total int) {
+	if fr.r == fr.w {
+		fr.r, fr.w = 0, 0
+		if fr.chunk == nil {
+			fr.buf = nil
+		}
+	}
+	if total <= readChunkSize {
+		switch {
+		case fr.buf == nil:
+		case fr.chunk == nil:
+			// Unread bytes in a big-frame buffer cannot happen (big
+			// frames are read exactly); move them to a chunk anyway.
+			c := readChunks.Get().(*[]byte)
+			n := copy(*c, fr.buf[fr.r:fr.w])
+			fr.chunk, fr.buf, fr.r, fr.w = c, *c, 0, n
+		case fr.r+total > len(fr.buf):
+			copy(fr.buf, fr.buf[fr.r:fr.w])
+			fr.w -= fr.r
+			fr.r = 0
+		}
+		return
+	}
+	if fr.chunk == nil && fr.buf != nil && fr.r == 0 && fr.w < len(fr.buf) {
+		return // room left in the big-frame buffer
+	}
+	have := fr.w - fr.r
+	size := min(total, max(bigFrameStart, 2*len(fr.buf)))
+	big := make([]byte, max(size, have))
+	copy(big, fr.buf[fr.r:fr.w])
+	if fr.chunk != nil {
+		readChunks.Put(fr.chunk)
+		fr.chunk = nil
+	}
+	fr.buf, fr.r, fr.w = big, 0, have
+}
+
+func (fr *frameReader) takeChunk() {
+	fr.chunk = readChunks.Get().(*[]byte)
+	fr.buf = *fr.chunk
+}
+
+// releaseIfEmpty gives the chunk back to the pool when nothing is unread.
+func (fr *frameReader) releaseIfEmpty() {
+	if fr.r != fr.w || fr.chunk == nil {
+		return
+	}
+	readChunks.Put(fr.chunk)
+	fr.chunk, fr.buf, fr.r, fr.w = nil, nil, 0, 0
+}
+
+// lazyDeadline moves a connection's read or write deadline only when it has
+// come within the timeout of now, instead of before every frame: setting a
+// deadline costs a timer update in the runtime poller (pollSetDeadline),
+// which showed up per frame in profiles. The deadline is always at least
+// timeout away after extend, and at most timeout + timeout/8, so a silent
+// peer is still detected within 9/8 of the timeout. The zero value has no
+// deadline set. Not safe for concurrent use; each has one user.
+type lazyDeadline struct {
+	at time.Time
+}
+
+func (d *lazyDeadline) extend(timeout time.Duration, set func(time.Time) error) {
+	now := time.Now()
+	if !d.at.IsZero() && d.at.Sub(now) >= timeout {
+		return
+	}
+	d.at = now.Add(timeout + timeout/8)
+	set(d.at)
+}
