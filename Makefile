@@ -39,5 +39,9 @@ bench: deps
 	ZKPROXY_BENCH=1 ZKPROXY_BENCH_OUT=$(CURDIR)/bench-results.md $(GO) test -count=1 -timeout 60m \
 		-run TestCompareRelays -v ./internal/relaybench | grep -v '^ *[0-9:.]* \['
 
-demo:
-	@echo "make demo: not yet — the end-to-end mitosis demo lands with the end-to-end issue."; exit 1
+# A real local mitosis through zkproxy, narrated, ending with a report.
+demo: deps
+	@mkdir -p bin
+	$(GO) build -o bin/zkproxy ./cmd/zkproxy
+	$(GO) build -o bin/zkdemo ./cmd/zkdemo
+	./bin/zkdemo --zkproxy bin/zkproxy
