@@ -214,18 +214,24 @@ func TestChaosSlowDestination(t *testing.T) {
 }
 
 // TestChaosSplitDuringCutover has the operator start the split while the
-// cutover still runs. zkproxy refuses to record it — every session of the
-// tenant must be on the destination first (ZK-PROTOCOL.md §5.6, 4) — and
-// Status says why and how far the cutover is. Once the cutover finishes, the
-// split proceeds under load, is recorded, and nothing acknowledged is lost
-// and nothing expires.
+// cutover still runs. zkproxy refuses both to raise the split barrier and to
+// record the split — every session of the tenant must be on the destination
+// first (ZK-PROTOCOL.md §5.6, 4) — and Status says why and how far the
+// cutover is. Once the cutover finishes, the split proceeds under load behind
+// the barrier, is recorded, no client sees Disconnected, nothing
+// acknowledged is lost and nothing expires.
 func TestChaosSplitDuringCutover(t *testing.T) {
 	c := startChaos(t, options{moveConcurrency: 1})
 	c.slowMoves(300 * time.Millisecond)
 	c.r.startCutover(c.ctx)
 	mid := c.waitStatus(c.p, "2 sessions moved", func(st cutover.Status) bool { return st.Sessions.Moved >= 2 })
-	err := c.p.ctl.RecordSplit()
+	plan, err := c.p.ctl.PrepareSplit(c.ctx, true)
 	var te *cutover.TransitionError
+	if !errors.As(err, &te) || c.p.ctl.Status().Barrier.Up {
+		t.Fatalf("split barrier raised mid-cutover: %v %+v (%s)", err, plan, explain(c.p.ctl.Status()))
+	}
+	t.Logf("barrier refused mid-cutover: %v", err)
+	err = c.p.ctl.RecordSplit()
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "before the split") {
 		t.Fatalf("split recorded mid-cutover: %v (%s)", err, explain(mid))
 	}
@@ -246,21 +252,17 @@ func TestChaosSplitDuringCutover(t *testing.T) {
 		t.Fatalf("clients noticed the cutover: %s %v", cw, cw.errors)
 	}
 	c.dial.set(c.r.dest, 0, 0)
-	dst, src, err := c.r.m.Split(c.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.p.ctl.RecordSplit(); err != nil {
-		t.Fatal(err)
-	}
+	c.r.splitBehindBarrier(c.ctx, func(_ string, f func()) { f() })
 	st = c.p.ctl.Status()
-	t.Logf("split: destination leader %s, source leader %s, destination unavailable %s; %s",
-		dst, src, c.r.m.Timeline().DestinationUnavailable().Round(time.Millisecond), explain(st))
+	t.Logf("split: destination unavailable %s; %s", c.r.m.Timeline().DestinationUnavailable().Round(time.Millisecond), explain(st))
 	if !st.Split || st.Phase != cutover.PhaseDestination {
 		t.Fatalf("split not recorded: %s", explain(st))
 	}
 	if err := c.p.ctl.Rollback(c.ctx); err == nil {
 		t.Fatal("rollback allowed after the split")
 	}
-	c.finish("cutover and split", c.r.m.Dormant().ClientAddr())
+	w := c.finish("cutover and split", c.r.m.Dormant().ClientAddr())
+	if w.disconnects != 0 || len(w.errors) != 0 {
+		t.Fatalf("clients noticed the cutover or the split behind the barrier: %s %v", w, w.errors)
+	}
 }

@@ -45,6 +45,70 @@ type options struct {
 	dial func(ctx context.Context, localAddr, member string) (net.Conn, error)
 }
 
+// splitBehindBarrier runs Yelp's split the way the runbook does with
+// zkproxy: raise every proxy's barrier (PrepareSplit; forced when the joint
+// leader is a destination member, which only costs the source's own,
+// non-proxied clients an election), firewall, destination restart, wait
+// until every held session re-attached and was released, record the split,
+// source restart, firewall removed. stage times each step.
+func (r *rig) splitBehindBarrier(ctx context.Context, stage func(string, func())) {
+	t := r.t
+	t.Helper()
+	stage("split: barrier up", func() {
+		for _, p := range r.proxies {
+			plan, err := p.ctl.PrepareSplit(ctx, false)
+			if errors.Is(err, cutover.ErrLeaderOnDestination) {
+				t.Logf("%s: %v; going on with force", p.name, err)
+				plan, err = p.ctl.PrepareSplit(ctx, true)
+			}
+			if err != nil {
+				t.Fatalf("%s: prepare split: %v (%+v)", p.name, err, plan)
+			}
+			if !plan.Barrier.Up || plan.Barrier.NotHeld != 0 {
+				t.Fatalf("%s: barrier %+v", p.name, plan.Barrier)
+			}
+		}
+	})
+	stage("split: firewall", func() {
+		if err := r.m.Firewall(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	stage("split: destination restart", func() {
+		if _, err := r.m.RestartDestination(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	stage("split: sessions re-attached", func() {
+		for _, p := range r.proxies {
+			deadline := time.Now().Add(30 * time.Second)
+			for st := p.ctl.Status(); st.Barrier.Up && st.Barrier.Held > 0 && time.Now().Before(deadline); st = p.ctl.Status() {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if bs := p.ctl.Status().Barrier; bs.Held != 0 || bs.LastEnd == "max hold time reached" {
+				t.Fatalf("%s: sessions were not released by their re-attach: %+v", p.name, bs)
+			}
+		}
+	})
+	for _, p := range r.proxies {
+		if err := p.ctl.RecordSplit(); err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		bs := p.ctl.Status().Barrier
+		t.Logf("%s: barrier released %d sessions (%s); longest hold %s", p.name, bs.Released, bs.LastEnd, bs.LongestHold.Round(time.Millisecond))
+	}
+	stage("split: source restart", func() {
+		if _, err := r.m.RestartSource(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	stage("split: firewall removed", func() {
+		if err := r.m.RemoveFirewall(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // zkproxy is one proxy + cutover controller, restartable on the same
 // address and data directory.
 type zkproxy struct {

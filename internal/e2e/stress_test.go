@@ -52,7 +52,8 @@ func stressFromEnv(t *testing.T) stressConfig {
 // TestStress is the Yelp-style distributed stress test on one machine:
 // tens of Go and Java sessions through zkproxy produce serial-numbered
 // payloads, and Go consumers read them as they appear, while the whole
-// mitosis runs (join, sync check, cutover, split); afterwards every payload
+// mitosis runs (join, sync check, cutover, split behind zkproxy's barrier);
+// afterwards every payload
 // is read back from the formerly dormant destination node and checked for
 // loss, duplication and order, and every consumed payload for still being
 // there.
@@ -131,44 +132,21 @@ func runStress(t *testing.T, proxies int) {
 		t.Fatalf("clients noticed the cutover: %s %v", cw, cw.errors)
 	}
 
-	// The split, without the barrier (not in the proxy yet): the destination
-	// is unavailable from the firewall until its new leader serves.
+	// The split behind zkproxy's barrier, as the runbook does it: the
+	// destination is unavailable from the firewall until its new leader
+	// serves; clients only wait.
 	cs.resetLatency()
 	splitBase := cs.snapshot()
-	stage("split: firewall", func() {
-		if err := r.m.Firewall(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
-	stage("split: destination restart", func() {
-		if _, err := r.m.RestartDestination(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
-	stage("split: source restart", func() {
-		if _, err := r.m.RestartSource(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
-	stage("split: firewall removed", func() {
-		if err := r.m.RemoveFirewall(); err != nil {
-			t.Fatal(err)
-		}
-	})
-	for _, p := range r.proxies {
-		if err := p.ctl.RecordSplit(); err != nil {
-			t.Fatalf("%s: %v", p.name, err)
-		}
-	}
+	r.splitBehindBarrier(ctx, stage)
 	stage("load", func() { time.Sleep(cfg.dwell) })
 	stage("watches fire", func() { cs.watchesFire(t, 60*time.Second) })
 	final := cs.stop()
-	sw := since("split (no barrier)", final, splitBase)
+	sw := since("split behind the barrier", final, splitBase)
 	t.Logf("%s; destination unavailable %s", sw, r.m.Timeline().DestinationUnavailable().Round(time.Millisecond))
 	whole := since("whole run", final, make([]workload.Report, len(final)))
 	t.Logf("stage times: %s", strings.Join(stages, ", "))
-	if sw.expired != 0 {
-		t.Fatalf("sessions expired across the split: %s", sw)
+	if sw.disconnects != 0 || sw.expired != 0 || len(sw.errors) != 0 {
+		t.Fatalf("clients noticed the split: %s %v", sw, sw.errors)
 	}
 	for _, p := range r.proxies {
 		if st := p.ctl.Status(); st.Phase != cutover.PhaseDestination || !st.Split {
