@@ -45,8 +45,14 @@ func (r *recordingRegisterer) Unregister(c prometheus.Collector) bool { return r
 
 // metricDesc is what a Desc says about one metric family.
 type metricDesc struct {
-	name   string
-	labels []string // variable labels, in declaration order
+	name        string
+	labels      []string // variable labels, in declaration order
+	constLabels []string // names of constant labels, sorted
+}
+
+// allLabels is every label name of the family, sorted.
+func (d metricDesc) allLabels() []string {
+	return slices.Sorted(slices.Values(append(slices.Clone(d.labels), d.constLabels...)))
 }
 
 // zkproxyRegistry registers a real proxy.Server and a real
@@ -73,7 +79,10 @@ func zkproxyRegistry(t *testing.T) (*recordingRegisterer, map[string]metricDesc)
 	return rec, describe(t, rec.collectors)
 }
 
-var descRE = regexp.MustCompile(`^Desc\{fqName: ("(?:[^"\\]|\\.)*"), .*variableLabels: \{([^}]*)\}\}$`)
+var (
+	descRE       = regexp.MustCompile(`^Desc\{fqName: ("(?:[^"\\]|\\.)*"), .*constLabels: \{(.*)\}, variableLabels: \{([^}]*)\}\}$`)
+	constLabelRE = regexp.MustCompile(`(?:^|,)([a-zA-Z_][a-zA-Z0-9_]*)=`)
+)
 
 func describe(t *testing.T, collectors []prometheus.Collector) map[string]metricDesc {
 	t.Helper()
@@ -99,12 +108,23 @@ func describe(t *testing.T, collectors []prometheus.Collector) map[string]metric
 			t.Fatalf("%s: %v", d, err)
 		}
 		var labels []string
-		if m[2] != "" {
-			for _, l := range strings.Split(m[2], ",") {
+		if m[3] != "" {
+			for _, l := range strings.Split(m[3], ",") {
 				labels = append(labels, strings.TrimSuffix(strings.TrimPrefix(l, "c("), ")"))
 			}
 		}
-		out[name] = metricDesc{name: name, labels: labels}
+		d := metricDesc{name: name, labels: labels}
+		// A family can be split over collectors with a constant label each
+		// (CounterFuncs per direction): its label set is the union.
+		for _, c := range constLabelRE.FindAllStringSubmatch(m[2], -1) {
+			d.constLabels = append(d.constLabels, c[1])
+		}
+		if prev, ok := out[name]; ok {
+			d.constLabels = append(d.constLabels, prev.constLabels...)
+		}
+		slices.Sort(d.constLabels)
+		d.constLabels = slices.Compact(d.constLabels)
+		out[name] = d
 	}
 	return out
 }
