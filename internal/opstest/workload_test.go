@@ -354,7 +354,10 @@ func TestWorkloadMovesMetrics(t *testing.T) {
 	var closed scrape
 	for {
 		closed = r.scrape(t)
-		if v, _ := closed.value("zkproxy_sessions_open"); v == 0 {
+		// The gauge and the close counter are two updates: wait for both.
+		open, _ := closed.value("zkproxy_sessions_open")
+		closes, _ := closed.value("zkproxy_sessions_closed_total")
+		if open == 0 && closes > 0 {
 			break
 		}
 		select {
