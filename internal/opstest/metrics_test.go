@@ -365,3 +365,76 @@ func TestMetricNamesLint(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardLayout checks what Grafana needs to import the dashboard
+// and show every panel: unique panel ids, panels inside the 24-column grid,
+// queries with unique refIds on the dashboard's data source variable, and
+// quantiles computed over the le label.
+func TestDashboardLayout(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "grafana", "zkproxy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type target struct {
+		RefID      string `json:"refId"`
+		Expr       string `json:"expr"`
+		Datasource struct {
+			UID string `json:"uid"`
+		} `json:"datasource"`
+	}
+	var dash struct {
+		UID    string `json:"uid"`
+		Title  string `json:"title"`
+		Panels []struct {
+			ID      int    `json:"id"`
+			Type    string `json:"type"`
+			Title   string `json:"title"`
+			GridPos struct {
+				H, W, X, Y int
+			} `json:"gridPos"`
+			Targets []target `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	if dash.UID == "" || dash.Title == "" || len(dash.Panels) == 0 {
+		t.Fatalf("dashboard lacks uid, title or panels")
+	}
+	ids := map[int]bool{}
+	quantileRE := regexp.MustCompile(`histogram_quantile\([^,]+,\s*sum by \(([^)]*)\)`)
+	for _, p := range dash.Panels {
+		if ids[p.ID] {
+			t.Errorf("panel %q: duplicate id %d", p.Title, p.ID)
+		}
+		ids[p.ID] = true
+		if g := p.GridPos; g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside the 24-column grid", p.Title, g)
+		}
+		if p.Type == "row" {
+			continue
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no queries", p.Title)
+		}
+		refs := map[string]bool{}
+		for _, tg := range p.Targets {
+			if tg.RefID == "" || refs[tg.RefID] {
+				t.Errorf("panel %q: missing or duplicate refId %q", p.Title, tg.RefID)
+			}
+			refs[tg.RefID] = true
+			if tg.Datasource.UID != "${datasource}" {
+				t.Errorf("panel %q: query on data source %q, want the ${datasource} variable", p.Title, tg.Datasource.UID)
+			}
+			checkBalanced(t, p.Title, tg.Expr)
+			for _, m := range quantileRE.FindAllStringSubmatch(tg.Expr, -1) {
+				if !slices.Contains(strings.Split(strings.ReplaceAll(m[1], " ", ""), ","), "le") {
+					t.Errorf("panel %q: histogram_quantile without le in its sum by: %s", p.Title, tg.Expr)
+				}
+			}
+			if strings.Count(tg.Expr, "histogram_quantile") != len(quantileRE.FindAllString(tg.Expr, -1)) {
+				t.Errorf("panel %q: histogram_quantile not over a sum by (...): %s", p.Title, tg.Expr)
+			}
+		}
+	}
+}
