@@ -37,6 +37,11 @@ type options struct {
 	proxies         int
 	moveConcurrency int
 	moveTimeout     time.Duration
+	// barrierMaxHold bounds the split barrier; zero means 15s: under
+	// Kafka's 18s session timeout, and room for the destination restart on
+	// a loaded 2-core machine (the 10s default was reached once when the
+	// restart alone took 7s).
+	barrierMaxHold time.Duration
 	// quiet logs only errors: rigs with many sessions would drown the
 	// test log in per-session INFO lines.
 	quiet bool
@@ -134,6 +139,9 @@ func newRig(t *testing.T, o options) *rig {
 	if o.proxies == 0 {
 		o.proxies = 1
 	}
+	if o.barrierMaxHold == 0 {
+		o.barrierMaxHold = 15 * time.Second
+	}
 	m := zktest.NewMitosis(t)
 	r := &rig{t: t, m: m, source: addrs(m.Source), dest: addrs(m.Destination)}
 	for i := range o.proxies {
@@ -167,7 +175,7 @@ func (r *rig) start(p *zkproxy, o options) {
 	}
 	ctl, err := cutover.NewController(cutover.Config{
 		Source: r.source, Destination: r.dest, MaxLag: 1000,
-		MoveConcurrency: o.moveConcurrency, MoveTimeout: o.moveTimeout,
+		MoveConcurrency: o.moveConcurrency, MoveTimeout: o.moveTimeout, BarrierMaxHold: o.barrierMaxHold,
 		Store: cutover.Store{Dir: p.dir},
 	}, bridge.Cutover(srv, r.dest), log, p.reg)
 	if err != nil {
