@@ -188,18 +188,24 @@ func TestLimitsAndFourLetterWords(t *testing.T) {
 			t.Fatalf("ruok: %q", out)
 		}
 	})
-	t.Run("srvr relayed from a member", func(t *testing.T) {
+	t.Run("srvr answered by the proxy, conf relayed from a member", func(t *testing.T) {
 		c := dialRaw(t, px.Addr)
 		io.WriteString(c, "srvr")
 		out, _ := readAllTimeout(c, 10*time.Second)
-		want, err := server.FourLetter("srvr")
+		if !strings.Contains(string(out), "\nMode: proxy\n") {
+			t.Fatalf("srvr through the proxy: %q", out)
+		}
+		c = dialRaw(t, px.Addr)
+		io.WriteString(c, "conf")
+		out, _ = readAllTimeout(c, 10*time.Second)
+		want, err := server.FourLetter("conf")
 		if err != nil {
 			t.Fatal(err)
 		}
 		gotFirst, _, _ := strings.Cut(string(out), "\n")
 		wantFirst, _, _ := strings.Cut(want, "\n")
 		if gotFirst == "" || gotFirst != wantFirst {
-			t.Fatalf("srvr through the proxy: %q, direct: %q", gotFirst, wantFirst)
+			t.Fatalf("conf through the proxy: %q, direct: %q", gotFirst, wantFirst)
 		}
 	})
 	t.Run("ready", func(t *testing.T) {
@@ -355,6 +361,8 @@ func prometheusRegistryFor(t *testing.T, _ *Server) *prometheus.Registry {
 	m.framesOverLimit.WithLabelValues("client").Inc()
 	m.limitReached.WithLabelValues("max_outstanding").Inc()
 	m.fourLetterWords.WithLabelValues("ruok").Inc()
+	m.countResponse(jute.OpGetData, jute.ErrNoNode)
+	m.sessionsByMember.WithLabelValues("127.0.0.1:2181").Inc()
 	return reg
 }
 

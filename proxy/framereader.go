@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,14 +51,15 @@ type frameReader struct {
 	max   int
 	buf   []byte // chunk (*chunk != nil) or a dedicated big-frame buffer; nil when idle
 	chunk *[]byte
-	r, w  int // buf[r:w] is unread
+	r, w  int            // buf[r:w] is unread
+	bytes *atomic.Uint64 // counts the bytes read; may be nil
 }
 
-func newFrameReader(conn net.Conn, maxFrameSize int) *frameReader {
+func newFrameReader(conn net.Conn, maxFrameSize int, bytes *atomic.Uint64) *frameReader {
 	if maxFrameSize <= 0 {
 		maxFrameSize = jute.DefaultMaxFrameSize
 	}
-	fr := &frameReader{conn: conn, max: maxFrameSize}
+	fr := &frameReader{conn: conn, max: maxFrameSize, bytes: bytes}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			fr.raw = raw
@@ -157,6 +159,7 @@ func (fr *frameReader) fill(total int) error {
 		n, err := fr.conn.Read(fr.buf[fr.w:])
 		fr.w += n
 		if n > 0 {
+			fr.count(n)
 			return nil
 		}
 		if err == nil {
@@ -194,7 +197,14 @@ func (fr *frameReader) fill(total int) error {
 		return io.EOF
 	}
 	fr.w += n
+	fr.count(n)
 	return nil
+}
+
+func (fr *frameReader) count(n int) {
+	if fr.bytes != nil {
+		fr.bytes.Add(uint64(n))
+	}
 }
 
 // makeRoom ensures buf can take more of a frame of total bytes. A frame

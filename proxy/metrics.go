@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -28,8 +31,146 @@ type metrics struct {
 	proxyPings           prometheus.Counter
 	watchesReplayed      prometheus.Counter
 
-	requestsByOp  map[jute.Op]prometheus.Counter // requests, resolved once per op
-	requestsOther prometheus.Counter
+	requestsBy [numOpSlots]prometheus.Counter // requests, resolved once per op
+
+	clientConnections prometheus.Gauge
+	sessionsByState   [numEnsembleKinds][numSessionStates]prometheus.Gauge // ensemble, state
+	sessionsByMember  *prometheus.GaugeVec                                 // member; resolved once per upstream
+	responses         *prometheus.CounterVec                               // op, err
+	responsesBy       [numOpSlots][numErrSlots]atomic.Pointer[prometheus.Counter]
+	requestDuration   [numOpSlots]prometheus.Observer // request in → reply out
+	upstreamDuration  [numOpSlots]prometheus.Observer // written upstream → reply read
+	watches           watchGauges
+	notifications     prometheus.Counter
+	heldBytes         prometheus.Gauge
+	holdSeconds       prometheus.Observer
+	moveDrainSeconds  prometheus.Observer
+
+	// Plain atomics for the per-frame counts, exported through
+	// CounterFuncs and Server.Stats.
+	clientBytesIn, clientBytesOut     atomic.Uint64
+	upstreamBytesIn, upstreamBytesOut atomic.Uint64
+	packetsReceived, packetsSent      atomic.Uint64
+	connections                       atomic.Int64
+	latency                           latencyStats
+}
+
+// watchGauges are the zkproxy_watches children by watch kind.
+type watchGauges [numWatchKinds]prometheus.Gauge
+
+// latencyStats keeps min/avg/max request latency for srvr/mntr, like
+// ZooKeeper's ServerStats (which the 4lw srst resets; the proxy's never
+// reset).
+type latencyStats struct {
+	count, sum atomic.Int64 // nanoseconds
+	min, max   atomic.Int64 // nanoseconds; min 0 means none yet
+}
+
+func (l *latencyStats) observe(d time.Duration) {
+	n := max(int64(d), 1)
+	l.count.Add(1)
+	l.sum.Add(n)
+	for {
+		cur := l.max.Load()
+		if n <= cur || l.max.CompareAndSwap(cur, n) {
+			break
+		}
+	}
+	for {
+		cur := l.min.Load()
+		if (cur != 0 && n >= cur) || l.min.CompareAndSwap(cur, n) {
+			break
+		}
+	}
+}
+
+// Slots of the per-op and per-error arrays; labels are resolved once.
+const (
+	numOpSlots       = 34
+	unknownOpSlot    = numOpSlots - 1
+	numErrSlots      = 45
+	unknownErrSlot   = numErrSlots - 1
+	numEnsembleKinds = 3 // source, destination, other
+	numSessionStates = int(StateClosed) + 1
+	numWatchKinds    = 5 // data, exist, child, persistent, persistent_recursive
+)
+
+var ensembleKindNames = [numEnsembleKinds]string{"source", "destination", "other"}
+
+var watchKindNames = [numWatchKinds]string{"data", "exist", "child", "persistent", "persistent_recursive"}
+
+// opSlot maps an opcode to its slot: 0..22 as is, 100..107 after them,
+// then -10 and -11; everything else is the "unknown" slot.
+func opSlot(op jute.Op) int {
+	switch {
+	case op >= 0 && op <= 22:
+		return int(op)
+	case op >= 100 && op <= 107:
+		return 23 + int(op-100)
+	case op == -10:
+		return 31
+	case op == -11:
+		return 32
+	}
+	return unknownOpSlot
+}
+
+// opSlotLabel is the op label of a slot: the name of a known opcode, else
+// "unknown" (op 10 is unused, so its slot shares that series).
+func opSlotLabel(slot int) string {
+	for op, name := range knownOps {
+		if opSlot(op) == slot {
+			return name
+		}
+	}
+	return "unknown"
+}
+
+// errSlot maps a reply error code to its slot: 0..-15, then -100..-127.
+func errSlot(c jute.ErrCode) int {
+	switch {
+	case c <= 0 && c >= -15:
+		return int(-c)
+	case c <= -100 && c >= -127:
+		return 16 + int(-c-100)
+	}
+	return unknownErrSlot
+}
+
+func errLabel(c jute.ErrCode) string {
+	if errSlot(c) == unknownErrSlot || !c.Known() {
+		return "unknown"
+	}
+	return c.String()
+}
+
+// countResponse counts a reply by op and error, resolving the series on
+// first use only.
+func (m *metrics) countResponse(op jute.Op, code jute.ErrCode) {
+	os, es := opSlot(op), errSlot(code)
+	p := &m.responsesBy[os][es]
+	c := p.Load()
+	if c == nil {
+		counter := m.responses.WithLabelValues(opSlotLabel(os), errLabel(code))
+		p.CompareAndSwap(nil, &counter)
+		c = p.Load()
+	}
+	(*c).Inc()
+}
+
+// observeReply records a matched reply's latencies: since the request
+// arrived from the client and since it was written upstream.
+func (m *metrics) observeReply(op jute.Op, code jute.ErrCode, now time.Time, req *pendingRequest) {
+	slot := opSlot(op)
+	d := now.Sub(req.start)
+	m.requestDuration[slot].Observe(d.Seconds())
+	sent := req.sent
+	if sent.IsZero() {
+		sent = req.start
+	}
+	m.upstreamDuration[slot].Observe(now.Sub(sent).Seconds())
+	m.latency.observe(d)
+	m.countResponse(op, code)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -101,22 +242,93 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Watch registrations re-sent to a member after a re-attach or move.",
 		}),
 	}
-	m.requestsByOp = map[jute.Op]prometheus.Counter{}
-	for op, name := range knownOps {
-		m.requestsByOp[op] = m.requests.WithLabelValues(name)
+	m.clientConnections = f.NewGauge(prometheus.GaugeOpts{
+		Namespace: ns, Name: "client_connections",
+		Help: "Client connections open (handshaking and established).",
+	})
+	sessions := f.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "sessions",
+		Help: "Established sessions by the ensemble they are on (source, destination, other) and state.",
+	}, []string{"ensemble", "state"})
+	for e := range numEnsembleKinds {
+		for st := range numSessionStates {
+			m.sessionsByState[e][st] = sessions.WithLabelValues(ensembleKindNames[e], SessionState(st).String())
+		}
 	}
-	m.requestsOther = m.requests.WithLabelValues("unknown")
+	m.sessionsByMember = f.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "sessions_by_member",
+		Help: "Established sessions attached to each upstream member.",
+	}, []string{"member"})
+	m.responses = f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "responses_total",
+		Help: "Replies to client requests relayed from members, by opcode and error code.",
+	}, []string{"op", "err"})
+	latencyBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	reqDur := f.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Name: "request_duration_seconds",
+		Help:    "Client request latency at the proxy: request read from the client to reply read from the member (then written on).",
+		Buckets: latencyBuckets,
+	}, []string{"op"})
+	upDur := f.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Name: "upstream_request_duration_seconds",
+		Help:    "Member latency: request written upstream to reply read (excludes time held during re-attach or move).",
+		Buckets: latencyBuckets,
+	}, []string{"op"})
+	for slot := range numOpSlots {
+		m.requestDuration[slot] = reqDur.WithLabelValues(opSlotLabel(slot))
+		m.upstreamDuration[slot] = upDur.WithLabelValues(opSlotLabel(slot))
+	}
+	for _, dir := range []struct {
+		label    string
+		client   *atomic.Uint64
+		upstream *atomic.Uint64
+	}{{"in", &m.clientBytesIn, &m.upstreamBytesIn}, {"out", &m.clientBytesOut, &m.upstreamBytesOut}} {
+		f.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: ns, Name: "client_bytes_total", ConstLabels: prometheus.Labels{"direction": dir.label},
+			Help: "Bytes read from (in) and written to (out) client connections.",
+		}, func() float64 { return float64(dir.client.Load()) })
+		f.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: ns, Name: "upstream_bytes_total", ConstLabels: prometheus.Labels{"direction": dir.label},
+			Help: "Bytes read from (in) and written to (out) member connections.",
+		}, func() float64 { return float64(dir.upstream.Load()) })
+	}
+	watches := f.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "watches",
+		Help: "Watch registrations tracked for re-attach, by kind.",
+	}, []string{"kind"})
+	for k := range numWatchKinds {
+		m.watches[k] = watches.WithLabelValues(watchKindNames[k])
+	}
+	m.notifications = f.NewCounter(prometheus.CounterOpts{
+		Namespace: ns, Name: "notifications_total",
+		Help: "Watch events relayed to clients.",
+	})
+	m.heldBytes = f.NewGauge(prometheus.GaugeOpts{
+		Namespace: ns, Name: "held_bytes",
+		Help: "Bytes of client requests currently held.",
+	})
+	pauseBuckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	m.holdSeconds = f.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns, Name: "hold_seconds",
+		Help:    "How long a session could not forward requests (client-visible pause), per hold, move or re-attach that ended with the session resumed.",
+		Buckets: pauseBuckets,
+	})
+	m.moveDrainSeconds = f.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns, Name: "move_drain_seconds",
+		Help:    "Time a move waited for the requests in flight to be answered.",
+		Buckets: pauseBuckets,
+	})
+
+	for slot := range numOpSlots {
+		m.requestsBy[slot] = m.requests.WithLabelValues(opSlotLabel(slot))
+	}
 	return m
 }
 
 // countRequest counts one client request without a label lookup on the
 // hot path.
 func (m *metrics) countRequest(op jute.Op) {
-	if c, ok := m.requestsByOp[op]; ok {
-		c.Inc()
-		return
-	}
-	m.requestsOther.Inc()
+	m.requestsBy[opSlot(op)].Inc()
 }
 
 // knownOps is the opcode label set: anything else is "unknown", so a client

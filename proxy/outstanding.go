@@ -29,8 +29,9 @@ type pendingRequest struct {
 	op    jute.Op
 	path  string
 	watch bool
-	arg   int32 // addWatch mode, removeWatches watcher type
-	start time.Time
+	arg   int32     // addWatch mode, removeWatches watcher type
+	start time.Time // read from the client
+	sent  time.Time // written upstream, when held first (zero: at start)
 	// auth is the AuthPacket frame of an auth request sent with an
 	// ordinary xid (go-zookeeper does that; the Java client uses -4),
 	// logged for replay when its reply succeeds.

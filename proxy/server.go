@@ -148,6 +148,8 @@ func (s *Server) accept(conn net.Conn) {
 	}
 	sess := newSession(s, conn)
 	s.conns[sess] = struct{}{}
+	s.m.connections.Add(1)
+	s.m.clientConnections.Inc()
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -171,6 +173,10 @@ func (s *Server) accept(conn net.Conn) {
 func (s *Server) forget(sess *Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.conns[sess]; ok {
+		s.m.connections.Add(-1)
+		s.m.clientConnections.Dec()
+	}
 	delete(s.conns, sess)
 	if sess.id != 0 && s.byID[int64(sess.id)] == sess {
 		delete(s.byID, int64(sess.id))
@@ -192,6 +198,30 @@ func (s *Server) claim(sess *Session) *Session {
 		return nil
 	}
 	return old
+}
+
+// ensembleKind classifies members for the zkproxy_sessions ensemble label:
+// the configured source or destination ensemble (every member in it), or
+// other (a target set through SetTarget that is neither).
+func (s *Server) ensembleKind(members []string) int {
+	within := func(set []string) bool {
+		if len(members) == 0 || len(set) == 0 {
+			return false
+		}
+		for _, m := range members {
+			if !slices.Contains(set, m) {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case within(s.cfg.Source):
+		return 0
+	case within(s.cfg.Destination):
+		return 1
+	}
+	return 2
 }
 
 // Sessions returns the established sessions, for cutover and the admin API.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zkproxy/zkproxy/jute"
@@ -127,6 +128,14 @@ type Session struct {
 	closed      bool
 	closeReason string
 	opened      bool // counted in sessions_open
+	ensKind     int  // ensembleKindNames index of ensemble
+	// The zkproxy_sessions child this session is counted in, if any.
+	gaugeCounted         bool
+	gaugeEns, gaugeState int
+	holdSince            time.Time // forwarding stopped (hold, move, re-attach); zero while forwarding
+
+	// Frames received from and sent to the client (cons).
+	recved, sent atomic.Uint64
 }
 
 // heldRequest is a client request received while the session could not
@@ -180,6 +189,7 @@ func newSession(srv *Server, conn net.Conn) *Session {
 		cancel:     cancel,
 	}
 	s.cond = sync.NewCond(&s.mu)
+	s.watches.gauges = &srv.m.watches
 	s.log = srv.log.With("client", s.clientAddr)
 	return s
 }
@@ -279,7 +289,7 @@ func (s *Session) handshake() (err error) {
 	deadline := time.Now().Add(s.srv.cfg.HandshakeTimeout)
 	s.client.SetDeadline(deadline)
 
-	s.clientR = newFrameReader(s.client, s.srv.cfg.MaxFrameSize)
+	s.clientR = newFrameReader(s.client, s.srv.cfg.MaxFrameSize, &s.srv.m.clientBytesIn)
 	prefix, err := s.clientR.Peek4()
 	if err != nil {
 		return rejectf(handshakeReason(err, "handshake_eof"), "reading the first bytes: %w", err)
@@ -297,6 +307,8 @@ func (s *Session) handshake() (err error) {
 		}
 		return rejectf(handshakeReason(err, "handshake_eof"), "reading ConnectRequest: %w", err)
 	}
+	s.recved.Add(1)
+	s.srv.m.packetsReceived.Add(1)
 	connectFrame := append([]byte(nil), f.Raw()...)
 	var req jute.ConnectRequest
 	if err := jute.Unmarshal(f.Payload(), &req); err != nil {
@@ -348,6 +360,7 @@ func (s *Session) handshake() (err error) {
 	s.hasReadOnly, s.readOnly = req.HasReadOnly, req.ReadOnly
 	s.lastZxid = req.LastZxidSeen
 	s.ensemble = target
+	s.ensKind = s.srv.ensembleKind(target)
 	s.mu.Unlock()
 	if req.SessionID == 0 {
 		// Set before claimID publishes the session to other goroutines.
@@ -421,6 +434,8 @@ func (s *Session) readClient() error {
 		if err != nil {
 			return s.clientReadError(err)
 		}
+		s.recved.Add(1)
+		s.srv.m.packetsReceived.Add(1)
 		raw := f.Raw()
 		h, err := jute.PeekRequestHeader(f.Payload())
 		if err != nil {
@@ -549,6 +564,7 @@ func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) 
 		s.mu.Unlock()
 		s.srv.m.heldRequests.Inc()
 		s.srv.m.heldRequestsNow.Inc()
+		s.srv.m.heldBytes.Add(float64(len(raw)))
 		return nil
 	}
 	up := s.up
@@ -584,7 +600,9 @@ func (s *Session) enqueueLocked(raw []byte, req pendingRequest, sw *jute.SetWatc
 // is already recorded as in flight, so the client is told).
 func (s *Session) writeUpstream(up *upstream, frame []byte) {
 	up.writeDL.extend(up.timeout, up.conn.SetWriteDeadline)
-	if _, err := up.conn.Write(frame); err != nil {
+	n, err := up.conn.Write(frame)
+	s.srv.m.upstreamBytesOut.Add(uint64(n))
+	if err != nil {
 		up.conn.Close()
 		return
 	}
@@ -601,7 +619,13 @@ func (s *Session) writeClient(frame []byte) error {
 		timeout = s.srv.cfg.HandshakeTimeout
 	}
 	s.clientWDL.extend(timeout, s.client.SetWriteDeadline)
-	if _, err := s.client.Write(frame); err != nil {
+	n, err := s.client.Write(frame)
+	s.srv.m.clientBytesOut.Add(uint64(n))
+	if err == nil {
+		s.sent.Add(1)
+		s.srv.m.packetsSent.Add(1)
+	}
+	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return fmt.Errorf("client stopped reading for the session timeout %s", timeout)
@@ -698,7 +722,13 @@ func (s *Session) writeClientFrames(frames [][]byte) error {
 	defer s.cwmu.Unlock()
 	bufs := net.Buffers(frames)
 	s.clientWDL.extend(s.clientTimeout, s.client.SetWriteDeadline)
-	if _, err := bufs.WriteTo(s.client); err != nil {
+	n, err := bufs.WriteTo(s.client)
+	s.srv.m.clientBytesOut.Add(uint64(n))
+	if err == nil {
+		s.sent.Add(uint64(len(frames)))
+		s.srv.m.packetsSent.Add(uint64(len(frames)))
+	}
+	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return fmt.Errorf("client stopped reading for the session timeout %s", s.clientTimeout)
@@ -733,11 +763,15 @@ func (s *Session) onReply(payload []byte) (forward bool, err error) {
 			return true, nil
 		}
 		s.watches.fired(ev.Type, ev.Path)
+		s.srv.m.notifications.Inc()
 		return true, nil
 	case h.Xid == jute.XidPing:
 		fromProxy, ok := s.pings.pop()
 		if !ok {
 			return false, errors.New("ping reply with no ping in flight")
+		}
+		if !fromProxy {
+			s.srv.m.countResponse(jute.OpPing, h.Err)
 		}
 		return !fromProxy, nil
 	case h.Xid == jute.XidAuth && len(s.pendingAuth) > 0:
@@ -757,6 +791,7 @@ func (s *Session) onReply(payload []byte) (forward bool, err error) {
 		return false, err
 	}
 	s.cond.Broadcast()
+	s.srv.m.observeReply(req.op, h.Err, time.Now(), &req)
 	if h.Zxid > s.lastZxid {
 		s.lastZxid = h.Zxid
 	}
@@ -780,7 +815,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 		s.mu.Unlock()
 		return
 	}
-	s.up = nil
+	s.setUpLocked(nil)
 	inFlight := s.outstanding.len() + len(s.pendingAuth)
 	switch {
 	case s.closeSent:
@@ -824,6 +859,8 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	}
 	s.srv.members.markFailed(up.member)
 	s.state = StateReattaching
+	s.beginHoldLocked()
+	s.stateGaugeLocked()
 	orphans := s.pings.clientPings()
 	s.pings.clear()
 	zxid := s.lastZxid
@@ -965,6 +1002,7 @@ func (s *Session) replay(up *upstream, deadline time.Time) error {
 	up.conn.SetDeadline(deadline)
 	defer up.conn.SetDeadline(time.Time{})
 	for _, frame := range auths {
+		s.srv.m.upstreamBytesOut.Add(uint64(len(frame)))
 		if _, err := up.conn.Write(frame); err != nil {
 			return fmt.Errorf("replaying auth on %s: %w", up.member, err)
 		}
@@ -982,6 +1020,7 @@ func (s *Session) replay(up *upstream, deadline time.Time) error {
 	for _, b := range batches {
 		op, rec := b.record(rel)
 		frame := appendRequestFrame(nil, jute.RequestHeader{Xid: jute.XidSetWatches, Op: op}, rec)
+		s.srv.m.upstreamBytesOut.Add(uint64(len(frame)))
 		if _, err := up.conn.Write(frame); err != nil {
 			return fmt.Errorf("replaying watches on %s: %w", up.member, err)
 		}
@@ -1041,15 +1080,18 @@ func (s *Session) resume(up *upstream, ensemble []string) {
 		up.conn.Close()
 		return
 	}
-	s.up = up
+	s.setUpLocked(up)
 	s.state = StateActive
 	s.attaches++
 	if ensemble != nil {
 		s.ensemble = slices.Clone(ensemble)
+		s.ensKind = s.srv.ensembleKind(ensemble)
 	}
+	s.stateGaugeLocked()
 	var held []heldRequest
 	if !s.barrier {
 		held = s.takeHeldLocked()
+		s.endHoldLocked()
 	}
 	// Added under mu while not closed: Server.Close closes every session
 	// before it waits, so this Add happens before that Wait.
@@ -1076,9 +1118,11 @@ func (s *Session) resumeDrained(up *upstream) {
 		return
 	}
 	s.state = StateActive
+	s.stateGaugeLocked()
 	var held []heldRequest
 	if !s.barrier {
 		held = s.takeHeldLocked()
+		s.endHoldLocked()
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
@@ -1091,8 +1135,11 @@ func (s *Session) resumeDrained(up *upstream) {
 // order, and returns them for writing (under sendMu).
 func (s *Session) takeHeldLocked() []heldRequest {
 	held := s.held
+	s.srv.m.heldBytes.Sub(float64(s.heldBytes))
 	s.held, s.heldBytes = nil, 0
+	now := time.Now()
 	for _, h := range held {
+		h.req.sent = now
 		s.enqueueLocked(h.frame, h.req, h.sw)
 	}
 	s.srv.m.heldRequestsNow.Sub(float64(len(held)))
@@ -1121,6 +1168,7 @@ func (s *Session) Hold(ctx context.Context) error {
 		return &MoveError{Reason: "closed", Disconnected: true, Err: fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)}
 	}
 	s.barrier = true
+	s.beginHoldLocked()
 	for !s.closed && s.up != nil && s.outstanding.len()+len(s.pendingAuth) > 0 && ctx.Err() == nil {
 		s.cond.Wait()
 	}
@@ -1148,6 +1196,7 @@ func (s *Session) Release() {
 	up := s.up
 	if !s.closed && s.state == StateActive && up != nil && !s.stopping {
 		held = s.takeHeldLocked()
+		s.endHoldLocked()
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
@@ -1247,11 +1296,14 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	}
 	start := time.Now()
 	s.state = StateDraining
+	s.beginHoldLocked()
+	s.stateGaugeLocked()
 	s.moving = true
 	for !s.closed && s.up != nil && s.outstanding.len()+len(s.pendingAuth) > 0 && ctx.Err() == nil {
 		s.cond.Wait()
 	}
 	s.moving = false
+	s.srv.m.moveDrainSeconds.Observe(time.Since(start).Seconds())
 	if s.closed {
 		s.mu.Unlock()
 		s.srv.m.moves.WithLabelValues("closed").Inc()
@@ -1269,8 +1321,9 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		return &MoveError{Reason: "drain_timeout", Err: fmt.Errorf("%w: %d still in flight on %s", ErrDrainTimeout, n, up.member)}
 	}
 	old := s.up
-	s.up = nil
+	s.setUpLocked(nil)
 	s.state = StateReattaching
+	s.stateGaugeLocked()
 	orphans := s.pings.clientPings()
 	s.pings.clear()
 	zxid := s.lastZxid
@@ -1337,8 +1390,15 @@ func (s *Session) close(reason string) {
 	s.closed = true
 	s.closeReason = reason
 	s.state = StateClosed
+	s.stateGaugeLocked()
 	up := s.up
+	if up != nil {
+		up.sessions.Dec()
+	}
+	s.watches.release()
+	s.holdSince = time.Time{}
 	held := len(s.held)
+	s.srv.m.heldBytes.Sub(float64(s.heldBytes))
 	s.held, s.heldBytes = nil, 0
 	opened := s.opened
 	s.cond.Broadcast()
@@ -1359,6 +1419,55 @@ func (s *Session) close(reason string) {
 		}
 		s.log.Info("session closed", "reason", reason, "member", member,
 			"age", time.Since(s.created).Round(time.Millisecond), "dropped_held", held)
+	}
+}
+
+// setUpLocked makes up the session's upstream (nil: none), keeping
+// zkproxy_sessions_by_member in step. close accounts for the last one.
+func (s *Session) setUpLocked(up *upstream) {
+	if s.up != nil {
+		s.up.sessions.Dec()
+	}
+	s.up = up
+	if up != nil {
+		up.sessions.Inc()
+	}
+}
+
+// stateGaugeLocked moves the session to the zkproxy_sessions child of its
+// current ensemble and state; it runs on state changes, never per request.
+// A session is counted from its first attachment until it closes.
+func (s *Session) stateGaugeLocked() {
+	if !s.opened {
+		return
+	}
+	ens, st := s.ensKind, int(s.state)
+	if s.gaugeCounted {
+		if s.gaugeEns == ens && s.gaugeState == st {
+			return
+		}
+		s.srv.m.sessionsByState[s.gaugeEns][s.gaugeState].Dec()
+		s.gaugeCounted = false
+	}
+	if s.state == StateClosed || st < 0 || st >= numSessionStates {
+		return
+	}
+	s.srv.m.sessionsByState[ens][st].Inc()
+	s.gaugeCounted, s.gaugeEns, s.gaugeState = true, ens, st
+}
+
+// beginHoldLocked notes when the session stopped forwarding requests.
+func (s *Session) beginHoldLocked() {
+	if s.holdSince.IsZero() {
+		s.holdSince = time.Now()
+	}
+}
+
+// endHoldLocked records the pause that ends as forwarding resumes.
+func (s *Session) endHoldLocked() {
+	if !s.holdSince.IsZero() {
+		s.srv.m.holdSeconds.Observe(time.Since(s.holdSince).Seconds())
+		s.holdSince = time.Time{}
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/zkproxy/zkproxy/jute"
 )
 
@@ -47,6 +49,9 @@ type upstream struct {
 	lastRecv atomic.Int64
 	done     chan struct{} // closed when readUpstream has returned
 	pinger   atomic.Pointer[time.Timer]
+	// sessions is this member's zkproxy_sessions_by_member child, resolved
+	// once per connection.
+	sessions prometheus.Gauge
 }
 
 // dial opens a TCP connection to member from the next LocalAddrs entry.
@@ -95,7 +100,8 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 		s.members.markFailed(member)
 		return nil, nil, nil, fmt.Errorf("sending ConnectRequest to %s: %w", member, err)
 	}
-	r := newFrameReader(conn, s.cfg.MaxReplyFrameSize)
+	s.m.upstreamBytesOut.Add(uint64(len(connectFrame)))
+	r := newFrameReader(conn, s.cfg.MaxReplyFrameSize, &s.m.upstreamBytesIn)
 	f, err := r.Next()
 	if err != nil {
 		conn.Close()
@@ -125,11 +131,12 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 	conn.SetDeadline(time.Time{})
 	s.members.markOK(member)
 	up := &upstream{
-		member:  member,
-		conn:    conn,
-		r:       r,
-		timeout: time.Duration(resp.TimeOut) * time.Millisecond,
-		done:    make(chan struct{}),
+		sessions: s.m.sessionsByMember.WithLabelValues(member),
+		member:   member,
+		conn:     conn,
+		r:        r,
+		timeout:  time.Duration(resp.TimeOut) * time.Millisecond,
+		done:     make(chan struct{}),
 	}
 	up.lastSend.Store(time.Now().UnixNano())
 	up.lastRecv.Store(time.Now().UnixNano())

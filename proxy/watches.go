@@ -41,6 +41,54 @@ func (s pathSet) sorted() []string {
 // discards, while a missing one loses an event. Not safe for concurrent use.
 type watchTracker struct {
 	data, exist, child, persistent, recursive pathSet
+	// gauges, when set, are the zkproxy_watches children (by the kind
+	// index of watchKindNames) this tracker adds its entries to.
+	gauges *watchGauges
+}
+
+// Watch kinds, indexes of watchKindNames.
+const (
+	watchData = iota
+	watchExist
+	watchChild
+	watchPersistent
+	watchRecursive
+)
+
+// add and del change one set by kind and keep the gauges in step; they
+// run when a watch is armed or fires, not per request.
+func (w *watchTracker) add(kind int, set *pathSet, p string) {
+	if *set != nil {
+		if _, ok := (*set)[p]; ok {
+			return
+		}
+	}
+	set.add(p)
+	if w.gauges != nil {
+		w.gauges[kind].Inc()
+	}
+}
+
+func (w *watchTracker) del(kind int, set pathSet, p string) {
+	if _, ok := set[p]; !ok {
+		return
+	}
+	delete(set, p)
+	if w.gauges != nil {
+		w.gauges[kind].Dec()
+	}
+}
+
+// release takes the tracker's entries out of the gauges and detaches it
+// (the session closed).
+func (w *watchTracker) release() {
+	if w.gauges == nil {
+		return
+	}
+	for kind, set := range []pathSet{w.data, w.exist, w.child, w.persistent, w.recursive} {
+		w.gauges[kind].Sub(float64(len(set)))
+	}
+	w.gauges = nil
 }
 
 // count returns the number of tracked registrations.
@@ -63,17 +111,17 @@ func (w *watchTracker) replied(op jute.Op, path string, watch bool, arg int32, e
 		// under existWatches (ExistsWatchRegistration.getWatches).
 		switch err {
 		case 0:
-			w.data.add(path)
+			w.add(watchData, &w.data, path)
 		case jute.ErrNoNode:
-			w.exist.add(path)
+			w.add(watchExist, &w.exist, path)
 		}
 	case jute.OpGetData:
 		if watch && err == 0 {
-			w.data.add(path)
+			w.add(watchData, &w.data, path)
 		}
 	case jute.OpGetChildren, jute.OpGetChildren2:
 		if watch && err == 0 {
-			w.child.add(path)
+			w.add(watchChild, &w.child, path)
 		}
 	case jute.OpAddWatch:
 		if err != 0 {
@@ -81,9 +129,9 @@ func (w *watchTracker) replied(op jute.Op, path string, watch bool, arg int32, e
 		}
 		switch jute.AddWatchMode(arg) {
 		case jute.AddWatchPersistent:
-			w.persistent.add(path)
+			w.add(watchPersistent, &w.persistent, path)
 		case jute.AddWatchPersistentRecursive:
-			w.recursive.add(path)
+			w.add(watchRecursive, &w.recursive, path)
 		}
 	case jute.OpRemoveWatches:
 		// NOWATCHER means nothing was removed. checkWatches (op 17) never
@@ -93,20 +141,20 @@ func (w *watchTracker) replied(op jute.Op, path string, watch bool, arg int32, e
 		}
 		switch jute.WatcherType(arg) {
 		case jute.WatcherChildren:
-			delete(w.child, path)
+			w.del(watchChild, w.child, path)
 		case jute.WatcherData:
-			delete(w.data, path)
-			delete(w.exist, path)
+			w.del(watchData, w.data, path)
+			w.del(watchExist, w.exist, path)
 		case jute.WatcherAny:
-			delete(w.child, path)
-			delete(w.data, path)
-			delete(w.exist, path)
-			delete(w.persistent, path)
-			delete(w.recursive, path)
+			w.del(watchChild, w.child, path)
+			w.del(watchData, w.data, path)
+			w.del(watchExist, w.exist, path)
+			w.del(watchPersistent, w.persistent, path)
+			w.del(watchRecursive, w.recursive, path)
 		case jute.WatcherPersistent:
-			delete(w.persistent, path)
+			w.del(watchPersistent, w.persistent, path)
 		case jute.WatcherPersistentRecursive:
-			delete(w.recursive, path)
+			w.del(watchRecursive, w.recursive, path)
 		}
 	}
 }
@@ -116,14 +164,14 @@ func (w *watchTracker) replied(op jute.Op, path string, watch bool, arg int32, e
 func (w *watchTracker) fired(typ jute.EventType, path string) {
 	switch typ {
 	case jute.EventNodeCreated, jute.EventNodeDataChanged:
-		delete(w.data, path)
-		delete(w.exist, path)
+		w.del(watchData, w.data, path)
+		w.del(watchExist, w.exist, path)
 	case jute.EventNodeChildrenChanged:
-		delete(w.child, path)
+		w.del(watchChild, w.child, path)
 	case jute.EventNodeDeleted:
-		delete(w.data, path)
-		delete(w.exist, path)
-		delete(w.child, path)
+		w.del(watchData, w.data, path)
+		w.del(watchExist, w.exist, path)
+		w.del(watchChild, w.child, path)
 	}
 }
 
@@ -133,19 +181,19 @@ func (w *watchTracker) fired(typ jute.EventType, path string) {
 // follow remove the fired ones through fired.
 func (w *watchTracker) load(data, exist, child, persistent, recursive []string) {
 	for _, p := range data {
-		w.data.add(p)
+		w.add(watchData, &w.data, p)
 	}
 	for _, p := range exist {
-		w.exist.add(p)
+		w.add(watchExist, &w.exist, p)
 	}
 	for _, p := range child {
-		w.child.add(p)
+		w.add(watchChild, &w.child, p)
 	}
 	for _, p := range persistent {
-		w.persistent.add(p)
+		w.add(watchPersistent, &w.persistent, p)
 	}
 	for _, p := range recursive {
-		w.recursive.add(p)
+		w.add(watchRecursive, &w.recursive, p)
 	}
 }
 

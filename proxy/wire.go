@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/zkproxy/zkproxy/jute"
@@ -38,17 +39,23 @@ func (r *pathRequest) Encode(e *jute.Encoder) {
 
 // parseRequest fills req with what tracking needs from one client request
 // payload (header included). Only the ops whose reply changes the watch
-// set are decoded; everything else is forwarded on its header alone.
+// set are decoded; everything else is forwarded on its header alone. The
+// path of a read without a watch is not needed (its reply arms nothing),
+// so it is not copied out of the frame.
 func parseRequest(payload []byte, req *pendingRequest) (*jute.SetWatches2, error) {
 	body := payload[jute.RequestHeaderSize:]
 	switch req.op {
 	case jute.OpExists, jute.OpGetData, jute.OpGetChildren, jute.OpGetChildren2,
 		jute.OpAddWatch, jute.OpRemoveWatches:
-		r := pathRequest{isInt: req.op == jute.OpAddWatch || req.op == jute.OpRemoveWatches}
-		if err := jute.Unmarshal(body, &r); err != nil {
+		isInt := req.op == jute.OpAddWatch || req.op == jute.OpRemoveWatches
+		path, watch, arg, err := peekPathRequest(body, isInt)
+		if err != nil {
 			return nil, fmt.Errorf("decoding %s request xid %d: %w", req.op, req.xid, err)
 		}
-		req.path, req.watch, req.arg = r.Path, r.Watch, r.Arg
+		req.watch, req.arg = watch, arg
+		if watch || isInt {
+			req.path = string(path)
+		}
 	case jute.OpSetWatches:
 		var sw jute.SetWatches
 		if err := jute.Unmarshal(body, &sw); err != nil {
@@ -64,6 +71,46 @@ func parseRequest(payload []byte, req *pendingRequest) (*jute.SetWatches2, error
 		return &sw, nil
 	}
 	return nil, nil
+}
+
+// peekPathRequest reads a pathRequest without allocating: the path bytes
+// (aliasing body) and the second field. It fails as pathRequest.Decode
+// does on a null or overlong path, a short body, a bad boolean or
+// trailing bytes (jute.Unmarshal decodes whole records).
+func peekPathRequest(body []byte, isInt bool) (path []byte, watch bool, arg int32, err error) {
+	if len(body) < 4 {
+		return nil, false, 0, fmt.Errorf("path length: %w", jute.ErrInvalidLength)
+	}
+	n := int32(binary.BigEndian.Uint32(body))
+	switch {
+	case n < 0:
+		return nil, false, 0, jute.ErrNullString
+	case int64(n) > int64(len(body)-4):
+		return nil, false, 0, fmt.Errorf("path of %d bytes: %w", n, jute.ErrInvalidLength)
+	}
+	path, rest := body[4:4+n], body[4+n:]
+	if isInt {
+		if len(rest) < 4 {
+			return nil, false, 0, fmt.Errorf("int argument: %w", jute.ErrInvalidLength)
+		}
+		if len(rest) > 4 {
+			return nil, false, 0, jute.ErrTrailingBytes
+		}
+		return path, false, int32(binary.BigEndian.Uint32(rest)), nil
+	}
+	if len(rest) < 1 {
+		return nil, false, 0, fmt.Errorf("watch flag: %w", jute.ErrInvalidLength)
+	}
+	if len(rest) > 1 {
+		return nil, false, 0, jute.ErrTrailingBytes
+	}
+	switch rest[0] {
+	case 0:
+		return path, false, 0, nil
+	case 1:
+		return path, true, 0, nil
+	}
+	return nil, false, 0, jute.ErrInvalidBool
 }
 
 // appendRequestFrame appends a complete frame (length, header, body) the
