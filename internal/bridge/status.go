@@ -92,6 +92,40 @@ type StatusReport struct {
 	TargetMembers []string       `json:"target_members"`
 	Ensembles     EnsembleStatus `json:"ensembles"`
 	Sessions      SessionCounts  `json:"sessions"`
+	Proxy         ProxyStats     `json:"proxy"`
+}
+
+// ProxyStats are the proxy's own counters (proxy.Server.Stats): what srvr
+// and mntr on the client port report, with latency measured at the proxy.
+type ProxyStats struct {
+	Connections     int    `json:"connections"`
+	Outstanding     int    `json:"outstanding"`
+	Held            int    `json:"held"`
+	Watches         int    `json:"watches"`
+	MaxLastZxidSeen string `json:"max_last_zxid_seen"`
+	// Latency of every reply relayed since the start, in milliseconds
+	// (zero before the first).
+	LatencyMinMS     float64 `json:"latency_min_ms"`
+	LatencyAvgMS     float64 `json:"latency_avg_ms"`
+	LatencyMaxMS     float64 `json:"latency_max_ms"`
+	PacketsReceived  uint64  `json:"packets_received"`
+	PacketsSent      uint64  `json:"packets_sent"`
+	ClientBytesIn    uint64  `json:"client_bytes_in"`
+	ClientBytesOut   uint64  `json:"client_bytes_out"`
+	UpstreamBytesIn  uint64  `json:"upstream_bytes_in"`
+	UpstreamBytesOut uint64  `json:"upstream_bytes_out"`
+}
+
+func proxyStats(st proxy.Stats) ProxyStats {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return ProxyStats{
+		Connections: st.Connections, Outstanding: st.Outstanding, Held: st.Held, Watches: st.Watches,
+		MaxLastZxidSeen: fmt.Sprintf("0x%x", int64(st.MaxLastZxid)),
+		LatencyMinMS:    ms(st.LatencyMin), LatencyAvgMS: ms(st.LatencyAvg), LatencyMaxMS: ms(st.LatencyMax),
+		PacketsReceived: st.PacketsReceived, PacketsSent: st.PacketsSent,
+		ClientBytesIn: st.ClientBytesIn, ClientBytesOut: st.ClientBytesOut,
+		UpstreamBytesIn: st.UpstreamBytesIn, UpstreamBytesOut: st.UpstreamBytesOut,
+	}
 }
 
 // EnsembleStatus lists each ensemble's members, in configuration order.
@@ -142,6 +176,7 @@ func (s *Status) Report(ctx context.Context) StatusReport {
 			Destination: memberList(s.cfg.Destination, members),
 		},
 		Sessions: s.countSessions(),
+		Proxy:    proxyStats(s.srv.Stats()),
 	}
 	if r.TargetMembers == nil {
 		r.TargetMembers = []string{}

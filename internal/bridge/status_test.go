@@ -117,7 +117,7 @@ func TestStatusJSONShape(t *testing.T) {
 
 	// The keys operators' scripts read.
 	for _, k := range []string{"version", "started_at", "uptime_seconds", "phase", "split", "target",
-		"target_members", "ensembles", "sessions"} {
+		"target_members", "ensembles", "sessions", "proxy"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("GET /status lacks %q: %v", k, raw)
 		}
@@ -168,6 +168,17 @@ func TestStatusJSONShape(t *testing.T) {
 	}
 	if rep.Sessions.Total != 0 || rep.Sessions.ByEnsemble["source"] != 0 || rep.Sessions.ByEnsemble["destination"] != 0 {
 		t.Errorf("sessions %+v", rep.Sessions)
+	}
+	proxyStats, ok := raw["proxy"].(map[string]any)
+	if !ok {
+		t.Fatalf("proxy: %v", raw["proxy"])
+	}
+	for _, k := range []string{"connections", "outstanding", "held", "watches", "max_last_zxid_seen", "latency_min_ms",
+		"latency_avg_ms", "latency_max_ms", "packets_received", "packets_sent", "client_bytes_in", "client_bytes_out",
+		"upstream_bytes_in", "upstream_bytes_out"} {
+		if _, ok := proxyStats[k]; !ok {
+			t.Errorf("proxy lacks %q: %v", k, proxyStats)
+		}
 	}
 	if _, ok := rep.Sessions.ByState["active"]; !ok {
 		t.Errorf("by_state lists every live state, even at zero: %v", rep.Sessions.ByState)
@@ -288,6 +299,11 @@ func TestStatusRealZooKeeper(t *testing.T) {
 	}
 	if d := rep.Ensembles.Destination; len(d) != 1 || d[0].Error == "" || d[0].Mode != "" {
 		t.Errorf("destination member nobody listens on: %+v", d)
+	}
+	// The proxy's own counters saw the create and its reply.
+	if p := rep.Proxy; p.Connections != 1 || p.PacketsReceived < 1 || p.PacketsSent < 1 || p.ClientBytesIn == 0 ||
+		p.UpstreamBytesOut == 0 || p.LatencyMaxMS <= 0 || p.LatencyMinMS > p.LatencyMaxMS || p.MaxLastZxidSeen == "0x0" {
+		t.Errorf("proxy stats %+v, want one connection that sent and received, with latencies", p)
 	}
 	if s := rep.Sessions; s.Total != 1 || s.ByEnsemble["source"] != 1 || s.ByState["active"] != 1 ||
 		s.ByMember[zks.ClientAddr()] != 1 {

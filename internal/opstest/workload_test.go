@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -336,17 +337,70 @@ func TestWorkloadMovesMetrics(t *testing.T) {
 		t.Errorf("/sessions:\n%s", b)
 	}
 
-	// Four-letter words on the client port: ruok is the proxy's own answer;
-	// srvr is relayed to a member (until the proxy answers from its own
-	// view).
-	if ans, err := fourlw.Query(ctx, nil, r.addr, "ruok"); err != nil || ans != "imok" {
-		t.Errorf("ruok through the proxy: %q %v", ans, err)
+	// Four-letter words on the client port: the ones monitoring uses to
+	// judge "the server at this address" answer from the proxy's own view
+	// in ZooKeeper's formats; conf describes a member and is relayed.
+	fourLetter := func(cmd string) string {
+		t.Helper()
+		ans, err := fourlw.Query(ctx, nil, r.addr, cmd)
+		if err != nil {
+			t.Fatalf("%s through the proxy: %v", cmd, err)
+		}
+		return ans
 	}
-	ans, err := fourlw.Query(ctx, nil, r.addr, "srvr")
+	if ans := fourLetter("ruok"); ans != "imok" {
+		t.Errorf("ruok through the proxy: %q", ans)
+	}
+	if ans := fourLetter("isro"); ans != "rw" {
+		t.Errorf("isro through the proxy: %q", ans)
+	}
+	memberSrvr, err := zks.Srvr()
 	if err != nil {
-		t.Errorf("srvr through the proxy: %v", err)
-	} else if _, err := fourlw.ParseSrvr(ans); err != nil {
-		t.Errorf("srvr through the proxy: %v", err)
+		t.Fatal(err)
+	}
+	srvrAns := fourLetter("srvr")
+	srvr, err := fourlw.ParseSrvr(srvrAns)
+	if err != nil {
+		t.Fatalf("srvr through the proxy: %v\n%s", err, srvrAns)
+	}
+	// Zxid is the highest lastZxidSeen of the proxy's sessions: our
+	// session saw the delete's zxid, the member's latest.
+	if srvr.Mode != "proxy" || srvr.Connections < 1 || srvr.Zxid <= 0 || srvr.Zxid > memberSrvr.Zxid ||
+		!strings.Contains(srvrAns, "Latency min/avg/max: ") {
+		t.Errorf("srvr through the proxy, want the proxy's view (member zxid 0x%x):\n%s", memberSrvr.Zxid, srvrAns)
+	}
+	mntrAns := fourLetter("mntr")
+	mntr, err := fourlw.ParseMntr(mntrAns)
+	if err != nil {
+		t.Fatalf("mntr through the proxy: %v", err)
+	}
+	for k, want := range map[string]string{"zk_server_state": "proxy", "zkproxy_sessions": "1", "zk_watch_count": "0",
+		"zkproxy_sessions_active": "1", "zkproxy_held_requests": "0"} {
+		if mntr[k] != want {
+			t.Errorf("mntr through the proxy: %s = %q, want %q\n%s", k, mntr[k], want, mntrAns)
+		}
+	}
+	for _, k := range []string{"zk_avg_latency", "zk_max_latency", "zk_min_latency", "zk_packets_received", "zk_packets_sent"} {
+		if v, err := strconv.ParseFloat(mntr[k], 64); err != nil || (strings.HasPrefix(k, "zk_packets") && v < 14) {
+			t.Errorf("mntr through the proxy: %s = %q\n%s", k, mntr[k], mntrAns)
+		}
+	}
+	consAns := fourLetter("cons")
+	sid := fmt.Sprintf("sid=0x%x,", conn.SessionID())
+	var sessionLines int
+	for _, line := range strings.Split(consAns, "\n") {
+		if strings.Contains(line, sid) {
+			sessionLines++
+			if !strings.Contains(line, "member="+zks.ClientAddr()) || !strings.Contains(line, "state=active") {
+				t.Errorf("cons line of our session lacks its member or state: %q", line)
+			}
+		}
+	}
+	if sessionLines != 1 {
+		t.Errorf("cons through the proxy: %d lines with %s, want 1:\n%s", sessionLines, sid, consAns)
+	}
+	if _, err := fourlw.ParseConf(fourLetter("conf")); err != nil {
+		t.Errorf("conf relayed to the member: %v", err)
 	}
 
 	// Closing the session.
@@ -373,7 +427,11 @@ func TestWorkloadMovesMetrics(t *testing.T) {
 		exactly("zkproxy_sessions_closed_total", 1),
 		exactly("zkproxy_sessions_closed_total", 0, "reason", "upstream_lost_in_flight"),
 		exactly("zkproxy_four_letter_words_total", 1, "command", "ruok"),
+		exactly("zkproxy_four_letter_words_total", 1, "command", "isro"),
 		exactly("zkproxy_four_letter_words_total", 1, "command", "srvr"),
+		exactly("zkproxy_four_letter_words_total", 1, "command", "mntr"),
+		exactly("zkproxy_four_letter_words_total", 1, "command", "cons"),
+		exactly("zkproxy_four_letter_words_total", 1, "command", "conf"),
 		gaugeIs("zkproxy_sessions", 0),
 		gaugeIs("zkproxy_watches", 0),
 	})
