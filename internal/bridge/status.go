@@ -144,8 +144,9 @@ type MemberStatus struct {
 	Mode string `json:"mode,omitempty"`
 	// Zxid is the last zxid the member had applied, in hex.
 	Zxid string `json:"zxid,omitempty"`
-	// Connections is the member's own count of client connections.
-	Connections int       `json:"connections"`
+	// Connections is the member's own count of client connections; nil
+	// (absent) until a probe succeeded.
+	Connections *int      `json:"connections,omitempty"`
 	SeenAt      time.Time `json:"seen_at,omitzero"`
 	ProbedAt    time.Time `json:"probed_at,omitzero"`
 	Error       string    `json:"error,omitempty"`
@@ -279,7 +280,7 @@ func (s *Status) probe(addr string) MemberStatus {
 		var srvr fourlw.Srvr
 		srvr, err = fourlw.ParseSrvr(answer)
 		if err == nil {
-			m.Mode, m.Zxid, m.Connections, m.SeenAt = srvr.Mode, fmt.Sprintf("0x%x", srvr.Zxid), srvr.Connections, m.ProbedAt
+			m.Mode, m.Zxid, m.Connections, m.SeenAt = srvr.Mode, fmt.Sprintf("0x%x", srvr.Zxid), &srvr.Connections, m.ProbedAt
 			return m
 		}
 	}
