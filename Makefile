@@ -4,7 +4,7 @@ GO        ?= go
 FUZZTIME  ?= 45s
 TESTFLAGS ?= -race -count=1 -timeout 60m
 
-.PHONY: test test-short deps vet lint fuzz bench demo build
+.PHONY: test test-short deps vet lint fuzz bench demo build soak
 
 build:
 	$(GO) build ./...
@@ -38,6 +38,14 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./jute/ ./proxy/
 	ZKPROXY_BENCH=1 ZKPROXY_BENCH_OUT=$(CURDIR)/bench-results.md $(GO) test -count=1 -timeout 60m \
 		-run TestCompareRelays -v ./internal/relaybench | grep -v '^ *[0-9:.]* \['
+
+# The stress test at length: SOAK_DURATION of load spread over the stages,
+# SOAK_CLIENTS clients (every 4th on the Java client), through two zkproxies too.
+SOAK_DURATION ?= 10m
+SOAK_CLIENTS  ?= 40
+soak: deps
+	ZKPROXY_SOAK_DURATION=$(SOAK_DURATION) ZKPROXY_SOAK_CLIENTS=$(SOAK_CLIENTS) \
+		$(GO) test -race -count=1 -timeout 90m -run TestStress -v ./internal/e2e
 
 # A real local mitosis through zkproxy, narrated, ending with a report.
 demo: deps

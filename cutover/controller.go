@@ -383,22 +383,22 @@ func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targe
 		result, reason = "fallback", r
 		s.Disconnect("cutover: " + r)
 	} else {
-		mctx, cancel := context.WithTimeout(ctx, c.cfg.MoveTimeout)
+		// A move that has started runs to its end even when the cutover is
+		// aborted: cancelling it after the old upstream closed could only
+		// end in a disconnect. Abort stops new moves; MoveTimeout bounds
+		// this one.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.MoveTimeout)
 		err := s.Move(mctx, targets)
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
-				result, reason = "aborted", "aborted"
-			} else {
-				result, reason = "fallback", "error"
-				var me MoveError
-				if errors.As(err, &me) {
-					reason = me.MoveReason()
-				}
-				// The client reconnects through zkproxy and lands on
-				// the target; its session survives unless expired.
-				s.Disconnect("cutover: live move failed: " + err.Error())
+			result, reason = "fallback", "error"
+			var me MoveError
+			if errors.As(err, &me) {
+				reason = me.MoveReason()
 			}
+			// The client reconnects through zkproxy and lands on the
+			// target; its session survives unless expired.
+			s.Disconnect("cutover: live move failed: " + err.Error())
 			log.Warn("cutover: live move failed", "reason", reason, "err", err)
 		}
 	}

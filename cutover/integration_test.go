@@ -52,16 +52,25 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) startProxy(t *testing.T, listen string) {
 	t.Helper()
+	r.startProxyWith(t, listen, nil)
+}
+
+func (r *rig) startProxyWith(t *testing.T, listen string, mod func(*cutover.Config)) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	reg := prometheus.NewRegistry()
 	p, err := proxy.New(proxy.Config{Source: r.source, Destination: r.dest}, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl, err := cutover.NewController(cutover.Config{
+	cfg := cutover.Config{
 		Source: r.source, Destination: r.dest, MaxLag: 1000, MoveTimeout: 8 * time.Second,
 		Store: cutover.Store{Dir: r.dir},
-	}, bridge.Cutover(p, r.dest), log, reg)
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctl, err := cutover.NewController(cfg, bridge.Cutover(p, r.dest), log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,5 +461,92 @@ func TestSplitBehindBarrier(t *testing.T) {
 	t.Logf("read back from the formerly dormant destination node: %s", v)
 	if v.Lost != 0 || !v.OwnersIntact {
 		t.Fatalf("verification: %s %v", v, v.Problems)
+	}
+}
+
+// TestCutoverRefusedWhenDestinationIsAnotherQuorum: the destination runs as
+// its own ensemble instead of joining the source, so there are two leaders
+// and two epochs; the check names it and Start refuses.
+func TestCutoverRefusedWhenDestinationIsAnotherQuorum(t *testing.T) {
+	r := newRig(t)
+	ctx := ctxFor(t, 3*time.Minute)
+	if err := r.m.Destination.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep := r.ctl.Check(ctx)
+	if rep.Ready {
+		t.Fatalf("two separate ensembles passed the sync check: %+v", rep.Items)
+	}
+	t.Logf("check: %s", rep.Reason())
+	if !strings.Contains(rep.Reason(), "one leader: 2 leaders") {
+		t.Fatalf("reason does not name the two quorums: %s", rep.Reason())
+	}
+	if _, err := r.ctl.Start(ctx, false); !errors.Is(err, cutover.ErrNotReady) {
+		t.Fatalf("start: %v", err)
+	}
+	if st := r.ctl.Status(); st.Phase != cutover.PhaseSource {
+		t.Fatalf("phase %s after a refused start", st.Phase)
+	}
+}
+
+// TestAbortMidCutoverThenResume moves sessions one at a time, aborts after
+// the first, checks the split of sessions between the ensembles, then
+// resumes to the end. No client notices any of it.
+func TestAbortMidCutoverThenResume(t *testing.T) {
+	m := zktest.NewMitosis(t)
+	r := &rig{m: m, source: addrs(m.Source), dest: addrs(m.Destination), dir: t.TempDir()}
+	r.startProxyWith(t, net.JoinHostPort(zktest.LoopbackIP(t), "2181"), func(c *cutover.Config) { c.MoveConcurrency = 1 })
+	ctx := ctxFor(t, 3*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 8, Writers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := r.m.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r.ctl)
+	time.Sleep(time.Second)
+	base := w.Snapshot()
+
+	if _, err := r.ctl.Start(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for r.ctl.Status().Sessions.Moved < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := r.ctl.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	st := r.ctl.Status()
+	t.Logf("aborted: %+v", st.Sessions)
+	if st.Phase != cutover.PhaseAborted || st.Sessions.Moved < 1 || st.Sessions.Moved >= st.Sessions.Total {
+		t.Fatalf("abort did not stop midway: %+v (phase %s)", st.Sessions, st.Phase)
+	}
+	onDest := sessionsOn(t, r.m.Destination.Members[:2])
+	onSrc := sessionsOn(t, r.m.Source.Members)
+	if len(onDest) != st.Sessions.Moved {
+		t.Fatalf("%d sessions on the destination, controller says %d moved", len(onDest), st.Sessions.Moved)
+	}
+	snap := w.Snapshot()
+	for name, id := range snap.Sessions {
+		if _, d := onDest[id]; !d {
+			if _, s := onSrc[id]; !s {
+				t.Errorf("%s (0x%x) is on neither ensemble", name, id)
+			}
+		}
+	}
+
+	if _, err := r.ctl.Start(ctx, false); err != nil { // resume
+		t.Fatal(err)
+	}
+	st = waitPhase(t, r.ctl, cutover.PhaseDestination)
+	if n := len(sessionsOn(t, r.m.Destination.Members[:2])); n != len(snap.Sessions) {
+		t.Fatalf("after resuming %d of %d sessions on the destination (%+v)", n, len(snap.Sessions), st.Sessions)
+	}
+	final := w.Stop().Since(base)
+	t.Logf("across abort and resume: %s", final)
+	if final.Disconnects != 0 || final.Expired != 0 || len(final.Errors) > 0 {
+		t.Fatalf("clients noticed: %s %v", final, final.Errors)
 	}
 }
