@@ -53,6 +53,12 @@ type frameReader struct {
 	chunk *[]byte
 	r, w  int            // buf[r:w] is unread
 	bytes *atomic.Uint64 // counts the bytes read; may be nil
+
+	// readFn is readOnce bound once, and n and err its results: a closure
+	// passed to RawConn.Read would allocate on every read.
+	readFn func(fd uintptr) bool
+	n      int
+	err    error
 }
 
 func newFrameReader(conn net.Conn, maxFrameSize int, bytes *atomic.Uint64) *frameReader {
@@ -63,6 +69,7 @@ func newFrameReader(conn net.Conn, maxFrameSize int, bytes *atomic.Uint64) *fram
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			fr.raw = raw
+			fr.readFn = fr.readOnce
 		}
 	}
 	return fr
@@ -167,29 +174,12 @@ func (fr *frameReader) fill(total int) error {
 		}
 		return err
 	}
-	var n int
-	var rerr error
-	err := fr.raw.Read(func(fd uintptr) bool {
-		if fr.buf == nil {
-			fr.takeChunk()
-		}
-		for {
-			n, rerr = syscall.Read(int(fd), fr.buf[fr.w:])
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			// Wait in the poller without holding a chunk if nothing is
-			// buffered.
-			fr.releaseIfEmpty()
-			return false
-		}
-		return true
-	})
-	if err != nil {
+	fr.n, fr.err = 0, nil
+	if err := fr.raw.Read(fr.readFn); err != nil {
 		return err
 	}
+	n, rerr := fr.n, fr.err
+	fr.err = nil
 	switch {
 	case rerr != nil:
 		return os.NewSyscallError("read", rerr)
@@ -205,6 +195,27 @@ func (fr *frameReader) count(n int) {
 	if fr.bytes != nil {
 		fr.bytes.Add(uint64(n))
 	}
+}
+
+// readOnce is the RawConn.Read callback: one non-blocking read into the
+// buffer, taking a chunk only now that the socket may have data.
+func (fr *frameReader) readOnce(fd uintptr) bool {
+	if fr.buf == nil {
+		fr.takeChunk()
+	}
+	for {
+		fr.n, fr.err = syscall.Read(int(fd), fr.buf[fr.w:])
+		if fr.err != syscall.EINTR {
+			break
+		}
+	}
+	if fr.err == syscall.EAGAIN {
+		// Wait in the poller without holding a chunk if nothing is
+		// buffered.
+		fr.releaseIfEmpty()
+		return false
+	}
+	return true
 }
 
 // makeRoom ensures buf can take more of a frame of total bytes. A frame
