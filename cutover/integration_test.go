@@ -506,7 +506,25 @@ func TestAbortMidCutoverThenResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, r.ctl)
-	time.Sleep(time.Second)
+	// Sessions dropped by the join's leader re-election must be back on
+	// the source before the cutover, or they would reconnect straight to
+	// the destination and blur the count.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		on := sessionsOn(t, r.m.Source.Members)
+		all := true
+		for _, id := range w.Snapshot().Sessions {
+			_, ok := on[id]
+			all = all && ok
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sessions not back on the source after the join")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	base := w.Snapshot()
 
 	if _, err := r.ctl.Start(ctx, false); err != nil {
