@@ -1,177 +1,42 @@
 package cutover_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"log/slog"
-	"net"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/internal/rig"
 	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
-	"github.com/zkproxy/zkproxy/proxy"
 )
 
-// rig is a mitosis under way with zkproxy in front of it.
-type rig struct {
-	m      *zktest.Mitosis
-	proxy  *proxy.Server
-	ctl    *cutover.Controller
-	addr   string
-	dir    string
-	source []string
-	dest   []string
-}
+// one returns the rig's only zkproxy.
+func one(r *rig.Rig) *rig.Proxy { return r.Proxies[0] }
 
-func addrs(e *zktest.Ensemble) []string {
-	var out []string
-	for _, s := range e.Members {
-		out = append(out, s.ClientAddr())
-	}
-	return out
-}
-
-// newRig starts the source ensemble and zkproxy (with its controller) in
-// front of it. The proxy is closed in t.Cleanup.
-func newRig(t *testing.T) *rig {
+func waitPhase(t *testing.T, r *rig.Rig, want cutover.Phase) cutover.Status {
 	t.Helper()
-	m := zktest.NewMitosis(t)
-	r := &rig{m: m, source: addrs(m.Source), dest: addrs(m.Destination), dir: t.TempDir()}
-	r.startProxy(t, net.JoinHostPort(zktest.LoopbackIP(t), "2181"))
-	return r
-}
-
-func (r *rig) startProxy(t *testing.T, listen string) {
-	t.Helper()
-	r.startProxyWith(t, listen, nil)
-}
-
-func (r *rig) startProxyWith(t *testing.T, listen string, mod func(*cutover.Config)) {
-	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	reg := prometheus.NewRegistry()
-	p, err := proxy.New(proxy.Config{Source: r.source, Destination: r.dest}, log, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := cutover.Config{
-		Source: r.source, Destination: r.dest, MaxLag: 1000, MoveTimeout: 8 * time.Second,
-		Store: cutover.Store{Dir: r.dir},
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	ctl, err := cutover.NewController(cfg, bridge.Cutover(p, r.dest), log, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ln) }()
-	t.Cleanup(func() {
-		ctl.Close()
-		p.Close()
-		if err := <-done; !errors.Is(err, proxy.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	r.proxy, r.ctl, r.addr = p, ctl, ln.Addr().String()
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// waitReady runs the sync check until it passes: under a steady write load
-// the destination may trail the leader for a moment after the join.
-func waitReady(t *testing.T, ctl *cutover.Controller) *cutover.Report {
-	t.Helper()
-	ctx := ctxFor(t, 60*time.Second)
-	for {
-		rep := ctl.Check(ctx)
-		if rep.Ready {
-			return rep
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("sync never confirmed: %s", rep.Reason())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func waitPhase(t *testing.T, ctl *cutover.Controller, want cutover.Phase) cutover.Status {
-	t.Helper()
-	if err := ctl.Wait(ctxFor(t, 60*time.Second)); err != nil {
-		t.Fatalf("cutover did not finish: %v (%+v)", err, ctl.Status())
-	}
-	st := ctl.Status()
-	if st.Phase != want {
-		t.Fatalf("phase %s, want %s (%+v)", st.Phase, want, st)
-	}
-	return st
-}
-
-var consSession = regexp.MustCompile(`sid=0x([0-9a-f]+)`)
-
-// sessionsOn lists the session ids connected to the servers, from cons.
-func sessionsOn(t *testing.T, servers []*zktest.Server) map[int64]string {
-	t.Helper()
-	out := map[int64]string{}
-	for _, s := range servers {
-		if !s.Running() {
-			continue
-		}
-		ans, err := s.FourLetter("cons")
-		if err != nil {
-			t.Fatalf("cons on %s: %v", s, err)
-		}
-		for _, m := range consSession.FindAllStringSubmatch(ans, -1) {
-			var id uint64
-			fmt.Sscanf(m[1], "%x", &id)
-			out[int64(id)] = s.String()
-		}
-	}
-	return out
+	return rig.WaitPhase(t, one(r), want)
 }
 
 func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
-	r := newRig(t)
-	ctx := ctxFor(t, 5*time.Minute)
+	r := rig.New(t, rig.Options{})
+	ctx := rig.CtxFor(t, 5*time.Minute)
 
-	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 4, Writers: 2})
+	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 4, Writers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	time.Sleep(500 * time.Millisecond)
 
-	leader, err := r.m.Join(ctx)
+	leader, err := r.M.Join(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("joint ensemble leader: %s", leader)
-	rep := waitReady(t, r.ctl)
+	r.WaitReady()
+	rep := one(r).Ctl.Check(ctx)
 	t.Logf("sync check: %d members, leader %s, usable %v", len(rep.Members), rep.Leader, rep.Usable)
 
 	// The join's rolling restart re-elects the source leader, which drops
@@ -183,10 +48,10 @@ func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
 	t.Logf("before the cutover (join included): %s", base)
 	w.ResetLatency()
 	start := time.Now()
-	if _, err := r.ctl.Start(ctx, false); err != nil {
+	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	st := waitPhase(t, r.ctl, cutover.PhaseDestination)
+	st := waitPhase(t, r, cutover.PhaseDestination)
 	t.Logf("cutover of %d sessions took %s: %+v", st.Sessions.Total, time.Since(start), st.Sessions)
 	if st.Sessions.Moved != st.Sessions.Total || st.Sessions.Failed != 0 || st.Sessions.Total < 6 {
 		t.Fatalf("not every session moved live: %+v", st.Sessions)
@@ -194,13 +59,13 @@ func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
 
 	// Every workload session is now served by a destination member.
 	snap := w.Snapshot()
-	on := sessionsOn(t, r.m.Destination.Members[:2])
+	on := rig.SessionsOn(t, r.M.Destination.Members[:2])
 	for name, id := range snap.Sessions {
 		if _, ok := on[id]; !ok {
 			t.Errorf("%s (0x%x) is not connected to a destination member; cons there shows %v", name, id, on)
 		}
 	}
-	if err := w.WatchesFire(ctxFor(t, 20*time.Second)); err != nil {
+	if err := w.WatchesFire(rig.CtxFor(t, 20*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // writes keep flowing on the destination
@@ -212,7 +77,7 @@ func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
 	if len(final.Errors) > 0 {
 		t.Fatalf("workload errors: %v", final.Errors)
 	}
-	v, err := w.Verify(ctx, r.m.Destination.Members[0].ClientAddr())
+	v, err := w.Verify(ctx, r.M.Destination.Members[0].ClientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,37 +88,37 @@ func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
 }
 
 func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
-	r := newRig(t)
-	ctx := ctxFor(t, 3*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 2, Writers: 1})
+	r := rig.New(t, rig.Options{})
+	ctx := rig.CtxFor(t, 3*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 
 	// Before the join the destination is not running: refused, with reason.
-	if _, err := r.ctl.Start(ctx, false); !errors.Is(err, cutover.ErrNotReady) || !strings.Contains(err.Error(), "no destination member reachable") {
+	if _, err := one(r).Ctl.Start(ctx, false); !errors.Is(err, cutover.ErrNotReady) || !strings.Contains(err.Error(), "no destination member reachable") {
 		t.Fatalf("start before the join: %v", err)
 	}
-	if _, err := r.m.Join(ctx); err != nil {
+	if _, err := r.M.Join(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, r.ctl)
+	r.WaitReady()
 	time.Sleep(time.Second)
 	base := w.Snapshot()
-	if _, err := r.ctl.Start(ctx, false); err != nil {
+	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, r.ctl, cutover.PhaseDestination)
-	if err := r.ctl.Rollback(ctx); err != nil {
+	waitPhase(t, r, cutover.PhaseDestination)
+	if err := one(r).Ctl.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st := waitPhase(t, r.ctl, cutover.PhaseSource)
+	st := waitPhase(t, r, cutover.PhaseSource)
 	if st.Sessions.Moved != st.Sessions.Total || st.Sessions.Total < 3 {
 		t.Fatalf("rollback did not move every session back: %+v", st.Sessions)
 	}
 	snap := w.Snapshot()
-	on := sessionsOn(t, r.m.Source.Members)
+	on := rig.SessionsOn(t, r.M.Source.Members)
 	for name, id := range snap.Sessions {
 		if _, ok := on[id]; !ok {
 			t.Errorf("%s (0x%x) not back on a source member", name, id)
@@ -265,53 +130,48 @@ func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) {
-	os.Exit(m.Run())
-}
-
 // cutOver joins the destination, waits for sync, runs the cutover and
 // returns the workload baseline taken just before it.
-func (r *rig) cutOver(t *testing.T, w *workload.Workload) workload.Report {
+func cutOver(t *testing.T, r *rig.Rig, w *workload.Workload) workload.Report {
 	t.Helper()
-	ctx := ctxFor(t, 3*time.Minute)
-	if _, err := r.m.Join(ctx); err != nil {
+	ctx := rig.CtxFor(t, 3*time.Minute)
+	if _, err := r.M.Join(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, r.ctl)
+	r.WaitReady()
 	time.Sleep(time.Second)
 	base := w.Snapshot()
-	if _, err := r.ctl.Start(ctx, false); err != nil {
+	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if st := waitPhase(t, r.ctl, cutover.PhaseDestination); st.Sessions.Failed != 0 {
+	if st := waitPhase(t, r, cutover.PhaseDestination); st.Sessions.Failed != 0 {
 		t.Fatalf("cutover fell back: %+v", st.Sessions)
 	}
 	return base
 }
 
 func TestRestartedProxyRoutesToDestination(t *testing.T) {
-	r := newRig(t)
-	ctx := ctxFor(t, 3*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 2, Writers: 1})
+	r := rig.New(t, rig.Options{})
+	ctx := rig.CtxFor(t, 3*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	base := r.cutOver(t, w)
+	base := cutOver(t, r, w)
 
 	// Stop zkproxy (clients see their connection drop) and start a new one
 	// on the same address and data directory.
-	r.ctl.Close()
-	r.proxy.Close()
-	r.startProxy(t, r.addr)
-	if st := r.ctl.Status(); st.Phase != cutover.PhaseDestination {
+	one(r).Stop(t)
+	r.Start(one(r), r.Opts)
+	if st := one(r).Ctl.Status(); st.Phase != cutover.PhaseDestination {
 		t.Fatalf("restarted in phase %s", st.Phase)
 	}
 	// Clients reconnect on their own, with their sessions, to the destination.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		snap := w.Snapshot()
-		on := sessionsOn(t, r.m.Destination.Members[:2])
+		on := rig.SessionsOn(t, r.M.Destination.Members[:2])
 		missing := 0
 		for _, id := range snap.Sessions {
 			if _, ok := on[id]; !ok {
@@ -326,7 +186,7 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if err := w.WatchesFire(ctxFor(t, 20*time.Second)); err != nil {
+	if err := w.WatchesFire(rig.CtxFor(t, 20*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	final := w.Stop().Since(base)
@@ -334,7 +194,7 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 	if final.Expired != 0 {
 		t.Fatalf("sessions expired: %s", final)
 	}
-	v, err := w.Verify(ctx, r.m.Destination.Members[1].ClientAddr())
+	v, err := w.Verify(ctx, r.M.Destination.Members[1].ClientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,28 +207,28 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 // cutover, without zkproxy's barrier, and reports what clients saw: the
 // proxy re-attaches sessions when the destination has elected its leader.
 func TestSplitWithoutBarrier(t *testing.T) {
-	r := newRig(t)
-	ctx := ctxFor(t, 4*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 3, Writers: 2})
+	r := rig.New(t, rig.Options{})
+	ctx := rig.CtxFor(t, 4*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	r.cutOver(t, w)
+	cutOver(t, r, w)
 	base := w.Snapshot()
 	w.ResetLatency()
 
-	dstLeader, srcLeader, err := r.m.Split(ctx)
+	dstLeader, srcLeader, err := r.M.Split(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := r.m.Timeline()
+	tl := r.M.Timeline()
 	t.Logf("split: destination leader %s, source leader %s, destination unavailable for %s",
 		dstLeader, srcLeader, tl.DestinationUnavailable().Round(time.Millisecond))
-	if err := r.ctl.RecordSplit(); err != nil {
+	if err := one(r).Ctl.RecordSplit(); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WatchesFire(ctxFor(t, 30*time.Second)); err != nil {
+	if err := w.WatchesFire(rig.CtxFor(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	final := w.Stop().Since(base)
@@ -376,7 +236,7 @@ func TestSplitWithoutBarrier(t *testing.T) {
 	if final.Expired != 0 {
 		t.Fatalf("sessions expired across the split: %s", final)
 	}
-	v, err := w.Verify(ctx, r.m.Destination.Members[2].ClientAddr())
+	v, err := w.Verify(ctx, r.M.Destination.Members[2].ClientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,63 +250,32 @@ func TestSplitWithoutBarrier(t *testing.T) {
 // barrier up: no client sees Disconnected or Expired, nothing acknowledged
 // is lost, and the longest hold is the client-visible pause of the split.
 func TestSplitBehindBarrier(t *testing.T) {
-	r := newRig(t)
-	ctx := ctxFor(t, 4*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 3, Writers: 2})
+	r := rig.New(t, rig.Options{})
+	ctx := rig.CtxFor(t, 4*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	r.cutOver(t, w)
+	cutOver(t, r, w)
 	base := w.Snapshot()
 	w.ResetLatency()
 
-	plan, err := r.ctl.PrepareSplit(ctx, false)
-	if errors.Is(err, cutover.ErrLeaderOnDestination) {
-		// With equal zxids the highest server id wins the election, so the
-		// joint leader is usually node 4 or 5. Proxied sessions do not care
-		// (they are all on the destination); the operator is warned.
-		t.Logf("refused as expected: %v", err)
-		plan, err = r.ctl.PrepareSplit(ctx, true)
-	}
-	if err != nil {
-		t.Fatalf("prepare split: %v (%+v)", err, plan)
-	}
-	t.Logf("barrier: %s; leader %s (%s); checks %+v", plan.Message, plan.Leader, plan.LeaderEnsemble, plan.Items)
-	if !plan.Barrier.Up || plan.Barrier.Held < 5 || plan.Barrier.NotHeld != 0 {
-		t.Fatalf("barrier %+v", plan.Barrier)
-	}
+	// The runbook's split (rig.SplitBehindBarrier): barrier up (forced
+	// when the joint leader is a destination node — the usual case, since
+	// with equal zxids the highest server id wins), firewall, destination
+	// restart, every session released by its own re-attach, split recorded,
+	// source restart, firewall removed.
+	r.SplitBehindBarrier(ctx, func(name string, step func()) {
+		start := time.Now()
+		step()
+		t.Logf("%s took %s", name, time.Since(start).Round(time.Millisecond))
+	})
+	bs := one(r).Ctl.Status().Barrier
+	t.Logf("destination unavailable %s; longest session hold %s",
+		r.M.Timeline().DestinationUnavailable().Round(time.Millisecond), bs.LongestHold.Round(time.Millisecond))
 
-	if err := r.m.Firewall(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.m.RestartDestination(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// Each session is released once it re-attached to the new destination.
-	deadline := time.Now().Add(30 * time.Second)
-	for r.ctl.Status().Barrier.Up && r.ctl.Status().Barrier.Held > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	bs := r.ctl.Status().Barrier
-	if bs.Held != 0 || bs.LastEnd == "max hold time reached" {
-		t.Fatalf("sessions were not released by their re-attach: %+v", bs)
-	}
-	if err := r.ctl.RecordSplit(); err != nil {
-		t.Fatal(err)
-	}
-	bs = r.ctl.Status().Barrier
-	tl := r.m.Timeline()
-	t.Logf("destination unavailable %s; barrier up %s; longest session hold %s",
-		tl.DestinationUnavailable().Round(time.Millisecond), bs.Deadline.Sub(bs.Since), bs.LongestHold.Round(time.Millisecond))
-	if _, err := r.m.RestartSource(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.m.RemoveFirewall(); err != nil {
-		t.Fatal(err)
-	}
-
-	if err := w.WatchesFire(ctxFor(t, 30*time.Second)); err != nil {
+	if err := w.WatchesFire(rig.CtxFor(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	final := w.Stop().Since(base)
@@ -454,7 +283,7 @@ func TestSplitBehindBarrier(t *testing.T) {
 	if final.Disconnects != 0 || final.Expired != 0 || len(final.Errors) > 0 {
 		t.Fatalf("clients noticed the split: %s %v", final, final.Errors)
 	}
-	v, err := w.Verify(ctx, r.m.Dormant().ClientAddr())
+	v, err := w.Verify(ctx, r.M.Dormant().ClientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,12 +297,12 @@ func TestSplitBehindBarrier(t *testing.T) {
 // its own ensemble instead of joining the source, so there are two leaders
 // and two epochs; the check names it and Start refuses.
 func TestCutoverRefusedWhenDestinationIsAnotherQuorum(t *testing.T) {
-	r := newRig(t)
-	ctx := ctxFor(t, 3*time.Minute)
-	if err := r.m.Destination.Start(ctx); err != nil {
+	r := rig.New(t, rig.Options{})
+	ctx := rig.CtxFor(t, 3*time.Minute)
+	if err := r.M.Destination.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep := r.ctl.Check(ctx)
+	rep := one(r).Ctl.Check(ctx)
 	if rep.Ready {
 		t.Fatalf("two separate ensembles passed the sync check: %+v", rep.Items)
 	}
@@ -481,10 +310,10 @@ func TestCutoverRefusedWhenDestinationIsAnotherQuorum(t *testing.T) {
 	if !strings.Contains(rep.Reason(), "one leader: 2 leaders") {
 		t.Fatalf("reason does not name the two quorums: %s", rep.Reason())
 	}
-	if _, err := r.ctl.Start(ctx, false); !errors.Is(err, cutover.ErrNotReady) {
+	if _, err := one(r).Ctl.Start(ctx, false); !errors.Is(err, cutover.ErrNotReady) {
 		t.Fatalf("start: %v", err)
 	}
-	if st := r.ctl.Status(); st.Phase != cutover.PhaseSource {
+	if st := one(r).Ctl.Status(); st.Phase != cutover.PhaseSource {
 		t.Fatalf("phase %s after a refused start", st.Phase)
 	}
 }
@@ -493,25 +322,23 @@ func TestCutoverRefusedWhenDestinationIsAnotherQuorum(t *testing.T) {
 // the first, checks the split of sessions between the ensembles, then
 // resumes to the end. No client notices any of it.
 func TestAbortMidCutoverThenResume(t *testing.T) {
-	m := zktest.NewMitosis(t)
-	r := &rig{m: m, source: addrs(m.Source), dest: addrs(m.Destination), dir: t.TempDir()}
-	r.startProxyWith(t, net.JoinHostPort(zktest.LoopbackIP(t), "2181"), func(c *cutover.Config) { c.MoveConcurrency = 1 })
-	ctx := ctxFor(t, 3*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: r.addr, Brokers: 8, Writers: 2})
+	r := rig.New(t, rig.Options{MoveConcurrency: 1})
+	ctx := rig.CtxFor(t, 3*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 8, Writers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if _, err := r.m.Join(ctx); err != nil {
+	if _, err := r.M.Join(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, r.ctl)
+	r.WaitReady()
 	// Sessions dropped by the join's leader re-election must be back on
 	// the source before the cutover, or they would reconnect straight to
 	// the destination and blur the count.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		on := sessionsOn(t, r.m.Source.Members)
+		on := rig.SessionsOn(t, r.M.Source.Members)
 		all := true
 		for _, id := range w.Snapshot().Sessions {
 			_, ok := on[id]
@@ -527,22 +354,22 @@ func TestAbortMidCutoverThenResume(t *testing.T) {
 	}
 	base := w.Snapshot()
 
-	if _, err := r.ctl.Start(ctx, false); err != nil {
+	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	for r.ctl.Status().Sessions.Moved < 1 {
+	for one(r).Ctl.Status().Sessions.Moved < 1 {
 		time.Sleep(time.Millisecond)
 	}
-	if err := r.ctl.Abort(); err != nil {
+	if err := one(r).Ctl.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	st := r.ctl.Status()
+	st := one(r).Ctl.Status()
 	t.Logf("aborted: %+v", st.Sessions)
 	if st.Phase != cutover.PhaseAborted || st.Sessions.Moved < 1 || st.Sessions.Moved >= st.Sessions.Total {
 		t.Fatalf("abort did not stop midway: %+v (phase %s)", st.Sessions, st.Phase)
 	}
-	onDest := sessionsOn(t, r.m.Destination.Members[:2])
-	onSrc := sessionsOn(t, r.m.Source.Members)
+	onDest := rig.SessionsOn(t, r.M.Destination.Members[:2])
+	onSrc := rig.SessionsOn(t, r.M.Source.Members)
 	if len(onDest) != st.Sessions.Moved {
 		t.Fatalf("%d sessions on the destination, controller says %d moved", len(onDest), st.Sessions.Moved)
 	}
@@ -555,11 +382,11 @@ func TestAbortMidCutoverThenResume(t *testing.T) {
 		}
 	}
 
-	if _, err := r.ctl.Start(ctx, false); err != nil { // resume
+	if _, err := one(r).Ctl.Start(ctx, false); err != nil { // resume
 		t.Fatal(err)
 	}
-	st = waitPhase(t, r.ctl, cutover.PhaseDestination)
-	if n := len(sessionsOn(t, r.m.Destination.Members[:2])); n != len(snap.Sessions) {
+	st = waitPhase(t, r, cutover.PhaseDestination)
+	if n := len(rig.SessionsOn(t, r.M.Destination.Members[:2])); n != len(snap.Sessions) {
 		t.Fatalf("after resuming %d of %d sessions on the destination (%+v)", n, len(snap.Sessions), st.Sessions)
 	}
 	final := w.Stop().Since(base)

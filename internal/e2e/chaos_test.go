@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/rig"
 	"github.com/zkproxy/zkproxy/internal/workload"
 	"github.com/zkproxy/zkproxy/internal/zktest"
 )
@@ -16,8 +17,8 @@ import (
 // running through one zkproxy, ready to cut over.
 type chaos struct {
 	t    *testing.T
-	r    *rig
-	p    *zkproxy
+	r    *rig.Rig
+	p    *rig.Proxy
 	cs   clients
 	base []workload.Report
 	dial *faultyDial
@@ -33,22 +34,22 @@ var moveReasons = map[string]bool{
 	"bad_target": true, "replay_failed": true, "canceled": true, "error": true,
 }
 
-func startChaos(t *testing.T, o options) *chaos {
+func startChaos(t *testing.T, o rig.Options) *chaos {
 	t.Helper()
-	c := &chaos{t: t, dial: newFaultyDial(), ctx: ctxFor(t, 5*time.Minute)}
-	o.dial = c.dial.dial
-	c.r = newRig(t, o)
-	c.p = c.r.proxies[0]
+	c := &chaos{t: t, dial: newFaultyDial(), ctx: rig.CtxFor(t, 5*time.Minute)}
+	o.Dial = c.dial.dial
+	c.r = rig.New(t, o)
+	c.p = c.r.Proxies[0]
 	prog := zktest.JavaProgram(t, workload.JavaSource)
 	c.cs = clients{
-		startGo(t, c.ctx, workload.Config{Addr: c.p.addr, Root: "/chaos/go", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond}),
-		startJava(t, c.ctx, prog, workload.JavaConfig{Connect: c.p.addr + "/chaos/java", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
+		startGo(t, c.ctx, workload.Config{Addr: c.p.Addr, Root: "/chaos/go", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond}),
+		startJava(t, c.ctx, prog, workload.JavaConfig{Connect: c.p.Addr + "/chaos/java", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
 	}
 	time.Sleep(500 * time.Millisecond)
-	if _, err := c.r.m.Join(c.ctx); err != nil {
+	if _, err := c.r.M.Join(c.ctx); err != nil {
 		t.Fatal(err)
 	}
-	c.r.waitReady()
+	c.r.WaitReady()
 	// Clients with a request in flight during the join's source re-election
 	// saw ConnectionLoss; measure from here on.
 	time.Sleep(time.Second)
@@ -60,20 +61,20 @@ func startChaos(t *testing.T, o options) *chaos {
 // slowMoves makes every move pay delay when dialing a destination member,
 // and moves one session at a time, so the cutover takes seconds.
 func (c *chaos) slowMoves(delay time.Duration) {
-	c.dial.set(c.r.dest, delay, 0)
+	c.dial.set(c.r.Dest, delay, 0)
 }
 
 // waitStatus polls the controller until ok(Status) holds.
-func (c *chaos) waitStatus(p *zkproxy, what string, ok func(cutover.Status) bool) cutover.Status {
+func (c *chaos) waitStatus(p *rig.Proxy, what string, ok func(cutover.Status) bool) cutover.Status {
 	c.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		st := p.ctl.Status()
+		st := p.Ctl.Status()
 		if ok(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("waiting for %s: %s", what, explain(st))
+			c.t.Fatalf("waiting for %s: %s", what, rig.Explain(st))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -87,12 +88,12 @@ func consistent(t *testing.T, st cutover.Status, want cutover.Phase) {
 	for reason, n := range st.Reasons {
 		fallbacks += n
 		if !moveReasons[reason] {
-			t.Errorf("unknown fallback reason %q in %s", reason, explain(st))
+			t.Errorf("unknown fallback reason %q in %s", reason, rig.Explain(st))
 		}
 	}
 	if st.Phase != want || st.Sessions.Pending != 0 || st.Sessions.Moved+st.Sessions.Failed != st.Sessions.Total ||
 		fallbacks != st.Sessions.Failed || st.FinishedAt.IsZero() {
-		t.Fatalf("inconsistent status, want phase %s: %s", want, explain(st))
+		t.Fatalf("inconsistent status, want phase %s: %s", want, rig.Explain(st))
 	}
 }
 
@@ -109,7 +110,7 @@ func (c *chaos) finish(name, addr string) window {
 	if w.expired != 0 {
 		t.Fatalf("sessions expired (nothing here lets ZooKeeper expire one): %s", w)
 	}
-	c.r.waitOnDestination(30*time.Second, end...)
+	c.r.WaitOnDestination(30*time.Second, end...)
 	v := verifyAll(t, c.cs, addr)
 	t.Logf("read back from %s: %s", addr, v)
 	return w
@@ -122,33 +123,33 @@ func (c *chaos) finish(name, addr string) window {
 // go to the survivor or fall back with a reason, nothing expires, nothing
 // acknowledged is lost, and the controller finishes in phase destination.
 func TestChaosDestinationMemberKilled(t *testing.T) {
-	c := startChaos(t, options{moveConcurrency: 1})
+	c := startChaos(t, rig.Options{MoveConcurrency: 1})
 	c.slowMoves(300 * time.Millisecond)
-	c.r.startCutover(c.ctx)
+	c.r.StartCutover(c.ctx)
 	c.waitStatus(c.p, "3 sessions moved", func(st cutover.Status) bool { return st.Sessions.Moved >= 3 })
 
-	on := sessionsOn(t, c.r.m.Destination.Members[:2])
+	on := rig.SessionsOn(t, c.r.M.Destination.Members[:2])
 	count := map[string]int{}
 	for _, member := range on {
 		count[member]++
 	}
-	victim := c.r.m.Destination.Members[0]
-	if count[c.r.m.Destination.Members[1].String()] > count[victim.String()] {
-		victim = c.r.m.Destination.Members[1]
+	victim := c.r.M.Destination.Members[0]
+	if count[c.r.M.Destination.Members[1].String()] > count[victim.String()] {
+		victim = c.r.M.Destination.Members[1]
 	}
-	leader, _ := c.r.m.Joint().Leader()
-	killedAt := c.p.ctl.Status()
+	leader, _ := c.r.M.Joint().Leader()
+	killedAt := c.p.Ctl.Status()
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("killed %s (joint leader %s) serving %d sessions, mid-cutover: %s", victim, leader, count[victim.String()], explain(killedAt))
+	t.Logf("killed %s (joint leader %s) serving %d sessions, mid-cutover: %s", victim, leader, count[victim.String()], rig.Explain(killedAt))
 
-	st := waitPhase(t, c.p, cutover.PhaseDestination)
-	t.Logf("cutover ended: %s", explain(st))
+	st := rig.WaitPhase(t, c.p, cutover.PhaseDestination)
+	t.Logf("cutover ended: %s", rig.Explain(st))
 	consistent(t, st, cutover.PhaseDestination)
-	survivor := c.r.m.Destination.Members[0]
+	survivor := c.r.M.Destination.Members[0]
 	if survivor == victim {
-		survivor = c.r.m.Destination.Members[1]
+		survivor = c.r.M.Destination.Members[1]
 	}
 	w := c.finish("destination member killed mid-cutover", survivor.ClientAddr())
 	// A fallback closes the client's connection: each one is a Disconnected
@@ -165,24 +166,24 @@ func TestChaosDestinationMemberKilled(t *testing.T) {
 // and only possible fallback — reconnects with its session onto the
 // destination.
 func TestChaosProxyRestartedMidCutover(t *testing.T) {
-	c := startChaos(t, options{moveConcurrency: 1})
+	c := startChaos(t, rig.Options{MoveConcurrency: 1})
 	c.slowMoves(300 * time.Millisecond)
-	c.r.startCutover(c.ctx)
+	c.r.StartCutover(c.ctx)
 	mid := c.waitStatus(c.p, "3 sessions moved", func(st cutover.Status) bool { return st.Sessions.Moved >= 3 })
 	if mid.Phase != cutover.PhaseCuttingOver || mid.Sessions.Pending == 0 {
-		t.Fatalf("not mid-cutover: %s", explain(mid))
+		t.Fatalf("not mid-cutover: %s", rig.Explain(mid))
 	}
-	c.p.stop(t)
-	c.r.start(c.p, c.r.opts)
-	st := c.p.ctl.Status()
-	t.Logf("stopped mid-cutover (%s); restarted: %s", explain(mid), explain(st))
+	c.p.Stop(t)
+	c.r.Start(c.p, c.r.Opts)
+	st := c.p.Ctl.Status()
+	t.Logf("stopped mid-cutover (%s); restarted: %s", rig.Explain(mid), rig.Explain(st))
 	if st.Phase != cutover.PhaseDestination || st.Target != cutover.Destination || st.FinishedAt.IsZero() ||
 		!st.StartedAt.Equal(mid.StartedAt) {
-		t.Fatalf("restarted zkproxy did not resolve the interrupted cutover to destination: %s", explain(st))
+		t.Fatalf("restarted zkproxy did not resolve the interrupted cutover to destination: %s", rig.Explain(st))
 	}
 	r := c.cs.snapshot()
-	c.r.waitOnDestination(30*time.Second, r...)
-	w := c.finish("zkproxy restarted mid-cutover", c.r.m.Destination.Members[1].ClientAddr())
+	c.r.WaitOnDestination(30*time.Second, r...)
+	w := c.finish("zkproxy restarted mid-cutover", c.r.M.Destination.Members[1].ClientAddr())
 	for _, rep := range w.reports {
 		for name, n := range rep.SessionDisconnects {
 			if n < 1 {
@@ -197,17 +198,17 @@ func TestChaosProxyRestartedMidCutover(t *testing.T) {
 // are slower but still live: no Disconnected, no Expired, no fallback,
 // nothing lost; the pause each client saw is reported.
 func TestChaosSlowDestination(t *testing.T) {
-	c := startChaos(t, options{})
-	c.dial.set(c.r.dest, 0, 100*time.Millisecond)
+	c := startChaos(t, rig.Options{})
+	c.dial.set(c.r.Dest, 0, 100*time.Millisecond)
 	start := time.Now()
-	c.r.startCutover(c.ctx)
-	st := waitPhase(t, c.p, cutover.PhaseDestination)
-	t.Logf("cutover onto the slow destination took %s: %s", time.Since(start).Round(time.Millisecond), explain(st))
+	c.r.StartCutover(c.ctx)
+	st := rig.WaitPhase(t, c.p, cutover.PhaseDestination)
+	t.Logf("cutover onto the slow destination took %s: %s", time.Since(start).Round(time.Millisecond), rig.Explain(st))
 	consistent(t, st, cutover.PhaseDestination)
 	if st.Sessions.Failed != 0 {
-		t.Fatalf("a slow destination made sessions fall back: %s", explain(st))
+		t.Fatalf("a slow destination made sessions fall back: %s", rig.Explain(st))
 	}
-	w := c.finish("slow destination", c.r.m.Destination.Members[0].ClientAddr())
+	w := c.finish("slow destination", c.r.M.Destination.Members[0].ClientAddr())
 	if w.disconnects != 0 || len(w.errors) != 0 {
 		t.Fatalf("clients noticed the cutover onto a slow destination: %s %v", w, w.errors)
 	}
@@ -221,47 +222,47 @@ func TestChaosSlowDestination(t *testing.T) {
 // the barrier, is recorded, no client sees Disconnected, nothing
 // acknowledged is lost and nothing expires.
 func TestChaosSplitDuringCutover(t *testing.T) {
-	c := startChaos(t, options{moveConcurrency: 1})
+	c := startChaos(t, rig.Options{MoveConcurrency: 1})
 	c.slowMoves(300 * time.Millisecond)
-	c.r.startCutover(c.ctx)
+	c.r.StartCutover(c.ctx)
 	mid := c.waitStatus(c.p, "2 sessions moved", func(st cutover.Status) bool { return st.Sessions.Moved >= 2 })
-	plan, err := c.p.ctl.PrepareSplit(c.ctx, true)
+	plan, err := c.p.Ctl.PrepareSplit(c.ctx, true)
 	var te *cutover.TransitionError
-	if !errors.As(err, &te) || c.p.ctl.Status().Barrier.Up {
-		t.Fatalf("split barrier raised mid-cutover: %v %+v (%s)", err, plan, explain(c.p.ctl.Status()))
+	if !errors.As(err, &te) || c.p.Ctl.Status().Barrier.Up {
+		t.Fatalf("split barrier raised mid-cutover: %v %+v (%s)", err, plan, rig.Explain(c.p.Ctl.Status()))
 	}
 	t.Logf("barrier refused mid-cutover: %v", err)
-	err = c.p.ctl.RecordSplit()
+	err = c.p.Ctl.RecordSplit()
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "before the split") {
-		t.Fatalf("split recorded mid-cutover: %v (%s)", err, explain(mid))
+		t.Fatalf("split recorded mid-cutover: %v (%s)", err, rig.Explain(mid))
 	}
-	st := c.p.ctl.Status()
-	t.Logf("split refused mid-cutover: %v; %s", err, explain(st))
+	st := c.p.Ctl.Status()
+	t.Logf("split refused mid-cutover: %v; %s", err, rig.Explain(st))
 	if st.Phase != cutover.PhaseCuttingOver || st.Split || st.Sessions.Pending == 0 {
-		t.Fatalf("status does not explain the refusal: %s", explain(st))
+		t.Fatalf("status does not explain the refusal: %s", rig.Explain(st))
 	}
 
-	st = waitPhase(t, c.p, cutover.PhaseDestination)
+	st = rig.WaitPhase(t, c.p, cutover.PhaseDestination)
 	consistent(t, st, cutover.PhaseDestination)
 	if st.Sessions.Failed != 0 {
-		t.Fatalf("sessions fell back: %s", explain(st))
+		t.Fatalf("sessions fell back: %s", rig.Explain(st))
 	}
 	cw := since("cutover", c.cs.snapshot(), c.base)
 	t.Logf("%s", cw)
 	if cw.disconnects != 0 || cw.expired != 0 || len(cw.errors) != 0 {
 		t.Fatalf("clients noticed the cutover: %s %v", cw, cw.errors)
 	}
-	c.dial.set(c.r.dest, 0, 0)
-	c.r.splitBehindBarrier(c.ctx, func(_ string, f func()) { f() })
-	st = c.p.ctl.Status()
-	t.Logf("split: destination unavailable %s; %s", c.r.m.Timeline().DestinationUnavailable().Round(time.Millisecond), explain(st))
+	c.dial.set(c.r.Dest, 0, 0)
+	c.r.SplitBehindBarrier(c.ctx, func(_ string, f func()) { f() })
+	st = c.p.Ctl.Status()
+	t.Logf("split: destination unavailable %s; %s", c.r.M.Timeline().DestinationUnavailable().Round(time.Millisecond), rig.Explain(st))
 	if !st.Split || st.Phase != cutover.PhaseDestination {
-		t.Fatalf("split not recorded: %s", explain(st))
+		t.Fatalf("split not recorded: %s", rig.Explain(st))
 	}
-	if err := c.p.ctl.Rollback(c.ctx); err == nil {
+	if err := c.p.Ctl.Rollback(c.ctx); err == nil {
 		t.Fatal("rollback allowed after the split")
 	}
-	w := c.finish("cutover and split", c.r.m.Dormant().ClientAddr())
+	w := c.finish("cutover and split", c.r.M.Dormant().ClientAddr())
 	if w.disconnects != 0 || len(w.errors) != 0 {
 		t.Fatalf("clients noticed the cutover or the split behind the barrier: %s %v", w, w.errors)
 	}

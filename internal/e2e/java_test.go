@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/rig"
 	"github.com/zkproxy/zkproxy/internal/workload"
 	"github.com/zkproxy/zkproxy/internal/zktest"
 )
@@ -15,20 +16,20 @@ import (
 // destination: no Disconnected, no Expired, no lost write, every watch fires
 // afterwards, every ephemeral keeps its owner.
 func TestJavaWorkloadCutover(t *testing.T) {
-	r := newRig(t, options{})
-	ctx := ctxFor(t, 5*time.Minute)
+	r := rig.New(t, rig.Options{})
+	ctx := rig.CtxFor(t, 5*time.Minute)
 	prog := zktest.JavaProgram(t, workload.JavaSource)
-	p := r.proxies[0]
-	j := startJava(t, ctx, prog, workload.JavaConfig{Connect: p.addr + "/kafka", Brokers: 4, Writers: 2})
+	p := r.Proxies[0]
+	j := startJava(t, ctx, prog, workload.JavaConfig{Connect: p.Addr + "/kafka", Brokers: 4, Writers: 2})
 	time.Sleep(500 * time.Millisecond)
 
 	joinStart := time.Now()
-	leader, err := r.m.Join(ctx)
+	leader, err := r.M.Join(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("join took %s; joint leader %s", time.Since(joinStart).Round(time.Millisecond), leader)
-	r.waitReady()
+	r.WaitReady()
 	// The join's rolling restart re-elects the source leader, which drops
 	// every member's clients (a writer with a request in flight then sees
 	// ConnectionLoss: its outcome is unknown). Measure from here on.
@@ -38,14 +39,14 @@ func TestJavaWorkloadCutover(t *testing.T) {
 	j.ResetLatency()
 
 	start := time.Now()
-	r.startCutover(ctx)
-	st := waitPhase(t, p, cutover.PhaseDestination)
-	t.Logf("cutover took %s: %s", time.Since(start).Round(time.Millisecond), explain(st))
+	r.StartCutover(ctx)
+	st := rig.WaitPhase(t, p, cutover.PhaseDestination)
+	t.Logf("cutover took %s: %s", time.Since(start).Round(time.Millisecond), rig.Explain(st))
 	if st.Sessions.Moved != st.Sessions.Total || st.Sessions.Failed != 0 || st.Sessions.Total != 6 {
-		t.Fatalf("not every session moved live: %s", explain(st))
+		t.Fatalf("not every session moved live: %s", rig.Explain(st))
 	}
-	r.waitOnDestination(10*time.Second, j.Snapshot())
-	if err := j.WatchesFire(ctxFor(t, 30*time.Second)); err != nil {
+	r.WaitOnDestination(10*time.Second, j.Snapshot())
+	if err := j.WatchesFire(rig.CtxFor(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // writes keep flowing on the destination
@@ -57,7 +58,7 @@ func TestJavaWorkloadCutover(t *testing.T) {
 	if final.AckedWrites <= base.AckedWrites {
 		t.Fatalf("no write acknowledged after the cutover: %s", final)
 	}
-	v, err := j.Verify(ctx, r.m.Destination.Members[0].ClientAddr())
+	v, err := j.Verify(ctx, r.M.Destination.Members[0].ClientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

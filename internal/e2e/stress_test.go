@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/rig"
 	"github.com/zkproxy/zkproxy/internal/workload"
 	"github.com/zkproxy/zkproxy/internal/zktest"
 )
@@ -65,13 +66,13 @@ func TestStressTwoProxies(t *testing.T) { runStress(t, 2) }
 
 func runStress(t *testing.T, proxies int) {
 	cfg := stressFromEnv(t)
-	r := newRig(t, options{proxies: proxies, quiet: true})
-	ctx := ctxFor(t, 10*time.Minute+8*cfg.dwell)
+	r := rig.New(t, rig.Options{Proxies: proxies, Quiet: true})
+	ctx := rig.CtxFor(t, 10*time.Minute+8*cfg.dwell)
 	var prog *zktest.Java
 	var cs clients
 	javaClients := 0
 	for i := range cfg.clients {
-		addr := r.proxies[i%proxies].addr
+		addr := r.Proxies[i%proxies].Addr
 		if i%4 == 0 {
 			if prog == nil {
 				prog = zktest.JavaProgram(t, workload.JavaSource)
@@ -102,29 +103,29 @@ func runStress(t *testing.T, proxies int) {
 	}
 	stage("load", func() { time.Sleep(cfg.dwell) })
 	stage("join", func() {
-		if _, err := r.m.Join(ctx); err != nil {
+		if _, err := r.M.Join(ctx); err != nil {
 			t.Fatal(err)
 		}
 	})
 	stage("load", func() { time.Sleep(cfg.dwell) })
-	stage("sync check", r.waitReady)
+	stage("sync check", r.WaitReady)
 
 	// The join's rolling restart drops clients with a request in flight
 	// (ConnectionLoss is correct there): measure the cutover from here.
 	cs.resetLatency()
 	base := cs.snapshot()
 	stage("cutover", func() {
-		r.startCutover(ctx)
-		for _, p := range r.proxies {
-			st := waitPhase(t, p, cutover.PhaseDestination)
-			t.Logf("%s: %s", p.name, explain(st))
+		r.StartCutover(ctx)
+		for _, p := range r.Proxies {
+			st := rig.WaitPhase(t, p, cutover.PhaseDestination)
+			t.Logf("%s: %s", p.Name, rig.Explain(st))
 			if st.Sessions.Failed != 0 || st.Sessions.Moved != st.Sessions.Total {
-				t.Fatalf("%s: not every session moved live: %s", p.name, explain(st))
+				t.Fatalf("%s: not every session moved live: %s", p.Name, rig.Explain(st))
 			}
 		}
 	})
 	stage("load", func() { time.Sleep(cfg.dwell) })
-	r.waitOnDestination(20*time.Second, cs.snapshot()...)
+	r.WaitOnDestination(20*time.Second, cs.snapshot()...)
 	cutoverEnd := cs.snapshot()
 	cw := since("cutover", cutoverEnd, base)
 	t.Logf("%s", cw)
@@ -137,24 +138,24 @@ func runStress(t *testing.T, proxies int) {
 	// serves; clients only wait.
 	cs.resetLatency()
 	splitBase := cs.snapshot()
-	r.splitBehindBarrier(ctx, stage)
+	r.SplitBehindBarrier(ctx, stage)
 	stage("load", func() { time.Sleep(cfg.dwell) })
 	stage("watches fire", func() { cs.watchesFire(t, 60*time.Second) })
 	final := cs.stop()
 	sw := since("split behind the barrier", final, splitBase)
-	t.Logf("%s; destination unavailable %s", sw, r.m.Timeline().DestinationUnavailable().Round(time.Millisecond))
+	t.Logf("%s; destination unavailable %s", sw, r.M.Timeline().DestinationUnavailable().Round(time.Millisecond))
 	whole := since("whole run", final, make([]workload.Report, len(final)))
 	t.Logf("stage times: %s", strings.Join(stages, ", "))
 	if sw.disconnects != 0 || sw.expired != 0 || len(sw.errors) != 0 {
 		t.Fatalf("clients noticed the split: %s %v", sw, sw.errors)
 	}
-	for _, p := range r.proxies {
-		if st := p.ctl.Status(); st.Phase != cutover.PhaseDestination || !st.Split {
-			t.Fatalf("%s: %s", p.name, explain(st))
+	for _, p := range r.Proxies {
+		if st := p.Ctl.Status(); st.Phase != cutover.PhaseDestination || !st.Split {
+			t.Fatalf("%s: %s", p.Name, rig.Explain(st))
 		}
 	}
-	r.waitOnDestination(30*time.Second, final...)
-	v := verifyAll(t, cs, r.m.Dormant().ClientAddr())
+	r.WaitOnDestination(30*time.Second, final...)
+	v := verifyAll(t, cs, r.M.Dormant().ClientAddr())
 	t.Logf("read back from the formerly dormant destination node: %s (%d acked in the whole run, %d uncertain)",
 		v, whole.acked, whole.uncertain)
 }

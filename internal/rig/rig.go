@@ -1,0 +1,336 @@
+// Package rig is the integration tests' stage: a real mitosis
+// (internal/zktest) with one or more zkproxy instances — proxy server plus
+// cutover controller, restartable on the same address and data directory —
+// in front of it, and the steps the runbook takes (sync check, cutover,
+// split behind the barrier). cutover's and e2e's tests share it.
+package rig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/internal/workload"
+	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/proxy"
+)
+
+// Rig is a mitosis under way with one or more zkproxy instances in front.
+type Rig struct {
+	T       *testing.T
+	M       *zktest.Mitosis
+	Source  []string
+	Dest    []string
+	Proxies []*Proxy
+	Opts    Options
+}
+
+// Options tune the zkproxy instances of a rig.
+type Options struct {
+	Proxies         int
+	MoveConcurrency int
+	MoveTimeout     time.Duration
+	// BarrierMaxHold bounds the split barrier; zero means 15s: under
+	// Kafka's 18s session timeout, and room for the destination restart on
+	// a loaded 2-core machine (the 10s default was reached once when the
+	// restart alone took 7s).
+	BarrierMaxHold time.Duration
+	// Quiet logs only errors: rigs with many sessions would drown the
+	// test log in per-session INFO lines.
+	Quiet bool
+	// Dial, when set, opens every upstream connection of every proxy (to
+	// inject delay or faults); nil dials TCP.
+	Dial func(ctx context.Context, localAddr, member string) (net.Conn, error)
+}
+
+// SplitBehindBarrier runs Yelp's split the way the runbook does with
+// zkproxy: raise every proxy's barrier (PrepareSplit; forced when the joint
+// leader is a destination member, which only costs the source's own,
+// non-proxied clients an election), firewall, destination restart, wait
+// until every held session re-attached and was released, record the split,
+// source restart, firewall removed. stage times each step.
+func (r *Rig) SplitBehindBarrier(ctx context.Context, stage func(string, func())) {
+	t := r.T
+	t.Helper()
+	stage("split: barrier up", func() {
+		for _, p := range r.Proxies {
+			plan, err := p.Ctl.PrepareSplit(ctx, false)
+			if errors.Is(err, cutover.ErrLeaderOnDestination) {
+				t.Logf("%s: %v; going on with force", p.Name, err)
+				plan, err = p.Ctl.PrepareSplit(ctx, true)
+			}
+			if err != nil {
+				t.Fatalf("%s: prepare split: %v (%+v)", p.Name, err, plan)
+			}
+			if !plan.Barrier.Up || plan.Barrier.NotHeld != 0 {
+				t.Fatalf("%s: barrier %+v", p.Name, plan.Barrier)
+			}
+		}
+	})
+	stage("split: firewall", func() {
+		if err := r.M.Firewall(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	stage("split: destination restart", func() {
+		if _, err := r.M.RestartDestination(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	stage("split: sessions re-attached", func() {
+		for _, p := range r.Proxies {
+			deadline := time.Now().Add(30 * time.Second)
+			for st := p.Ctl.Status(); st.Barrier.Up && st.Barrier.Held > 0 && time.Now().Before(deadline); st = p.Ctl.Status() {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if bs := p.Ctl.Status().Barrier; bs.Held != 0 || bs.LastEnd == "max hold time reached" {
+				t.Fatalf("%s: sessions were not released by their re-attach: %+v", p.Name, bs)
+			}
+		}
+	})
+	for _, p := range r.Proxies {
+		if err := p.Ctl.RecordSplit(); err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+		bs := p.Ctl.Status().Barrier
+		t.Logf("%s: barrier released %d sessions (%s); longest hold %s", p.Name, bs.Released, bs.LastEnd, bs.LongestHold.Round(time.Millisecond))
+	}
+	stage("split: source restart", func() {
+		if _, err := r.M.RestartSource(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	stage("split: firewall removed", func() {
+		if err := r.M.RemoveFirewall(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Proxy is one proxy + cutover controller, restartable on the same
+// address and data directory.
+type Proxy struct {
+	Name string
+	Addr string
+	Dir  string
+	Srv  *proxy.Server
+	Ctl  *cutover.Controller
+	done chan error
+	Reg  *prometheus.Registry
+}
+
+// Addrs lists the members' client addresses.
+func Addrs(e *zktest.Ensemble) []string {
+	var out []string
+	for _, s := range e.Members {
+		out = append(out, s.ClientAddr())
+	}
+	return out
+}
+
+// New starts the source ensemble and o.Proxies zkproxy instances in front
+// of it; everything stops in t.Cleanup.
+func New(t *testing.T, o Options) *Rig {
+	t.Helper()
+	if o.Proxies == 0 {
+		o.Proxies = 1
+	}
+	if o.BarrierMaxHold == 0 {
+		o.BarrierMaxHold = 15 * time.Second
+	}
+	m := zktest.NewMitosis(t)
+	r := &Rig{T: t, M: m, Source: Addrs(m.Source), Dest: Addrs(m.Destination)}
+	for i := range o.Proxies {
+		p := &Proxy{Name: fmt.Sprintf("zkproxy-%d", i), Addr: net.JoinHostPort(zktest.LoopbackIP(t), "2181"), Dir: t.TempDir()}
+		r.Start(p, o)
+		r.Proxies = append(r.Proxies, p)
+	}
+	r.Opts = o
+	t.Cleanup(func() {
+		for _, p := range r.Proxies {
+			p.Stop(t)
+		}
+	})
+	return r
+}
+
+// Start starts p's proxy and controller on p.Addr and p.Dir (again, after a
+// stop: the controller restores the persisted phase).
+func (r *Rig) Start(p *Proxy, o Options) {
+	t := r.T
+	t.Helper()
+	level := slog.LevelInfo
+	if o.Quiet {
+		level = slog.LevelError
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t, p.Name}, &slog.HandlerOptions{Level: level}))
+	p.Reg = prometheus.NewRegistry()
+	srv, err := proxy.New(proxy.Config{Source: r.Source, Destination: r.Dest, Dial: o.Dial}, log, p.Reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := cutover.NewController(cutover.Config{
+		Source: r.Source, Destination: r.Dest, MaxLag: 1000,
+		MoveConcurrency: o.MoveConcurrency, MoveTimeout: o.MoveTimeout, BarrierMaxHold: o.BarrierMaxHold,
+		Store: cutover.Store{Dir: p.Dir},
+	}, bridge.Cutover(srv, r.Dest), log, p.Reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	// The old listener's port may linger for a moment after a restart.
+	for i := 0; ; i++ {
+		if ln, err = net.Listen("tcp", p.Addr); err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.done = make(chan error, 1)
+	go func() { p.done <- srv.Serve(ln) }()
+	p.Srv, p.Ctl = srv, ctl
+}
+
+// Stop closes p's controller and proxy (every client connection drops).
+func (p *Proxy) Stop(t *testing.T) {
+	if p.Srv == nil {
+		return
+	}
+	p.Ctl.Close()
+	p.Srv.Close()
+	if err := <-p.done; !errors.Is(err, proxy.ErrServerClosed) {
+		t.Errorf("%s Serve: %v", p.Name, err)
+	}
+	p.Srv, p.Ctl = nil, nil
+}
+
+type testWriter struct {
+	t    *testing.T
+	name string
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(w.name + ": " + strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// CtxFor is a context that ends after d or with the test.
+func CtxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// WaitReady runs every controller's sync check until it passes: under load
+// the destination may trail the leader for a moment after the join.
+func (r *Rig) WaitReady() {
+	t := r.T
+	t.Helper()
+	ctx := CtxFor(t, 90*time.Second)
+	for _, p := range r.Proxies {
+		for {
+			rep := p.Ctl.Check(ctx)
+			if rep.Ready {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: sync never confirmed: %s", p.Name, rep.Reason())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// StartCutover starts the cutover on every proxy.
+func (r *Rig) StartCutover(ctx context.Context) {
+	r.T.Helper()
+	for _, p := range r.Proxies {
+		if _, err := p.Ctl.Start(ctx, false); err != nil {
+			r.T.Fatalf("%s: %v", p.Name, err)
+		}
+	}
+}
+
+// WaitPhase waits for p's move loop to end and checks the phase.
+func WaitPhase(t *testing.T, p *Proxy, want cutover.Phase) cutover.Status {
+	t.Helper()
+	if err := p.Ctl.Wait(CtxFor(t, 90*time.Second)); err != nil {
+		t.Fatalf("%s: cutover did not finish: %v (%s)", p.Name, err, Explain(p.Ctl.Status()))
+	}
+	st := p.Ctl.Status()
+	if st.Phase != want {
+		t.Fatalf("%s: phase %s, want %s (%s)", p.Name, st.Phase, want, Explain(st))
+	}
+	return st
+}
+
+// Explain renders a Status as `zkproxy cutover status` explains it.
+func Explain(st cutover.Status) string {
+	return fmt.Sprintf("phase %s, split %t, target %s, sessions total %d moved %d failed %d pending %d, reasons %v",
+		st.Phase, st.Split, st.Target, st.Sessions.Total, st.Sessions.Moved, st.Sessions.Failed, st.Sessions.Pending, st.Reasons)
+}
+
+var consSession = regexp.MustCompile(`sid=0x([0-9a-f]+)`)
+
+// SessionsOn lists the session ids connected to the running servers, from
+// cons.
+func SessionsOn(t *testing.T, servers []*zktest.Server) map[int64]string {
+	t.Helper()
+	out := map[int64]string{}
+	for _, s := range servers {
+		if !s.Running() {
+			continue
+		}
+		ans, err := s.FourLetter("cons")
+		if err != nil {
+			t.Logf("cons on %s: %v", s, err)
+			continue
+		}
+		for _, m := range consSession.FindAllStringSubmatch(ans, -1) {
+			var id uint64
+			fmt.Sscanf(m[1], "%x", &id)
+			out[int64(id)] = s.String()
+		}
+	}
+	return out
+}
+
+// WaitOnDestination waits until every session of reports is connected to a
+// destination member (the servers' own view, cons).
+func (r *Rig) WaitOnDestination(d time.Duration, reports ...workload.Report) {
+	t := r.T
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		on := SessionsOn(t, r.M.Destination.Members)
+		var missing []string
+		for _, rep := range reports {
+			for name, id := range rep.Sessions {
+				if _, ok := on[id]; !ok {
+					missing = append(missing, fmt.Sprintf("%s(0x%x)", name, id))
+				}
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			slices.Sort(missing)
+			t.Fatalf("%d sessions not on a destination member: %v", len(missing), missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
