@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/zkproxy/zkproxy/admin"
 )
@@ -18,7 +19,9 @@ import (
 //	POST /cutover/split           records the split (no rollback after); lowers the barrier
 //	POST /cutover/split?prepare=true  raises the split barrier (?force=true: even with the
 //	                              joint leader on the destination or digests not yet equal)
-//	POST /cutover/barrier/release lowers the barrier without recording the split
+//	POST /cutover/barrier/release lowers the barrier (or a hold) without recording the split
+//	POST /hold?member=host:port   holds the sessions on a member about to restart (all without
+//	                              member: for the leader); each is released when it re-attached
 //
 // Refused transitions answer 409 with the reason.
 func RegisterHTTP(h *admin.Handler, c *Controller) {
@@ -70,6 +73,20 @@ func RegisterHTTP(h *admin.Handler, c *Controller) {
 		}
 		admin.WriteJSON(w, http.StatusOK, c.Status())
 	})
+	h.HandleMutating("POST /hold", func(w http.ResponseWriter, r *http.Request) {
+		var members []string
+		for _, m := range strings.Split(r.URL.Query().Get("member"), ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				members = append(members, m)
+			}
+		}
+		st, err := c.Hold(r.Context(), members)
+		if err != nil {
+			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "barrier": st})
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, map[string]any{"barrier": st, "message": "hold up: restart the member now"})
+	})
 	h.HandleMutating("POST /cutover/barrier/release", func(w http.ResponseWriter, _ *http.Request) {
 		if !c.ReleaseBarrier("released by the operator") {
 			admin.WriteError(w, http.StatusConflict, "no split barrier is up")
@@ -88,7 +105,7 @@ func flag(r *http.Request, name string) bool {
 // operator's to resolve (409); anything else is zkproxy's failure.
 func conflictOr500(err error) int {
 	var te *TransitionError
-	if errors.As(err, &te) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrLeaderOnDestination) {
+	if errors.As(err, &te) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrLeaderOnDestination) || errors.Is(err, ErrHoldUp) {
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -109,7 +110,7 @@ func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, 
 	b := &barrier{sessions: map[int64]*heldSession{}, stop: make(chan struct{}), done: make(chan struct{})}
 	b.since = c.now()
 	b.deadline = b.since.Add(c.cfg.BarrierMaxHold)
-	if err := c.holdAll(ctx, b); err != nil {
+	if err := c.holdAll(ctx, b, nil); err != nil {
 		c.releaseAll(b)
 		return plan, err
 	}
@@ -141,15 +142,18 @@ func failed(items []Item) string {
 	return fmt.Sprint(out)
 }
 
-// holdAll holds every session, MoveConcurrency at a time, each within
-// MoveTimeout (its drain deadline).
-func (c *Controller) holdAll(ctx context.Context, b *barrier) error {
+// holdAll holds every session that keep accepts (nil: all), MoveConcurrency
+// at a time, each within MoveTimeout (its drain deadline).
+func (c *Controller) holdAll(ctx context.Context, b *barrier, keep func(SessionView) bool) error {
 	var mu sync.Mutex
 	var firstErr error
 	sem := make(chan struct{}, c.cfg.MoveConcurrency)
 	var wg sync.WaitGroup
 	for _, s := range c.proxy.Sessions() {
 		v := s.View()
+		if keep != nil && !keep(v) {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -379,4 +383,50 @@ func compareDigests(a, b []fourlw.Digest) (equal bool, at int64, found bool) {
 		}
 	}
 	return false, 0, false
+}
+
+// ErrHoldUp refuses a second hold or barrier while one is up.
+var ErrHoldUp = errors.New("cutover: a hold is already up")
+
+// Hold is the split barrier's mechanism for planned member restarts — the
+// rolling restarts of the join and of the source after the split. A member
+// that restarts closes its clients' connections, and a restarted leader
+// makes every member drop its clients for the election; requests in flight
+// then have an unknown outcome, so the client must be told (ConnectionLoss).
+// Hold prevents that: it holds the sessions attached to members (every
+// session when members is empty — use that for the leader) until none has
+// a request in flight. Each held session is released as soon as it has
+// re-attached after the restart; Release or BarrierMaxHold release the rest
+// (sessions whose member did not restart simply resume). Any phase but a
+// running move allows it.
+func (c *Controller) Hold(ctx context.Context, members []string) (BarrierStatus, error) {
+	c.mu.Lock()
+	if c.barrier != nil {
+		c.mu.Unlock()
+		return c.Status().Barrier, ErrHoldUp
+	}
+	if c.running != nil {
+		st := c.state
+		c.mu.Unlock()
+		return BarrierStatus{}, &TransitionError{From: st, Event: EventStart, Reason: "sessions are being moved; hold after the move ends"}
+	}
+	c.mu.Unlock()
+	var keep func(SessionView) bool
+	if len(members) > 0 {
+		keep = func(v SessionView) bool { return slices.Contains(members, v.Member) }
+	}
+	b := &barrier{sessions: map[int64]*heldSession{}, stop: make(chan struct{}), done: make(chan struct{})}
+	b.since = c.now()
+	b.deadline = b.since.Add(c.cfg.BarrierMaxHold)
+	if err := c.holdAll(ctx, b, keep); err != nil {
+		c.releaseAll(b)
+		return BarrierStatus{}, err
+	}
+	c.mu.Lock()
+	c.barrier = b
+	c.m.barrierUp.Set(1)
+	c.mu.Unlock()
+	go c.watchBarrier(b)
+	c.log.Warn("cutover: hold up: restart the member now", "members", members, "sessions", len(b.sessions), "max_hold", c.cfg.BarrierMaxHold)
+	return c.Status().Barrier, nil
 }

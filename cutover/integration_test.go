@@ -9,6 +9,7 @@ import (
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/internal/rig"
 	"github.com/zkproxy/zkproxy/internal/workload"
+	"github.com/zkproxy/zkproxy/internal/zktest"
 )
 
 // one returns the rig's only zkproxy.
@@ -393,5 +394,79 @@ func TestAbortMidCutoverThenResume(t *testing.T) {
 	t.Logf("across abort and resume: %s", final)
 	if final.Disconnects != 0 || final.Expired != 0 || len(final.Errors) > 0 {
 		t.Fatalf("clients noticed: %s %v", final, final.Errors)
+	}
+}
+
+// joinBehindHolds runs the join's rolling restart with zkproxy holding the
+// sessions of each member before it restarts (all of them for the leader,
+// whose restart makes every member drop its clients), so no request is in
+// flight when the member goes away.
+func joinBehindHolds(t *testing.T, r *rig.Rig) {
+	t.Helper()
+	ctx := rig.CtxFor(t, 3*time.Minute)
+	ctl := one(r).Ctl
+	_, err := r.M.JoinAround(ctx, func(s *zktest.Server, leader bool, restart func() error) error {
+		members := []string{s.ClientAddr()}
+		if leader {
+			members = nil
+		}
+		st, err := ctl.Hold(ctx, members)
+		if err != nil {
+			return err
+		}
+		t.Logf("hold for %s (leader %t): %d sessions held", s, leader, st.Held)
+		if err := restart(); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for b := ctl.Status().Barrier; b.Up && b.Held > 0 && time.Now().Before(deadline); b = ctl.Status().Barrier {
+			time.Sleep(20 * time.Millisecond)
+		}
+		ctl.ReleaseBarrier("member restarted")
+		t.Logf("released; longest hold %s", ctl.Status().Barrier.LongestHold.Round(time.Millisecond))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestJoinBehindHolds: with holds around the join's restarts, clients see
+// nothing of the whole procedure — join, cutover, split.
+func TestJoinBehindHolds(t *testing.T) {
+	r := rig.New(t, rig.Options{})
+	ctx := rig.CtxFor(t, 4*time.Minute)
+	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	time.Sleep(500 * time.Millisecond)
+	base := w.Snapshot()
+
+	joinBehindHolds(t, r)
+	afterJoin := w.Snapshot().Since(base)
+	t.Logf("join behind holds: %s", afterJoin)
+	r.WaitReady()
+	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, r, cutover.PhaseDestination)
+	r.SplitBehindBarrier(ctx, func(_ string, step func()) { step() })
+
+	if err := w.WatchesFire(rig.CtxFor(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	final := w.Stop().Since(base)
+	t.Logf("whole procedure: %s", final)
+	if final.Disconnects != 0 || final.Expired != 0 || len(final.Errors) > 0 {
+		t.Fatalf("clients noticed the procedure: %s %v", final, final.Errors)
+	}
+	v, err := w.Verify(ctx, r.M.Dormant().ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Lost != 0 || !v.OwnersIntact {
+		t.Fatalf("verification: %s %v", v, v.Problems)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -190,9 +191,47 @@ func newCutoverCommand() *cobra.Command {
 		simple("abort", "Stop a running cutover or rollback (moved sessions stay moved)", "/cutover/abort", -1),
 		simple("rollback", "Move every session back to the source (refused after the split)", "/cutover/rollback", cutover.PhaseRollingBack),
 		newSplitCommand(c),
-		simple("release", "Lower the split barrier without recording the split", "/cutover/barrier/release", -1),
+		newHoldCommand(c),
+		simple("release", "Lower the split barrier or a hold (without recording the split)", "/cutover/barrier/release", -1),
 	)
 	return root
+}
+
+func newHoldCommand(c *adminClient) *cobra.Command {
+	var members []string
+	cmd := &cobra.Command{
+		Use:   "hold",
+		Short: "Hold the sessions on a member about to restart (all sessions for the leader)",
+		Long: `Before restarting a ZooKeeper member (the rolling restarts of the join and of the
+source), hold the sessions attached to it — or, for the leader, whose restart
+makes every member drop its clients, all sessions. Once none has a request in
+flight, restart the member: each held session re-attaches and is released, so
+clients see a short pause instead of ConnectionLoss. Then run
+'zkproxy cutover release'. The hold releases by itself after
+cutover-barrier-max-hold.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ans struct {
+				Barrier cutover.BarrierStatus `json:"barrier"`
+				Message string                `json:"message"`
+			}
+			path := "/hold"
+			if len(members) > 0 {
+				path += "?member=" + url.QueryEscape(strings.Join(members, ","))
+			}
+			if _, err := c.call(cmd.Context(), "POST", path, &ans); err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return c.printJSON(cmd.OutOrStdout(), ans)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "holding %d sessions (%d could not be drained); releases by itself at %s\n%s\n",
+				ans.Barrier.Held, ans.Barrier.NotHeld, ans.Barrier.Deadline.Format(time.RFC3339), ans.Message)
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&members, "member", nil, "member(s) about to restart, host:port; none: every session (the leader)")
+	return cmd
 }
 
 func newSplitCommand(c *adminClient) *cobra.Command {

@@ -255,6 +255,17 @@ func (e *Ensemble) inSync() (*Server, error) {
 // once synced with the leader) and a leader exists among all of peers that are
 // running, before touching the next member. It returns the leader at the end.
 func (e *Ensemble) RollingRestart(ctx context.Context, peers []*Server) (*Server, error) {
+	return e.RollingRestartAround(ctx, peers, nil)
+}
+
+// AroundRestart wraps one member's restart in a rolling restart: it gets the
+// member, whether it leads (its restart forces an election), and restart,
+// which restarts it and waits until it serves and a leader exists. It must
+// call restart once. zkproxy's tests use it to hold the member's sessions.
+type AroundRestart func(s *Server, leader bool, restart func() error) error
+
+// RollingRestartAround is RollingRestart with around called for each member.
+func (e *Ensemble) RollingRestartAround(ctx context.Context, peers []*Server, around AroundRestart) (*Server, error) {
 	order := make([]*Server, 0, len(e.Members))
 	var leader *Server
 	for _, st := range e.Status() {
@@ -274,14 +285,26 @@ func (e *Ensemble) RollingRestart(ctx context.Context, peers []*Server) (*Server
 		}
 	}
 	for _, s := range order {
-		if err := s.RestartWith(peers); err != nil {
-			return nil, fmt.Errorf("rolling restart: %w", err)
+		restart := func() error {
+			if err := s.RestartWith(peers); err != nil {
+				return fmt.Errorf("rolling restart: %w", err)
+			}
+			if err := s.WaitServing(ctx); err != nil {
+				return fmt.Errorf("rolling restart: %w", err)
+			}
+			if _, err := running.WaitLeader(ctx); err != nil {
+				return fmt.Errorf("rolling restart after %v: %w", s, err)
+			}
+			return nil
 		}
-		if err := s.WaitServing(ctx); err != nil {
-			return nil, fmt.Errorf("rolling restart: %w", err)
+		var err error
+		if around != nil {
+			err = around(s, s == leader, restart)
+		} else {
+			err = restart()
 		}
-		if _, err := running.WaitLeader(ctx); err != nil {
-			return nil, fmt.Errorf("rolling restart after %v: %w", s, err)
+		if err != nil {
+			return nil, err
 		}
 	}
 	return running.WaitLeader(ctx)

@@ -102,6 +102,12 @@ func (m *Mitosis) mark(f func(*Timeline)) {
 // with equal zxids is usually a destination node (FastLeaderElection breaks
 // ties by the highest myid): callers must not assume either way.
 func (m *Mitosis) Join(ctx context.Context) (*Server, error) {
+	return m.JoinAround(ctx, nil)
+}
+
+// JoinAround is Join with around wrapped around each source member's
+// restart (see AroundRestart).
+func (m *Mitosis) JoinAround(ctx context.Context, around AroundRestart) (*Server, error) {
 	joint := m.Joint()
 	for _, s := range joint.Members[3:] {
 		if err := s.RestartWith(joint.Members); err != nil {
@@ -116,7 +122,7 @@ func (m *Mitosis) Join(ctx context.Context) (*Server, error) {
 			return nil, fmt.Errorf("mitosis join: %w", err)
 		}
 	}
-	leader, err := m.Source.RollingRestart(ctx, joint.Members)
+	leader, err := m.Source.RollingRestartAround(ctx, joint.Members, around)
 	if err != nil {
 		return nil, fmt.Errorf("mitosis join: %w", err)
 	}
