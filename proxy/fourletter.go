@@ -87,7 +87,7 @@ func (s *Session) relayFourLetterWord(cmd string, deadline time.Time) {
 	for _, member := range s.srv.members.order(s.srv.Target()) {
 		out, err := s.srv.fourLetter(ctx, member, cmd, fourLetterAnswerLimit)
 		if err != nil && len(out) == 0 {
-			s.log.Debug("four-letter word relay failed", "command", cmd, "member", member, "err", err)
+			s.logger().Debug("four-letter word relay failed", "command", cmd, "member", member, "err", err)
 			continue
 		}
 		s.client.Write(out)

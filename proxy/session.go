@@ -80,7 +80,7 @@ var (
 // ID, Info and Move; the admin API lists them through Info.
 type Session struct {
 	srv        *Server
-	log        *slog.Logger
+	logID      atomic.Int64 // session id for the log, once known (see logger)
 	client     net.Conn
 	clientAddr string
 	clientR    *frameReader
@@ -190,8 +190,19 @@ func newSession(srv *Server, conn net.Conn) *Session {
 	}
 	s.cond = sync.NewCond(&s.mu)
 	s.watches.gauges = &srv.m.watches
-	s.log = srv.log.With("client", s.clientAddr)
 	return s
+}
+
+// logger returns the session's logger: client address and session id
+// (hex) as fields. It is built per log line, which happens only on open,
+// close, re-attach and move, instead of kept: a logger with preformatted
+// attributes costs hundreds of bytes per idle session.
+func (s *Session) logger() *slog.Logger {
+	l := s.srv.log.With("client", s.clientAddr)
+	if id := s.logID.Load(); id != 0 {
+		l = l.With("session", jute.SessionID(id).String())
+	}
+	return l
 }
 
 // ID returns the session id (0 before the handshake completed).
@@ -283,7 +294,7 @@ func (s *Session) handshake() (err error) {
 			if he.reason == "four_letter_word" {
 				level = slog.LevelDebug
 			}
-			s.log.Log(context.Background(), level, "client connection closed during handshake", "reason", he.reason, "err", he.err)
+			s.logger().Log(context.Background(), level, "client connection closed during handshake", "reason", he.reason, "err", he.err)
 		}
 	}()
 	deadline := time.Now().Add(s.srv.cfg.HandshakeTimeout)
@@ -316,7 +327,7 @@ func (s *Session) handshake() (err error) {
 		return rejectf("bad_handshake", "decoding ConnectRequest: %w", err)
 	}
 	if req.SessionID != 0 {
-		s.log = s.log.With("session", req.SessionID.String())
+		s.logID.Store(int64(req.SessionID))
 		s.claimID(req.SessionID)
 	}
 
@@ -339,7 +350,7 @@ func (s *Session) handshake() (err error) {
 		}
 		if err != nil {
 			if errors.Is(err, errMemberRefused) {
-				s.log.Warn("member closed a new connection right after the ConnectRequest",
+				s.logger().Warn("member closed a new connection right after the ConnectRequest",
 					"member", member, "session", req.SessionID, "last_zxid_seen", req.LastZxidSeen,
 					"likely_causes", refusalCauses)
 			}
@@ -364,7 +375,7 @@ func (s *Session) handshake() (err error) {
 	s.mu.Unlock()
 	if req.SessionID == 0 {
 		// Set before claimID publishes the session to other goroutines.
-		s.log = s.log.With("session", resp.SessionID.String())
+		s.logID.Store(int64(resp.SessionID))
 		s.claimID(resp.SessionID)
 	}
 
@@ -385,7 +396,7 @@ func (s *Session) handshake() (err error) {
 	s.opened = true
 	s.mu.Unlock()
 	s.srv.m.sessionsOpen.Inc()
-	s.log.Info("session open", "member", up.member, "timeout", s.clientTimeout,
+	s.logger().Info("session open", "member", up.member, "timeout", s.clientTimeout,
 		"resumed", req.SessionID != 0, "read_only", resp.ReadOnly)
 	s.resume(up, nil)
 	return nil
@@ -461,7 +472,7 @@ func (s *Session) readClient() error {
 			// Forward it anyway: the member judges the request. The
 			// tracker just does not learn a watch from it.
 			s.srv.m.decodeErrors.WithLabelValues("request").Inc()
-			s.log.Debug("undecodable request forwarded as is", "err", err)
+			s.logger().Debug("undecodable request forwarded as is", "err", err)
 		}
 		if err := s.forward(raw, req, sw); err != nil {
 			return err
@@ -874,7 +885,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	// its last touch (SessionTrackerImpl, ExpiryQueue); that is the whole
 	// budget for re-attaching.
 	budget := lastRecv.Add(up.timeout)
-	s.log.Info("upstream lost; re-attaching", "member", up.member, "cause", cause, "budget", time.Until(budget).Round(time.Millisecond))
+	s.logger().Info("upstream lost; re-attaching", "member", up.member, "cause", cause, "budget", time.Until(budget).Round(time.Millisecond))
 	start := time.Now()
 	next, err := s.reattach(s.ctx, ensemble, budget)
 	if err != nil {
@@ -883,7 +894,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 		return
 	}
 	s.srv.m.reattaches.WithLabelValues("ok").Inc()
-	s.log.Info("session re-attached", "from", up.member, "to", next.member, "reason", "upstream lost",
+	s.logger().Info("session re-attached", "from", up.member, "to", next.member, "reason", "upstream lost",
 		"took", time.Since(start).Round(time.Millisecond), "watches", s.Info().Watches)
 	s.resume(next, nil)
 }
@@ -958,7 +969,7 @@ func (s *Session) reattach(ctx context.Context, members []string, deadline time.
 						warned[member] = true
 						level = slog.LevelWarn
 					}
-					s.log.Log(context.Background(), level, "member closed the re-attach right after the ConnectRequest",
+					s.logger().Log(context.Background(), level, "member closed the re-attach right after the ConnectRequest",
 						"member", member, "last_zxid_seen", req.LastZxidSeen, "likely_causes", refusalCauses)
 				}
 				lastErr = err
@@ -1353,7 +1364,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	}
 	s.resume(up, target)
 	s.srv.m.moves.WithLabelValues("ok").Inc()
-	s.log.Info("session re-attached", "from", oldMember, "to", up.member, "reason", "move",
+	s.logger().Info("session re-attached", "from", oldMember, "to", up.member, "reason", "move",
 		"drain", drained.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -1417,7 +1428,7 @@ func (s *Session) close(reason string) {
 		if up != nil {
 			member = up.member
 		}
-		s.log.Info("session closed", "reason", reason, "member", member,
+		s.logger().Info("session closed", "reason", reason, "member", member,
 			"age", time.Since(s.created).Round(time.Millisecond), "dropped_held", held)
 	}
 }
