@@ -749,10 +749,14 @@ func (s *Session) writeClientFrames(frames [][]byte) error {
 	return nil
 }
 
-// readTimeout is how long the upstream may stay silent: two thirds of its
-// negotiated timeout, like ClientCnxn's readTimeout. The proxy's pings
-// every third guarantee traffic on a healthy connection.
-func (up *upstream) readTimeout() time.Duration { return up.timeout * 2 / 3 }
+// readTimeout is how long the upstream may stay silent: half its
+// negotiated timeout. The proxy's pings (after a third of the timeout
+// without sending) keep a healthy member talking well within it. It must
+// be shorter than the client's own read timeout — two thirds of the
+// timeout (ClientCnxn's readTimeout), counted from the same last frame —
+// so the proxy notices a frozen member and starts answering the client's
+// pings before the client gives up on its connection.
+func (up *upstream) readTimeout() time.Duration { return up.timeout / 2 }
 
 // onReply updates the session state for one member frame and reports
 // whether the client must see it.
