@@ -116,6 +116,19 @@ func TestCheckIdleEnsembleAfterElection(t *testing.T) {
 	}
 }
 
+func TestCheckToleratesSessionsAheadWithinLag(t *testing.T) {
+	m := joint()
+	d := m["d4:2181"]
+	d.zxid = 0x30000004e // two behind the leader and the session
+	m["d4:2181"] = d
+	if r := runCheck(m, 16, SessionView{ID: 1, LastZxidSeen: 0x300000050, Ensemble: Source}); !r.Ready {
+		t.Fatalf("a member two transactions behind a session, MaxLag 16: %s", r.Reason())
+	}
+	if r := runCheck(m, 1, SessionView{ID: 1, LastZxidSeen: 0x300000050, Ensemble: Source}); r.Ready {
+		t.Fatal("a member two transactions behind a session passed with MaxLag 1")
+	}
+}
+
 func TestCheckRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
