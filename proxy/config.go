@@ -41,6 +41,14 @@ const (
 	DefaultMemberBackoff = 5 * time.Second
 )
 
+// DefaultFourLetterWords are the words the proxy answers unless
+// Config.FourLetterWords says otherwise: what monitoring polls, nothing that
+// lists sessions.
+var DefaultFourLetterWords = []string{"ruok", "isro", "srvr", "stat", "mntr"}
+
+// proxyWords are the words the proxy can answer itself.
+var proxyWords = map[string]bool{"ruok": true, "isro": true, "srvr": true, "stat": true, "mntr": true, "cons": true}
+
 // Config configures a Server. Every zero-valued field means the documented
 // default; Validate reports what cannot be used.
 type Config struct {
@@ -84,6 +92,17 @@ type Config struct {
 	// connection is tried only after the others. Zero means
 	// DefaultMemberBackoff.
 	MemberBackoff time.Duration
+	// FourLetterWords lists the four-letter words the proxy answers from its
+	// own view on the client port (ruok, isro, srvr, stat, mntr, cons; "*"
+	// for all). Nil means DefaultFourLetterWords. A proxy word not listed
+	// gets ZooKeeper's "not in the whitelist" answer. cons is off by
+	// default: it lists session ids, and a session's password is derived
+	// from its id (ZooKeeperServer.generatePasswd), so anyone who can reach
+	// the client port could take sessions over. Words only a member can
+	// answer (conf, dump, hash, ...) are relayed, and the member's own
+	// 4lw.commands.whitelist decides.
+	FourLetterWords []string
+
 	// LocalAddrs are local IP addresses that upstream connections are
 	// spread over, round-robin, so one proxy stays under a member's
 	// maxClientCnxns (60 per source IP by default). Empty lets the kernel
@@ -134,6 +153,11 @@ func (c Config) Validate() error {
 	}
 	if len(c.Source) == 0 {
 		bad("source", "required: at least one member host:port")
+	}
+	for _, w := range c.FourLetterWords {
+		if w != "*" && !proxyWords[w] {
+			bad("four-letter-words", "%q is not a word the proxy answers (ruok, isro, srvr, stat, mntr, cons or *)", w)
+		}
 	}
 	checkMembers := func(key string, members []string) {
 		seen := map[string]bool{}

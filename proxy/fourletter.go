@@ -51,11 +51,16 @@ const fourLetterAnswerLimit = 4 << 20
 // member's 4lw.commands.whitelist decides whether it is allowed. As on a
 // server, the connection is closed after the answer.
 //
-// Note: the proxy's own words are answered whatever a member's whitelist
-// says. cons lists session ids and client addresses, as ZooKeeper's does
-// when whitelisted; the client port should not face untrusted networks.
+// The proxy's own words are answered only when Config.FourLetterWords
+// allows them (cons, which lists session ids, is off by default); a word
+// not allowed gets the answer FourLetterCommands gives a word outside
+// 4lw.commands.whitelist.
 func (s *Session) answerFourLetterWord(cmd string, deadline time.Time) {
 	s.srv.m.fourLetterWords.WithLabelValues(fourLetterLabel(cmd)).Inc()
+	if proxyWords[cmd] && !s.srv.fourLetterAllowed(cmd) {
+		io.WriteString(s.client, cmd+" is not executed because it is not in the whitelist.\n")
+		return
+	}
 	var answer string
 	switch cmd {
 	case "ruok":
@@ -77,6 +82,20 @@ func (s *Session) answerFourLetterWord(cmd string, deadline time.Time) {
 		return
 	}
 	io.WriteString(s.client, answer)
+}
+
+// fourLetterAllowed reports whether the proxy answers cmd itself.
+func (s *Server) fourLetterAllowed(cmd string) bool {
+	words := s.cfg.FourLetterWords
+	if words == nil {
+		words = DefaultFourLetterWords
+	}
+	for _, w := range words {
+		if w == "*" || w == cmd {
+			return true
+		}
+	}
+	return false
 }
 
 // relayFourLetterWord sends cmd to a member of the target ensemble and

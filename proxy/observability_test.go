@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -55,7 +57,7 @@ func labelsMatch(m *dto.Metric, want map[string]string) bool {
 func TestMetricsFollowWorkload(t *testing.T) {
 	zktest.RequireIntegration(t)
 	server := zktest.Standalone(t)
-	px := startProxy(t, []string{server.ClientAddr()})
+	px := startProxy(t, []string{server.ClientAddr()}, func(c *Config) { c.FourLetterWords = []string{"*"} })
 	m := px.m
 
 	conn, _ := connectGo(t, []string{px.Addr}, 10*time.Second)
@@ -134,7 +136,7 @@ func TestMetricsFollowWorkload(t *testing.T) {
 func TestFourLetterWordsAnsweredByProxy(t *testing.T) {
 	zktest.RequireIntegration(t)
 	server := zktest.Standalone(t)
-	px := startProxy(t, []string{server.ClientAddr()})
+	px := startProxy(t, []string{server.ClientAddr()}, func(c *Config) { c.FourLetterWords = []string{"*"} })
 	conn, _ := connectGo(t, []string{px.Addr}, 10*time.Second)
 	if _, err := conn.Create("/fourlw", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
@@ -208,5 +210,41 @@ func TestFourLetterWordsAnsweredByProxy(t *testing.T) {
 	}
 	if got := counter(t, px.m.fourLetterWords.WithLabelValues("mntr")); got != 1 {
 		t.Errorf("four_letter_words_total{mntr} = %v", got)
+	}
+}
+
+// TestConsOffByDefault: cons lists session ids, from which passwords are
+// derived, so the proxy answers it only when configured to; monitoring's
+// words are on.
+func TestConsOffByDefault(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t)
+	px := startProxy(t, []string{server.ClientAddr()})
+	ask := func(cmd string) string {
+		t.Helper()
+		ans, err := fourlw.Query(context.Background(), nil, px.Addr, cmd)
+		if err != nil && !errors.Is(err, fourlw.ErrNotWhitelisted) {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		if errors.Is(err, fourlw.ErrNotWhitelisted) {
+			return "not whitelisted"
+		}
+		return ans
+	}
+	if got := ask("cons"); got != "not whitelisted" {
+		t.Fatalf("cons answered by default:\n%s", got)
+	}
+	if got := ask("srvr"); !strings.Contains(got, "Mode: proxy") {
+		t.Fatalf("srvr:\n%s", got)
+	}
+	if got := ask("ruok"); got != "imok" {
+		t.Fatalf("ruok: %q", got)
+	}
+}
+
+func TestFourLetterWordsConfigValidated(t *testing.T) {
+	err := Config{Source: []string{"127.0.0.1:2181"}, FourLetterWords: []string{"cons", "dump"}}.Validate()
+	if err == nil || !strings.Contains(err.Error(), `four-letter-words: "dump"`) {
+		t.Fatalf("validate: %v", err)
 	}
 }

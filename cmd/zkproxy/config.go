@@ -48,6 +48,7 @@ const (
 	keyMoveConcurrency  = "cutover-concurrency"
 	keyMoveTimeout      = "cutover-move-timeout"
 	keyBarrierMaxHold   = "cutover-barrier-max-hold"
+	keyFourLetterWords  = "four-letter-words"
 )
 
 // serveConfig is the validated configuration of `zkproxy serve`.
@@ -83,6 +84,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Int(keyMaxOutstanding, 0, "maximum outstanding requests per session before reading from the client pauses (0: default)")
 	fs.Int(keyMaxBufferedBytes, 0, "maximum bytes buffered per session before reading pauses (0: default)")
 	fs.Duration(keyHandshakeTimeout, 0, "time a new client has to send its ConnectRequest (0: default)")
+	fs.StringSlice(keyFourLetterWords, proxy.DefaultFourLetterWords, "four-letter words the proxy answers itself on the client port (ruok, isro, srvr, stat, mntr, cons, or *); cons lists session ids, from which passwords derive: keep it off on reachable ports")
 	fs.StringSlice(keyLocalAddrs, nil, "local IP addresses upstream connections are spread over (to stay under maxClientCnxns per source IP)")
 	fs.Duration(keyShutdownTimeout, 30*time.Second, "how long SIGTERM waits for sessions to finish in-flight requests")
 	fs.Int(keyMaxLag, 100, "sync check: transactions a destination member may trail the joint leader (and a session's last zxid) by; a trailing member catches up in milliseconds under load")
@@ -97,7 +99,7 @@ var knownKeys = []string{
 	keyListen, keySource, keyDestination, keyAdminListen, keyAdminToken, keyDataDir,
 	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
-	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold,
+	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyFourLetterWords,
 }
 
 // newViper returns a viper (never the global one) reading flags, ZKPROXY_*
@@ -217,6 +219,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 			MaxBufferedBytesPerSession: nonNegInt(keyMaxBufferedBytes),
 			HandshakeTimeout:           duration(keyHandshakeTimeout),
 			LocalAddrs:                 list(keyLocalAddrs),
+			FourLetterWords:            list(keyFourLetterWords),
 		},
 	}
 	cfg.Cutover = cutover.Config{

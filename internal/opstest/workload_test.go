@@ -44,7 +44,7 @@ func startZkproxy(t *testing.T, source []string) *rig {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	reg := prometheus.NewRegistry()
-	p, err := proxy.New(proxy.Config{Source: source}, log, reg)
+	p, err := proxy.New(proxy.Config{Source: source, FourLetterWords: []string{"*"}}, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
