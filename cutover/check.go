@@ -220,9 +220,16 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 			}
 			// Counts are comparable only at the same point in history;
 			// under a write load the member may trail by a few
-			// transactions (allowed by MaxLag above).
+			// transactions (allowed by MaxLag above). srvr reads the zxid
+			// and the node count at different moments, so a mismatch at
+			// the same zxid is probed again before it counts.
 			if m.zxid == leader.zxid && m.NodeCount != leader.NodeCount {
-				counts = append(counts, fmt.Sprintf("%s has %d at the same zxid", m.Addr, m.NodeCount))
+				again, lagain := probe(ctx, cfg, m.Addr, m.Ensemble), probe(ctx, cfg, leader.Addr, leader.Ensemble)
+				if again.zxid == lagain.zxid && again.NodeCount != lagain.NodeCount {
+					counts = append(counts, fmt.Sprintf("%s has %d at the same zxid (leader %d)", m.Addr, again.NodeCount, lagain.NodeCount))
+				} else if again.zxid != lagain.zxid {
+					skipped++
+				}
 			} else if m.zxid != leader.zxid {
 				skipped++
 			}

@@ -157,7 +157,7 @@ func TestCheckRefusals(t *testing.T) {
 			d := m["d4:2181"]
 			d.nodes = 39
 			m["d4:2181"] = d
-		}, 0, nil, "znode counts agree", "d4:2181 has 39 at the same zxid"},
+		}, 0, nil, "znode counts agree", "d4:2181 has 39 at the same zxid (leader 40)"},
 		{"session ahead of destination", nil, 0,
 			[]SessionView{{ID: 1, LastZxidSeen: 0x300000051, Ensemble: Source}}, "sessions not ahead", "0x300000051"},
 		{"no destination at all", func(m map[string]fakeMember) {

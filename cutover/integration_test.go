@@ -204,20 +204,41 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 	}
 }
 
+// movedWorkload starts a rig and a Kafka-like workload through it, runs the
+// join and the cutover, and returns the workload's baseline from then on.
+func movedWorkload(t *testing.T) (*rig.Rig, *workload.Workload, workload.Report) {
+	t.Helper()
+	r := rig.New(t, rig.Options{})
+	w, err := workload.Start(rig.CtxFor(t, time.Minute), workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	cutOver(t, r, w)
+	base := w.Snapshot()
+	w.ResetLatency()
+	return r, w, base
+}
+
+// verifyOn reads every acknowledged write back from s (directly).
+func verifyOn(t *testing.T, w *workload.Workload, s *zktest.Server) {
+	t.Helper()
+	v, err := w.Verify(rig.CtxFor(t, time.Minute), s.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read back from %s: %s", s, v)
+	if v.Lost != 0 || !v.OwnersIntact {
+		t.Fatalf("verification: %s %v", v, v.Problems)
+	}
+}
+
 // TestSplitWithoutBarrier runs Yelp's split under the workload after the
 // cutover, without zkproxy's barrier, and reports what clients saw: the
 // proxy re-attaches sessions when the destination has elected its leader.
 func TestSplitWithoutBarrier(t *testing.T) {
-	r := rig.New(t, rig.Options{})
+	r, w, base := movedWorkload(t)
 	ctx := rig.CtxFor(t, 4*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	cutOver(t, r, w)
-	base := w.Snapshot()
-	w.ResetLatency()
 
 	dstLeader, srcLeader, err := r.M.Split(ctx)
 	if err != nil {
@@ -237,30 +258,15 @@ func TestSplitWithoutBarrier(t *testing.T) {
 	if final.Expired != 0 {
 		t.Fatalf("sessions expired across the split: %s", final)
 	}
-	v, err := w.Verify(ctx, r.M.Destination.Members[2].ClientAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("read back from the formerly dormant destination node: %s", v)
-	if v.Lost != 0 || !v.OwnersIntact {
-		t.Fatalf("verification: %s %v", v, v.Problems)
-	}
+	verifyOn(t, w, r.M.Dormant())
 }
 
 // TestSplitBehindBarrier runs Yelp's split under the workload with the
 // barrier up: no client sees Disconnected or Expired, nothing acknowledged
 // is lost, and the longest hold is the client-visible pause of the split.
 func TestSplitBehindBarrier(t *testing.T) {
-	r := rig.New(t, rig.Options{})
+	r, w, base := movedWorkload(t)
 	ctx := rig.CtxFor(t, 4*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	cutOver(t, r, w)
-	base := w.Snapshot()
-	w.ResetLatency()
 
 	// The runbook's split (rig.SplitBehindBarrier): barrier up (forced
 	// when the joint leader is a destination node — the usual case, since
@@ -284,14 +290,7 @@ func TestSplitBehindBarrier(t *testing.T) {
 	if final.Disconnects != 0 || final.Expired != 0 || len(final.Errors) > 0 {
 		t.Fatalf("clients noticed the split: %s %v", final, final.Errors)
 	}
-	v, err := w.Verify(ctx, r.M.Dormant().ClientAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("read back from the formerly dormant destination node: %s", v)
-	if v.Lost != 0 || !v.OwnersIntact {
-		t.Fatalf("verification: %s %v", v, v.Problems)
-	}
+	verifyOn(t, w, r.M.Dormant())
 }
 
 // TestCutoverRefusedWhenDestinationIsAnotherQuorum: the destination runs as
