@@ -1,13 +1,13 @@
 package zktest
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 )
 
 // FourLetter sends a four-letter word (e.g. "srvr", "mntr", "conf", "hash",
@@ -74,34 +74,11 @@ func parseSrvr(raw string) (Srvr, error) {
 	if strings.Contains(raw, "not currently serving") {
 		return st, ErrNotServing
 	}
-	var haveMode, haveZxid bool
-	sc := bufio.NewScanner(strings.NewReader(raw))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "Mode":
-			st.Mode, haveMode = v, true
-		case "Zxid":
-			z, err := strconv.ParseInt(strings.TrimPrefix(v, "0x"), 16, 64)
-			if err != nil {
-				return st, fmt.Errorf("srvr: bad Zxid %q: %w", v, err)
-			}
-			st.Zxid, haveZxid = z, true
-		case "Node count":
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return st, fmt.Errorf("srvr: bad Node count %q: %w", v, err)
-			}
-			st.NodeCount = n
-		}
+	p, err := fourlw.ParseSrvr(raw)
+	if err != nil {
+		return st, err
 	}
-	if !haveMode || !haveZxid {
-		return st, fmt.Errorf("srvr: no Mode/Zxid in answer %q", raw)
-	}
+	st.Mode, st.Zxid, st.NodeCount = p.Mode, p.Zxid, p.NodeCount
 	return st, nil
 }
 
@@ -119,17 +96,5 @@ func parseMntr(raw string) (map[string]string, error) {
 	if strings.Contains(raw, "not currently serving") {
 		return nil, ErrNotServing
 	}
-	m := make(map[string]string)
-	sc := bufio.NewScanner(strings.NewReader(raw))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "\t")
-		if ok {
-			m[k] = v
-		}
-	}
-	if len(m) == 0 {
-		return nil, fmt.Errorf("mntr: no keys in answer %q", raw)
-	}
-	return m, nil
+	return fourlw.ParseMntr(raw)
 }
