@@ -44,7 +44,7 @@ func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
 	// every member's clients; writers always have a write in flight then,
 	// so they see ConnectionLoss (its outcome is unknown). Only what happens
 	// from the cutover on is the cutover's to hide.
-	time.Sleep(time.Second)
+	r.WaitOnSource(30*time.Second, w.Snapshot())
 	base := w.Snapshot()
 	t.Logf("before the cutover (join included): %s", base)
 	w.ResetLatency()
@@ -105,7 +105,7 @@ func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.WaitReady()
-	time.Sleep(time.Second)
+	r.WaitOnSource(30*time.Second, w.Snapshot())
 	base := w.Snapshot()
 	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func cutOver(t *testing.T, r *rig.Rig, w *workload.Workload) workload.Report {
 		t.Fatal(err)
 	}
 	r.WaitReady()
-	time.Sleep(time.Second)
+	r.WaitOnSource(30*time.Second, w.Snapshot())
 	base := w.Snapshot()
 	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
 		t.Fatal(err)
@@ -336,22 +336,7 @@ func TestAbortMidCutoverThenResume(t *testing.T) {
 	// Sessions dropped by the join's leader re-election must be back on
 	// the source before the cutover, or they would reconnect straight to
 	// the destination and blur the count.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		on := rig.SessionsOn(t, r.M.Source.Members)
-		all := true
-		for _, id := range w.Snapshot().Sessions {
-			_, ok := on[id]
-			all = all && ok
-		}
-		if all {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("sessions not back on the source after the join")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	r.WaitOnSource(30*time.Second, w.Snapshot())
 	base := w.Snapshot()
 
 	if _, err := one(r).Ctl.Start(ctx, false); err != nil {

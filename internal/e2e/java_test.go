@@ -32,8 +32,9 @@ func TestJavaWorkloadCutover(t *testing.T) {
 	r.WaitReady()
 	// The join's rolling restart re-elects the source leader, which drops
 	// every member's clients (a writer with a request in flight then sees
-	// ConnectionLoss: its outcome is unknown). Measure from here on.
-	time.Sleep(time.Second)
+	// ConnectionLoss: its outcome is unknown). Measure from here on, once
+	// every session is back.
+	r.WaitOnSource(30*time.Second, j.Snapshot())
 	base := j.Snapshot()
 	t.Logf("before the cutover (join included): %s", base)
 	j.ResetLatency()

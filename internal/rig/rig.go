@@ -311,11 +311,25 @@ func SessionsOn(t *testing.T, servers []*zktest.Server) map[int64]string {
 // WaitOnDestination waits until every session of reports is connected to a
 // destination member (the servers' own view, cons).
 func (r *Rig) WaitOnDestination(d time.Duration, reports ...workload.Report) {
+	r.T.Helper()
+	r.waitOn("a destination member", r.M.Destination.Members, d, reports)
+}
+
+// WaitOnSource waits until every session of reports is connected to a
+// source member. After the join's leader re-election, a client with a
+// request in flight reconnects after its own back-off; a cutover started
+// before it is back would count it as a new connection to the destination.
+func (r *Rig) WaitOnSource(d time.Duration, reports ...workload.Report) {
+	r.T.Helper()
+	r.waitOn("a source member", r.M.Source.Members, d, reports)
+}
+
+func (r *Rig) waitOn(what string, servers []*zktest.Server, d time.Duration, reports []workload.Report) {
 	t := r.T
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		on := SessionsOn(t, r.M.Destination.Members)
+		on := SessionsOn(t, servers)
 		var missing []string
 		for _, rep := range reports {
 			for name, id := range rep.Sessions {
@@ -329,7 +343,7 @@ func (r *Rig) WaitOnDestination(d time.Duration, reports ...workload.Report) {
 		}
 		if time.Now().After(deadline) {
 			slices.Sort(missing)
-			t.Fatalf("%d sessions not on a destination member: %v", len(missing), missing)
+			t.Fatalf("%d sessions not on %s: %v", len(missing), what, missing)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
