@@ -24,11 +24,7 @@ func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 5*time.Minute)
 
-	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 4, Writers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 4, Writers: 2})
 	time.Sleep(500 * time.Millisecond)
 
 	leader, err := r.M.Join(ctx)
@@ -91,11 +87,7 @@ func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
 func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 3*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
 
 	// Before the join the destination is not running: refused, with reason.
 	if _, err := one(r).Ctl.Start(ctx, false); !errors.Is(err, cutover.ErrNotReady) || !strings.Contains(err.Error(), "no destination member reachable") {
@@ -154,11 +146,7 @@ func cutOver(t *testing.T, r *rig.Rig, w *workload.Workload) workload.Report {
 func TestRestartedProxyRoutesToDestination(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 3*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
 	base := cutOver(t, r, w)
 
 	// Stop zkproxy (clients see their connection drop) and start a new one
@@ -209,11 +197,7 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 func movedWorkload(t *testing.T) (*rig.Rig, *workload.Workload, workload.Report) {
 	t.Helper()
 	r := rig.New(t, rig.Options{})
-	w, err := workload.Start(rig.CtxFor(t, time.Minute), workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
+	w := rig.StartGo(t, rig.CtxFor(t, time.Minute), workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
 	cutOver(t, r, w)
 	base := w.Snapshot()
 	w.ResetLatency()
@@ -324,11 +308,7 @@ func TestCutoverRefusedWhenDestinationIsAnotherQuorum(t *testing.T) {
 func TestAbortMidCutoverThenResume(t *testing.T) {
 	r := rig.New(t, rig.Options{MoveConcurrency: 1})
 	ctx := rig.CtxFor(t, 3*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 8, Writers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 8, Writers: 2})
 	if _, err := r.M.Join(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -420,11 +400,7 @@ func joinBehindHolds(t *testing.T, r *rig.Rig) {
 func TestJoinBehindHolds(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 4*time.Minute)
-	w, err := workload.Start(ctx, workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
 	time.Sleep(500 * time.Millisecond)
 	base := w.Snapshot()
 

@@ -42,7 +42,7 @@ func startChaos(t *testing.T, o rig.Options) *chaos {
 	c.p = c.r.Proxies[0]
 	prog := zktest.JavaProgram(t, workload.JavaSource)
 	c.cs = clients{
-		startGo(t, c.ctx, workload.Config{Addr: c.p.Addr, Root: "/chaos/go", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond}),
+		rig.StartGo(t, c.ctx, workload.Config{Addr: c.p.Addr, Root: "/chaos/go", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond}),
 		startJava(t, c.ctx, prog, workload.JavaConfig{Connect: c.p.Addr + "/chaos/java", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
 	}
 	time.Sleep(500 * time.Millisecond)

@@ -30,17 +30,6 @@ func startJava(t *testing.T, ctx context.Context, prog *zktest.Java, cfg workloa
 	return j
 }
 
-// startGo starts a Go workload, closed in t.Cleanup.
-func startGo(t *testing.T, ctx context.Context, cfg workload.Config) *workload.Workload {
-	t.Helper()
-	w, err := workload.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	return w
-}
-
 // clients is a set of running workloads.
 type clients []workload.Client
 

@@ -84,7 +84,7 @@ func runStress(t *testing.T, proxies int) {
 			javaClients++
 			continue
 		}
-		cs = append(cs, startGo(t, ctx, workload.Config{
+		cs = append(cs, rig.StartGo(t, ctx, workload.Config{
 			Addr: addr, Root: fmt.Sprintf("/stress/g%d", i), Brokers: 2, Writers: 2, Consumers: 1, WriteInterval: cfg.writeInterval,
 		}))
 	}

@@ -348,3 +348,14 @@ func (r *Rig) waitOn(what string, servers []*zktest.Server, d time.Duration, rep
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// StartGo starts a Go workload, closed in t.Cleanup.
+func StartGo(t *testing.T, ctx context.Context, cfg workload.Config) *workload.Workload {
+	t.Helper()
+	w, err := workload.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}

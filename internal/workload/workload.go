@@ -167,29 +167,26 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	w := &Workload{cfg: cfg, acked: map[string]int{}, uncertain: map[string]map[int]bool{}, consumed: map[string]map[int]bool{}}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for i := range cfg.Brokers {
-		s, err := dial(cctx, fmt.Sprintf("broker-%d", i), cfg.Addr, cfg.SessionTimeout)
-		if err != nil {
-			w.closeAll()
-			return nil, err
+	dialAll := func(kind string, n int) ([]*session, error) {
+		var out []*session
+		for i := range n {
+			s, err := dial(cctx, fmt.Sprintf("%s-%d", kind, i), cfg.Addr, cfg.SessionTimeout)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, s)
 		}
-		w.brokers = append(w.brokers, s)
+		return out, nil
 	}
-	for i := range cfg.Writers {
-		s, err := dial(cctx, fmt.Sprintf("writer-%d", i), cfg.Addr, cfg.SessionTimeout)
-		if err != nil {
-			w.closeAll()
-			return nil, err
+	var err error
+	if w.brokers, err = dialAll("broker", cfg.Brokers); err == nil {
+		if w.writers, err = dialAll("writer", cfg.Writers); err == nil {
+			w.consumers, err = dialAll("consumer", cfg.Consumers)
 		}
-		w.writers = append(w.writers, s)
 	}
-	for i := range cfg.Consumers {
-		s, err := dial(cctx, fmt.Sprintf("consumer-%d", i), cfg.Addr, cfg.SessionTimeout)
-		if err != nil {
-			w.closeAll()
-			return nil, err
-		}
-		w.consumers = append(w.consumers, s)
+	if err != nil {
+		w.closeAll()
+		return nil, err
 	}
 	c := w.brokers[0].conn
 	var tree []string
