@@ -34,6 +34,11 @@ const (
 	// sessionTimeout ÷ hosts (ClientCnxn connectTimeout); 10s covers
 	// Kafka's 18s timeout with one proxy address and room for one retry.
 	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultParkIdleAfter: clients ping after a third of their session
+	// timeout without traffic (ClientCnxn: readTimeout / 2) — 6 s for
+	// Kafka's 18 s default — so an idle session spends most of its time
+	// parked, while a busy one never waits this long for a frame.
+	DefaultParkIdleAfter = 500 * time.Millisecond
 	// DefaultDialTimeout bounds one TCP dial to a member.
 	DefaultDialTimeout = 3 * time.Second
 	// DefaultMemberBackoff is how long a member that failed is tried only
@@ -85,6 +90,12 @@ type Config struct {
 	// handshake (send the ConnectRequest and get the member's answer
 	// relayed). Zero means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// ParkIdleAfter is how long a session's connection must be idle before
+	// its pump gives its goroutine up and waits in the proxy's shared
+	// poller (Linux): an idle session then costs a few KiB instead of two
+	// goroutine stacks. Zero means DefaultParkIdleAfter; negative never
+	// parks.
+	ParkIdleAfter time.Duration
 	// DialTimeout bounds one TCP dial to a member. Zero means
 	// DefaultDialTimeout.
 	DialTimeout time.Duration
@@ -137,6 +148,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	switch {
+	case c.ParkIdleAfter == 0:
+		c.ParkIdleAfter = DefaultParkIdleAfter
+	case c.ParkIdleAfter < 0:
+		c.ParkIdleAfter = 0 // readWatch: never
 	}
 	if c.MemberBackoff == 0 {
 		c.MemberBackoff = DefaultMemberBackoff

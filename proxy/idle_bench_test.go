@@ -2,13 +2,28 @@ package proxy
 
 import (
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/zkproxy/zkproxy/internal/zktest"
 	"github.com/zkproxy/zkproxy/jute"
 )
+
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
+}
 
 // BenchmarkIdleSessionMemory reports the proxy's Go memory (heap in use
 // plus goroutine stacks) per idle established session. It runs the client
@@ -51,7 +66,15 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		// Idle pumps park after ParkIdleAfter: measure the steady state.
+		deadline := time.Now().Add(10 * time.Second)
+		for testutil.ToFloat64(srv.m.parkedPumps) < 2*sessions && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 		heap1, stack1 := measure()
+		if path := os.Getenv("ZKPROXY_IDLE_HEAP_PROFILE"); path != "" {
+			writeHeapProfile(b, path)
+		}
 		b.ReportMetric(float64(heap1+stack1-heap0-stack0)/sessions, "bytes/session")
 		b.ReportMetric(float64(stack1-stack0)/sessions, "stack-bytes/session")
 		for _, c := range conns {

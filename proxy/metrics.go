@@ -27,6 +27,7 @@ type metrics struct {
 	limitReached         *prometheus.CounterVec // limit
 	heldRequests         prometheus.Counter
 	heldRequestsNow      prometheus.Gauge
+	parkedPumps          prometheus.Gauge
 	fourLetterWords      *prometheus.CounterVec // command
 	proxyPings           prometheus.Counter
 	watchesReplayed      prometheus.Counter
@@ -228,6 +229,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		heldRequestsNow: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "held_requests",
 			Help: "Client requests currently held.",
+		}),
+		parkedPumps: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "parked_pumps",
+			Help: "Session pumps (one per direction) parked without a goroutine because their connection is idle.",
 		}),
 		fourLetterWords: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "four_letter_words_total",

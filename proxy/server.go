@@ -34,8 +34,11 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*Session]struct{} // every accepted client connection
 	byID      map[int64]*Session    // established sessions by session id
-	wg        sync.WaitGroup        // goroutines started for connections
+	wg        sync.WaitGroup        // pumps of connections, parked or running
 	done      chan struct{}         // closed when closing starts
+
+	parkerOnce sync.Once
+	parker     atomic.Pointer[parker] // set by the first park
 }
 
 // New returns a Server for cfg. log receives structured logs (nil discards)
@@ -161,11 +164,7 @@ func (s *Server) accept(conn net.Conn) {
 		// The client loop gets a fresh goroutine: the handshake (dialing,
 		// decoding) grows a stack that an idle session would otherwise
 		// keep for its lifetime.
-		go func() {
-			defer s.wg.Done()
-			sess.runClient()
-			s.forget(sess)
-		}()
+		go sess.pumpClient()
 	}()
 }
 
@@ -249,6 +248,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	finished := make(chan struct{})
 	go func() {
 		s.wg.Wait()
+		s.stopParker()
 		close(finished)
 	}()
 	select {
@@ -268,6 +268,7 @@ func (s *Server) Close() error {
 		sess.close("proxy closed")
 	}
 	s.wg.Wait()
+	s.stopParker()
 	return nil
 }
 

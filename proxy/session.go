@@ -84,7 +84,7 @@ type Session struct {
 	client     net.Conn
 	clientAddr string
 	clientR    *frameReader
-	clientRDL  lazyDeadline // client read deadline, readClient's only
+	clientRW   readWatch    // the client pump's idle and silence deadlines
 	clientWDL  lazyDeadline // client write deadline, under cwmu
 	created    time.Time
 	ctx        context.Context // ends when the session closes
@@ -260,14 +260,6 @@ func (s *Session) handshakeOrClose() bool {
 	return true
 }
 
-// runClient runs the client read loop of an established session until the
-// connection ends.
-func (s *Session) runClient() {
-	defer s.cancel()
-	err := s.readClient()
-	s.close(err.Error())
-}
-
 // handshakeError ends a connection during the handshake, before a session
 // is established; reason is the connections_rejected_total label ("" when
 // not counted).
@@ -368,6 +360,7 @@ func (s *Session) handshake() (err error) {
 	s.passwd = resp.Passwd
 	s.reqTimeout = req.TimeOut
 	s.clientTimeout = time.Duration(resp.TimeOut) * time.Millisecond
+	s.clientRW = readWatch{timeout: s.clientTimeout, parkAfter: s.srv.cfg.ParkIdleAfter}
 	s.hasReadOnly, s.readOnly = req.HasReadOnly, req.ReadOnly
 	s.lastZxid = req.LastZxidSeen
 	s.ensemble = target
@@ -432,52 +425,105 @@ func handshakeReason(err error, otherwise string) string {
 	return otherwise
 }
 
-// readClient forwards client frames until the client connection fails.
-func (s *Session) readClient() error {
+// pumpClient runs the client pump on the calling goroutine until the
+// connection ends — then closes the session — or parks while idle.
+func (s *Session) pumpClient() {
 	for {
-		if err := s.waitForRoom(); err != nil {
-			return err
-		}
-		if !s.clientR.Buffered() {
-			s.clientRDL.extend(s.clientTimeout, s.client.SetReadDeadline)
-		}
-		f, err := s.clientR.Next()
-		if err != nil {
-			return s.clientReadError(err)
-		}
-		s.recved.Add(1)
-		s.srv.m.packetsReceived.Add(1)
-		raw := f.Raw()
-		h, err := jute.PeekRequestHeader(f.Payload())
-		if err != nil {
-			s.srv.m.decodeErrors.WithLabelValues("request_header").Inc()
-			return fmt.Errorf("malformed request header: %w", err)
-		}
-		s.srv.m.countRequest(h.Op)
-		if h.Op == jute.OpPing {
-			if err := s.clientPing(raw); err != nil {
-				return err
+		err := s.readClient()
+		if errors.Is(err, errParked) {
+			if s.srv.parkPump(s.clientR, s.clientRW.silentAt(s.clientR.readAt), s.resumeClient) {
+				return
 			}
+			// Not parked: carry on waiting here, parkAfter longer.
+			s.clientRW.resume(time.Now(), s.clientR.readAt, s.client.SetReadDeadline)
 			continue
 		}
-		// Replies to xids -1, -2 and -4 are demultiplexed by xid; a client
-		// request reusing them for another op would be unanswerable.
-		if h.Xid == jute.XidNotification || h.Xid == jute.XidPing || (h.Xid == jute.XidAuth && h.Op != jute.OpAuth) {
-			s.srv.m.decodeErrors.WithLabelValues("reserved_xid").Inc()
-			return fmt.Errorf("request %s uses reserved xid %d", h.Op, h.Xid)
-		}
-		req := pendingRequest{xid: h.Xid, op: h.Op, start: time.Now()}
-		sw, err := parseRequest(f.Payload(), &req)
-		if err != nil {
-			// Forward it anyway: the member judges the request. The
-			// tracker just does not learn a watch from it.
-			s.srv.m.decodeErrors.WithLabelValues("request").Inc()
-			s.logger().Debug("undecodable request forwarded as is", "err", err)
-		}
-		if err := s.forward(raw, req, sw); err != nil {
-			return err
-		}
+		s.close(err.Error())
+		s.cancel()
+		s.srv.forget(s)
+		s.srv.wg.Done()
+		return
 	}
+}
+
+func (s *Session) resumeClient() {
+	s.clientRW.resume(time.Now(), s.clientR.readAt, s.client.SetReadDeadline)
+	s.pumpClient()
+}
+
+// readClient forwards client frames until the client connection fails or
+// the pump parks (errParked).
+func (s *Session) readClient() error {
+	err := s.clientR.Serve(s.onClientFrame, s.beforeClientRead, s.onClientTimeout)
+	if _, ok := err.(*clientFrameError); ok || errors.Is(err, errParked) {
+		return err
+	}
+	return s.clientReadError(err)
+}
+
+// beforeClientRead runs whenever the client pump is about to read or wait.
+func (s *Session) beforeClientRead() error {
+	s.clientRW.arm(s.clientR.readAt, s.client.SetReadDeadline)
+	return nil
+}
+
+// onClientTimeout handles the client pump's deadline.
+func (s *Session) onClientTimeout(err error) error {
+	switch s.clientRW.expired(time.Now(), s.clientR.readAt, s.client.SetReadDeadline) {
+	case goPark:
+		return errParked
+	case peerSilent:
+		return err
+	}
+	return nil
+}
+
+// clientFrameError ends the client pump for a reason found in a frame (or
+// the session's end), as opposed to a failure of the connection.
+type clientFrameError struct{ err error }
+
+func (e *clientFrameError) Error() string { return e.err.Error() }
+func (e *clientFrameError) Unwrap() error { return e.err }
+
+// onClientFrame forwards one client frame. Not reading further while the
+// session is at a limit (waitForRoom) is how the proxy pushes back.
+func (s *Session) onClientFrame(f frame) error {
+	if err := s.waitForRoom(); err != nil {
+		return &clientFrameError{err}
+	}
+	s.recved.Add(1)
+	s.srv.m.packetsReceived.Add(1)
+	raw := f.Raw()
+	h, err := jute.PeekRequestHeader(f.Payload())
+	if err != nil {
+		s.srv.m.decodeErrors.WithLabelValues("request_header").Inc()
+		return &clientFrameError{fmt.Errorf("malformed request header: %w", err)}
+	}
+	s.srv.m.countRequest(h.Op)
+	if h.Op == jute.OpPing {
+		if err := s.clientPing(raw); err != nil {
+			return &clientFrameError{err}
+		}
+		return nil
+	}
+	// Replies to xids -1, -2 and -4 are demultiplexed by xid; a client
+	// request reusing them for another op would be unanswerable.
+	if h.Xid == jute.XidNotification || h.Xid == jute.XidPing || (h.Xid == jute.XidAuth && h.Op != jute.OpAuth) {
+		s.srv.m.decodeErrors.WithLabelValues("reserved_xid").Inc()
+		return &clientFrameError{fmt.Errorf("request %s uses reserved xid %d", h.Op, h.Xid)}
+	}
+	req := pendingRequest{xid: h.Xid, op: h.Op, start: s.clientR.readAt}
+	sw, err := parseRequest(f.Payload(), &req)
+	if err != nil {
+		// Forward it anyway: the member judges the request. The
+		// tracker just does not learn a watch from it.
+		s.srv.m.decodeErrors.WithLabelValues("request").Inc()
+		s.logger().Debug("undecodable request forwarded as is", "err", err)
+	}
+	if err := s.forward(raw, req, sw); err != nil {
+		return &clientFrameError{err}
+	}
+	return nil
 }
 
 func (s *Session) clientReadError(err error) error {
@@ -581,7 +627,7 @@ func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) 
 	up := s.up
 	s.enqueueLocked(raw, req, sw)
 	s.mu.Unlock()
-	s.writeUpstream(up, raw)
+	s.writeUpstreamAt(up, raw, req.start)
 	return nil
 }
 
@@ -610,26 +656,37 @@ func (s *Session) enqueueLocked(raw []byte, req pendingRequest, sw *jute.SetWatc
 // connection; readUpstream then sees the failure and handles it (the frame
 // is already recorded as in flight, so the client is told).
 func (s *Session) writeUpstream(up *upstream, frame []byte) {
-	up.writeDL.extend(up.timeout, up.conn.SetWriteDeadline)
+	s.writeUpstreamAt(up, frame, time.Now())
+}
+
+// writeUpstreamAt is writeUpstream with the current time already known.
+func (s *Session) writeUpstreamAt(up *upstream, frame []byte, now time.Time) {
+	up.writeDL.extendAt(now, up.timeout, up.conn.SetWriteDeadline)
 	n, err := up.conn.Write(frame)
 	s.srv.m.upstreamBytesOut.Add(uint64(n))
 	if err != nil {
 		up.conn.Close()
+		s.srv.unpark(up.r)
 		return
 	}
-	up.lastSend.Store(time.Now().UnixNano())
+	up.lastSend.Store(now.UnixNano())
 }
 
 // writeClient writes one complete frame to the client. A client that does
 // not read for its session timeout is closed, as a server would expire it.
 func (s *Session) writeClient(frame []byte) error {
+	return s.writeClientAt(frame, time.Now())
+}
+
+// writeClientAt is writeClient with the current time already known.
+func (s *Session) writeClientAt(frame []byte, now time.Time) error {
 	s.cwmu.Lock()
 	defer s.cwmu.Unlock()
 	timeout := s.clientTimeout
 	if timeout <= 0 {
 		timeout = s.srv.cfg.HandshakeTimeout
 	}
-	s.clientWDL.extend(timeout, s.client.SetWriteDeadline)
+	s.clientWDL.extendAt(now, timeout, s.client.SetWriteDeadline)
 	n, err := s.client.Write(frame)
 	s.srv.m.clientBytesOut.Add(uint64(n))
 	if err == nil {
@@ -652,10 +709,26 @@ type fatalError struct{ err error }
 func (e *fatalError) Error() string { return e.err.Error() }
 func (e *fatalError) Unwrap() error { return e.err }
 
-// runUpstream pumps one upstream connection, then handles its loss.
+// runUpstream pumps one upstream connection, then handles its loss; or
+// parks the pump while the connection is idle.
 func (s *Session) runUpstream(up *upstream) {
+	for {
+		err := s.readUpstream(up)
+		if errors.Is(err, errParked) {
+			if s.srv.parkPump(up.r, up.rw.silentAt(up.r.readAt), func() { s.resumeUpstream(up) }) {
+				return
+			}
+			up.rw.resume(time.Now(), up.r.readAt, up.conn.SetReadDeadline)
+			continue
+		}
+		s.endUpstream(up, err)
+		return
+	}
+}
+
+// endUpstream handles the end of an upstream pump.
+func (s *Session) endUpstream(up *upstream, err error) {
 	defer s.srv.wg.Done()
-	err := s.readUpstream(up)
 	up.conn.Close()
 	if t := up.pinger.Load(); t != nil {
 		t.Stop()
@@ -669,6 +742,11 @@ func (s *Session) runUpstream(up *upstream) {
 	s.upstreamLost(up, err)
 }
 
+func (s *Session) resumeUpstream(up *upstream) {
+	up.rw.resume(time.Now(), up.r.readAt, up.conn.SetReadDeadline)
+	s.runUpstream(up)
+}
+
 // readUpstream forwards member frames to the client, updating the session
 // state, until the connection fails. The frames one read returned are
 // written to the client together (one writev) once they are all applied:
@@ -679,7 +757,7 @@ func (s *Session) readUpstream(up *upstream) (err error) {
 		if len(pending) == 0 {
 			return nil
 		}
-		werr := s.writeClientFrames(pending)
+		werr := s.writeClientFrames(pending, up.r.readAt)
 		clear(pending)
 		pending = pending[:0]
 		if werr != nil {
@@ -697,42 +775,51 @@ func (s *Session) readUpstream(up *upstream) (err error) {
 			}
 		}
 	}()
-	for {
-		if !up.r.Buffered() {
-			if err := flush(); err != nil {
-				return err
-			}
-			// At most readTimeout, so re-attaching keeps its budget.
-			up.readDL.extend(up.readTimeout()*8/9, up.conn.SetReadDeadline)
-		}
-		f, err := up.r.Next()
-		if err != nil {
-			if errors.Is(err, jute.ErrFrameTooLarge) {
-				s.srv.m.framesOverLimit.WithLabelValues("upstream").Inc()
-				return &fatalError{fmt.Errorf("member %s sent a frame over max-reply-frame-size: %w", up.member, err)}
-			}
-			return err
-		}
-		up.lastRecv.Store(time.Now().UnixNano())
-		forward, err := s.onReply(f.Payload())
+	onFrame := func(f frame) error {
+		at := up.r.readAt
+		up.lastRecv.Store(at.UnixNano())
+		forward, err := s.onReply(f.Payload(), at)
 		if err != nil {
 			return &fatalError{fmt.Errorf("member %s: %w", up.member, err)}
 		}
 		if forward {
 			pending = append(pending, f.Raw())
 		}
+		return nil
 	}
+	beforeRead := func() error {
+		if err := flush(); err != nil {
+			return err
+		}
+		up.rw.arm(up.r.readAt, up.conn.SetReadDeadline)
+		return nil
+	}
+	onTimeout := func(err error) error {
+		switch up.rw.expired(time.Now(), up.r.readAt, up.conn.SetReadDeadline) {
+		case goPark:
+			return errParked
+		case peerSilent:
+			return err
+		}
+		return nil
+	}
+	err = up.r.Serve(onFrame, beforeRead, onTimeout)
+	if errors.Is(err, jute.ErrFrameTooLarge) {
+		s.srv.m.framesOverLimit.WithLabelValues("upstream").Inc()
+		return &fatalError{fmt.Errorf("member %s sent a frame over max-reply-frame-size: %w", up.member, err)}
+	}
+	return err
 }
 
 // writeClientFrames writes frames to the client with one writev.
-func (s *Session) writeClientFrames(frames [][]byte) error {
+func (s *Session) writeClientFrames(frames [][]byte, now time.Time) error {
 	if len(frames) == 1 {
-		return s.writeClient(frames[0])
+		return s.writeClientAt(frames[0], now)
 	}
 	s.cwmu.Lock()
 	defer s.cwmu.Unlock()
 	bufs := net.Buffers(frames)
-	s.clientWDL.extend(s.clientTimeout, s.client.SetWriteDeadline)
+	s.clientWDL.extendAt(now, s.clientTimeout, s.client.SetWriteDeadline)
 	n, err := bufs.WriteTo(s.client)
 	s.srv.m.clientBytesOut.Add(uint64(n))
 	if err == nil {
@@ -760,7 +847,7 @@ func (up *upstream) readTimeout() time.Duration { return up.timeout / 2 }
 
 // onReply updates the session state for one member frame and reports
 // whether the client must see it.
-func (s *Session) onReply(payload []byte) (forward bool, err error) {
+func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err error) {
 	h, err := jute.PeekReplyHeader(payload)
 	if err != nil {
 		s.srv.m.decodeErrors.WithLabelValues("reply_header").Inc()
@@ -806,7 +893,7 @@ func (s *Session) onReply(payload []byte) (forward bool, err error) {
 		return false, err
 	}
 	s.cond.Broadcast()
-	s.srv.m.observeReply(req.op, h.Err, time.Now(), &req)
+	s.srv.m.observeReply(req.op, h.Err, now, &req)
 	if h.Zxid > s.lastZxid {
 		s.lastZxid = h.Zxid
 	}
@@ -1061,7 +1148,7 @@ func (s *Session) awaitOwnReply(up *upstream, xid jute.Xid) (jute.ReplyHeader, e
 		if err != nil {
 			return jute.ReplyHeader{}, err
 		}
-		up.lastRecv.Store(time.Now().UnixNano())
+		up.lastRecv.Store(up.r.readAt.UnixNano())
 		h, err := jute.PeekReplyHeader(f.Payload())
 		if err != nil {
 			s.srv.m.decodeErrors.WithLabelValues("reply_header").Inc()
@@ -1071,7 +1158,7 @@ func (s *Session) awaitOwnReply(up *upstream, xid jute.Xid) (jute.ReplyHeader, e
 		case xid:
 			return h, nil
 		case jute.XidNotification:
-			if _, err := s.onReply(f.Payload()); err != nil {
+			if _, err := s.onReply(f.Payload(), up.r.readAt); err != nil {
 				return h, err
 			}
 			if err := s.writeClient(f.Raw()); err != nil {
@@ -1354,6 +1441,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		// watches there and no write can be in flight on two members.
 		oldMember = old.member
 		old.conn.Close()
+		s.srv.unpark(old.r)
 		<-old.done
 	}
 	s.answerPings(orphans, zxid)
@@ -1421,8 +1509,10 @@ func (s *Session) close(reason string) {
 
 	s.cancel()
 	s.client.Close()
+	s.srv.unpark(s.clientR)
 	if up != nil {
 		up.conn.Close()
+		s.srv.unpark(up.r)
 	}
 	s.srv.m.heldRequestsNow.Sub(float64(held))
 	if opened {

@@ -41,7 +41,7 @@ type upstream struct {
 	conn    net.Conn
 	r       *frameReader
 	timeout time.Duration // negotiated by this member
-	readDL  lazyDeadline  // readUpstream's only
+	rw      readWatch     // the pump's idle and silence deadlines
 	writeDL lazyDeadline  // under the session's sendMu
 	// lastSend is the UnixNano of the last frame written, for keep-alive
 	// pacing; lastRecv of the last frame read, for the expiry budget.
@@ -138,6 +138,7 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 		timeout:  time.Duration(resp.TimeOut) * time.Millisecond,
 		done:     make(chan struct{}),
 	}
+	up.rw = readWatch{timeout: up.readTimeout(), parkAfter: s.cfg.ParkIdleAfter}
 	up.lastSend.Store(time.Now().UnixNano())
 	up.lastRecv.Store(time.Now().UnixNano())
 	return up, &resp, raw, nil

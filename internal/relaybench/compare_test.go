@@ -11,7 +11,9 @@ package relaybench
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,9 +29,10 @@ import (
 )
 
 type target struct {
-	name string
-	addr string
-	pid  int // relay process whose CPU time and RSS are measured; 0 for direct
+	name  string
+	addr  string
+	pid   int    // relay process whose CPU time and RSS are measured; 0 for direct
+	admin string // zkproxy's admin address when profiling
 }
 
 type scenario struct {
@@ -66,7 +69,7 @@ func TestCompareRelays(t *testing.T) {
 		targets = append(targets, startHAProxy(t, ip+":12181", zk.ClientAddr()))
 	}
 	if on("zkproxy") {
-		targets = append(targets, startZkproxy(t, ip+":22181", zk.ClientAddr()))
+		targets = append(targets, startZkproxy(t, ip+":22181", ip+":22182", zk.ClientAddr()))
 	}
 
 	scenarios := []scenario{
@@ -87,7 +90,9 @@ func TestCompareRelays(t *testing.T) {
 				cfg.Addr, cfg.Duration, cfg.Warmup = tg.addr, dur, time.Second
 				cfg.Root = "/zkbench-" + strings.ReplaceAll(tg.name, " ", "")
 				cpu0 := cpuTime(t, tg.pid)
+				profiled := profile(t, tg, fmt.Sprintf("%s-%d", sc.name, rep), dur)
 				res, err := loadgen.Run(ctx, cfg)
+				profiled()
 				if err != nil {
 					t.Fatalf("%s via %s: %v", sc.name, tg.name, err)
 				}
@@ -124,7 +129,12 @@ func TestCompareRelays(t *testing.T) {
 	}
 
 	if idle > 0 {
-		fmt.Fprintf(&out, "\n| idle sessions | target | RSS before | RSS after | per session |\n|---|---|---|---|---|\n")
+		// RSS is read 3 s after the last handshake, and again after
+		// ZKPROXY_BENCH_IDLE_SETTLE (default 130 s: past the Go runtime's
+		// forced GC every 2 minutes, so the connection storm's garbage and
+		// freed stacks are gone — the steady state an operator sees).
+		settle := envDuration("ZKPROXY_BENCH_IDLE_SETTLE", 130*time.Second)
+		fmt.Fprintf(&out, "\n| idle sessions | target | RSS before | RSS after 3 s | per session | RSS after %s | per session |\n|---|---|---|---|---|---|---|\n", settle)
 		for _, tg := range targets {
 			if tg.pid == 0 {
 				continue
@@ -136,9 +146,13 @@ func TestCompareRelays(t *testing.T) {
 			}
 			time.Sleep(3 * time.Second) // let buffers settle after the handshakes
 			after := rssBytes(t, tg.pid)
+			time.Sleep(settle)
+			settled := rssBytes(t, tg.pid)
+			memoryProfile(t, tg)
 			closeAll()
-			fmt.Fprintf(&out, "| %d | %s | %.1f MiB | %.1f MiB | %.2f KiB |\n", idle, tg.name,
-				float64(before)/(1<<20), float64(after)/(1<<20), float64(after-before)/float64(idle)/1024)
+			perSession := func(rss int64) float64 { return float64(rss-before) / float64(idle) / 1024 }
+			fmt.Fprintf(&out, "| %d | %s | %.1f MiB | %.1f MiB | %.2f KiB | %.1f MiB | %.2f KiB |\n", idle, tg.name,
+				float64(before)/(1<<20), float64(after)/(1<<20), perSession(after), float64(settled)/(1<<20), perSession(settled))
 		}
 	}
 	t.Log("\n" + out.String())
@@ -170,18 +184,88 @@ backend zk
 	return startProcess(t, "haproxy", listen, "haproxy", "-db", "-f", path)
 }
 
-func startZkproxy(t *testing.T, listen, source string) target {
+// profile takes a CPU profile of zkproxy during a measured run when
+// ZKPROXY_BENCH_PROFILE names a directory; the returned func waits for it.
+func profile(t *testing.T, tg target, name string, dur time.Duration) (wait func()) {
+	dir := os.Getenv("ZKPROXY_BENCH_PROFILE")
+	if dir == "" || tg.admin == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(time.Second) // the warm-up
+		secs := max(1, int(dur/time.Second)-1)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", tg.admin, secs))
+		if err != nil {
+			t.Errorf("profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		name = strings.NewReplacer(" ", "_", ",", "", "/", "").Replace(name)
+		_ = os.WriteFile(filepath.Join(dir, name+".pprof"), b, 0o644)
+	}()
+	return func() { <-done }
+}
+
+// memoryProfile saves zkproxy's heap and goroutine profiles and logs its
+// runtime memory gauges while the idle sessions are open, when profiling.
+func memoryProfile(t *testing.T, tg target) {
+	dir := os.Getenv("ZKPROXY_BENCH_PROFILE")
+	if dir == "" || tg.admin == "" {
+		return
+	}
+	get := func(path string) []byte {
+		resp, err := http.Get("http://" + tg.admin + path)
+		if err != nil {
+			t.Errorf("GET %s: %v", path, err)
+			return nil
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return b
+	}
+	_ = os.WriteFile(filepath.Join(dir, "idle-goroutine.txt"), get("/debug/pprof/goroutine?debug=1"), 0o644)
+	logMem := func(when string) {
+		for _, line := range strings.Split(string(get("/metrics")), "\n") {
+			if strings.HasPrefix(line, "go_memstats_") || strings.HasPrefix(line, "go_goroutines") ||
+				strings.HasPrefix(line, "process_resident") || strings.HasPrefix(line, "zkproxy_parked") {
+				t.Log(when, line)
+			}
+		}
+	}
+	logMem("idle:")
+	// gc=1 collects before profiling: the live heap, and what RSS is
+	// once the garbage of the connection storm is gone.
+	_ = os.WriteFile(filepath.Join(dir, "idle-heap.pprof"), get("/debug/pprof/heap?gc=1"), 0o644)
+	logMem("after GC:")
+}
+
+func startZkproxy(t *testing.T, listen, admin, source string) target {
 	bin := filepath.Join(t.TempDir(), "zkproxy")
 	build := exec.Command("go", "build", "-o", bin, "github.com/zkproxy/zkproxy/cmd/zkproxy")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building zkproxy: %v\n%s", err, out)
 	}
-	return startProcess(t, "zkproxy", listen, bin, "serve", "--listen", listen, "--source", source,
-		"--admin-listen", "", "--data-dir", t.TempDir(), "--log-level", "warn", "--max-client-conns", "20000")
+	adminArgs := []string{"--admin-listen", ""}
+	if os.Getenv("ZKPROXY_BENCH_PROFILE") == "" {
+		admin = ""
+	} else {
+		adminArgs = []string{"--admin-listen", admin, "--pprof"}
+	}
+	tg := startProcess(t, "zkproxy", listen, append([]string{bin, "serve", "--listen", listen, "--source", source,
+		"--data-dir", t.TempDir(), "--log-level", "warn", "--max-client-conns", "20000"}, adminArgs...)...)
+	tg.admin = admin
+	return tg
 }
 
 func startProcess(t *testing.T, name, addr string, argv ...string) target {
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if extra := os.Getenv("ZKPROXY_BENCH_ENV_" + strings.ToUpper(name)); extra != "" {
+		// e.g. ZKPROXY_BENCH_ENV_ZKPROXY="GOMAXPROCS=1 GOGC=50" to compare runtime settings.
+		cmd.Env = append(os.Environ(), strings.Fields(extra)...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// errParked ends a pump that gave its goroutine up because its connection
+// was idle: the session lives on, and the parker resumes the pump on a new
+// goroutine when the connection has data, is closed, or a deadline passes.
+var errParked = errors.New("proxy: pump parked while its connection is idle")
+
+// parkSweep is how often parked pumps' deadlines are checked: a parked
+// pump's silence deadline (a session timeout, or half the member's) is
+// noticed at most this late.
+const parkSweep = 250 * time.Millisecond
+
+// parkEntry is one parked pump.
+type parkEntry struct {
+	deadline time.Time // resume at this time even without data
+	resume   func()    // run on a new goroutine
+}
+
+// readWatch decides what a pump does when its connection has been quiet
+// for a while. A pump that has waited parkAfter for data parks (see
+// parker): an idle session then has no goroutine and no stack, only its
+// state, which is what lets a proxy hold thousands of idle Kafka sessions
+// in a few KiB each. A peer quiet for timeout is considered gone: ZooKeeper
+// expires a client silent for its session timeout, and a member silent for
+// half its timeout is frozen (see upstream.readTimeout).
+//
+// The connection deadline is set lazily: once when the pump starts waiting
+// with none set, and again only when it fires, so a busy connection costs
+// one timer expiry per parkAfter rather than a deadline update per frame
+// (pollSetDeadline showed in profiles). Owned by one pump goroutine at a
+// time.
+type readWatch struct {
+	timeout   time.Duration
+	parkAfter time.Duration // zero: never park
+	at        time.Time     // the deadline set on the connection; zero: none
+	// resumed is when the pump last came back from parking: it counts as
+	// activity for parking (a woken pump reads before it parks again), not
+	// for the silence timeout.
+	resumed time.Time
+}
+
+// next is the deadline for a connection whose last data arrived at last.
+func (w *readWatch) next(last time.Time) time.Time {
+	d := last.Add(w.timeout)
+	if w.parkAfter > 0 {
+		if p := later(last, w.resumed).Add(w.parkAfter); p.Before(d) {
+			d = p
+		}
+	}
+	return d
+}
+
+// arm sets the connection's deadline if none is set.
+func (w *readWatch) arm(last time.Time, set func(time.Time) error) {
+	if w.at.IsZero() {
+		w.at = w.next(last)
+		set(w.at)
+	}
+}
+
+// verdict of readWatch.expired.
+type verdict int
+
+const (
+	keepWaiting verdict = iota // deadline moved on
+	goPark                     // idle for parkAfter
+	peerSilent                 // quiet for the whole timeout
+)
+
+// expired handles the connection's deadline firing at now.
+func (w *readWatch) expired(now, last time.Time, set func(time.Time) error) verdict {
+	if !now.Before(last.Add(w.timeout)) {
+		return peerSilent
+	}
+	if w.parkAfter > 0 && !now.Before(later(last, w.resumed).Add(w.parkAfter)) {
+		w.at = time.Time{}
+		return goPark
+	}
+	w.at = w.next(last)
+	set(w.at)
+	return keepWaiting
+}
+
+// resume restarts the watch of a pump back from parking (or that could not
+// park) at now: the connection's deadline, left in the past by the park, is
+// set again before the pump reads.
+func (w *readWatch) resume(now, last time.Time, set func(time.Time) error) {
+	w.resumed = now
+	w.at = time.Time{}
+	w.arm(last, set)
+}
+
+// silentAt is when the peer counts as gone: the parked pump's deadline.
+func (w *readWatch) silentAt(last time.Time) time.Time { return last.Add(w.timeout) }
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// parkPump parks fr's pump: resume runs on a new goroutine when fr's
+// connection is readable or closed, when deadline passes, or when unpark is
+// called. It reports false when the pump could not be parked (the
+// connection is closing, the server is closing, or parking is not
+// supported), and the pump must carry on itself.
+func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func()) bool {
+	if fr.raw == nil {
+		return false
+	}
+	s.parkerOnce.Do(func() {
+		p, err := newParker(s.m.parkedPumps)
+		if err != nil {
+			s.log.Warn("idle sessions cannot be parked; each keeps its goroutines", "err", err)
+			return
+		}
+		s.parker.Store(p)
+	})
+	p := s.parker.Load()
+	if p == nil {
+		return false
+	}
+	return p.park(fr, parkEntry{deadline: deadline, resume: resume})
+}
+
+// unpark resumes fr's pump if it is parked. Whoever closes a connection
+// that may have a parked pump calls it right after the Close, so the pump
+// runs its exit path (the pump cannot park on a closed connection).
+func (s *Server) unpark(fr *frameReader) {
+	if p := s.parker.Load(); p != nil {
+		p.unpark(fr)
+	}
+}
+
+// stopParker ends the parker's goroutine once no session is left.
+func (s *Server) stopParker() {
+	if p := s.parker.Load(); p != nil {
+		p.stop()
+	}
+}
+
+// parkedSet is the bookkeeping shared by the parker implementations.
+type parkedSet struct {
+	mu      sync.Mutex
+	entries map[uint64]*parkEntry
+	nextID  uint64
+	closed  bool
+}
+
+// take removes and returns the entry with id, if parked.
+func (ps *parkedSet) takeLocked(id uint64) *parkEntry {
+	e := ps.entries[id]
+	if e != nil {
+		delete(ps.entries, id)
+	}
+	return e
+}

@@ -1,0 +1,148 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// parker holds the pumps of idle sessions without a goroutine each: their
+// sockets are registered, one-shot, in an epoll instance of the proxy's own
+// (a socket can be in several; the Go runtime's poller keeps its own
+// registration), and one goroutine waits on it for all of them. A socket's
+// registration is keyed by a fresh id per park, never by its descriptor
+// number, which a closed socket's successor may reuse.
+type parker struct {
+	parkedSet
+	epfd    int
+	gauge   prometheus.Gauge
+	running bool // loop is running; it exits when nothing is parked
+}
+
+func newParker(gauge prometheus.Gauge) (*parker, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	p := &parker{epfd: fd, gauge: gauge}
+	p.entries = map[uint64]*parkEntry{}
+	return p, nil
+}
+
+// park registers fr's socket. It runs inside RawConn.Control, which holds
+// the descriptor open: a socket closed concurrently is either refused here
+// or registered before its Close, and then unpark finds it.
+func (p *parker) park(fr *frameReader, e parkEntry) bool {
+	parked := false
+	err := fr.raw.Control(func(fd uintptr) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return
+		}
+		p.nextID++
+		id := p.nextID
+		// Level-triggered and one-shot: data already queued wakes it at
+		// once, so nothing that arrived before the registration is missed,
+		// and one event disarms it until the next park.
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollOneShot,
+			Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+		err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+		if errors.Is(err, syscall.ENOENT) {
+			err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		}
+		if err != nil {
+			return
+		}
+		entry := e
+		p.entries[id] = &entry
+		fr.parkID = id
+		parked = true
+		p.gauge.Inc()
+		if !p.running {
+			p.running = true
+			go p.loop()
+		}
+	})
+	return err == nil && parked
+}
+
+// epollOneShot is EPOLLONESHOT (1<<30), which package syscall spells as a
+// negative constant on some architectures.
+const epollOneShot = 1 << 30
+
+func (p *parker) unpark(fr *frameReader) {
+	p.mu.Lock()
+	e := p.takeLocked(fr.parkID)
+	p.mu.Unlock()
+	if e != nil {
+		p.gauge.Dec()
+		go e.resume()
+	}
+}
+
+// stop closes the epoll instance once the loop is gone; nothing parks
+// after it.
+func (p *parker) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if !p.running {
+		syscall.Close(p.epfd)
+	}
+}
+
+// loop waits for parked sockets and deadlines while anything is parked
+// (so a proxy with no idle session has no goroutine here). After stop it
+// resumes whatever is still parked (their connections are closed by then)
+// and closes the epoll instance.
+func (p *parker) loop() {
+	events := make([]syscall.EpollEvent, 256)
+	nextSweep := time.Now().Add(parkSweep)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, int(parkSweep/time.Millisecond))
+		if err != nil && !errors.Is(err, syscall.EINTR) {
+			n = 0
+			time.Sleep(parkSweep) // cannot happen with a valid epfd; do not spin
+		}
+		var wake []func()
+		now := time.Now()
+		p.mu.Lock()
+		for i := range max(n, 0) {
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			if e := p.takeLocked(id); e != nil {
+				wake = append(wake, e.resume)
+			}
+		}
+		closed := p.closed
+		if closed || !now.Before(nextSweep) {
+			for id, e := range p.entries {
+				if closed || (!e.deadline.IsZero() && !now.Before(e.deadline)) {
+					delete(p.entries, id)
+					wake = append(wake, e.resume)
+				}
+			}
+			nextSweep = now.Add(parkSweep)
+		}
+		exit := closed || len(p.entries) == 0
+		if exit {
+			p.running = false
+			if closed {
+				syscall.Close(p.epfd)
+			}
+		}
+		p.mu.Unlock()
+		p.gauge.Sub(float64(len(wake)))
+		for _, f := range wake {
+			go f()
+		}
+		if exit {
+			return
+		}
+	}
+}

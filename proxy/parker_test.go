@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/zkproxy/zkproxy/internal/zktest"
+)
+
+// TestIdleSessionsPark: the pumps of idle sessions give their goroutines up
+// and everything a session does still works from the parked state —
+// a watch fires (upstream pump woken by the notification), requests are
+// answered (client pump woken by data), a member that goes away is noticed
+// and the session re-attached without the client seeing it, a client that
+// falls silent is closed at its session timeout, and closing the proxy
+// ends parked sessions.
+func TestIdleSessionsPark(t *testing.T) {
+	zktest.RequireIntegration(t)
+	ens := zktest.NewEnsemble(t, 3)
+	direct, _ := connectGo(t, strings.Split(ens.ConnectString(), ","), 10*time.Second)
+	checkGoroutines := goroutineBaseline(t)
+	px := startProxy(t, strings.Split(ens.ConnectString(), ","), func(c *Config) { c.ParkIdleAfter = 100 * time.Millisecond })
+	parked := func() float64 { return testutil.ToFloat64(px.m.parkedPumps) }
+
+	// A 30 s session pings every 10 s: between pings both pumps park.
+	conn, rec := connectGo(t, []string{px.Addr}, 30*time.Second)
+	if _, err := direct.Create("/parked", []byte("a"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, events, err := conn.GetW("/parked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both pumps parked", 10*time.Second, func() bool { return parked() == 2 })
+
+	if _, err := direct.Set("/parked", []byte("b"), -1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.Type != zk.EventNodeDataChanged {
+			t.Fatalf("watch event %v, want NodeDataChanged", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not fire through a parked session")
+	}
+	waitFor(t, "parked again", 10*time.Second, func() bool { return parked() == 2 })
+	if data, _, err := conn.Get("/parked"); err != nil || string(data) != "b" {
+		t.Fatalf("get through a parked session: %q %v", data, err)
+	}
+
+	// The member goes away while both pumps are parked: the upstream pump
+	// is woken by the connection's end and re-attaches elsewhere.
+	waitFor(t, "parked again", 10*time.Second, func() bool { return parked() == 2 })
+	sess := px.Sessions()[0]
+	member := sess.Info().Member
+	for _, m := range ens.Members {
+		if m.ClientAddr() == member {
+			m.Stop()
+		}
+	}
+	waitFor(t, "re-attached elsewhere", 30*time.Second, func() bool {
+		info := sess.Info()
+		return info.Member != "" && info.Member != member && info.Attaches == 2
+	})
+	if data, _, err := conn.Get("/parked"); err != nil || string(data) != "b" {
+		t.Fatalf("get after the re-attach: %q %v", data, err)
+	}
+	if n := rec.count(zk.StateDisconnected); n != 0 {
+		t.Errorf("client saw %d disconnects", n)
+	}
+
+	// A client that stops sending (no pings) is closed at its session
+	// timeout although its pump is parked.
+	raw, _, resp := rawSession(t, px.Addr, 2000)
+	expectClosed(t, raw, time.Duration(resp.TimeOut)*time.Millisecond+5*time.Second)
+	waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("client silent for the session timeout") })
+
+	waitFor(t, "parked again", 10*time.Second, func() bool { return parked() == 2 })
+	conn.Close()
+	waitFor(t, "sessions closed", 10*time.Second, func() bool { return len(px.Sessions()) == 0 })
+	if p := parked(); p != 0 {
+		t.Errorf("%v pumps still parked after the sessions closed", p)
+	}
+	checkGoroutines()
+}
