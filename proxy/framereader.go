@@ -57,7 +57,8 @@ type frameReader struct {
 	// frames it holds, shared by them so the pumps call time.Now once per
 	// read instead of several times per frame.
 	readAt time.Time
-	parkID uint64 // the parker's key while parked (see parker.park)
+	parkID uint64    // the parker's key while parked (see parker.park)
+	parked parkEntry // while parked; under the parker's lock
 
 	// readFn is readOnce bound once, and n and err its results: a closure
 	// passed to RawConn.Read would allocate on every read.

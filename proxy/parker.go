@@ -16,10 +16,11 @@ var errParked = errors.New("proxy: pump parked while its connection is idle")
 // noticed at most this late.
 const parkSweep = 250 * time.Millisecond
 
-// parkEntry is one parked pump.
+// parkEntry is one parked pump; it lives in the pump's frameReader, so
+// parking allocates nothing (an idle session parks after every ping).
 type parkEntry struct {
 	deadline time.Time // resume at this time even without data
-	resume   func()    // run on a new goroutine
+	resume   func()    // run on a new goroutine; made once per pump
 }
 
 // readWatch decides what a pump does when its connection has been quiet
@@ -149,16 +150,20 @@ func (s *Server) stopParker() {
 // parkedSet is the bookkeeping shared by the parker implementations.
 type parkedSet struct {
 	mu      sync.Mutex
-	entries map[uint64]*parkEntry
+	entries map[uint64]*frameReader // by parkID
 	nextID  uint64
 	closed  bool
 }
 
-// take removes and returns the entry with id, if parked.
-func (ps *parkedSet) takeLocked(id uint64) *parkEntry {
-	e := ps.entries[id]
-	if e != nil {
-		delete(ps.entries, id)
+// takeLocked removes the pump parked under id and returns its resume
+// func, or nil if none is.
+func (ps *parkedSet) takeLocked(id uint64) func() {
+	fr := ps.entries[id]
+	if fr == nil {
+		return nil
 	}
-	return e
+	delete(ps.entries, id)
+	resume := fr.parked.resume
+	fr.parked = parkEntry{}
+	return resume
 }

@@ -30,7 +30,7 @@ func newParker(gauge prometheus.Gauge) (*parker, error) {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	p := &parker{epfd: fd, gauge: gauge}
-	p.entries = map[uint64]*parkEntry{}
+	p.entries = map[uint64]*frameReader{}
 	return p, nil
 }
 
@@ -59,8 +59,8 @@ func (p *parker) park(fr *frameReader, e parkEntry) bool {
 		if err != nil {
 			return
 		}
-		entry := e
-		p.entries[id] = &entry
+		fr.parked = e
+		p.entries[id] = fr
 		fr.parkID = id
 		parked = true
 		p.gauge.Inc()
@@ -78,11 +78,11 @@ const epollOneShot = 1 << 30
 
 func (p *parker) unpark(fr *frameReader) {
 	p.mu.Lock()
-	e := p.takeLocked(fr.parkID)
+	resume := p.takeLocked(fr.parkID)
 	p.mu.Unlock()
-	if e != nil {
+	if resume != nil {
 		p.gauge.Dec()
-		go e.resume()
+		go resume()
 	}
 }
 
@@ -115,16 +115,15 @@ func (p *parker) loop() {
 		p.mu.Lock()
 		for i := range max(n, 0) {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if e := p.takeLocked(id); e != nil {
-				wake = append(wake, e.resume)
+			if resume := p.takeLocked(id); resume != nil {
+				wake = append(wake, resume)
 			}
 		}
 		closed := p.closed
 		if closed || !now.Before(nextSweep) {
-			for id, e := range p.entries {
-				if closed || (!e.deadline.IsZero() && !now.Before(e.deadline)) {
-					delete(p.entries, id)
-					wake = append(wake, e.resume)
+			for id, fr := range p.entries {
+				if d := fr.parked.deadline; closed || (!d.IsZero() && !now.Before(d)) {
+					wake = append(wake, p.takeLocked(id))
 				}
 			}
 			nextSweep = now.Add(parkSweep)

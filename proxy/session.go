@@ -84,11 +84,13 @@ type Session struct {
 	client     net.Conn
 	clientAddr string
 	clientR    *frameReader
-	clientRW   readWatch    // the client pump's idle and silence deadlines
-	clientWDL  lazyDeadline // client write deadline, under cwmu
-	created    time.Time
-	ctx        context.Context // ends when the session closes
-	cancel     context.CancelFunc
+	clientRW   readWatch // the client pump's idle and silence deadlines
+	// clientResume restarts the client pump after parking; the pump's own.
+	clientResume func()
+	clientWDL    lazyDeadline // client write deadline, under cwmu
+	created      time.Time
+	ctx          context.Context // ends when the session closes
+	cancel       context.CancelFunc
 
 	// Set by the handshake, then immutable.
 	id            jute.SessionID
@@ -431,7 +433,10 @@ func (s *Session) pumpClient() {
 	for {
 		err := s.readClient()
 		if errors.Is(err, errParked) {
-			if s.srv.parkPump(s.clientR, s.clientRW.silentAt(s.clientR.readAt), s.resumeClient) {
+			if s.clientResume == nil {
+				s.clientResume = s.resumeClient // one allocation per session, not per park
+			}
+			if s.srv.parkPump(s.clientR, s.clientRW.silentAt(s.clientR.readAt), s.clientResume) {
 				return
 			}
 			// Not parked: carry on waiting here, parkAfter longer.
@@ -715,7 +720,10 @@ func (s *Session) runUpstream(up *upstream) {
 	for {
 		err := s.readUpstream(up)
 		if errors.Is(err, errParked) {
-			if s.srv.parkPump(up.r, up.rw.silentAt(up.r.readAt), func() { s.resumeUpstream(up) }) {
+			if up.resume == nil {
+				up.resume = func() { s.resumeUpstream(up) }
+			}
+			if s.srv.parkPump(up.r, up.rw.silentAt(up.r.readAt), up.resume) {
 				return
 			}
 			up.rw.resume(time.Now(), up.r.readAt, up.conn.SetReadDeadline)

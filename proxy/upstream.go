@@ -42,6 +42,7 @@ type upstream struct {
 	r       *frameReader
 	timeout time.Duration // negotiated by this member
 	rw      readWatch     // the pump's idle and silence deadlines
+	resume  func()        // restarts the pump after parking; the pump's own
 	writeDL lazyDeadline  // under the session's sendMu
 	// lastSend is the UnixNano of the last frame written, for keep-alive
 	// pacing; lastRecv of the last frame read, for the expiry budget.
