@@ -405,22 +405,18 @@ func (fr *frameReader) releaseIfEmpty() {
 	fr.chunk, fr.buf, fr.r, fr.w = nil, nil, 0, 0
 }
 
-// lazyDeadline moves a connection's read or write deadline only when it has
+// lazyDeadline moves a connection's write deadline only when it has
 // come within the timeout of now, instead of before every frame: setting a
 // deadline costs a timer update in the runtime poller (pollSetDeadline),
 // which showed up per frame in profiles. The deadline is always at least
-// timeout away after extend, and at most timeout + timeout/8, so a silent
+// timeout away after extendAt, and at most timeout + timeout/8, so a silent
 // peer is still detected within 9/8 of the timeout. The zero value has no
 // deadline set. Not safe for concurrent use; each has one user.
 type lazyDeadline struct {
 	at time.Time
 }
 
-func (d *lazyDeadline) extend(timeout time.Duration, set func(time.Time) error) {
-	d.extendAt(time.Now(), timeout, set)
-}
-
-// extendAt is extend with the current time already known.
+// extendAt moves the deadline if it is within timeout of now.
 func (d *lazyDeadline) extendAt(now time.Time, timeout time.Duration, set func(time.Time) error) {
 	if !d.at.IsZero() && d.at.Sub(now) >= timeout {
 		return
