@@ -88,6 +88,18 @@ func (w *readWatch) expired(now, last time.Time, set func(time.Time) error) verd
 	return keepWaiting
 }
 
+// onTimeout is a pump's answer to its deadline firing with err: nil to
+// keep waiting, errParked to park, err itself when the peer is silent.
+func (w *readWatch) onTimeout(err error, last time.Time, set func(time.Time) error) error {
+	switch w.expired(time.Now(), last, set) {
+	case goPark:
+		return errParked
+	case peerSilent:
+		return err
+	}
+	return nil
+}
+
 // resume restarts the watch of a pump back from parking (or that could not
 // park) at now: the connection's deadline, left in the past by the park, is
 // set again before the pump reads.

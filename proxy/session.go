@@ -474,13 +474,7 @@ func (s *Session) beforeClientRead() error {
 
 // onClientTimeout handles the client pump's deadline.
 func (s *Session) onClientTimeout(err error) error {
-	switch s.clientRW.expired(time.Now(), s.clientR.readAt, s.client.SetReadDeadline) {
-	case goPark:
-		return errParked
-	case peerSilent:
-		return err
-	}
-	return nil
+	return s.clientRW.onTimeout(err, s.clientR.readAt, s.client.SetReadDeadline)
 }
 
 // clientFrameError ends the client pump for a reason found in a frame (or
@@ -803,13 +797,7 @@ func (s *Session) readUpstream(up *upstream) (err error) {
 		return nil
 	}
 	onTimeout := func(err error) error {
-		switch up.rw.expired(time.Now(), up.r.readAt, up.conn.SetReadDeadline) {
-		case goPark:
-			return errParked
-		case peerSilent:
-			return err
-		}
-		return nil
+		return up.rw.onTimeout(err, up.r.readAt, up.conn.SetReadDeadline)
 	}
 	err = up.r.Serve(onFrame, beforeRead, onTimeout)
 	if errors.Is(err, jute.ErrFrameTooLarge) {
