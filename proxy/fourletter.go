@@ -101,7 +101,9 @@ func (s *Server) fourLetterAllowed(cmd string) bool {
 // relayFourLetterWord sends cmd to a member of the target ensemble and
 // copies its answer to the client.
 func (s *Session) relayFourLetterWord(cmd string, deadline time.Time) {
-	ctx, cancel := context.WithDeadline(s.ctx, deadline)
+	opCtx, done := s.operationContext(context.Background())
+	defer done()
+	ctx, cancel := context.WithDeadline(opCtx, deadline)
 	defer cancel()
 	for _, member := range s.srv.members.order(s.srv.Target()) {
 		out, err := s.srv.fourLetter(ctx, member, cmd, fourLetterAnswerLimit)

@@ -32,6 +32,9 @@ func writeHeapProfile(b *testing.B, path string) {
 func BenchmarkIdleSessionMemory(b *testing.B) {
 	zktest.RequireIntegration(b)
 	const sessions = 1000
+	if os.Getenv("ZKPROXY_IDLE_HEAP_PROFILE") != "" {
+		runtime.MemProfileRate = 1 // every allocation, so the profile adds up per session
+	}
 	server := zktest.Standalone(b, zktest.WithConfig("maxClientCnxns=0"), zktest.WithHeapMB(256))
 	srv, err := New(Config{Source: []string{server.ClientAddr()}}, nil, nil)
 	if err != nil {

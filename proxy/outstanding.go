@@ -114,20 +114,23 @@ func (q *requestFIFO) clear() {
 // Client and proxy pings both use xid -2 and their replies come back in
 // order, so the owner of a ping reply is the oldest entry.
 type pingFIFO struct {
-	fromProxy []bool
+	fromProxy []bool // from head on; the backing array is kept while empty
+	head      int
 }
 
 func (p *pingFIFO) push(fromProxy bool) { p.fromProxy = append(p.fromProxy, fromProxy) }
 
 // pop returns whether the oldest ping in flight was the proxy's own.
 func (p *pingFIFO) pop() (fromProxy, ok bool) {
-	if len(p.fromProxy) == 0 {
+	if p.head == len(p.fromProxy) {
 		return false, false
 	}
-	fromProxy = p.fromProxy[0]
-	p.fromProxy = p.fromProxy[1:]
-	if len(p.fromProxy) == 0 {
-		p.fromProxy = nil
+	fromProxy = p.fromProxy[p.head]
+	p.head++
+	if p.head == len(p.fromProxy) {
+		// Empty: start over in the same array, so a session's pings,
+		// one in flight at a time, allocate nothing.
+		p.fromProxy, p.head = p.fromProxy[:0], 0
 	}
 	return fromProxy, true
 }
@@ -135,7 +138,7 @@ func (p *pingFIFO) pop() (fromProxy, ok bool) {
 // clientPings counts client pings in flight.
 func (p *pingFIFO) clientPings() int {
 	n := 0
-	for _, fromProxy := range p.fromProxy {
+	for _, fromProxy := range p.fromProxy[p.head:] {
 		if !fromProxy {
 			n++
 		}
@@ -143,4 +146,4 @@ func (p *pingFIFO) clientPings() int {
 	return n
 }
 
-func (p *pingFIFO) clear() { p.fromProxy = nil }
+func (p *pingFIFO) clear() { p.fromProxy, p.head = nil, 0 }

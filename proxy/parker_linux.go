@@ -5,6 +5,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,38 +39,65 @@ func newParker(gauge prometheus.Gauge) (*parker, error) {
 // the descriptor open: a socket closed concurrently is either refused here
 // or registered before its Close, and then unpark finds it.
 func (p *parker) park(fr *frameReader, e parkEntry) bool {
-	parked := false
-	err := fr.raw.Control(func(fd uintptr) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.closed {
-			return
-		}
-		p.nextID++
-		id := p.nextID
-		// Level-triggered and one-shot: data already queued wakes it at
-		// once, so nothing that arrived before the registration is missed,
-		// and one event disarms it until the next park.
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollOneShot,
-			Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-		err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
-		if errors.Is(err, syscall.ENOENT) {
-			err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-		}
-		if err != nil {
-			return
-		}
-		fr.parked = e
-		p.entries[id] = fr
-		fr.parkID = id
-		parked = true
-		p.gauge.Inc()
-		if !p.running {
-			p.running = true
-			go p.loop()
-		}
-	})
-	return err == nil && parked
+	op := parkOps.Get().(*parkOp)
+	op.p, op.fr, op.e, op.ok = p, fr, e, false
+	err := fr.raw.Control(op.fn)
+	ok := err == nil && op.ok
+	*op = parkOp{fn: op.fn}
+	parkOps.Put(op)
+	return ok
+}
+
+// parkOp carries one park's arguments and result through RawConn.Control,
+// whose callback would otherwise be a closure allocated per park (an idle
+// session parks after every ping). fn is register bound once.
+type parkOp struct {
+	p  *parker
+	fr *frameReader
+	e  parkEntry
+	ok bool
+	fn func(fd uintptr)
+}
+
+var parkOps = sync.Pool{New: func() any {
+	op := &parkOp{}
+	op.fn = op.register
+	return op
+}}
+
+// register is park's RawConn.Control callback. Once the socket is
+// registered and the lock released, fr belongs to whoever resumes it: the
+// result goes to op, which only this park uses.
+func (op *parkOp) register(fd uintptr) {
+	p, fr := op.p, op.fr
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.nextID++
+	id := p.nextID
+	// Level-triggered and one-shot: data already queued wakes it at
+	// once, so nothing that arrived before the registration is missed,
+	// and one event disarms it until the next park.
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollOneShot,
+		Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+	if errors.Is(err, syscall.ENOENT) {
+		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	}
+	if err != nil {
+		return
+	}
+	fr.parked = op.e
+	p.entries[id] = fr
+	fr.parkID = id
+	op.ok = true
+	p.gauge.Inc()
+	if !p.running {
+		p.running = true
+		go p.loop()
+	}
 }
 
 // epollOneShot is EPOLLONESHOT (1<<30), which package syscall spells as a
@@ -103,6 +131,7 @@ func (p *parker) stop() {
 // and closes the epoll instance.
 func (p *parker) loop() {
 	events := make([]syscall.EpollEvent, 256)
+	var wake []func() // reused: the loop runs for as long as anything is parked
 	nextSweep := time.Now().Add(parkSweep)
 	for {
 		n, err := syscall.EpollWait(p.epfd, events, int(parkSweep/time.Millisecond))
@@ -110,7 +139,8 @@ func (p *parker) loop() {
 			n = 0
 			time.Sleep(parkSweep) // cannot happen with a valid epfd; do not spin
 		}
-		var wake []func()
+		clear(wake)
+		wake = wake[:0]
 		now := time.Now()
 		p.mu.Lock()
 		for i := range max(n, 0) {

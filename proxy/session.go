@@ -89,8 +89,6 @@ type Session struct {
 	clientResume func()
 	clientWDL    lazyDeadline // client write deadline, under cwmu
 	created      time.Time
-	ctx          context.Context // ends when the session closes
-	cancel       context.CancelFunc
 
 	// Set by the handshake, then immutable.
 	id            jute.SessionID
@@ -134,7 +132,9 @@ type Session struct {
 	// The zkproxy_sessions child this session is counted in, if any.
 	gaugeCounted         bool
 	gaugeEns, gaugeState int
-	holdSince            time.Time // forwarding stopped (hold, move, re-attach); zero while forwarding
+	holdSince            time.Time  // forwarding stopped (hold, move, re-attach); zero while forwarding
+	ops                  []opCancel // contexts of blocking operations in progress (see operationContext)
+	opSeq                uint64
 
 	// Frames received from and sent to the client (cons).
 	recved, sent atomic.Uint64
@@ -181,18 +181,56 @@ type SessionInfo struct {
 }
 
 func newSession(srv *Server, conn net.Conn) *Session {
-	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{
 		srv:        srv,
 		client:     conn,
 		clientAddr: conn.RemoteAddr().String(),
 		created:    time.Now(),
-		ctx:        ctx,
-		cancel:     cancel,
 	}
 	s.cond = sync.NewCond(&s.mu)
 	s.watches.gauges = &srv.m.watches
 	return s
+}
+
+// opCancel cancels one operation's context (see operationContext).
+type opCancel struct {
+	id     uint64
+	cancel context.CancelFunc
+}
+
+// operationContext returns a context derived from parent for one blocking
+// operation of the session (dialing a member, re-attaching, relaying a
+// four-letter word) that also ends when the session closes, and the
+// release the caller calls when the operation is over. Contexts per
+// operation rather than one for the session's life: a context that has
+// had children keeps their map and its done channel for ever, about
+// 0.45 KiB of an idle session's ~3 KiB.
+func (s *Session) operationContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		return ctx, func() {}
+	}
+	s.opSeq++
+	id := s.opSeq
+	s.ops = append(s.ops, opCancel{id: id, cancel: cancel})
+	s.mu.Unlock()
+	return ctx, func() {
+		cancel()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i, op := range s.ops {
+			if op.id == id {
+				s.ops = slices.Delete(s.ops, i, i+1)
+				break
+			}
+		}
+		if len(s.ops) == 0 {
+			s.ops = nil // keep nothing while idle
+		}
+	}
 }
 
 // logger returns the session's logger: client address and session id
@@ -256,7 +294,6 @@ func (s *Session) handshakeOrClose() bool {
 	if err := s.handshake(); err != nil {
 		s.close(err.Error())
 		s.client.Close()
-		s.cancel()
 		return false
 	}
 	return true
@@ -334,7 +371,9 @@ func (s *Session) handshake() (err error) {
 		if time.Now().After(deadline) {
 			break
 		}
-		u, r, raw, err := s.srv.connectMember(s.ctx, member, connectFrame, deadline)
+		ctx, done := s.operationContext(context.Background())
+		u, r, raw, err := s.srv.connectMember(ctx, member, connectFrame, deadline)
+		done()
 		if errors.Is(err, errSessionExpired) {
 			// Relay the expiry so the client learns it (ClientCnxn
 			// onConnected treats timeOut <= 0 as Expired), then close as
@@ -444,7 +483,6 @@ func (s *Session) pumpClient() {
 			continue
 		}
 		s.close(err.Error())
-		s.cancel()
 		s.srv.forget(s)
 		s.srv.wg.Done()
 		return
@@ -459,22 +497,27 @@ func (s *Session) resumeClient() {
 // readClient forwards client frames until the client connection fails or
 // the pump parks (errParked).
 func (s *Session) readClient() error {
-	err := s.clientR.Serve(s.onClientFrame, s.beforeClientRead, s.onClientTimeout)
+	err := s.clientR.Serve((*clientPump)(s))
 	if _, ok := err.(*clientFrameError); ok || errors.Is(err, errParked) {
 		return err
 	}
 	return s.clientReadError(err)
 }
 
-// beforeClientRead runs whenever the client pump is about to read or wait.
-func (s *Session) beforeClientRead() error {
-	s.clientRW.arm(s.clientR.readAt, s.client.SetReadDeadline)
+// clientPump is the session as the client pump's frameHandler.
+type clientPump Session
+
+func (p *clientPump) onFrame(f frame) error { return (*Session)(p).onClientFrame(f) }
+
+// beforeRead runs whenever the client pump is about to read or wait.
+func (p *clientPump) beforeRead() error {
+	p.clientRW.arm(p.clientR.readAt, p.client.SetReadDeadline)
 	return nil
 }
 
-// onClientTimeout handles the client pump's deadline.
-func (s *Session) onClientTimeout(err error) error {
-	return s.clientRW.onTimeout(err, s.clientR.readAt, s.client.SetReadDeadline)
+// onTimeout handles the client pump's deadline.
+func (p *clientPump) onTimeout(err error) error {
+	return p.clientRW.onTimeout(err, p.clientR.readAt, p.client.SetReadDeadline)
 }
 
 // clientFrameError ends the client pump for a reason found in a frame (or
@@ -754,57 +797,64 @@ func (s *Session) resumeUpstream(up *upstream) {
 // written to the client together (one writev) once they are all applied:
 // a member answers a pipelining client's requests back to back.
 func (s *Session) readUpstream(up *upstream) (err error) {
-	var pending [][]byte
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		werr := s.writeClientFrames(pending, up.r.readAt)
-		clear(pending)
-		pending = pending[:0]
-		if werr != nil {
-			return &fatalError{werr}
-		}
-		return nil
-	}
+	up.sess = s
 	defer func() {
 		// Frames applied to the session state reach the client before
 		// anything the loss of this upstream makes the proxy send.
-		if ferr := flush(); ferr != nil {
+		if ferr := up.flush(); ferr != nil {
 			var fe *fatalError
 			if !errors.As(err, &fe) {
 				err = ferr
 			}
 		}
 	}()
-	onFrame := func(f frame) error {
-		at := up.r.readAt
-		up.lastRecv.Store(at.UnixNano())
-		forward, err := s.onReply(f.Payload(), at)
-		if err != nil {
-			return &fatalError{fmt.Errorf("member %s: %w", up.member, err)}
-		}
-		if forward {
-			pending = append(pending, f.Raw())
-		}
-		return nil
-	}
-	beforeRead := func() error {
-		if err := flush(); err != nil {
-			return err
-		}
-		up.rw.arm(up.r.readAt, up.conn.SetReadDeadline)
-		return nil
-	}
-	onTimeout := func(err error) error {
-		return up.rw.onTimeout(err, up.r.readAt, up.conn.SetReadDeadline)
-	}
-	err = up.r.Serve(onFrame, beforeRead, onTimeout)
+	err = up.r.Serve(up)
 	if errors.Is(err, jute.ErrFrameTooLarge) {
 		s.srv.m.framesOverLimit.WithLabelValues("upstream").Inc()
 		return &fatalError{fmt.Errorf("member %s sent a frame over max-reply-frame-size: %w", up.member, err)}
 	}
 	return err
+}
+
+// The upstream is its pump's frameHandler (see readUpstream).
+
+func (up *upstream) onFrame(f frame) error {
+	at := up.r.readAt
+	up.lastRecv.Store(at.UnixNano())
+	forward, err := up.sess.onReply(f.Payload(), at)
+	if err != nil {
+		return &fatalError{fmt.Errorf("member %s: %w", up.member, err)}
+	}
+	if forward {
+		up.pending = append(up.pending, f.Raw())
+	}
+	return nil
+}
+
+func (up *upstream) beforeRead() error {
+	if err := up.flush(); err != nil {
+		return err
+	}
+	up.rw.arm(up.r.readAt, up.conn.SetReadDeadline)
+	return nil
+}
+
+func (up *upstream) onTimeout(err error) error {
+	return up.rw.onTimeout(err, up.r.readAt, up.conn.SetReadDeadline)
+}
+
+// flush writes the frames collected since the last read to the client.
+func (up *upstream) flush() error {
+	if len(up.pending) == 0 {
+		return nil
+	}
+	werr := up.sess.writeClientFrames(up.pending, up.r.readAt)
+	clear(up.pending)
+	up.pending = up.pending[:0]
+	if werr != nil {
+		return &fatalError{werr}
+	}
+	return nil
 }
 
 // writeClientFrames writes frames to the client with one writev.
@@ -974,7 +1024,9 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	budget := lastRecv.Add(up.timeout)
 	s.logger().Info("upstream lost; re-attaching", "member", up.member, "cause", cause, "budget", time.Until(budget).Round(time.Millisecond))
 	start := time.Now()
-	next, err := s.reattach(s.ctx, ensemble, budget)
+	ctx, done := s.operationContext(context.Background())
+	next, err := s.reattach(ctx, ensemble, budget)
+	done()
 	if err != nil {
 		s.srv.m.reattaches.WithLabelValues(reattachFailure(err)).Inc()
 		s.close(fmt.Sprintf("re-attach after losing %s failed: %v", up.member, err))
@@ -1500,10 +1552,14 @@ func (s *Session) close(reason string) {
 	s.srv.m.heldBytes.Sub(float64(s.heldBytes))
 	s.held, s.heldBytes = nil, 0
 	opened := s.opened
+	ops := s.ops
+	s.ops = nil
 	s.cond.Broadcast()
 	s.mu.Unlock()
 
-	s.cancel()
+	for _, op := range ops {
+		op.cancel()
+	}
 	s.client.Close()
 	s.srv.unpark(s.clientR)
 	if up != nil {

@@ -43,7 +43,11 @@ type upstream struct {
 	timeout time.Duration // negotiated by this member
 	rw      readWatch     // the pump's idle and silence deadlines
 	resume  func()        // restarts the pump after parking; the pump's own
-	writeDL lazyDeadline  // under the session's sendMu
+	// The pump's own: its session, and the member frames read but not yet
+	// written to the client (see readUpstream).
+	sess    *Session
+	pending [][]byte
+	writeDL lazyDeadline // under the session's sendMu
 	// lastSend is the UnixNano of the last frame written, for keep-alive
 	// pacing; lastRecv of the last frame read, for the expiry budget.
 	lastSend atomic.Int64

@@ -49,6 +49,7 @@ const (
 	keyMoveTimeout      = "cutover-move-timeout"
 	keyBarrierMaxHold   = "cutover-barrier-max-hold"
 	keyFourLetterWords  = "four-letter-words"
+	keyParkIdleAfter    = "park-idle-after"
 )
 
 // serveConfig is the validated configuration of `zkproxy serve`.
@@ -85,6 +86,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Int(keyMaxBufferedBytes, 0, "maximum bytes buffered per session before reading pauses (0: default)")
 	fs.Duration(keyHandshakeTimeout, 0, "time a new client has to send its ConnectRequest (0: default)")
 	fs.StringSlice(keyFourLetterWords, proxy.DefaultFourLetterWords, "four-letter words the proxy answers itself on the client port (ruok, isro, srvr, stat, mntr, cons, or *); cons lists session ids, from which passwords derive: keep it off on reachable ports")
+	fs.String(keyParkIdleAfter, proxy.DefaultParkIdleAfter.String(), "idle time after which a session's two pumps give up their goroutines and wait on one shared poller (Linux); off keeps a goroutine per direction")
 	fs.StringSlice(keyLocalAddrs, nil, "local IP addresses upstream connections are spread over (to stay under maxClientCnxns per source IP)")
 	fs.Duration(keyShutdownTimeout, 30*time.Second, "how long SIGTERM waits for sessions to finish in-flight requests")
 	fs.Int(keyMaxLag, 100, "sync check: transactions a destination member may trail the joint leader (and a session's last zxid) by; a trailing member catches up in milliseconds under load")
@@ -100,6 +102,7 @@ var knownKeys = []string{
 	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
 	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyFourLetterWords,
+	keyParkIdleAfter,
 }
 
 // newViper returns a viper (never the global one) reading flags, ZKPROXY_*
@@ -220,6 +223,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 			HandshakeTimeout:           duration(keyHandshakeTimeout),
 			LocalAddrs:                 list(keyLocalAddrs),
 			FourLetterWords:            list(keyFourLetterWords),
+			ParkIdleAfter:              parkIdleAfter(v.Get(keyParkIdleAfter), bad),
 		},
 	}
 	cfg.Cutover = cutover.Config{
@@ -389,4 +393,20 @@ func intersect(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// parkIdleAfter converts park-idle-after: a positive duration, or off
+// (proxy.Config's negative: never park).
+func parkIdleAfter(raw any, bad func(key, format string, args ...any)) time.Duration {
+	if s, ok := raw.(string); ok && strings.EqualFold(strings.TrimSpace(s), "off") {
+		return -1
+	}
+	d, err := cast.ToDurationE(raw)
+	switch {
+	case err != nil:
+		bad(keyParkIdleAfter, "not a duration or off: %q", fmt.Sprint(raw))
+	case d <= 0:
+		bad(keyParkIdleAfter, "must be positive (or off), got %s", d)
+	}
+	return d
 }

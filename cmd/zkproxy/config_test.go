@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/zkproxy/zkproxy/proxy"
 )
 
 // loadFor parses args as `zkproxy serve` would and loads the configuration.
@@ -31,6 +33,7 @@ func TestEveryBadKeyIsNamedAtOnce(t *testing.T) {
 	t.Setenv("ZKPROXY_HANDSHAKE_TIMEOUT", "soon")
 	t.Setenv("ZKPROXY_MAX_FRAME_SIZE", "-5")
 	t.Setenv("ZKPROXY_PPROF", "perhaps")
+	t.Setenv("ZKPROXY_PARK_IDLE_AFTER", "never")
 	_, err := loadFor(t,
 		"--listen", "nohost",
 		"--destination", "127.0.0.1:99999,ok-host:2181",
@@ -46,11 +49,35 @@ func TestEveryBadKeyIsNamedAtOnce(t *testing.T) {
 	for _, want := range []string{
 		"listen:", "source: required", "destination:", `"127.0.0.1:99999": bad port`,
 		"log-format:", "log-level:", "local-addrs:", "handshake-timeout:", "max-frame-size: must not be negative",
-		"pprof:",
+		"pprof:", `park-idle-after: not a duration or off: "never"`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not name %q:\n%s", want, msg)
 		}
+	}
+}
+
+func TestParkIdleAfter(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		arg  string
+		want time.Duration
+	}{{"", proxy.DefaultParkIdleAfter}, {"200ms", 200 * time.Millisecond}, {"off", -1}, {"OFF", -1}} {
+		args := []string{"--source", "127.0.0.1:2181", "--data-dir", dir}
+		if tc.arg != "" {
+			args = append(args, "--park-idle-after", tc.arg)
+		}
+		cfg, err := loadFor(t, args...)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.arg, err)
+		}
+		if cfg.Proxy.ParkIdleAfter != tc.want {
+			t.Errorf("%q: ParkIdleAfter %s, want %s", tc.arg, cfg.Proxy.ParkIdleAfter, tc.want)
+		}
+	}
+	if _, err := loadFor(t, "--source", "127.0.0.1:2181", "--data-dir", dir, "--park-idle-after", "0s"); err == nil ||
+		!strings.Contains(err.Error(), "park-idle-after: must be positive") {
+		t.Fatalf("0s accepted: %v", err)
 	}
 }
 

@@ -131,7 +131,7 @@ func newServer(t TB, id int, opts []Option) *Server {
 			t.Errorf("zktest: server %d: %v", s.ID, err)
 		}
 		if t.Failed() {
-			t.Logf("zktest: server %d (%s) log tail:\n%s", s.ID, s.IP, s.LogTail(32<<10))
+			t.Logf("zktest: server %d (%s) %s", s.ID, s.IP, s.keepLog())
 		}
 	})
 	return s
@@ -383,6 +383,44 @@ func (s *Server) WaitServing(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// keepLog copies the server's log out of the test's temporary directory
+// (removed when the test ends) and describes where it went, with its last
+// few lines. A failed test prints this for every server: whole log tails
+// would bury the failure message itself, which is what a CI summary shows.
+func (s *Server) keepLog() string {
+	dir := os.Getenv("ZKTEST_LOG_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "zktest-logs")
+	}
+	last := lastLines(s.LogTail(4<<10), 4)
+	name := fmt.Sprintf("%s-server%d-%d.log", time.Now().Format("150405.000"), s.ID, os.Getpid())
+	dst := filepath.Join(dir, name)
+	b, err := os.ReadFile(s.LogPath())
+	if err == nil {
+		if err = os.MkdirAll(dir, 0o755); err == nil {
+			err = os.WriteFile(dst, b, 0o644)
+		}
+	}
+	if err != nil {
+		return fmt.Sprintf("log not kept (%v); its last lines:\n%s", err, last)
+	}
+	return fmt.Sprintf("log kept in %s; its last lines:\n%s", dst, last)
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	s = strings.TrimRight(s, "\n")
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '\n' {
+			n--
+			if n == 0 {
+				return s[i+1:]
+			}
+		}
+	}
+	return s
 }
 
 // LogTail returns up to the last n bytes of the server's log.
