@@ -37,8 +37,14 @@ const (
 	// DefaultParkIdleAfter: clients ping after a third of their session
 	// timeout without traffic (ClientCnxn: readTimeout / 2) — 6 s for
 	// Kafka's 18 s default — so an idle session spends most of its time
-	// parked, while a busy one never waits this long for a frame.
-	DefaultParkIdleAfter = 500 * time.Millisecond
+	// parked, while a busy one never waits this long for a frame. Short,
+	// because it bounds how many pump goroutines a reconnect storm has
+	// alive at once: with 500 ms, 5,000 sessions connecting within a few
+	// seconds left ~20 MB of freed goroutine stacks in the heap, which the
+	// runtime returns to the OS only slowly (RSS 10.5 KiB per idle session
+	// after 40 s, against 7 KiB with 100 ms). Parking costs one epoll_ctl
+	// and waking one goroutine start: nothing next to 100 ms of silence.
+	DefaultParkIdleAfter = 100 * time.Millisecond
 	// DefaultDialTimeout bounds one TCP dial to a member.
 	DefaultDialTimeout = 3 * time.Second
 	// DefaultMemberBackoff is how long a member that failed is tried only

@@ -299,8 +299,12 @@ func (fr *frameReader) serveOnce(fd uintptr) bool {
 		var n int
 		var err error
 		for {
-			n, err = syscall.Read(int(fd), fr.buf[fr.w:])
-			if err != syscall.EINTR {
+			var errno syscall.Errno
+			n, errno = rawRead(fd, fr.buf[fr.w:])
+			if errno != syscall.EINTR {
+				if errno != 0 {
+					err = errno
+				}
 				break
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/zkproxy/zkproxy/jute"
@@ -82,6 +83,7 @@ type Session struct {
 	srv        *Server
 	logID      atomic.Int64 // session id for the log, once known (see logger)
 	client     net.Conn
+	clientRaw  syscall.RawConn // client's, for writeFrame(s); nil if it has none
 	clientAddr string
 	clientR    *frameReader
 	clientRW   readWatch // the client pump's idle and silence deadlines
@@ -184,6 +186,7 @@ func newSession(srv *Server, conn net.Conn) *Session {
 	s := &Session{
 		srv:        srv,
 		client:     conn,
+		clientRaw:  rawConnOf(conn),
 		clientAddr: conn.RemoteAddr().String(),
 		created:    time.Now(),
 	}
@@ -704,7 +707,7 @@ func (s *Session) writeUpstream(up *upstream, frame []byte) {
 // writeUpstreamAt is writeUpstream with the current time already known.
 func (s *Session) writeUpstreamAt(up *upstream, frame []byte, now time.Time) {
 	up.writeDL.extendAt(now, up.timeout, up.conn.SetWriteDeadline)
-	n, err := up.conn.Write(frame)
+	n, err := writeFrame(up.conn, up.raw, frame)
 	s.srv.m.upstreamBytesOut.Add(uint64(n))
 	if err != nil {
 		up.conn.Close()
@@ -729,7 +732,7 @@ func (s *Session) writeClientAt(frame []byte, now time.Time) error {
 		timeout = s.srv.cfg.HandshakeTimeout
 	}
 	s.clientWDL.extendAt(now, timeout, s.client.SetWriteDeadline)
-	n, err := s.client.Write(frame)
+	n, err := writeFrame(s.client, s.clientRaw, frame)
 	s.srv.m.clientBytesOut.Add(uint64(n))
 	if err == nil {
 		s.sent.Add(1)
@@ -864,9 +867,8 @@ func (s *Session) writeClientFrames(frames [][]byte, now time.Time) error {
 	}
 	s.cwmu.Lock()
 	defer s.cwmu.Unlock()
-	bufs := net.Buffers(frames)
 	s.clientWDL.extendAt(now, s.clientTimeout, s.client.SetWriteDeadline)
-	n, err := bufs.WriteTo(s.client)
+	n, err := writeFrames(s.client, s.clientRaw, frames)
 	s.srv.m.clientBytesOut.Add(uint64(n))
 	if err == nil {
 		s.sent.Add(uint64(len(frames)))
