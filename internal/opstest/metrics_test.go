@@ -53,6 +53,7 @@ var agreedMetrics = map[string][]string{
 	"zkproxy_held_bytes":                        nil,
 	"zkproxy_hold_seconds":                      nil,
 	"zkproxy_move_drain_seconds":                nil,
+	"zkproxy_parked_pumps":                      nil,
 
 	"zkproxy_cutover_barrier_up":      nil,
 	"zkproxy_cutover_barrier_seconds": nil,
