@@ -81,6 +81,26 @@ func (l *logBuffer) stop() {
 	l.stopped = true
 }
 
+// reset forgets the lines kept so far.
+func (l *logBuffer) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = nil
+}
+
+// eventually reports whether a log line holding every one of parts
+// appears within d.
+func (l *logBuffer) eventually(d time.Duration, parts ...string) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		if l.contains(parts...) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // contains reports whether a log line holds every one of parts.
 func (l *logBuffer) contains(parts ...string) bool {
 	l.mu.Lock()
