@@ -32,8 +32,12 @@ type JavaClient struct {
 	stderr safeBuffer
 	exited chan struct{}
 
-	callMu  sync.Mutex // one command at a time
-	replies chan string
+	callMu sync.Mutex // one command at a time
+	// abandoned counts replies still owed to calls whose context ended
+	// first (under callMu): the next call skips them, or it would take
+	// an earlier command's reply for its own.
+	abandoned int
+	replies   chan string
 
 	mu      sync.Mutex
 	events  []ClientEvent
@@ -138,6 +142,16 @@ func (c *JavaClient) Do(ctx context.Context, args ...string) (string, error) {
 	c.callMu.Lock()
 	defer c.callMu.Unlock()
 	line := strings.Join(args, " ")
+	for c.abandoned > 0 {
+		select {
+		case <-c.replies:
+			c.abandoned--
+		case <-c.exited:
+			return "", fmt.Errorf("java client %q: process exited", line)
+		case <-ctx.Done():
+			return "", fmt.Errorf("java client %q: waiting for an earlier command's reply: %w", line, ctx.Err())
+		}
+	}
 	if _, err := io.WriteString(c.stdin, line+"\n"); err != nil {
 		return "", fmt.Errorf("java client %q: %w", line, err)
 	}
@@ -151,7 +165,8 @@ func (c *JavaClient) Do(ctx context.Context, args ...string) (string, error) {
 	case <-c.exited:
 		return "", fmt.Errorf("java client %q: process exited", line)
 	case <-ctx.Done():
-		// The reply may still come; the client is unusable for further calls.
+		// The reply may still come: the next call skips it.
+		c.abandoned++
 		return "", fmt.Errorf("java client %q: %w", line, ctx.Err())
 	}
 }

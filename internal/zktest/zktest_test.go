@@ -299,6 +299,17 @@ func TestJavaClient(t *testing.T) {
 	if in.State != "CONNECTED" || in.RemoteAddr != s.ClientAddr() || in.LastZxid != st.Zxid {
 		t.Fatalf("info %+v (srvr zxid 0x%x)", in, st.Zxid)
 	}
+	// A call whose context ends before its reply must not hand that reply
+	// to the next call (MoveTo's polling did, and Session then parsed an
+	// info line).
+	gone, stop := context.WithCancel(ctx)
+	stop()
+	if _, err := c.Do(gone, "info"); err == nil {
+		t.Fatal("info with an ended context succeeded")
+	}
+	if id2, _, _, err := c.Session(ctx); err != nil || id2 != id {
+		t.Fatalf("session after an abandoned call: 0x%x, %v", id2, err)
+	}
 	// A second handle re-attaches the same session by id and password.
 	c2 := StartJavaClient(t)
 	if err := c2.Connect(ctx, s.ClientAddr(), 10000, id, passwd); err != nil {
