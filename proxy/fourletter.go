@@ -101,7 +101,7 @@ func (s *Server) fourLetterAllowed(cmd string) bool {
 // relayFourLetterWord sends cmd to a member of the target ensemble and
 // copies its answer to the client.
 func (s *Session) relayFourLetterWord(cmd string, deadline time.Time) {
-	opCtx, done := s.operationContext(context.Background())
+	opCtx, done := s.operationContext()
 	defer done()
 	ctx, cancel := context.WithDeadline(opCtx, deadline)
 	defer cancel()

@@ -47,7 +47,7 @@ var readChunks = sync.Pool{New: func() any { b := make([]byte, readChunkSize); r
 // concurrent use.
 type frameReader struct {
 	conn  net.Conn
-	raw   syscall.RawConn // nil: plain Reads
+	raw   syscall.RawConn // nil: plain Reads; the pumps also write through it (writeFrame)
 	max   int
 	buf   []byte // chunk (*chunk != nil) or a dedicated big-frame buffer; nil when idle
 	chunk *[]byte
@@ -76,12 +76,9 @@ func newFrameReader(conn net.Conn, maxFrameSize int, bytes *atomic.Uint64) *fram
 		maxFrameSize = jute.DefaultMaxFrameSize
 	}
 	fr := &frameReader{conn: conn, max: maxFrameSize, bytes: bytes}
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			fr.raw = raw
-			fr.readFn = fr.readOnce
-			fr.serveFn = fr.serveOnce
-		}
+	if fr.raw = rawConnOf(conn); fr.raw != nil {
+		fr.readFn = fr.readOnce
+		fr.serveFn = fr.serveOnce
 	}
 	return fr
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/zkproxy/zkproxy/jute"
@@ -83,7 +82,6 @@ type Session struct {
 	srv        *Server
 	logID      atomic.Int64 // session id for the log, once known (see logger)
 	client     net.Conn
-	clientRaw  syscall.RawConn // client's, for writeFrame(s); nil if it has none
 	clientAddr string
 	clientR    *frameReader
 	clientRW   readWatch // the client pump's idle and silence deadlines
@@ -186,7 +184,6 @@ func newSession(srv *Server, conn net.Conn) *Session {
 	s := &Session{
 		srv:        srv,
 		client:     conn,
-		clientRaw:  rawConnOf(conn),
 		clientAddr: conn.RemoteAddr().String(),
 		created:    time.Now(),
 	}
@@ -201,15 +198,15 @@ type opCancel struct {
 	cancel context.CancelFunc
 }
 
-// operationContext returns a context derived from parent for one blocking
-// operation of the session (dialing a member, re-attaching, relaying a
-// four-letter word) that also ends when the session closes, and the
-// release the caller calls when the operation is over. Contexts per
+// operationContext returns a context for one blocking operation of the
+// session (dialing a member, re-attaching, relaying a four-letter word)
+// that ends when the session closes, and the release the caller calls when
+// the operation is over. Contexts per
 // operation rather than one for the session's life: a context that has
 // had children keeps their map and its done channel for ever, about
 // 0.45 KiB of an idle session's ~3 KiB.
-func (s *Session) operationContext(parent context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(parent)
+func (s *Session) operationContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -374,7 +371,7 @@ func (s *Session) handshake() (err error) {
 		if time.Now().After(deadline) {
 			break
 		}
-		ctx, done := s.operationContext(context.Background())
+		ctx, done := s.operationContext()
 		u, r, raw, err := s.srv.connectMember(ctx, member, connectFrame, deadline)
 		done()
 		if errors.Is(err, errSessionExpired) {
@@ -707,7 +704,7 @@ func (s *Session) writeUpstream(up *upstream, frame []byte) {
 // writeUpstreamAt is writeUpstream with the current time already known.
 func (s *Session) writeUpstreamAt(up *upstream, frame []byte, now time.Time) {
 	up.writeDL.extendAt(now, up.timeout, up.conn.SetWriteDeadline)
-	n, err := writeFrame(up.conn, up.raw, frame)
+	n, err := writeFrame(up.conn, up.r.raw, frame)
 	s.srv.m.upstreamBytesOut.Add(uint64(n))
 	if err != nil {
 		up.conn.Close()
@@ -732,7 +729,7 @@ func (s *Session) writeClientAt(frame []byte, now time.Time) error {
 		timeout = s.srv.cfg.HandshakeTimeout
 	}
 	s.clientWDL.extendAt(now, timeout, s.client.SetWriteDeadline)
-	n, err := writeFrame(s.client, s.clientRaw, frame)
+	n, err := writeFrame(s.client, s.clientR.raw, frame)
 	s.srv.m.clientBytesOut.Add(uint64(n))
 	if err == nil {
 		s.sent.Add(1)
@@ -868,7 +865,7 @@ func (s *Session) writeClientFrames(frames [][]byte, now time.Time) error {
 	s.cwmu.Lock()
 	defer s.cwmu.Unlock()
 	s.clientWDL.extendAt(now, s.clientTimeout, s.client.SetWriteDeadline)
-	n, err := writeFrames(s.client, s.clientRaw, frames)
+	n, err := writeFrames(s.client, s.clientR.raw, frames)
 	s.srv.m.clientBytesOut.Add(uint64(n))
 	if err == nil {
 		s.sent.Add(uint64(len(frames)))
@@ -1026,7 +1023,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	budget := lastRecv.Add(up.timeout)
 	s.logger().Info("upstream lost; re-attaching", "member", up.member, "cause", cause, "budget", time.Until(budget).Round(time.Millisecond))
 	start := time.Now()
-	ctx, done := s.operationContext(context.Background())
+	ctx, done := s.operationContext()
 	next, err := s.reattach(ctx, ensemble, budget)
 	done()
 	if err != nil {

@@ -39,7 +39,6 @@ const refusalCauses = "its zxid is behind the session's lastZxidSeen, it is not 
 type upstream struct {
 	member  string
 	conn    net.Conn
-	raw     syscall.RawConn // conn's, for writeFrame; nil if it has none
 	r       *frameReader
 	timeout time.Duration // negotiated by this member
 	rw      readWatch     // the pump's idle and silence deadlines
@@ -140,7 +139,6 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 		sessions: s.m.sessionsByMember.WithLabelValues(member),
 		member:   member,
 		conn:     conn,
-		raw:      r.raw,
 		r:        r,
 		timeout:  time.Duration(resp.TimeOut) * time.Millisecond,
 		done:     make(chan struct{}),
