@@ -40,14 +40,7 @@ func TestIdleSessionsPark(t *testing.T) {
 	if _, err := direct.Set("/parked", []byte("b"), -1); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case ev := <-events:
-		if ev.Type != zk.EventNodeDataChanged {
-			t.Fatalf("watch event %v, want NodeDataChanged", ev)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the watch did not fire through a parked session")
-	}
+	expectEvent(t, "watch through a parked session", events, zk.EventNodeDataChanged, "/parked")
 	waitFor(t, "parked again", 10*time.Second, func() bool { return parked() == 2 })
 	if data, _, err := conn.Get("/parked"); err != nil || string(data) != "b" {
 		t.Fatalf("get through a parked session: %q %v", data, err)
