@@ -293,18 +293,7 @@ func (fr *frameReader) serveOnce(fd uintptr) bool {
 		if fr.buf == nil {
 			fr.takeChunk()
 		}
-		var n int
-		var err error
-		for {
-			var errno syscall.Errno
-			n, errno = rawRead(fd, fr.buf[fr.w:])
-			if errno != syscall.EINTR {
-				if errno != 0 {
-					err = errno
-				}
-				break
-			}
-		}
+		n, err := readNonBlocking(fd, fr.buf[fr.w:])
 		switch {
 		case err == syscall.EAGAIN:
 			fr.releaseIfEmpty()
@@ -362,12 +351,7 @@ func (fr *frameReader) readOnce(fd uintptr) bool {
 	if fr.buf == nil {
 		fr.takeChunk()
 	}
-	for {
-		fr.n, fr.err = syscall.Read(int(fd), fr.buf[fr.w:])
-		if fr.err != syscall.EINTR {
-			break
-		}
-	}
+	fr.n, fr.err = readNonBlocking(fd, fr.buf[fr.w:])
 	if fr.err == syscall.EAGAIN {
 		// Wait in the poller without holding a chunk if nothing is
 		// buffered.
@@ -375,6 +359,21 @@ func (fr *frameReader) readOnce(fd uintptr) bool {
 		return false
 	}
 	return true
+}
+
+// readNonBlocking is one read of the non-blocking socket fd (see
+// rawio_linux.go), retried on EINTR; err is a syscall.Errno or nil.
+func readNonBlocking(fd uintptr, p []byte) (int, error) {
+	for {
+		n, errno := rawRead(fd, p)
+		switch errno {
+		case 0:
+			return n, nil
+		case syscall.EINTR:
+			continue
+		}
+		return 0, errno
+	}
 }
 
 // makeRoom ensures buf can take more of a frame of total bytes. A frame

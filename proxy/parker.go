@@ -143,6 +143,18 @@ func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func()) bo
 	return p.park(fr, parkEntry{deadline: deadline, resume: resume})
 }
 
+// parkOrRewatch parks a pump whose Serve returned errParked, until its
+// peer's silence deadline, and reports true; or, when it cannot park,
+// re-arms its watch so the pump carries on waiting itself, parkAfter
+// longer, and reports false.
+func (s *Server) parkOrRewatch(fr *frameReader, rw *readWatch, setDeadline func(time.Time) error, resume func()) bool {
+	if s.parkPump(fr, rw.silentAt(fr.readAt), resume) {
+		return true
+	}
+	rw.resume(time.Now(), fr.readAt, setDeadline)
+	return false
+}
+
 // unpark resumes fr's pump if it is parked. Whoever closes a connection
 // that may have a parked pump calls it right after the Close, so the pump
 // runs its exit path (the pump cannot park on a closed connection).

@@ -475,11 +475,9 @@ func (s *Session) pumpClient() {
 			if s.clientResume == nil {
 				s.clientResume = s.resumeClient // one allocation per session, not per park
 			}
-			if s.srv.parkPump(s.clientR, s.clientRW.silentAt(s.clientR.readAt), s.clientResume) {
+			if s.srv.parkOrRewatch(s.clientR, &s.clientRW, s.client.SetReadDeadline, s.clientResume) {
 				return
 			}
-			// Not parked: carry on waiting here, parkAfter longer.
-			s.clientRW.resume(time.Now(), s.clientR.readAt, s.client.SetReadDeadline)
 			continue
 		}
 		s.close(err.Error())
@@ -760,10 +758,9 @@ func (s *Session) runUpstream(up *upstream) {
 			if up.resume == nil {
 				up.resume = func() { s.resumeUpstream(up) }
 			}
-			if s.srv.parkPump(up.r, up.rw.silentAt(up.r.readAt), up.resume) {
+			if s.srv.parkOrRewatch(up.r, &up.rw, up.conn.SetReadDeadline, up.resume) {
 				return
 			}
-			up.rw.resume(time.Now(), up.r.readAt, up.conn.SetReadDeadline)
 			continue
 		}
 		s.endUpstream(up, err)
