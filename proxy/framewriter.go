@@ -26,15 +26,7 @@ func writeFrames(conn net.Conn, raw syscall.RawConn, frames [][]byte) (int, erro
 	}
 	op := writeOps.Get().(*writeOp)
 	op.bufs = frames
-	err := raw.Write(op.fn)
-	n, werr := op.n, op.err
-	clear(op.iov) // the iovecs point into frames: do not keep them alive
-	*op = writeOp{fn: op.fn, iov: op.iov[:0]}
-	writeOps.Put(op)
-	if werr != nil {
-		return n, os.NewSyscallError("write", werr)
-	}
-	return n, err
+	return op.run(raw)
 }
 
 // writeFrame writes one frame (see writeFrames).
@@ -45,8 +37,14 @@ func writeFrame(conn net.Conn, raw syscall.RawConn, frame []byte) (int, error) {
 	op := writeOps.Get().(*writeOp)
 	op.one[0] = frame
 	op.bufs = op.one[:]
+	return op.run(raw)
+}
+
+// run writes op.bufs through raw, then returns op to the pool.
+func (op *writeOp) run(raw syscall.RawConn) (int, error) {
 	err := raw.Write(op.fn)
 	n, werr := op.n, op.err
+	clear(op.iov) // the iovecs point into the frames: do not keep them alive
 	*op = writeOp{fn: op.fn, iov: op.iov[:0]}
 	writeOps.Put(op)
 	if werr != nil {

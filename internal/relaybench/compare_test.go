@@ -201,17 +201,24 @@ func profile(t *testing.T, tg target, name string, dur time.Duration) (wait func
 		defer close(done)
 		time.Sleep(time.Second) // the warm-up
 		secs := max(1, int(dur/time.Second)-1)
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", tg.admin, secs))
-		if err != nil {
-			t.Errorf("profile: %v", err)
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		b := adminGet(t, tg.admin, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
 		name = strings.NewReplacer(" ", "_", ",", "", "/", "").Replace(name)
 		_ = os.WriteFile(filepath.Join(dir, name+".pprof"), b, 0o644)
 	}()
 	return func() { <-done }
+}
+
+// adminGet returns the body of GET path on zkproxy's admin address (nil
+// after reporting an error).
+func adminGet(t *testing.T, admin, path string) []byte {
+	resp, err := http.Get("http://" + admin + path)
+	if err != nil {
+		t.Errorf("GET %s: %v", path, err)
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
 }
 
 // memoryProfile saves zkproxy's heap and goroutine profiles and logs its
@@ -221,16 +228,7 @@ func memoryProfile(t *testing.T, tg target) {
 	if dir == "" || tg.admin == "" {
 		return
 	}
-	get := func(path string) []byte {
-		resp, err := http.Get("http://" + tg.admin + path)
-		if err != nil {
-			t.Errorf("GET %s: %v", path, err)
-			return nil
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return b
-	}
+	get := func(path string) []byte { return adminGet(t, tg.admin, path) }
 	_ = os.WriteFile(filepath.Join(dir, "idle-goroutine.txt"), get("/debug/pprof/goroutine?debug=1"), 0o644)
 	logMem := func(when string) {
 		for _, line := range strings.Split(string(get("/metrics")), "\n") {
