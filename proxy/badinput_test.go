@@ -115,6 +115,28 @@ func TestBadInput(t *testing.T) {
 		waitFor(t, "log line", 5*time.Second, func() bool { return px.Logs.contains("ended inside a frame") })
 	})
 
+	t.Run("last request and FIN together", func(t *testing.T) {
+		// The client sends a request and closes at once, after idling
+		// long enough for its pump to park. The FIN, which may be read
+		// with the request so that no further edge comes
+		// (frameReader.shortReadEmpties, TestServeFindsFINAfterShortRead),
+		// is noticed as the client closing, not as a client silent for its
+		// session timeout. Whether the request is answered depends on
+		// which comes first, as with a server (NIOServerCnxn closes on
+		// end of stream and drops later replies).
+		c, _, resp := rawSession(t, px.Addr, 4000)
+		time.Sleep(3 * DefaultParkIdleAfter)
+		c.Write(appendRequestFrame(nil, jute.RequestHeader{Xid: 1, Op: jute.OpExists}, &pathRequest{Path: "/bystander"}))
+		c.(*net.TCPConn).CloseWrite()
+		expectClosed(t, c, 10*time.Second)
+		if !px.Logs.eventually(5*time.Second, "session closed", resp.SessionID.String(), "client closed the connection") {
+			t.Error("the proxy did not log the client's close")
+		}
+		if px.Logs.contains(resp.SessionID.String(), "client silent") {
+			t.Error("the proxy took the closed client for a silent one")
+		}
+	})
+
 	t.Run("malformed request header", func(t *testing.T) {
 		c, _, _ := rawSession(t, px.Addr, 10000)
 		c.Write(jute.AppendFrame(nil, []byte{1, 2, 3}))

@@ -71,3 +71,42 @@ func TestKazooWorkloadThroughProxy(t *testing.T) {
 	}
 	t.Logf("kazoo transcript:\n%s", strings.Join(got, "\n"))
 }
+
+func TestCClientWorkloadThroughProxy(t *testing.T) {
+	zktest.RequireIntegration(t)
+	src, err := os.ReadFile("testdata/c_workload.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := zktest.CProgram(t, string(src))
+	server := zktest.Standalone(t)
+	px := startProxy(t, []string{server.ClientAddr()})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	directOut, err := prog.Run(ctx, server.ClientAddr(), "/direct")
+	if err != nil {
+		t.Fatalf("direct run: %v", err)
+	}
+	proxiedOut, err := prog.Run(ctx, px.Addr, "/proxied")
+	if err != nil {
+		t.Fatalf("proxied run: %v", err)
+	}
+	want, got := transcript(directOut, "/direct"), transcript(proxiedOut, "/proxied")
+	if len(want) < 30 {
+		t.Fatalf("direct transcript too short (%d lines):\n%s", len(want), directOut)
+	}
+	// zookeeper_close sends closeSession and waits for its answer: the
+	// session's ephemerals are gone once the program has exited, not a
+	// session timeout later.
+	check, _ := connectGo(t, []string{server.ClientAddr()}, 10*time.Second)
+	for _, root := range []string{"/direct", "/proxied"} {
+		if ok, _, err := check.Exists(root + "/e"); err != nil || ok {
+			t.Errorf("%s/e after the program closed its session: exists %v, %v", root, ok, err)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("C workload through the proxy differs:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+	}
+	t.Logf("C transcript:\n%s", strings.Join(got, "\n"))
+}

@@ -572,6 +572,19 @@ func TestKazooIdleFailover(t *testing.T) {
 	runIdleFailover(t, f, zktest.PythonCommand(ctx, t, string(script), f.px.Addr), "/kf", "suspended 0 lost 0")
 }
 
+func TestCClientIdleFailover(t *testing.T) {
+	zktest.RequireIntegration(t)
+	src, err := os.ReadFile("testdata/c_idle_failover.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := zktest.CProgram(t, string(src))
+	f := newEnsembleFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr), "/cf", "disconnects 0 expired 0")
+}
+
 // runIdleFailover drives a client program that sets watches under root and
 // prints "READY <id hex>": it kills the member the session is on, changes
 // the watched nodes during and after the re-attach, tells the program "GO"

@@ -46,6 +46,15 @@ type readWatch struct {
 	resumed time.Time
 }
 
+// shortReadTrust is the longest parkAfter with which a pump trusts short
+// reads (frameReader.shortReadEmpties): the wait after its last data ends
+// within about twice that, so a FIN that came with that data is read then.
+const shortReadTrust = time.Second
+
+// wakesSoon reports whether the watch ends every wait within about
+// 2×shortReadTrust of the connection's last data.
+func (w *readWatch) wakesSoon() bool { return w.parkAfter > 0 && w.parkAfter <= shortReadTrust }
+
 // next is the deadline for a connection whose last data arrived at last.
 func (w *readWatch) next(last time.Time) time.Time {
 	d := last.Add(w.timeout)

@@ -402,6 +402,7 @@ func (s *Session) handshake() (err error) {
 	s.reqTimeout = req.TimeOut
 	s.clientTimeout = time.Duration(resp.TimeOut) * time.Millisecond
 	s.clientRW = readWatch{timeout: s.clientTimeout, parkAfter: s.srv.cfg.ParkIdleAfter}
+	s.clientR.shortReadEmpties = s.clientRW.wakesSoon()
 	s.hasReadOnly, s.readOnly = req.HasReadOnly, req.ReadOnly
 	s.lastZxid = req.LastZxidSeen
 	s.ensemble = target

@@ -144,6 +144,7 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 		done:     make(chan struct{}),
 	}
 	up.rw = readWatch{timeout: up.readTimeout(), parkAfter: s.cfg.ParkIdleAfter}
+	r.shortReadEmpties = up.rw.wakesSoon()
 	up.lastSend.Store(time.Now().UnixNano())
 	up.lastRecv.Store(time.Now().UnixNano())
 	return up, &resp, raw, nil

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what zkproxy's tests need, and only what is missing: the ZooKeeper 3.8
 # server and Java client (Debian "zookeeper"), a JDK so tests can compile small Java
-# client programs, the C client tools, kazoo, iptables for the mitosis split, and
+# client programs, the C client (tools, and its library and header for the C test
+# programs), kazoo, iptables for the mitosis split, and
 # HAProxy for the relay benchmark. Idempotent, quiet, near-instant when all is there.
 set -euo pipefail
 
-packages=(zookeeper default-jdk-headless zookeeper-bin python3-kazoo iptables haproxy gcc)
+packages=(zookeeper default-jdk-headless zookeeper-bin libzookeeper-mt-dev python3-kazoo iptables haproxy gcc)
 
 missing=()
 for p in "${packages[@]}"; do
