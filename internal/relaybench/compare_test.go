@@ -112,7 +112,8 @@ func TestCompareRelays(t *testing.T) {
 
 	var out strings.Builder
 	fmt.Fprintf(&out, "Relay comparison: %d interleaved repetitions of %s each, medians. One ZooKeeper 3.8 standalone server;\n", reps, dur)
-	fmt.Fprintf(&out, "client, server and relay share this machine's %d cores.\n\n", cores())
+	fmt.Fprintf(&out, "client, server and relay share this machine's %d cores. \"vs HAProxy\" is the median of the\n", cores())
+	fmt.Fprintf(&out, "per-repetition ratios (each against HAProxy's run in the same repetition), with their range.\n\n")
 	if reps > 0 {
 		fmt.Fprintln(&out, "| scenario | target | throughput ops/s | vs HAProxy | p50 | p99 | relay CPU per op |")
 		fmt.Fprintln(&out, "|---|---|---|---|---|---|---|")
@@ -121,15 +122,22 @@ func TestCompareRelays(t *testing.T) {
 		if reps <= 0 {
 			break // ZKPROXY_BENCH_REPS=0: idle memory only
 		}
-		ha := median(results[sc.name]["haproxy"])
+		ha := results[sc.name]["haproxy"]
 		for _, tg := range targets {
-			m := median(results[sc.name][tg.name])
+			runs := results[sc.name][tg.name]
+			m := median(runs)
 			cpu := "–"
 			if tg.pid != 0 {
 				cpu = m.cpuPerOp.Round(100 * time.Nanosecond).String()
 			}
-			fmt.Fprintf(&out, "| %s | %s | %.0f | %.2f× thr, %.2f× p50 | %s | %s | %s |\n", sc.name, tg.name, m.throughput,
-				m.throughput/ha.throughput, float64(m.p50)/float64(ha.p50), m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), cpu)
+			vs := "–"
+			if len(ha) > 0 {
+				thr := pairedRatios(runs, ha, func(s sample) float64 { return s.throughput })
+				p50 := pairedRatios(runs, ha, func(s sample) float64 { return float64(s.p50) })
+				vs = fmt.Sprintf("%s thr, %s p50", thr, p50)
+			}
+			fmt.Fprintf(&out, "| %s | %s | %.0f | %s | %s | %s | %s |\n", sc.name, tg.name, m.throughput,
+				vs, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), cpu)
 		}
 	}
 
@@ -327,6 +335,27 @@ func rssBytes(t *testing.T, pid int) int64 {
 
 // median is the per-field median of s; zero for none (a target left out
 // by ZKPROXY_BENCH_TARGETS: ratios against it then print as +Inf).
+// pairedRatios formats the median, minimum and maximum of f(runs[i]) /
+// f(base[i]): each repetition against the reference's run in the same
+// repetition, which cancels the machine's drift between repetitions (its
+// speed varies by a third over minutes here).
+func pairedRatios(runs, base []sample, f func(sample) float64) string {
+	var r []float64
+	for i := range min(len(runs), len(base)) {
+		if b := f(base[i]); b > 0 {
+			r = append(r, f(runs[i])/b)
+		}
+	}
+	if len(r) == 0 {
+		return "–"
+	}
+	sort.Float64s(r)
+	if len(r) == 1 {
+		return fmt.Sprintf("%.2f×", r[0])
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f)", r[len(r)/2], r[0], r[len(r)-1])
+}
+
 func median(s []sample) sample {
 	if len(s) == 0 {
 		return sample{}
