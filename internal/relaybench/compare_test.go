@@ -131,7 +131,9 @@ func TestCompareRelays(t *testing.T) {
 				cpu = m.cpuPerOp.Round(100 * time.Nanosecond).String()
 			}
 			vs := "–"
-			if len(ha) > 0 {
+			if tg.name == "haproxy" {
+				vs = "reference"
+			} else if len(ha) > 0 {
 				thr := pairedRatios(runs, ha, func(s sample) float64 { return s.throughput })
 				p50 := pairedRatios(runs, ha, func(s sample) float64 { return float64(s.p50) })
 				vs = fmt.Sprintf("%s thr, %s p50", thr, p50)
