@@ -51,7 +51,7 @@ func TestCompareRelays(t *testing.T) {
 		t.Skip("measurement: run with ZKPROXY_BENCH=1 (make bench)")
 	}
 	zktest.RequireIntegration(t)
-	reps := envInt("ZKPROXY_BENCH_REPS", 3)
+	reps := envInt("ZKPROXY_BENCH_REPS", 5)
 	dur := envDuration("ZKPROXY_BENCH_DURATION", 8*time.Second)
 	idle := envInt("ZKPROXY_BENCH_IDLE", 5000)
 
