@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkproxy/zkproxy/internal/workload"
 	"github.com/zkproxy/zkproxy/internal/zktest"
 	"github.com/zkproxy/zkproxy/jute"
 )
@@ -574,15 +575,11 @@ func TestKazooIdleFailover(t *testing.T) {
 
 func TestCClientIdleFailover(t *testing.T) {
 	zktest.RequireIntegration(t)
-	src, err := os.ReadFile("testdata/c_idle_failover.c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog := zktest.CProgram(t, string(src))
+	prog := zktest.CProgram(t, workload.CIdleClientSource)
 	f := newEnsembleFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr), "/cf", "disconnects 0 expired 0")
+	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr, "/cf"), "/cf", "disconnects 0 expired 0")
 }
 
 // runIdleFailover drives a client program that sets watches under root and

@@ -1,9 +1,12 @@
-// A Kafka-like idle client for the failover test, on the ZooKeeper C client:
-// it registers watches and an ephemeral through zkproxy, prints
-// "READY <session id>", waits for "GO" on stdin (the test has killed its
-// member and changed the watched nodes meanwhile), then reports the events
-// and connection-state changes it saw, spelled as IdleFailover.java does.
-// Usage: c_idle_failover host:port
+// A Kafka-like idle client on the ZooKeeper C client (libzookeeper_mt), for
+// tests that move its session under it (a member killed, a cutover): it
+// creates root with children d1, d2 and the ephemeral eph, watches d1 and d2
+// (data), root/new (exists) and root (children), prints
+// "READY <session id>", waits for "GO" on stdin (the test has moved the
+// session and changed the watched nodes meanwhile), then reports the events
+// and connection-state changes it saw, spelled as the Java client names
+// them (proxy/testdata/IdleFailover.java).
+// Usage: idle_client host:port root
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -56,10 +59,16 @@ static void must(int rc, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s host:port\n", argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s host:port root\n", argv[0]);
         return 2;
     }
+    const char *root = argv[2];
+    char d1[256], d2[256], eph[256], fresh[256];
+    snprintf(d1, sizeof d1, "%s/d1", root);
+    snprintf(d2, sizeof d2, "%s/d2", root);
+    snprintf(eph, sizeof eph, "%s/eph", root);
+    snprintf(fresh, sizeof fresh, "%s/new", root);
     zoo_set_debug_level(ZOO_LOG_LEVEL_WARN);
     zhandle_t *zk = zookeeper_init(argv[1], watcher, 10000, NULL, NULL, 0);
     if (!zk) {
@@ -78,22 +87,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "no connection\n");
         return 1;
     }
-    must(zoo_create(zk, "/cf", NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0), "create /cf");
-    must(zoo_create(zk, "/cf/d1", NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0), "create /cf/d1");
-    must(zoo_create(zk, "/cf/d2", NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0), "create /cf/d2");
-    must(zoo_create(zk, "/cf/eph", NULL, -1, &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL, NULL, 0), "create /cf/eph");
+    must(zoo_create(zk, root, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0), "create root");
+    must(zoo_create(zk, d1, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0), "create d1");
+    must(zoo_create(zk, d2, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0), "create d2");
+    must(zoo_create(zk, eph, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, ZOO_EPHEMERAL, NULL, 0), "create eph");
     char buf[64];
     int len = sizeof buf;
     struct Stat stat;
-    must(zoo_get(zk, "/cf/d1", 1, buf, &len, &stat), "get /cf/d1");
+    must(zoo_get(zk, d1, 1, buf, &len, &stat), "get d1");
     len = sizeof buf;
-    must(zoo_get(zk, "/cf/d2", 1, buf, &len, &stat), "get /cf/d2");
-    if (zoo_exists(zk, "/cf/new", 1, &stat) != ZNONODE) {
-        fprintf(stderr, "/cf/new exists\n");
+    must(zoo_get(zk, d2, 1, buf, &len, &stat), "get d2");
+    if (zoo_exists(zk, fresh, 1, &stat) != ZNONODE) {
+        fprintf(stderr, "%s exists\n", fresh);
         return 1;
     }
     struct String_vector children;
-    must(zoo_get_children(zk, "/cf", 1, &children), "get_children /cf");
+    must(zoo_get_children(zk, root, 1, &children), "get_children root");
     deallocate_String_vector(&children);
     printf("READY 0x%" PRIx64 "\n", (uint64_t)zoo_client_id(zk)->client_id);
     fflush(stdout);
@@ -116,7 +125,7 @@ int main(int argc, char **argv) {
     for (int i = n; i < 4; i++) printf("T event none within 30s\n");
     pthread_mutex_unlock(&mu);
 
-    int rc = zoo_exists(zk, "/cf/eph", 0, &stat);
+    int rc = zoo_exists(zk, eph, 0, &stat);
     printf("T ephemeral owner kept: %s\n", rc == ZOK && stat.ephemeralOwner == zoo_client_id(zk)->client_id ? "true" : "false");
     pthread_mutex_lock(&mu);
     printf("T disconnects %d expired %d\n", disconnects, expired);
