@@ -23,6 +23,33 @@ func transcript(out, root string) []string {
 	return lines
 }
 
+// compareWorkload runs a client program's workload against server under the
+// root /direct and through px under /proxied, and requires the same
+// transcript, of at least minLines lines.
+func compareWorkload(t *testing.T, client string, server *zktest.Server, px *testProxy, minLines int,
+	run func(ctx context.Context, addr, root string) (string, error)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	directOut, err := run(ctx, server.ClientAddr(), "/direct")
+	if err != nil {
+		t.Fatalf("direct run: %v", err)
+	}
+	proxiedOut, err := run(ctx, px.Addr, "/proxied")
+	if err != nil {
+		t.Fatalf("proxied run: %v", err)
+	}
+	want, got := transcript(directOut, "/direct"), transcript(proxiedOut, "/proxied")
+	if len(want) < minLines {
+		t.Fatalf("direct transcript too short (%d lines):\n%s", len(want), directOut)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s workload through the proxy differs:\n got: %s\nwant: %s", client,
+			strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+	}
+	t.Logf("%s transcript:\n%s", client, strings.Join(got, "\n"))
+}
+
 func TestJavaClientWorkloadThroughProxy(t *testing.T) {
 	zktest.RequireIntegration(t)
 	src, err := os.ReadFile("testdata/ProxyWorkload.java")
@@ -32,25 +59,9 @@ func TestJavaClientWorkloadThroughProxy(t *testing.T) {
 	prog := zktest.JavaProgram(t, string(src))
 	server := zktest.Standalone(t)
 	px := startProxy(t, []string{server.ClientAddr()})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
-	directOut, err := prog.Run(ctx, server.ClientAddr(), "/direct")
-	if err != nil {
-		t.Fatalf("direct run: %v", err)
-	}
-	proxiedOut, err := prog.Run(ctx, px.Addr, "/proxied")
-	if err != nil {
-		t.Fatalf("proxied run: %v", err)
-	}
-	want, got := transcript(directOut, "/direct"), transcript(proxiedOut, "/proxied")
-	if len(want) < 30 {
-		t.Fatalf("direct transcript too short (%d lines):\n%s", len(want), directOut)
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("Java workload through the proxy differs:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
-	}
-	t.Logf("Java transcript:\n%s", strings.Join(got, "\n"))
+	compareWorkload(t, "Java", server, px, 30, func(ctx context.Context, addr, root string) (string, error) {
+		return prog.Run(ctx, addr, root)
+	})
 }
 
 func TestKazooWorkloadThroughProxy(t *testing.T) {
@@ -61,15 +72,9 @@ func TestKazooWorkloadThroughProxy(t *testing.T) {
 	}
 	server := zktest.Standalone(t)
 	px := startProxy(t, []string{server.ClientAddr()})
-	want := transcript(zktest.Python(t, string(script), server.ClientAddr(), "/direct"), "/direct")
-	got := transcript(zktest.Python(t, string(script), px.Addr, "/proxied"), "/proxied")
-	if len(want) < 20 {
-		t.Fatalf("direct transcript too short: %v", want)
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("kazoo workload through the proxy differs:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
-	}
-	t.Logf("kazoo transcript:\n%s", strings.Join(got, "\n"))
+	compareWorkload(t, "kazoo", server, px, 20, func(_ context.Context, addr, root string) (string, error) {
+		return zktest.Python(t, string(script), addr, root), nil
+	})
 }
 
 func TestCClientWorkloadThroughProxy(t *testing.T) {
@@ -81,21 +86,9 @@ func TestCClientWorkloadThroughProxy(t *testing.T) {
 	prog := zktest.CProgram(t, string(src))
 	server := zktest.Standalone(t)
 	px := startProxy(t, []string{server.ClientAddr()})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
-	directOut, err := prog.Run(ctx, server.ClientAddr(), "/direct")
-	if err != nil {
-		t.Fatalf("direct run: %v", err)
-	}
-	proxiedOut, err := prog.Run(ctx, px.Addr, "/proxied")
-	if err != nil {
-		t.Fatalf("proxied run: %v", err)
-	}
-	want, got := transcript(directOut, "/direct"), transcript(proxiedOut, "/proxied")
-	if len(want) < 30 {
-		t.Fatalf("direct transcript too short (%d lines):\n%s", len(want), directOut)
-	}
+	compareWorkload(t, "C", server, px, 30, func(ctx context.Context, addr, root string) (string, error) {
+		return prog.Run(ctx, addr, root)
+	})
 	// zookeeper_close sends closeSession and waits for its answer: the
 	// session's ephemerals are gone once the program has exited, not a
 	// session timeout later.
@@ -105,8 +98,4 @@ func TestCClientWorkloadThroughProxy(t *testing.T) {
 			t.Errorf("%s/e after the program closed its session: exists %v, %v", root, ok, err)
 		}
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("C workload through the proxy differs:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
-	}
-	t.Logf("C transcript:\n%s", strings.Join(got, "\n"))
 }

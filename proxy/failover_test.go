@@ -1,17 +1,13 @@
 package proxy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -588,39 +584,13 @@ func TestCClientIdleFailover(t *testing.T) {
 // and checks its report.
 func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, wantStates string) {
 	t.Helper()
-	stdin, err := cmd.StdinPipe()
+	client, err := workload.StartIdleClient(cmd)
 	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	// On any failure below, do not wait for a program blocked on stdin.
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	lines := bufio.NewScanner(stdout)
-	var id int64
-	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "READY "); ok {
-			v, err := strconv.ParseUint(strings.TrimPrefix(rest, "0x"), 16, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			id = int64(v)
-			break
-		}
-	}
-	if id == 0 {
-		t.Fatalf("client never got ready: %s", stderr.String())
-	}
+	defer client.Kill()
+	id := client.ID
 	victim := f.placeOnFollower(t, id)
 	direct := f.directAvoiding(t, victim)
 	reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
@@ -640,15 +610,9 @@ func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, want
 	if _, err := direct.Create(root+"/new", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(stdin, "GO\n")
-	var got []string
-	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "T "); ok {
-			got = append(got, rest)
-		}
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("client: %v\n%s", err, stderr.String())
+	got, err := client.Report()
+	if err != nil {
+		t.Fatal(err)
 	}
 	typ := func(java, kazoo string) string {
 		if strings.HasPrefix(wantStates, "disconnects") {
@@ -666,6 +630,6 @@ func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, want
 	}
 	slices.Sort(want[:4])
 	if !slices.Equal(got, want) {
-		t.Errorf("client across the failover:\n got: %v\nwant: %v\nstderr: %s", got, want, stderr.String())
+		t.Errorf("client across the failover:\n got: %v\nwant: %v\nstderr: %s", got, want, client.Stderr())
 	}
 }

@@ -1,12 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"io"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,8 +14,8 @@ import (
 )
 
 // TestCClientIdleThroughJoinAndCutover keeps an idle C-client session (the
-// ZooKeeper C library, as librdkafka-era tools and many operators' scripts
-// use it) open through zkproxy across the whole mitosis: the join's rolling
+// ZooKeeper C library, which cli_mt and several language bindings build on)
+// open through zkproxy across the whole mitosis: the join's rolling
 // restart and leader re-election, then the cutover to the destination. The
 // client must see no disconnect, keep its ephemeral, and get every watch
 // event for changes made on the destination afterwards.
@@ -30,40 +25,12 @@ func TestCClientIdleThroughJoinAndCutover(t *testing.T) {
 	prog := zktest.CProgram(t, workload.CIdleClientSource)
 	p := r.Proxies[0]
 	const root = "/c-idle"
-	cmd := prog.Command(ctx, p.Addr, root)
-	stdin, err := cmd.StdinPipe()
+	client, err := workload.StartIdleClient(prog.Command(ctx, p.Addr, root))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	lines := bufio.NewScanner(stdout)
-	var id int64
-	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "READY 0x"); ok {
-			v, err := strconv.ParseUint(rest, 16, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			id = int64(v)
-			break
-		}
-	}
-	if id == 0 {
-		t.Fatalf("C client never got ready: %s", stderr.String())
-	}
-	sessions := workload.Report{Sessions: map[string]int64{"c-client": id}}
+	defer client.Kill()
+	sessions := workload.Report{Sessions: map[string]int64{"c-client": client.ID}}
 
 	if _, err := r.M.Join(ctx); err != nil {
 		t.Fatal(err)
@@ -91,15 +58,9 @@ func TestCClientIdleThroughJoinAndCutover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	io.WriteString(stdin, "GO\n")
-	var got []string
-	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "T "); ok {
-			got = append(got, rest)
-		}
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("C client: %v\n%s", err, stderr.String())
+	got, err := client.Report()
+	if err != nil {
+		t.Fatal(err)
 	}
 	want := []string{
 		"event NodeChildrenChanged " + root,
@@ -110,6 +71,6 @@ func TestCClientIdleThroughJoinAndCutover(t *testing.T) {
 		"disconnects 0 expired 0",
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("C client across join and cutover:\n got: %v\nwant: %v\nstderr: %s", got, want, stderr.String())
+		t.Errorf("C client across join and cutover:\n got: %v\nwant: %v\nstderr: %s", got, want, client.Stderr())
 	}
 }

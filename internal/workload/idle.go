@@ -1,0 +1,82 @@
+package workload
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// IdleClient drives a running idle-client program: one that sets its watches
+// and ephemeral, prints "READY 0x<session id in hex>", waits for "GO" on stdin and
+// then prints its report as "T " lines and exits (the id's 0x is optional) (CIdleClientSource; the
+// Java and kazoo ones in proxy/testdata). Tests move the session under it
+// between READY and GO.
+type IdleClient struct {
+	// ID is the session id the program printed.
+	ID     int64
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  *bufio.Scanner
+	stderr *tailBuffer // the program's stderr (the C client logs there)
+}
+
+// StartIdleClient starts cmd and waits for its READY line. The caller
+// calls Kill when done (harmless after Report).
+func StartIdleClient(cmd *exec.Cmd) (*IdleClient, error) {
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	c := &IdleClient{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout), stderr: &tailBuffer{max: 64 << 10}}
+	cmd.Stderr = c.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	for c.lines.Scan() {
+		if rest, ok := strings.CutPrefix(c.lines.Text(), "READY "); ok {
+			id, err := strconv.ParseUint(strings.TrimPrefix(rest, "0x"), 16, 64)
+			if err != nil {
+				c.Kill()
+				return nil, fmt.Errorf("idle client: bad READY line %q", c.lines.Text())
+			}
+			c.ID = int64(id)
+			return c, nil
+		}
+	}
+	c.Kill()
+	return nil, fmt.Errorf("idle client never got ready: %s", c.stderr.String())
+}
+
+// Report tells the program "GO" and returns its "T " lines (without the
+// prefix) once it has exited.
+func (c *IdleClient) Report() ([]string, error) {
+	io.WriteString(c.stdin, "GO\n")
+	var got []string
+	for c.lines.Scan() {
+		if rest, ok := strings.CutPrefix(c.lines.Text(), "T "); ok {
+			got = append(got, rest)
+		}
+	}
+	if err := c.cmd.Wait(); err != nil {
+		return got, fmt.Errorf("idle client: %w\n%s", err, c.stderr.String())
+	}
+	return got, nil
+}
+
+// Stderr returns what the program wrote to stderr so far.
+func (c *IdleClient) Stderr() string { return c.stderr.String() }
+
+// Kill stops the program if it still runs.
+func (c *IdleClient) Kill() {
+	if c.cmd.ProcessState == nil {
+		c.cmd.Process.Kill()
+		c.cmd.Wait()
+	}
+}
