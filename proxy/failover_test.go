@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -546,27 +544,19 @@ func TestFailover(t *testing.T) {
 
 func TestJavaClientIdleFailover(t *testing.T) {
 	zktest.RequireIntegration(t)
-	src, err := os.ReadFile("testdata/IdleFailover.java")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog := zktest.JavaProgram(t, string(src))
+	prog := zktest.JavaProgram(t, workload.JavaIdleClientSource)
 	f := newEnsembleFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr), "/jf", "disconnects 0 expired 0")
+	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr, "/jf"), "/jf", false)
 }
 
 func TestKazooIdleFailover(t *testing.T) {
 	zktest.RequireIntegration(t)
-	script, err := os.ReadFile("testdata/kazoo_idle_failover.py")
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := newEnsembleFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runIdleFailover(t, f, zktest.PythonCommand(ctx, t, string(script), f.px.Addr), "/kf", "suspended 0 lost 0")
+	runIdleFailover(t, f, zktest.PythonCommand(ctx, t, workload.KazooIdleClientSource, f.px.Addr, "/kf"), "/kf", true)
 }
 
 func TestCClientIdleFailover(t *testing.T) {
@@ -575,14 +565,14 @@ func TestCClientIdleFailover(t *testing.T) {
 	f := newEnsembleFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr, "/cf"), "/cf", "disconnects 0 expired 0")
+	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr, "/cf"), "/cf", false)
 }
 
-// runIdleFailover drives a client program that sets watches under root and
-// prints "READY <id hex>": it kills the member the session is on, changes
-// the watched nodes during and after the re-attach, tells the program "GO"
-// and checks its report.
-func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, wantStates string) {
+// runIdleFailover drives an idle client program (workload.IdleClient) under
+// root: it kills the member the session is on, changes the watched nodes
+// during and after the re-attach, tells the program "GO" and checks its
+// report (kazoo: spelled kazoo's way).
+func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root string, kazoo bool) {
 	t.Helper()
 	client, err := workload.StartIdleClient(cmd)
 	if err != nil {
@@ -614,21 +604,7 @@ func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root, want
 	if err != nil {
 		t.Fatal(err)
 	}
-	typ := func(java, kazoo string) string {
-		if strings.HasPrefix(wantStates, "disconnects") {
-			return java
-		}
-		return kazoo
-	}
-	want := []string{
-		"event " + typ("NodeChildrenChanged", "CHILD") + " " + root,
-		"event " + typ("NodeCreated", "CREATED") + " " + root + "/new",
-		"event " + typ("NodeDataChanged", "CHANGED") + " " + root + "/d1",
-		"event " + typ("NodeDataChanged", "CHANGED") + " " + root + "/d2",
-		"ephemeral owner kept: " + typ("true", "True"),
-		wantStates,
-	}
-	slices.Sort(want[:4])
+	want := workload.WantIdleReport(root, kazoo)
 	if !slices.Equal(got, want) {
 		t.Errorf("client across the failover:\n got: %v\nwant: %v\nstderr: %s", got, want, client.Stderr())
 	}

@@ -2,18 +2,56 @@ package workload
 
 import (
 	"bufio"
+	_ "embed"
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// IdleClient drives a running idle-client program: one that sets its watches
-// and ephemeral, prints "READY 0x<session id in hex>", waits for "GO" on stdin and
-// then prints its report as "T " lines and exits (the id's 0x is optional) (CIdleClientSource; the
-// Java and kazoo ones in proxy/testdata). Tests move the session under it
-// between READY and GO.
+// The idle clients, one per real client library (see IdleClient). Each
+// takes host:port and a root path; the Java one is built with
+// zktest.JavaProgram, the C one with zktest.CProgram, the kazoo one runs
+// with zktest.PythonCommand.
+var (
+	//go:embed java/IdleClient.java
+	JavaIdleClientSource string
+	//go:embed python/kazoo_idle_client.py
+	KazooIdleClientSource string
+	//go:embed c/idle_client.c
+	CIdleClientSource string
+)
+
+// WantIdleReport is the report of an idle client under root whose session
+// moved without the client noticing, after the test set root/d1 and root/d2
+// and created root/new: every watch fired once, the ephemeral kept its
+// owner, no disconnect and no expiry. kazoo spells event types and
+// connection states its own way; the C client prints the Java names.
+func WantIdleReport(root string, kazoo bool) []string {
+	spell := func(java, kz string) string {
+		if kazoo {
+			return kz
+		}
+		return java
+	}
+	want := []string{
+		"event " + spell("NodeChildrenChanged", "CHILD") + " " + root,
+		"event " + spell("NodeCreated", "CREATED") + " " + root + "/new",
+		"event " + spell("NodeDataChanged", "CHANGED") + " " + root + "/d1",
+		"event " + spell("NodeDataChanged", "CHANGED") + " " + root + "/d2",
+	}
+	slices.Sort(want) // the clients print their events sorted
+	return append(want,
+		"ephemeral owner kept: "+spell("true", "True"),
+		spell("disconnects 0 expired 0", "suspended 0 lost 0"))
+}
+
+// IdleClient drives a running idle-client program: one that sets its
+// watches and ephemeral, prints "READY <session id in hex>" (0x optional),
+// waits for "GO" on stdin and then prints its report as "T " lines and
+// exits. Tests move the session under it between READY and GO.
 type IdleClient struct {
 	// ID is the session id the program printed.
 	ID     int64

@@ -5,7 +5,7 @@
 // "READY <session id>", waits for "GO" on stdin (the test has moved the
 // session and changed the watched nodes meanwhile), then reports the events
 // and connection-state changes it saw, spelled as the Java client names
-// them (proxy/testdata/IdleFailover.java).
+// them (java/IdleClient.java).
 // Usage: idle_client host:port root
 #include <inttypes.h>
 #include <pthread.h>

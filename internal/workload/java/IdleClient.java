@@ -14,11 +14,13 @@ import org.apache.zookeeper.Watcher;
 import org.apache.zookeeper.ZooDefs;
 import org.apache.zookeeper.ZooKeeper;
 
-// A Kafka-like idle client for the failover test: it registers watches and
-// an ephemeral through zkproxy, prints "READY <session id>", waits for "GO"
-// on stdin (the test has killed its member and changed the watched nodes
-// meanwhile), then reports the events and connection-state changes it saw.
-public class IdleFailover {
+// A Kafka-like idle client for tests that move its session under it (a
+// member killed, a cutover): it registers watches and an ephemeral under
+// root, prints "READY <session id>", waits for "GO" on stdin (the test has
+// moved the session and changed the watched nodes meanwhile), then reports
+// the events and connection-state changes it saw.
+// Usage: IdleClient host:port root
+public class IdleClient {
     public static void main(String[] args) throws Exception {
         AtomicInteger disconnects = new AtomicInteger();
         AtomicInteger expired = new AtomicInteger();
@@ -37,14 +39,15 @@ public class IdleFailover {
             }
         });
         if (!up.await(30, TimeUnit.SECONDS)) throw new RuntimeException("no connection");
-        zk.create("/jf", null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
-        zk.create("/jf/d1", null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
-        zk.create("/jf/d2", null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
-        zk.create("/jf/eph", null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL);
-        zk.getData("/jf/d1", true, null);
-        zk.getData("/jf/d2", true, null);
-        zk.exists("/jf/new", true);
-        zk.getChildren("/jf", true);
+        String root = args[1];
+        zk.create(root, null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        zk.create(root + "/d1", null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        zk.create(root + "/d2", null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        zk.create(root + "/eph", null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL);
+        zk.getData(root + "/d1", true, null);
+        zk.getData(root + "/d2", true, null);
+        zk.exists(root + "/new", true);
+        zk.getChildren(root, true);
         System.out.println("READY 0x" + Long.toHexString(zk.getSessionId()));
         System.out.flush();
 
@@ -57,7 +60,7 @@ public class IdleFailover {
         }
         Collections.sort(got);
         for (String e : got) System.out.println("T event " + e);
-        System.out.println("T ephemeral owner kept: " + (zk.exists("/jf/eph", false).getEphemeralOwner() == zk.getSessionId()));
+        System.out.println("T ephemeral owner kept: " + (zk.exists(root + "/eph", false).getEphemeralOwner() == zk.getSessionId()));
         System.out.println("T disconnects " + disconnects.get() + " expired " + expired.get());
         zk.close();
     }
