@@ -43,7 +43,11 @@ type scenario struct {
 type sample struct {
 	throughput float64
 	p50, p99   time.Duration
-	cpuPerOp   time.Duration
+	cpuPerOp   time.Duration // the relay's
+	// Where the rest of the machine's time went, per op: ZooKeeper's CPU,
+	// the load client's (this process), and idle CPU. A relay changes how
+	// well ZooKeeper and the client batch their work, which shows here.
+	zkPerOp, clientPerOp, idlePerOp time.Duration
 }
 
 func TestCompareRelays(t *testing.T) {
@@ -89,7 +93,7 @@ func TestCompareRelays(t *testing.T) {
 				cfg := sc.cfg
 				cfg.Addr, cfg.Duration, cfg.Warmup = tg.addr, dur, time.Second
 				cfg.Root = "/zkbench-" + strings.ReplaceAll(tg.name, " ", "")
-				cpu0 := cpuTime(t, tg.pid)
+				cpu0, zk0, self0, idle0 := cpuTime(t, tg.pid), cpuTime(t, zk.PID()), selfCPU(), idleTime(t)
 				profiled := profile(t, tg, fmt.Sprintf("%s-%d", sc.name, rep), dur)
 				res, err := loadgen.Run(ctx, cfg)
 				profiled()
@@ -97,6 +101,7 @@ func TestCompareRelays(t *testing.T) {
 					t.Fatalf("%s via %s: %v", sc.name, tg.name, err)
 				}
 				cpu := cpuTime(t, tg.pid) - cpu0
+				zkCPU, selfCPU, idle := cpuTime(t, zk.PID())-zk0, selfCPU()-self0, idleTime(t)-idle0
 				// The warm-up ran on the same process: charge CPU to
 				// every op of both phases, counted at the measured rate.
 				ops := float64(res.Ops) * float64(dur+time.Second) / float64(dur)
@@ -104,8 +109,12 @@ func TestCompareRelays(t *testing.T) {
 				if tg.pid != 0 {
 					s.cpuPerOp = time.Duration(float64(cpu) / ops)
 				}
+				s.zkPerOp = time.Duration(float64(zkCPU) / ops)
+				s.clientPerOp = time.Duration(float64(selfCPU) / ops)
+				s.idlePerOp = time.Duration(float64(idle) / ops)
 				results[sc.name][tg.name] = append(results[sc.name][tg.name], s)
-				t.Logf("rep %d %-40s %-8s %s cpu/op=%s", rep, sc.name, tg.name, res, s.cpuPerOp)
+				t.Logf("rep %d %-40s %-8s %s cpu/op=%s zk=%s client=%s idle=%s", rep, sc.name, tg.name, res, s.cpuPerOp,
+					s.zkPerOp, s.clientPerOp, s.idlePerOp)
 			}
 		}
 	}
@@ -143,6 +152,19 @@ func TestCompareRelays(t *testing.T) {
 		}
 	}
 
+	if reps > 0 {
+		fmt.Fprintln(&out, "\nWhere the machine's time went, per op (medians): the relay's CPU, ZooKeeper's, the load client's, idle CPU.")
+		fmt.Fprintln(&out, "\n| scenario | target | relay | ZooKeeper | client | idle | sum |")
+		fmt.Fprintln(&out, "|---|---|---|---|---|---|---|")
+		for _, sc := range scenarios {
+			for _, tg := range targets {
+				m := median(results[sc.name][tg.name])
+				us := func(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
+				fmt.Fprintf(&out, "| %s | %s | %s | %s | %s | %s | %s |\n", sc.name, tg.name, us(m.cpuPerOp), us(m.zkPerOp),
+					us(m.clientPerOp), us(m.idlePerOp), us(m.cpuPerOp+m.zkPerOp+m.clientPerOp+m.idlePerOp))
+			}
+		}
+	}
 	if idle > 0 {
 		// RSS is read 3 s after the last handshake, and again after
 		// ZKPROXY_BENCH_IDLE_SETTLE (default 130 s: past the Go runtime's
@@ -320,6 +342,31 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
+// selfCPU is this process's CPU time: the load generator runs here.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// idleTime is the machine's idle CPU time so far, all cores (the idle
+// field of /proc/stat's cpu line, in USER_HZ ticks of 10 ms).
+func idleTime(t *testing.T) time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		t.Fatalf("unexpected /proc/stat: %q", line)
+	}
+	idle, _ := strconv.ParseInt(f[4], 10, 64)
+	return time.Duration(idle) * 10 * time.Millisecond
+}
+
 func rssBytes(t *testing.T, pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -368,10 +415,13 @@ func median(s []sample) sample {
 		return c[len(c)/2]
 	}
 	return sample{
-		throughput: pick(func(a, b sample) bool { return a.throughput < b.throughput }).throughput,
-		p50:        pick(func(a, b sample) bool { return a.p50 < b.p50 }).p50,
-		p99:        pick(func(a, b sample) bool { return a.p99 < b.p99 }).p99,
-		cpuPerOp:   pick(func(a, b sample) bool { return a.cpuPerOp < b.cpuPerOp }).cpuPerOp,
+		throughput:  pick(func(a, b sample) bool { return a.throughput < b.throughput }).throughput,
+		p50:         pick(func(a, b sample) bool { return a.p50 < b.p50 }).p50,
+		p99:         pick(func(a, b sample) bool { return a.p99 < b.p99 }).p99,
+		cpuPerOp:    pick(func(a, b sample) bool { return a.cpuPerOp < b.cpuPerOp }).cpuPerOp,
+		zkPerOp:     pick(func(a, b sample) bool { return a.zkPerOp < b.zkPerOp }).zkPerOp,
+		clientPerOp: pick(func(a, b sample) bool { return a.clientPerOp < b.clientPerOp }).clientPerOp,
+		idlePerOp:   pick(func(a, b sample) bool { return a.idlePerOp < b.idlePerOp }).idlePerOp,
 	}
 }
 
