@@ -89,6 +89,12 @@ func TestCClientWorkloadThroughProxy(t *testing.T) {
 	compareWorkload(t, "C", server, px, 30, func(ctx context.Context, addr, root string) (string, error) {
 		return prog.Run(ctx, addr, root)
 	})
+	// Each of the run's three handles closed its session: counted as such,
+	// even when the C client reset its connection right after closeSession.
+	waitFor(t, "sessions closed", 10*time.Second, func() bool { return len(px.Sessions()) == 0 })
+	if n := counter(t, px.m.connectionsClosed.WithLabelValues("close_session")); n != 3 {
+		t.Errorf("connections closed with close_session: %v, want 3", n)
+	}
 	// zookeeper_close sends closeSession and waits for its answer: the
 	// session's ephemerals are gone once the program has exited, not a
 	// session timeout later.

@@ -481,11 +481,25 @@ func (s *Session) pumpClient() {
 			}
 			continue
 		}
-		s.close(err.Error())
+		s.close(s.clientEndReason(err))
 		s.srv.forget(s)
 		s.srv.wg.Done()
 		return
 	}
+}
+
+// clientEndReason is the close reason when the client pump ends with err.
+// A client that sent closeSession and then dropped its connection closed
+// its session: the C client's zookeeper_close may close its socket before
+// the answer arrives, which its kernel then answers with a reset.
+func (s *Session) clientEndReason(err error) string {
+	s.mu.Lock()
+	closing := s.closeSent
+	s.mu.Unlock()
+	if closing {
+		return "client closed its session, then its connection: " + err.Error()
+	}
+	return err.Error()
 }
 
 func (s *Session) resumeClient() {
