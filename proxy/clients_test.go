@@ -50,13 +50,19 @@ func compareWorkload(t *testing.T, client string, server *zktest.Server, px *tes
 	t.Logf("%s transcript:\n%s", client, strings.Join(got, "\n"))
 }
 
-func TestJavaClientWorkloadThroughProxy(t *testing.T) {
+// javaWorkload is testdata/ProxyWorkload.java, compiled.
+func javaWorkload(t *testing.T) *zktest.Java {
+	t.Helper()
 	zktest.RequireIntegration(t)
 	src, err := os.ReadFile("testdata/ProxyWorkload.java")
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog := zktest.JavaProgram(t, string(src))
+	return zktest.JavaProgram(t, string(src))
+}
+
+func TestJavaClientWorkloadThroughProxy(t *testing.T) {
+	prog := javaWorkload(t)
 	server := zktest.Standalone(t)
 	px := startProxy(t, []string{server.ClientAddr()})
 	compareWorkload(t, "Java", server, px, 30, func(ctx context.Context, addr, root string) (string, error) {

@@ -30,6 +30,13 @@ type testProxy struct {
 // goroutines checked, in t.Cleanup.
 func startProxy(t *testing.T, members []string, mod ...func(*Config)) *testProxy {
 	t.Helper()
+	return startProxyWrapped(t, members, nil, mod...)
+}
+
+// startProxyWrapped is startProxy with the listener passed through wrap
+// (a TLS listener, say) when wrap is not nil.
+func startProxyWrapped(t *testing.T, members []string, wrap func(net.Listener) net.Listener, mod ...func(*Config)) *testProxy {
+	t.Helper()
 	cfg := Config{Source: members}
 	for _, m := range mod {
 		m(&cfg)
@@ -44,6 +51,10 @@ func startProxy(t *testing.T, members []string, mod ...func(*Config)) *testProxy
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	addr := ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -53,7 +64,7 @@ func startProxy(t *testing.T, members []string, mod ...func(*Config)) *testProxy
 		}
 		logs.stop()
 	})
-	return &testProxy{Server: srv, Addr: ln.Addr().String(), Reg: reg, Logs: logs}
+	return &testProxy{Server: srv, Addr: addr, Reg: reg, Logs: logs}
 }
 
 // logBuffer sends proxy logs to the test log and keeps them for assertions.

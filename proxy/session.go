@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -330,6 +331,15 @@ func (s *Session) handshake() (err error) {
 	}()
 	deadline := time.Now().Add(s.srv.cfg.HandshakeTimeout)
 	s.client.SetDeadline(deadline)
+	if tc, ok := s.client.(*tls.Conn); ok {
+		// A TLS listener (cmd/zkproxy tls-cert): the TLS handshake is
+		// part of the client's handshake time, and its failures (a
+		// plaintext client, a missing or untrusted client certificate)
+		// get their own reason.
+		if err := tc.Handshake(); err != nil {
+			return rejectf(handshakeReason(err, "tls_handshake"), "TLS handshake: %w", err)
+		}
+	}
 
 	s.clientR = newFrameReader(s.client, s.srv.cfg.MaxFrameSize, &s.srv.m.clientBytesIn)
 	prefix, err := s.clientR.Peek4()
@@ -401,7 +411,14 @@ func (s *Session) handshake() (err error) {
 	s.passwd = resp.Passwd
 	s.reqTimeout = req.TimeOut
 	s.clientTimeout = time.Duration(resp.TimeOut) * time.Millisecond
-	s.clientRW = readWatch{timeout: s.clientTimeout, parkAfter: s.srv.cfg.ParkIdleAfter}
+	parkAfter := s.srv.cfg.ParkIdleAfter
+	if s.clientR.raw == nil {
+		// A TLS client: tls.Conn may hold decrypted bytes the poller
+		// cannot see, so its pump never parks, and an idle timer would
+		// only wake it every parkAfter for nothing.
+		parkAfter = 0
+	}
+	s.clientRW = readWatch{timeout: s.clientTimeout, parkAfter: parkAfter}
 	s.clientR.shortReadEmpties = s.clientRW.wakesSoon()
 	s.hasReadOnly, s.readOnly = req.HasReadOnly, req.ReadOnly
 	s.lastZxid = req.LastZxidSeen

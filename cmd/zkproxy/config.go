@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -50,6 +51,9 @@ const (
 	keyBarrierMaxHold   = "cutover-barrier-max-hold"
 	keyFourLetterWords  = "four-letter-words"
 	keyParkIdleAfter    = "park-idle-after"
+	keyTLSCert          = "tls-cert"
+	keyTLSKey           = "tls-key"
+	keyTLSClientCA      = "tls-client-ca"
 )
 
 // serveConfig is the validated configuration of `zkproxy serve`.
@@ -62,8 +66,10 @@ type serveConfig struct {
 	LogLevel        string
 	Pprof           bool
 	ShutdownTimeout time.Duration
-	Proxy           proxy.Config
-	Cutover         cutover.Config
+	// TLS, when set, makes the client listener speak TLS only.
+	TLS     *tls.Config
+	Proxy   proxy.Config
+	Cutover cutover.Config
 }
 
 // bindServeFlags declares the serve flags. Defaults live here only, so
@@ -93,6 +99,9 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Int(keyMoveConcurrency, 8, "cutover: sessions moved at once")
 	fs.Duration(keyMoveTimeout, 10*time.Second, "cutover: bound on one session's move, drain included; keep it well under the session timeout (Kafka: 18s)")
 	fs.Duration(keyBarrierMaxHold, 10*time.Second, "split barrier: longest time client requests are held before the barrier releases by itself")
+	fs.String(keyTLSCert, "", "PEM certificate (chain) the client listener presents; with tls-key, clients must connect with TLS (zookeeper.client.secure)")
+	fs.String(keyTLSKey, "", "PEM private key of tls-cert")
+	fs.String(keyTLSClientCA, "", "PEM CA certificates client certificates must chain to; set, every client must present one")
 }
 
 // knownKeys are the keys a config file may contain; anything else is a typo
@@ -102,7 +111,7 @@ var knownKeys = []string{
 	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
 	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyFourLetterWords,
-	keyParkIdleAfter,
+	keyParkIdleAfter, keyTLSCert, keyTLSKey, keyTLSClientCA,
 }
 
 // newViper returns a viper (never the global one) reading flags, ZKPROXY_*
@@ -283,6 +292,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 	} else if err := checkDataDir(cfg.DataDir); err != nil {
 		bad(keyDataDir, "%v", err)
 	}
+	cfg.TLS = listenerTLS(str(keyTLSCert), str(keyTLSKey), str(keyTLSClientCA), bad)
 	if err := cfg.Proxy.Validate(); err != nil {
 		problems = append(problems, err.Error())
 	}

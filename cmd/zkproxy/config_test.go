@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/zkproxy/zkproxy/internal/zktest"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -156,5 +158,49 @@ func writeFile(t *testing.T, name, body string) {
 	t.Helper()
 	if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestListenerTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := zktest.NewCA(t)
+	cert, key := ca.Issue(t, "proxy", "127.0.0.1")
+	base := []string{"--source", "127.0.0.1:2181", "--data-dir", dir}
+
+	cfg, err := loadFor(t, append(base, "--tls-cert", cert, "--tls-key", key)...)
+	if err != nil || cfg.TLS == nil || cfg.TLS.ClientAuth != tls.NoClientCert {
+		t.Fatalf("certificate and key: TLS %v, %v", cfg.TLS, err)
+	}
+	cfg, err = loadFor(t, append(base, "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", ca.CertFile)...)
+	if err != nil || cfg.TLS == nil || cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatalf("with a client CA: TLS %v, %v", cfg.TLS, err)
+	}
+	if cfg, err := loadFor(t, base...); err != nil || cfg.TLS != nil {
+		t.Fatalf("no TLS keys: TLS %v, %v", cfg.TLS, err)
+	}
+
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not pem"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--tls-cert", cert}, []string{"tls-key: required with tls-cert"}},
+		{[]string{"--tls-key", key, "--tls-client-ca", ca.CertFile}, []string{"tls-cert: required"}},
+		{[]string{"--tls-cert", cert, "--tls-key", garbage}, []string{"tls-cert: loading " + cert}},
+		{[]string{"--tls-cert", ca.CertFile, "--tls-key", key}, []string{"tls-cert: loading"}}, // key of another certificate
+		{[]string{"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", garbage}, []string{"tls-client-ca: " + garbage + " holds no PEM certificate"}},
+		{[]string{"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", filepath.Join(dir, "missing.pem")}, []string{"tls-client-ca: open"}},
+	} {
+		_, err := loadFor(t, append(base, tc.args...)...)
+		if err == nil {
+			t.Errorf("%v: accepted", tc.args)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q does not say %q", tc.args, err, w)
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,6 +82,11 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	if err != nil {
 		return fmt.Errorf("listening for clients on %s: %w", cfg.Listen, err)
 	}
+	if cfg.TLS != nil {
+		// Sessions over TLS relay through tls.Conn: the pumps use plain
+		// Reads and Writes and such sessions do not park (proxy docs).
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
 
 	var adminSrv *http.Server
 	adminErr := make(chan error, 1)
@@ -105,7 +111,7 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- p.Serve(ln) }()
-	log.Info("zkproxy serving", "version", version, "listen", ln.Addr().String(),
+	log.Info("zkproxy serving", "version", version, "listen", ln.Addr().String(), "tls", describeTLS(cfg.TLS),
 		"source", strings.Join(cfg.Proxy.Source, ","), "destination", strings.Join(cfg.Proxy.Destination, ","))
 
 	sigs := make(chan os.Signal, 2)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 )
 
 // Java is a Java program compiled against the ZooKeeper 3.8 client
@@ -58,6 +59,12 @@ func compileJava(src string) (*Java, error) {
 	return &Java{Class: class, Dir: dir}, nil
 }
 
+// nettyExtraJars are Netty parts the Netty client socket
+// (ClientCnxnSocketNetty, what a TLS client uses) loads but Debian's
+// zookeeper.jar manifest does not list; Kafka ships its own. Both come with
+// libnetty-java, a dependency of the zookeeper package.
+var nettyExtraJars = []string{"/usr/share/java/netty-resolver.jar", "/usr/share/java/netty-codec.jar"}
+
 // Command returns a command that runs the program with the ZooKeeper client
 // and slf4j-simple (logging to stderr) on the classpath, a 64 MiB heap, and
 // SIGKILL if the test process dies. The caller starts and waits for it;
@@ -66,7 +73,7 @@ func (j *Java) Command(ctx context.Context, args ...string) *exec.Cmd {
 	jargs := append([]string{"-Xmx64m"}, jvmFlags...)
 	jargs = append(jargs,
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-		"-cp", j.Dir+":"+ZooKeeperJar+":"+SLF4JSimpleJar, j.Class)
+		"-cp", strings.Join(append([]string{j.Dir, ZooKeeperJar, SLF4JSimpleJar}, nettyExtraJars...), ":"), j.Class)
 	jargs = append(jargs, args...)
 	cmd := exec.CommandContext(ctx, "java", jargs...)
 	dieWithParent(cmd)
