@@ -37,8 +37,10 @@ var readChunks = sync.Pool{New: func() any { b := make([]byte, readChunkSize); r
 // happens in the runtime poller (syscall.RawConn.Read) and the pooled chunk
 // is taken only once the socket is readable, and given back when a read
 // would block with nothing buffered. So an idle session pins no read
-// buffer in either direction. Other net.Conn implementations (tests'
-// wrappers) are read with ordinary Reads into a chunk kept meanwhile.
+// buffer in either direction. Other net.Conn implementations (TLS, tests'
+// wrappers) are read with ordinary Reads; with nothing buffered they wait
+// in a Read of a few bytes and take a chunk only when it returns
+// (fillIdle).
 //
 // A Frame returned by Next is valid until the next call of Next that has
 // to read from the connection: while Buffered reports true, Next returns
@@ -68,6 +70,10 @@ type frameReader struct {
 	// readFn is readOnce bound once, and n and err its results: a closure
 	// passed to RawConn.Read would allocate on every read. serveFn is
 	// serveOnce bound once, with its handler and result.
+	// peek takes the first bytes after an idle wait on a connection without
+	// a RawConn (fillIdle); nil on TCP connections.
+	peek *[16]byte
+
 	readFn  func(fd uintptr) bool
 	n       int
 	err     error
@@ -84,6 +90,8 @@ func newFrameReader(conn net.Conn, maxFrameSize int, bytes *atomic.Uint64) *fram
 	if fr.raw = rawConnOf(conn); fr.raw != nil {
 		fr.readFn = fr.readOnce
 		fr.serveFn = fr.serveOnce
+	} else {
+		fr.peek = new([16]byte)
 	}
 	return fr
 }
@@ -173,6 +181,9 @@ func (fr *frameReader) Next() (frame, error) {
 func (fr *frameReader) fill(total int) error {
 	fr.makeRoom(total)
 	if fr.raw == nil {
+		if fr.r == fr.w {
+			return fr.fillIdle()
+		}
 		if fr.buf == nil {
 			fr.takeChunk()
 		}
@@ -204,6 +215,26 @@ func (fr *frameReader) fill(total int) error {
 	fr.count(n)
 	fr.readAt = time.Now()
 	return nil
+}
+
+// fillIdle is fill on a connection without a RawConn (TLS) when nothing is
+// buffered: it waits holding no chunk, reading the first bytes into peek,
+// so an idle TLS session pins no read buffer either. tls.Conn decrypts a
+// whole record at once, so the rest of it is then read from memory.
+func (fr *frameReader) fillIdle() error {
+	fr.releaseIfEmpty()
+	n, err := fr.conn.Read(fr.peek[:])
+	if n > 0 {
+		fr.takeChunk()
+		fr.r, fr.w = 0, copy(fr.buf, fr.peek[:n])
+		fr.count(n)
+		fr.readAt = time.Now()
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
 }
 
 // frameHandler is what a pump does with its connection's frames (see
@@ -336,7 +367,7 @@ func (fr *frameReader) serveOnce(fd uintptr) bool {
 }
 
 // servePlain is Serve over ordinary Reads (connections without a
-// RawConn, such as tests' wrappers).
+// RawConn: TLS, tests' wrappers).
 func (fr *frameReader) servePlain(h frameHandler) error {
 	for {
 		if !fr.Buffered() {
