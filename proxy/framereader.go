@@ -188,16 +188,7 @@ func (fr *frameReader) fill(total int) error {
 			fr.takeChunk()
 		}
 		n, err := fr.conn.Read(fr.buf[fr.w:])
-		fr.w += n
-		if n > 0 {
-			fr.count(n)
-			fr.readAt = time.Now()
-			return nil
-		}
-		if err == nil {
-			err = io.ErrNoProgress
-		}
-		return err
+		return fr.plainRead(n, err)
 	}
 	fr.n, fr.err = 0, nil
 	if err := fr.raw.Read(fr.readFn); err != nil {
@@ -226,15 +217,24 @@ func (fr *frameReader) fillIdle() error {
 	n, err := fr.conn.Read(fr.peek[:])
 	if n > 0 {
 		fr.takeChunk()
-		fr.r, fr.w = 0, copy(fr.buf, fr.peek[:n])
-		fr.count(n)
-		fr.readAt = time.Now()
-		return nil
+		copy(fr.buf, fr.peek[:n])
 	}
-	if err == nil {
-		err = io.ErrNoProgress
+	return fr.plainRead(n, err)
+}
+
+// plainRead accounts for n bytes an ordinary Read put at buf[w:] (a Read
+// that returns no bytes and no error is reported as no progress).
+func (fr *frameReader) plainRead(n int, err error) error {
+	if n <= 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
 	}
-	return err
+	fr.w += n
+	fr.count(n)
+	fr.readAt = time.Now()
+	return nil
 }
 
 // frameHandler is what a pump does with its connection's frames (see
