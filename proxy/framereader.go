@@ -67,13 +67,13 @@ type frameReader struct {
 	parkID           uint64    // the parker's key while parked (see parker.park)
 	parked           parkEntry // while parked; under the parker's lock
 
-	// readFn is readOnce bound once, and n and err its results: a closure
-	// passed to RawConn.Read would allocate on every read. serveFn is
-	// serveOnce bound once, with its handler and result.
 	// peek takes the first bytes after an idle wait on a connection without
 	// a RawConn (fillIdle); nil on TCP connections.
 	peek *[16]byte
 
+	// readFn is readOnce bound once, and n and err its results: a closure
+	// passed to RawConn.Read would allocate on every read. serveFn is
+	// serveOnce bound once, with its handler and result.
 	readFn  func(fd uintptr) bool
 	n       int
 	err     error
@@ -202,9 +202,7 @@ func (fr *frameReader) fill(total int) error {
 	case n <= 0:
 		return io.EOF
 	}
-	fr.w += n
-	fr.count(n)
-	fr.readAt = time.Now()
+	fr.got(n)
 	return nil
 }
 
@@ -231,10 +229,15 @@ func (fr *frameReader) plainRead(n int, err error) error {
 		}
 		return err
 	}
+	fr.got(n)
+	return nil
+}
+
+// got accounts for n bytes a read put at buf[w:]: they arrived now.
+func (fr *frameReader) got(n int) {
 	fr.w += n
 	fr.count(n)
 	fr.readAt = time.Now()
-	return nil
 }
 
 // frameHandler is what a pump does with its connection's frames (see
@@ -268,9 +271,9 @@ type frameHandler interface {
 // That saves the EAGAIN read, about one syscall per frame (reads per
 // relayed request 4 → 2, as many as HAProxy makes); A/B runs put it at
 // 0–0.9 µs of the relay's ~13 µs CPU per request, within their noise. The
-// one thing a short read hides is a FIN
-// that arrived with the last data: tcp_recvmsg returns the data and reports
-// the end of stream only on the next read, and no further edge comes. So
+// one thing a short read hides is a FIN that arrived with the last data:
+// tcp_recvmsg returns the data and reports the end of stream only on the
+// next read, and no further edge comes. So
 // only pumps whose read deadline fires within shortReadTrust of their last
 // data trust short reads: the deadline ends the wait, and the next wake-up
 // reads and finds the end of stream (a parked pump's level-triggered
@@ -360,9 +363,7 @@ func (fr *frameReader) serveOnce(fd uintptr) bool {
 			return true
 		}
 		emptied = fr.w+n < len(fr.buf)
-		fr.w += n
-		fr.count(n)
-		fr.readAt = time.Now()
+		fr.got(n)
 	}
 }
 

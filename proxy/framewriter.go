@@ -14,7 +14,7 @@ const maxIovecs = 1024
 // non-blocking write/writev calls inside RawConn.Write (see rawio_linux.go):
 // the runtime poller waits only when the socket's buffer is full, and the
 // connection's write deadline applies as for conn.Write. Connections
-// without a RawConn (tests' wrappers) are written the ordinary way.
+// without a RawConn (TLS, tests' wrappers) are written the ordinary way.
 func writeFrames(conn net.Conn, raw syscall.RawConn, frames [][]byte) (int, error) {
 	if raw == nil {
 		if len(frames) == 1 {

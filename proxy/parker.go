@@ -46,6 +46,19 @@ type readWatch struct {
 	resumed time.Time
 }
 
+// newReadWatch returns the watch of fr's pump and sets whether fr may trust
+// short reads. A reader without a RawConn (TLS) cannot park — tls.Conn may
+// hold decrypted bytes the poller cannot see (parkPump refuses it) — so it
+// gets no idle timer either, which would only wake it every parkAfter.
+func newReadWatch(fr *frameReader, timeout, parkAfter time.Duration) readWatch {
+	if fr.raw == nil {
+		parkAfter = 0
+	}
+	w := readWatch{timeout: timeout, parkAfter: parkAfter}
+	fr.shortReadEmpties = w.wakesSoon()
+	return w
+}
+
 // shortReadTrust is the longest parkAfter with which a pump trusts short
 // reads (frameReader.shortReadEmpties): the wait after its last data ends
 // within about twice that, so a FIN that came with that data is read then.

@@ -411,15 +411,7 @@ func (s *Session) handshake() (err error) {
 	s.passwd = resp.Passwd
 	s.reqTimeout = req.TimeOut
 	s.clientTimeout = time.Duration(resp.TimeOut) * time.Millisecond
-	parkAfter := s.srv.cfg.ParkIdleAfter
-	if s.clientR.raw == nil {
-		// A TLS client: tls.Conn may hold decrypted bytes the poller
-		// cannot see, so its pump never parks, and an idle timer would
-		// only wake it every parkAfter for nothing.
-		parkAfter = 0
-	}
-	s.clientRW = readWatch{timeout: s.clientTimeout, parkAfter: parkAfter}
-	s.clientR.shortReadEmpties = s.clientRW.wakesSoon()
+	s.clientRW = newReadWatch(s.clientR, s.clientTimeout, s.srv.cfg.ParkIdleAfter)
 	s.hasReadOnly, s.readOnly = req.HasReadOnly, req.ReadOnly
 	s.lastZxid = req.LastZxidSeen
 	s.ensemble = target

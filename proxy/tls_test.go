@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -31,28 +30,18 @@ func tlsListener(t *testing.T, ca *zktest.CA, clientAuth bool) func(net.Listener
 		}
 		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		if clientAuth {
-			cfg.ClientCAs = caPool(t, ca)
+			cfg.ClientCAs = ca.Pool()
 			cfg.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 		return tls.NewListener(ln, cfg)
 	}
 }
 
-func caPool(t *testing.T, ca *zktest.CA) *x509.CertPool {
-	pem, err := os.ReadFile(ca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	return pool
-}
-
 // connectGoTLS connects go-zookeeper to addr over TLS, trusting ca, with
 // the client certificate cert when it is not nil.
 func connectGoTLS(t *testing.T, addr string, ca *zktest.CA, cert *tls.Certificate) (*zk.Conn, *stateRecorder) {
 	t.Helper()
-	cfg := &tls.Config{RootCAs: caPool(t, ca), MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
@@ -139,7 +128,7 @@ func TestTLSClientCertificates(t *testing.T) {
 	px := startProxyWrapped(t, []string{server.ClientAddr()}, tlsListener(t, ca, true))
 
 	anonymous, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", px.Addr,
-		&tls.Config{RootCAs: caPool(t, ca), MinVersion: tls.VersionTLS12})
+		&tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12})
 	if err == nil {
 		defer anonymous.Close()
 		// TLS 1.3 reports the server's refusal on the first read.

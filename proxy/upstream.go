@@ -143,8 +143,7 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 		timeout:  time.Duration(resp.TimeOut) * time.Millisecond,
 		done:     make(chan struct{}),
 	}
-	up.rw = readWatch{timeout: up.readTimeout(), parkAfter: s.cfg.ParkIdleAfter}
-	r.shortReadEmpties = up.rw.wakesSoon()
+	up.rw = newReadWatch(r, up.readTimeout(), s.cfg.ParkIdleAfter)
 	up.lastSend.Store(time.Now().UnixNano())
 	up.lastRecv.Store(time.Now().UnixNano())
 	return up, &resp, raw, nil

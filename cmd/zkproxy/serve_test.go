@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -36,13 +34,9 @@ func TestServeTLS(t *testing.T) {
 		}
 	}()
 
-	pem, err := os.ReadFile(ca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
+	roots := ca.Pool()
 	var conn *tls.Conn
+	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", listen, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
 		if err == nil {

@@ -54,6 +54,14 @@ func NewCA(t TB) *CA {
 	return ca
 }
 
+// Pool returns a certificate pool holding the CA, for TLS clients and for
+// servers verifying client certificates.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return pool
+}
+
 // Issue writes a certificate for name, valid for the given IP addresses
 // (server and client use both), and its PKCS#8 key, as PEM files.
 func (ca *CA) Issue(t TB, name string, ips ...string) (certFile, keyFile string) {
