@@ -59,10 +59,13 @@ type frameReader struct {
 	// frames it holds, shared by them so the pumps call time.Now once per
 	// read instead of several times per frame.
 	readAt time.Time
+	// active is readAt as Unix nanoseconds, or when the pump last resumed
+	// if that is later: what idleSweep reads, from its own goroutine.
+	active atomic.Int64
 	// shortReadEmpties lets Serve wait for the poller right after a read
 	// that left room in the buffer, instead of reading again for EAGAIN
-	// (see Serve): set by pumps whose read deadline comes back within
-	// shortReadTrust of the last data.
+	// (see Serve): set by pumps whose wait idleSweep ends within about
+	// 2 × shortReadTrust of the last data.
 	shortReadEmpties bool
 	parkID           uint64    // the parker's key while parked (see parker.park)
 	parked           parkEntry // while parked; under the parker's lock
@@ -238,6 +241,7 @@ func (fr *frameReader) got(n int) {
 	fr.w += n
 	fr.count(n)
 	fr.readAt = time.Now()
+	fr.active.Store(fr.readAt.UnixNano())
 }
 
 // frameHandler is what a pump does with its connection's frames (see
@@ -273,10 +277,9 @@ type frameHandler interface {
 // 0–0.9 µs of the relay's ~13 µs CPU per request, within their noise. The
 // one thing a short read hides is a FIN that arrived with the last data:
 // tcp_recvmsg returns the data and reports the end of stream only on the
-// next read, and no further edge comes. So
-// only pumps whose read deadline fires within shortReadTrust of their last
-// data trust short reads: the deadline ends the wait, and the next wake-up
-// reads and finds the end of stream (a parked pump's level-triggered
+// next read, and no further edge comes. So only pumps whose wait is ended
+// within about 2 × shortReadTrust of their last data (by idleSweep) trust
+// short reads: the next wake-up reads and finds the end of stream (a parked pump's level-triggered
 // registration finds it at once). A peer that closes right after its last
 // frame is noticed that much later; one that sends anything afterwards, or
 // resets, raises an edge as usual. Without the flag (parking off), Serve

@@ -31,11 +31,13 @@ type parkEntry struct {
 // expires a client silent for its session timeout, and a member silent for
 // half its timeout is frozen (see upstream.readTimeout).
 //
-// The connection deadline is set lazily: once when the pump starts waiting
-// with none set, and again only when it fires, so a busy connection costs
-// one timer expiry per parkAfter rather than a deadline update per frame
-// (pollSetDeadline showed in profiles). Owned by one pump goroutine at a
-// time.
+// The connection's deadline is only the silence deadline, and it is set
+// lazily: once when the pump starts waiting with none set, and again only
+// when it fires (once per timeout on a busy connection), rather than
+// updated per frame (pollSetDeadline showed in profiles). Idleness is
+// noticed by idleSweep, which sets the deadline to now when the pump has
+// been idle for parkAfter: see there for why the pump does not keep an idle
+// deadline itself. Owned by one pump goroutine at a time.
 type readWatch struct {
 	timeout   time.Duration
 	parkAfter time.Duration // zero: never park
@@ -49,7 +51,7 @@ type readWatch struct {
 // newReadWatch returns the watch of fr's pump and sets whether fr may trust
 // short reads. A reader without a RawConn (TLS) cannot park — tls.Conn may
 // hold decrypted bytes the poller cannot see (parkPump refuses it) — so it
-// gets no idle timer either, which would only wake it every parkAfter.
+// is not swept either (see idleSweep).
 func newReadWatch(fr *frameReader, timeout, parkAfter time.Duration) readWatch {
 	if fr.raw == nil {
 		parkAfter = 0
@@ -64,20 +66,12 @@ func newReadWatch(fr *frameReader, timeout, parkAfter time.Duration) readWatch {
 // within about twice that, so a FIN that came with that data is read then.
 const shortReadTrust = time.Second
 
-// wakesSoon reports whether the watch ends every wait within about
-// 2×shortReadTrust of the connection's last data.
+// wakesSoon reports whether every wait ends within about 2×shortReadTrust
+// of the connection's last data: idleSweep ends it within 2 × parkAfter.
 func (w *readWatch) wakesSoon() bool { return w.parkAfter > 0 && w.parkAfter <= shortReadTrust }
 
 // next is the deadline for a connection whose last data arrived at last.
-func (w *readWatch) next(last time.Time) time.Time {
-	d := last.Add(w.timeout)
-	if w.parkAfter > 0 {
-		if p := later(last, w.resumed).Add(w.parkAfter); p.Before(d) {
-			d = p
-		}
-	}
-	return d
-}
+func (w *readWatch) next(last time.Time) time.Time { return last.Add(w.timeout) }
 
 // arm sets the connection's deadline if none is set.
 func (w *readWatch) arm(last time.Time, set func(time.Time) error) {
@@ -96,7 +90,8 @@ const (
 	peerSilent                 // quiet for the whole timeout
 )
 
-// expired handles the connection's deadline firing at now.
+// expired handles the connection's deadline firing at now: the silence
+// deadline, or idleSweep's nudge.
 func (w *readWatch) expired(now, last time.Time, set func(time.Time) error) verdict {
 	if !now.Before(last.Add(w.timeout)) {
 		return peerSilent

@@ -39,6 +39,7 @@ type Server struct {
 
 	parkerOnce sync.Once
 	parker     atomic.Pointer[parker] // set by the first park
+	idle       idleSweep              // tells idle running pumps to park
 }
 
 // New returns a Server for cfg. log receives structured logs (nil discards)
@@ -164,7 +165,7 @@ func (s *Server) accept(conn net.Conn) {
 		// The client loop gets a fresh goroutine: the handshake (dialing,
 		// decoding) grows a stack that an idle session would otherwise
 		// keep for its lifetime.
-		go sess.pumpClient()
+		go sess.pumpClient(time.Now())
 	}()
 }
 

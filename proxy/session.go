@@ -478,9 +478,13 @@ func handshakeReason(err error, otherwise string) string {
 
 // pumpClient runs the client pump on the calling goroutine until the
 // connection ends — then closes the session — or parks while idle.
-func (s *Session) pumpClient() {
+func (s *Session) pumpClient(now time.Time) {
 	for {
+		s.srv.idle.watch(s.clientR, &s.clientRW, now)
 		err := s.readClient()
+		// Unwatched before parking: the parker may resume the pump on
+		// another goroutine at once, which watches it again.
+		s.srv.idle.unwatch(s.clientR)
 		if errors.Is(err, errParked) {
 			if s.clientResume == nil {
 				s.clientResume = s.resumeClient // one allocation per session, not per park
@@ -488,6 +492,7 @@ func (s *Session) pumpClient() {
 			if s.srv.parkOrRewatch(s.clientR, &s.clientRW, s.client.SetReadDeadline, s.clientResume) {
 				return
 			}
+			now = time.Now()
 			continue
 		}
 		s.close(s.clientEndReason(err))
@@ -512,8 +517,9 @@ func (s *Session) clientEndReason(err error) string {
 }
 
 func (s *Session) resumeClient() {
-	s.clientRW.resume(time.Now(), s.clientR.readAt, s.client.SetReadDeadline)
-	s.pumpClient()
+	now := time.Now()
+	s.clientRW.resume(now, s.clientR.readAt, s.client.SetReadDeadline)
+	s.pumpClient(now)
 }
 
 // readClient forwards client frames until the client connection fails or
@@ -775,9 +781,11 @@ func (e *fatalError) Unwrap() error { return e.err }
 
 // runUpstream pumps one upstream connection, then handles its loss; or
 // parks the pump while the connection is idle.
-func (s *Session) runUpstream(up *upstream) {
+func (s *Session) runUpstream(up *upstream, now time.Time) {
 	for {
+		s.srv.idle.watch(up.r, &up.rw, now)
 		err := s.readUpstream(up)
+		s.srv.idle.unwatch(up.r) // before parking, as in pumpClient
 		if errors.Is(err, errParked) {
 			if up.resume == nil {
 				up.resume = func() { s.resumeUpstream(up) }
@@ -785,6 +793,7 @@ func (s *Session) runUpstream(up *upstream) {
 			if s.srv.parkOrRewatch(up.r, &up.rw, up.conn.SetReadDeadline, up.resume) {
 				return
 			}
+			now = time.Now()
 			continue
 		}
 		s.endUpstream(up, err)
@@ -809,8 +818,9 @@ func (s *Session) endUpstream(up *upstream, err error) {
 }
 
 func (s *Session) resumeUpstream(up *upstream) {
-	up.rw.resume(time.Now(), up.r.readAt, up.conn.SetReadDeadline)
-	s.runUpstream(up)
+	now := time.Now()
+	up.rw.resume(now, up.r.readAt, up.conn.SetReadDeadline)
+	s.runUpstream(up, now)
 }
 
 // readUpstream forwards member frames to the client, updating the session
@@ -1269,7 +1279,7 @@ func (s *Session) resume(up *upstream, ensemble []string) {
 	s.cond.Broadcast()
 	s.mu.Unlock()
 	up.lastRecv.Store(time.Now().UnixNano())
-	go s.runUpstream(up)
+	go s.runUpstream(up, time.Now())
 	s.startPinger(up)
 	for _, h := range held {
 		s.writeUpstream(up, h.frame)
