@@ -99,8 +99,9 @@ type Config struct {
 	// ParkIdleAfter is how long a session's connection must be idle before
 	// its pump gives its goroutine up and waits in the proxy's shared
 	// poller (Linux): an idle session then costs a few KiB instead of two
-	// goroutine stacks. Zero means DefaultParkIdleAfter; negative never
-	// parks.
+	// goroutine stacks. Idle pumps are found by a sweep every ParkIdleAfter,
+	// so a pump parks between one and two ParkIdleAfter after its last
+	// frame. Zero means DefaultParkIdleAfter; negative never parks.
 	ParkIdleAfter time.Duration
 	// DialTimeout bounds one TCP dial to a member. Zero means
 	// DefaultDialTimeout.

@@ -62,7 +62,8 @@ func TestCompareRelays(t *testing.T) {
 	zk := zktest.Standalone(t, zktest.WithConfig("maxClientCnxns=0"), zktest.WithHeapMB(512),
 		zktest.WithConfig("globalOutstandingLimit=10000"))
 	ip := zktest.LoopbackIP(t)
-	// ZKPROXY_BENCH_TARGETS narrows the set, e.g. "direct,haproxy".
+	// ZKPROXY_BENCH_TARGETS narrows the set, e.g. "direct,haproxy", and may
+	// add "gorelay", which runs only when named.
 	want := os.Getenv("ZKPROXY_BENCH_TARGETS")
 	on := func(name string) bool { return want == "" || strings.Contains(","+want+",", ","+name+",") }
 	var targets []target
@@ -71,6 +72,10 @@ func TestCompareRelays(t *testing.T) {
 	}
 	if on("haproxy") {
 		targets = append(targets, startHAProxy(t, ip+":12181", zk.ClientAddr()))
+	}
+	if want != "" && on("gorelay") {
+		// Only on request: the floor of a Go relay (see gorelay).
+		targets = append(targets, startGoRelay(t, ip+":32181", zk.ClientAddr()))
 	}
 	if on("zkproxy") {
 		targets = append(targets, startZkproxy(t, ip+":22181", ip+":22182", zk.ClientAddr()))
@@ -293,6 +298,15 @@ func startZkproxy(t *testing.T, listen, admin, source string) target {
 		"--data-dir", t.TempDir(), "--log-level", "warn", "--max-client-conns", "20000"}, adminArgs...)...)
 	tg.admin = admin
 	return tg
+}
+
+func startGoRelay(t *testing.T, listen, backend string) target {
+	bin := filepath.Join(t.TempDir(), "gorelay")
+	build := exec.Command("go", "build", "-o", bin, "github.com/zkproxy/zkproxy/internal/relaybench/gorelay")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building gorelay: %v\n%s", err, out)
+	}
+	return startProcess(t, "gorelay", listen, bin, "-listen", listen, "-backend", backend)
 }
 
 func startProcess(t *testing.T, name, addr string, argv ...string) target {
