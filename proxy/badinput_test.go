@@ -375,7 +375,7 @@ func prometheusRegistryFor(t *testing.T, _ *Server) *prometheus.Registry {
 	m := newMetrics(reg)
 	m.connectionsRejected.WithLabelValues("max_client_conns").Inc()
 	m.connectionsClosed.WithLabelValues("client_closed").Inc()
-	m.requests.WithLabelValues("getData").Inc()
+	m.stats.assign().countRequest(jute.OpGetData)
 	m.reattaches.WithLabelValues("ok").Inc()
 	m.moves.WithLabelValues("ok").Inc()
 	m.upstreamConnectFails.WithLabelValues("dial").Inc()
@@ -383,7 +383,7 @@ func prometheusRegistryFor(t *testing.T, _ *Server) *prometheus.Registry {
 	m.framesOverLimit.WithLabelValues("client").Inc()
 	m.limitReached.WithLabelValues("max_outstanding").Inc()
 	m.fourLetterWords.WithLabelValues("ruok").Inc()
-	m.countResponse(jute.OpGetData, jute.ErrNoNode)
+	m.stats.assign().countResponse(jute.OpGetData, jute.ErrNoNode)
 	m.sessionsByMember.WithLabelValues("127.0.0.1:2181").Inc()
 	return reg
 }

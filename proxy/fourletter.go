@@ -149,21 +149,22 @@ type Stats struct {
 // session's lock briefly, so the cost grows with the number of sessions.
 func (s *Server) Stats() Stats {
 	m := s.m
+	t := m.stats.totals()
 	st := Stats{
 		Connections:      int(m.connections.Load()),
 		SessionsByState:  map[string]int{},
-		PacketsReceived:  m.packetsReceived.Load(),
-		PacketsSent:      m.packetsSent.Load(),
-		ClientBytesIn:    m.clientBytesIn.Load(),
-		ClientBytesOut:   m.clientBytesOut.Load(),
-		UpstreamBytesIn:  m.upstreamBytesIn.Load(),
-		UpstreamBytesOut: m.upstreamBytesOut.Load(),
+		PacketsReceived:  t.packetsReceived,
+		PacketsSent:      t.packetsSent,
+		ClientBytesIn:    t.clientBytesIn,
+		ClientBytesOut:   t.clientBytesOut,
+		UpstreamBytesIn:  t.upstreamBytesIn,
+		UpstreamBytesOut: t.upstreamBytesOut,
 		Target:           s.Target(),
 	}
-	if n := m.latency.count.Load(); n > 0 {
-		st.LatencyMin = time.Duration(m.latency.min.Load())
-		st.LatencyMax = time.Duration(m.latency.max.Load())
-		st.LatencyAvg = time.Duration(m.latency.sum.Load() / n)
+	if t.latencyCount > 0 {
+		st.LatencyMin = time.Duration(t.latencyMin)
+		st.LatencyMax = time.Duration(t.latencyMax)
+		st.LatencyAvg = time.Duration(t.latencySum / t.latencyCount)
 	}
 	for _, sess := range s.Sessions() {
 		sess.mu.Lock()

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -18,7 +17,6 @@ type metrics struct {
 	connectionsRejected  *prometheus.CounterVec // reason
 	connectionsClosed    *prometheus.CounterVec // reason
 	sessionsOpen         prometheus.Gauge
-	requests             *prometheus.CounterVec // op
 	reattaches           *prometheus.CounterVec // result
 	moves                *prometheus.CounterVec // result
 	upstreamConnectFails *prometheus.CounterVec // reason
@@ -32,58 +30,24 @@ type metrics struct {
 	proxyPings           prometheus.Counter
 	watchesReplayed      prometheus.Counter
 
-	requestsBy [numOpSlots]prometheus.Counter // requests, resolved once per op
-
 	clientConnections prometheus.Gauge
 	sessionsByState   [numEnsembleKinds][numSessionStates]prometheus.Gauge // ensemble, state
 	sessionsByMember  *prometheus.GaugeVec                                 // member; resolved once per upstream
-	responses         *prometheus.CounterVec                               // op, err
-	responsesBy       [numOpSlots][numErrSlots]atomic.Pointer[prometheus.Counter]
-	requestDuration   [numOpSlots]prometheus.Observer // request in → reply out
-	upstreamDuration  [numOpSlots]prometheus.Observer // written upstream → reply read
 	watches           watchGauges
 	notifications     prometheus.Counter
 	heldBytes         prometheus.Gauge
 	holdSeconds       prometheus.Observer
 	moveDrainSeconds  prometheus.Observer
 
-	// Plain atomics for the per-frame counts, exported through
-	// CounterFuncs and Server.Stats.
-	clientBytesIn, clientBytesOut     atomic.Uint64
-	upstreamBytesIn, upstreamBytesOut atomic.Uint64
-	packetsReceived, packetsSent      atomic.Uint64
-	connections                       atomic.Int64
-	latency                           latencyStats
+	connections atomic.Int64
+
+	// The per-request counters, histograms and byte counts, sharded by
+	// session (see hotstats.go); exported by a shardCollector.
+	stats statShards
 }
 
 // watchGauges are the zkproxy_watches children by watch kind.
 type watchGauges [numWatchKinds]prometheus.Gauge
-
-// latencyStats keeps min/avg/max request latency for srvr/mntr, like
-// ZooKeeper's ServerStats (which the 4lw srst resets; the proxy's never
-// reset).
-type latencyStats struct {
-	count, sum atomic.Int64 // nanoseconds
-	min, max   atomic.Int64 // nanoseconds; min 0 means none yet
-}
-
-func (l *latencyStats) observe(d time.Duration) {
-	n := max(int64(d), 1)
-	l.count.Add(1)
-	l.sum.Add(n)
-	for {
-		cur := l.max.Load()
-		if n <= cur || l.max.CompareAndSwap(cur, n) {
-			break
-		}
-	}
-	for {
-		cur := l.min.Load()
-		if (cur != 0 && n >= cur) || l.min.CompareAndSwap(cur, n) {
-			break
-		}
-	}
-}
 
 // Slots of the per-op and per-error arrays; labels are resolved once.
 const (
@@ -145,35 +109,6 @@ func errLabel(c jute.ErrCode) string {
 	return c.String()
 }
 
-// countResponse counts a reply by op and error, resolving the series on
-// first use only.
-func (m *metrics) countResponse(op jute.Op, code jute.ErrCode) {
-	os, es := opSlot(op), errSlot(code)
-	p := &m.responsesBy[os][es]
-	c := p.Load()
-	if c == nil {
-		counter := m.responses.WithLabelValues(opSlotLabel(os), errLabel(code))
-		p.CompareAndSwap(nil, &counter)
-		c = p.Load()
-	}
-	(*c).Inc()
-}
-
-// observeReply records a matched reply's latencies: since the request
-// arrived from the client and since it was written upstream.
-func (m *metrics) observeReply(op jute.Op, code jute.ErrCode, now time.Time, req *pendingRequest) {
-	slot := opSlot(op)
-	d := now.Sub(req.start)
-	m.requestDuration[slot].Observe(d.Seconds())
-	sent := req.sent
-	if sent.IsZero() {
-		sent = req.start
-	}
-	m.upstreamDuration[slot].Observe(now.Sub(sent).Seconds())
-	m.latency.observe(d)
-	m.countResponse(op, code)
-}
-
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
 	const ns = "zkproxy"
@@ -194,10 +129,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: ns, Name: "sessions_open",
 			Help: "Client connections with an established session.",
 		}),
-		requests: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "requests_total",
-			Help: "Client requests received, by opcode.",
-		}, []string{"op"}),
 		reattaches: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "upstream_reattaches_total",
 			Help: "Sessions whose upstream connection was lost, by outcome (ok: re-attached invisibly).",
@@ -264,38 +195,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Namespace: ns, Name: "sessions_by_member",
 		Help: "Established sessions attached to each upstream member.",
 	}, []string{"member"})
-	m.responses = f.NewCounterVec(prometheus.CounterOpts{
-		Namespace: ns, Name: "responses_total",
-		Help: "Replies to client requests relayed from members, by opcode and error code.",
-	}, []string{"op", "err"})
-	latencyBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
-	reqDur := f.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: ns, Name: "request_duration_seconds",
-		Help:    "Client request latency at the proxy: request read from the client to reply read from the member (then written on).",
-		Buckets: latencyBuckets,
-	}, []string{"op"})
-	upDur := f.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: ns, Name: "upstream_request_duration_seconds",
-		Help:    "Member latency: request written upstream to reply read (excludes time held during re-attach or move).",
-		Buckets: latencyBuckets,
-	}, []string{"op"})
-	for slot := range numOpSlots {
-		m.requestDuration[slot] = reqDur.WithLabelValues(opSlotLabel(slot))
-		m.upstreamDuration[slot] = upDur.WithLabelValues(opSlotLabel(slot))
-	}
-	for _, dir := range []struct {
-		label    string
-		client   *atomic.Uint64
-		upstream *atomic.Uint64
-	}{{"in", &m.clientBytesIn, &m.upstreamBytesIn}, {"out", &m.clientBytesOut, &m.upstreamBytesOut}} {
-		f.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: ns, Name: "client_bytes_total", ConstLabels: prometheus.Labels{"direction": dir.label},
-			Help: "Bytes read from (in) and written to (out) client connections.",
-		}, func() float64 { return float64(dir.client.Load()) })
-		f.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: ns, Name: "upstream_bytes_total", ConstLabels: prometheus.Labels{"direction": dir.label},
-			Help: "Bytes read from (in) and written to (out) member connections.",
-		}, func() float64 { return float64(dir.upstream.Load()) })
+	if reg != nil {
+		reg.MustRegister(newShardCollector(&m.stats))
 	}
 	watches := f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "watches",
@@ -324,16 +225,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Buckets: pauseBuckets,
 	})
 
-	for slot := range numOpSlots {
-		m.requestsBy[slot] = m.requests.WithLabelValues(opSlotLabel(slot))
-	}
 	return m
-}
-
-// countRequest counts one client request without a label lookup on the
-// hot path.
-func (m *metrics) countRequest(op jute.Op) {
-	m.requestsBy[opSlot(op)].Inc()
 }
 
 // knownOps is the opcode label set: anything else is "unknown", so a client

@@ -81,6 +81,7 @@ var (
 // ID, Info and Move; the admin API lists them through Info.
 type Session struct {
 	srv        *Server
+	st         *statShard   // the session's share of the per-request counters
 	logID      atomic.Int64 // session id for the log, once known (see logger)
 	client     net.Conn
 	clientAddr string
@@ -187,6 +188,7 @@ func newSession(srv *Server, conn net.Conn) *Session {
 		client:     conn,
 		clientAddr: conn.RemoteAddr().String(),
 		created:    time.Now(),
+		st:         srv.m.stats.assign(),
 	}
 	s.cond = sync.NewCond(&s.mu)
 	s.watches.gauges = &srv.m.watches
@@ -341,7 +343,7 @@ func (s *Session) handshake() (err error) {
 		}
 	}
 
-	s.clientR = newFrameReader(s.client, s.srv.cfg.MaxFrameSize, &s.srv.m.clientBytesIn)
+	s.clientR = newFrameReader(s.client, s.srv.cfg.MaxFrameSize, &s.st.clientBytesIn)
 	prefix, err := s.clientR.Peek4()
 	if err != nil {
 		return rejectf(handshakeReason(err, "handshake_eof"), "reading the first bytes: %w", err)
@@ -360,7 +362,7 @@ func (s *Session) handshake() (err error) {
 		return rejectf(handshakeReason(err, "handshake_eof"), "reading ConnectRequest: %w", err)
 	}
 	s.recved.Add(1)
-	s.srv.m.packetsReceived.Add(1)
+	s.st.packetsReceived.Add(1)
 	connectFrame := append([]byte(nil), f.Raw()...)
 	var req jute.ConnectRequest
 	if err := jute.Unmarshal(f.Payload(), &req); err != nil {
@@ -382,7 +384,7 @@ func (s *Session) handshake() (err error) {
 			break
 		}
 		ctx, done := s.operationContext()
-		u, r, raw, err := s.srv.connectMember(ctx, member, connectFrame, deadline)
+		u, r, raw, err := s.srv.connectMember(ctx, member, connectFrame, deadline, s.st)
 		done()
 		if errors.Is(err, errSessionExpired) {
 			// Relay the expiry so the client learns it (ClientCnxn
@@ -562,14 +564,14 @@ func (s *Session) onClientFrame(f frame) error {
 		return &clientFrameError{err}
 	}
 	s.recved.Add(1)
-	s.srv.m.packetsReceived.Add(1)
+	s.st.packetsReceived.Add(1)
 	raw := f.Raw()
 	h, err := jute.PeekRequestHeader(f.Payload())
 	if err != nil {
 		s.srv.m.decodeErrors.WithLabelValues("request_header").Inc()
 		return &clientFrameError{fmt.Errorf("malformed request header: %w", err)}
 	}
-	s.srv.m.countRequest(h.Op)
+	s.st.countRequest(h.Op)
 	if h.Op == jute.OpPing {
 		if err := s.clientPing(raw); err != nil {
 			return &clientFrameError{err}
@@ -733,7 +735,7 @@ func (s *Session) writeUpstream(up *upstream, frame []byte) {
 func (s *Session) writeUpstreamAt(up *upstream, frame []byte, now time.Time) {
 	up.writeDL.extendAt(now, up.timeout, up.conn.SetWriteDeadline)
 	n, err := writeFrame(up.conn, up.r.raw, frame)
-	s.srv.m.upstreamBytesOut.Add(uint64(n))
+	s.st.upstreamBytesOut.Add(uint64(n))
 	if err != nil {
 		up.conn.Close()
 		s.srv.unpark(up.r)
@@ -758,10 +760,10 @@ func (s *Session) writeClientAt(frame []byte, now time.Time) error {
 	}
 	s.clientWDL.extendAt(now, timeout, s.client.SetWriteDeadline)
 	n, err := writeFrame(s.client, s.clientR.raw, frame)
-	s.srv.m.clientBytesOut.Add(uint64(n))
+	s.st.clientBytesOut.Add(uint64(n))
 	if err == nil {
 		s.sent.Add(1)
-		s.srv.m.packetsSent.Add(1)
+		s.st.packetsSent.Add(1)
 	}
 	if err != nil {
 		var ne net.Error
@@ -897,10 +899,10 @@ func (s *Session) writeClientFrames(frames [][]byte, now time.Time) error {
 	defer s.cwmu.Unlock()
 	s.clientWDL.extendAt(now, s.clientTimeout, s.client.SetWriteDeadline)
 	n, err := writeFrames(s.client, s.clientR.raw, frames)
-	s.srv.m.clientBytesOut.Add(uint64(n))
+	s.st.clientBytesOut.Add(uint64(n))
 	if err == nil {
 		s.sent.Add(uint64(len(frames)))
-		s.srv.m.packetsSent.Add(uint64(len(frames)))
+		s.st.packetsSent.Add(uint64(len(frames)))
 	}
 	if err != nil {
 		var ne net.Error
@@ -949,7 +951,7 @@ func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err erro
 			return false, errors.New("ping reply with no ping in flight")
 		}
 		if !fromProxy {
-			s.srv.m.countResponse(jute.OpPing, h.Err)
+			s.st.countResponse(jute.OpPing, h.Err)
 		}
 		return !fromProxy, nil
 	case h.Xid == jute.XidAuth && len(s.pendingAuth) > 0:
@@ -969,7 +971,7 @@ func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err erro
 		return false, err
 	}
 	s.cond.Broadcast()
-	s.srv.m.observeReply(req.op, h.Err, now, &req)
+	s.st.observeReply(req.op, h.Err, now, &req)
 	if h.Zxid > s.lastZxid {
 		s.lastZxid = h.Zxid
 	}
@@ -1125,7 +1127,7 @@ func (s *Session) reattach(ctx context.Context, members []string, deadline time.
 			if deadline.Before(attemptDeadline) {
 				attemptDeadline = deadline
 			}
-			up, resp, _, err := s.srv.connectMember(ctx, member, frame, attemptDeadline)
+			up, resp, _, err := s.srv.connectMember(ctx, member, frame, attemptDeadline, s.st)
 			if errors.Is(err, errSessionExpired) {
 				return nil, fmt.Errorf("member %s: %w", member, err)
 			}
@@ -1182,7 +1184,7 @@ func (s *Session) replay(up *upstream, deadline time.Time) error {
 	up.conn.SetDeadline(deadline)
 	defer up.conn.SetDeadline(time.Time{})
 	for _, frame := range auths {
-		s.srv.m.upstreamBytesOut.Add(uint64(len(frame)))
+		s.st.upstreamBytesOut.Add(uint64(len(frame)))
 		if _, err := up.conn.Write(frame); err != nil {
 			return fmt.Errorf("replaying auth on %s: %w", up.member, err)
 		}
@@ -1200,7 +1202,7 @@ func (s *Session) replay(up *upstream, deadline time.Time) error {
 	for _, b := range batches {
 		op, rec := b.record(rel)
 		frame := appendRequestFrame(nil, jute.RequestHeader{Xid: jute.XidSetWatches, Op: op}, rec)
-		s.srv.m.upstreamBytesOut.Add(uint64(len(frame)))
+		s.st.upstreamBytesOut.Add(uint64(len(frame)))
 		if _, err := up.conn.Write(frame); err != nil {
 			return fmt.Errorf("replaying watches on %s: %w", up.member, err)
 		}

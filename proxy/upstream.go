@@ -89,7 +89,7 @@ func (s *Server) dial(ctx context.Context, member string) (net.Conn, error) {
 // ConnectResponse. On success the caller owns the returned upstream. A
 // response with timeOut 0 returns errSessionExpired along with the raw
 // response frame, which the caller may relay.
-func (s *Server) connectMember(ctx context.Context, member string, connectFrame []byte, deadline time.Time) (*upstream, *jute.ConnectResponse, []byte, error) {
+func (s *Server) connectMember(ctx context.Context, member string, connectFrame []byte, deadline time.Time, st *statShard) (*upstream, *jute.ConnectResponse, []byte, error) {
 	conn, err := s.dial(ctx, member)
 	if err != nil {
 		s.m.upstreamConnectFails.WithLabelValues("dial").Inc()
@@ -105,8 +105,8 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 		s.members.markFailed(member)
 		return nil, nil, nil, fmt.Errorf("sending ConnectRequest to %s: %w", member, err)
 	}
-	s.m.upstreamBytesOut.Add(uint64(len(connectFrame)))
-	r := newFrameReader(conn, s.cfg.MaxReplyFrameSize, &s.m.upstreamBytesIn)
+	st.upstreamBytesOut.Add(uint64(len(connectFrame)))
+	r := newFrameReader(conn, s.cfg.MaxReplyFrameSize, &st.upstreamBytesIn)
 	f, err := r.Next()
 	if err != nil {
 		conn.Close()
