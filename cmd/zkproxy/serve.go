@@ -64,6 +64,8 @@ func newLogger(cfg serveConfig, w interface{ Write([]byte) (int, error) }) *slog
 // for up to ShutdownTimeout; a second signal closes everything at once.
 func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (int, error) }) error {
 	log := newLogger(cfg, logw)
+	gcPercent := applyGCDefault()
+	log.Debug("garbage collector target", "gogc", gcPercent)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
