@@ -36,7 +36,7 @@ type statShard struct {
 	// Request in → reply out, and written upstream → reply read.
 	requestDuration, upstreamDuration [numOpSlots]shardHistogram
 
-	latency latencyStats
+	latency latencyExtremes
 }
 
 // latencyBounds are the histograms' bucket upper bounds.
@@ -51,11 +51,15 @@ var latencyBoundsNanos = func() (b [len(latencyBounds)]int64) {
 	return b
 }()
 
-// shardHistogram is one shard's part of a latency histogram: counts per
-// bucket (not cumulative; the last is +Inf) and the sum in nanoseconds.
+// shardHistogram is one shard's part of a latency histogram: the sum in
+// nanoseconds and the counts per bucket (not cumulative; the last is
+// +Inf). The sum comes first so that it shares a cache line with the
+// low buckets where nearly all requests fall: an observation then
+// usually touches one line, which matters when the pumps run far
+// apart and find their lines evicted.
 type shardHistogram struct {
-	buckets  [len(latencyBounds) + 1]atomic.Uint64
 	sumNanos atomic.Uint64
+	buckets  [len(latencyBounds) + 1]atomic.Uint64
 }
 
 func (h *shardHistogram) observe(d time.Duration) {
@@ -68,18 +72,17 @@ func (h *shardHistogram) observe(d time.Duration) {
 	h.sumNanos.Add(uint64(n))
 }
 
-// latencyStats keeps min/avg/max request latency for srvr/mntr, like
-// ZooKeeper's ServerStats (which the 4lw srst resets; the proxy's never
-// reset).
-type latencyStats struct {
-	count, sum atomic.Int64 // nanoseconds
-	min, max   atomic.Int64 // nanoseconds; min 0 means none yet
+// latencyExtremes keeps the min and max request latency for srvr/mntr,
+// like ZooKeeper's ServerStats (which the 4lw srst resets; the proxy's
+// never reset); the average comes from the requestDuration histograms'
+// counts and sums, which see the same replies. Once they settle, an
+// observation only reads them.
+type latencyExtremes struct {
+	min, max atomic.Int64 // nanoseconds; min 0 means none yet
 }
 
-func (l *latencyStats) observe(d time.Duration) {
+func (l *latencyExtremes) observe(d time.Duration) {
 	n := max(int64(d), 1)
-	l.count.Add(1)
-	l.sum.Add(n)
 	for {
 		cur := l.max.Load()
 		if n <= cur || l.max.CompareAndSwap(cur, n) {
@@ -124,13 +127,16 @@ func (s *statShards) totals() statTotals {
 		t.upstreamBytesOut += sh.upstreamBytesOut.Load()
 		t.packetsReceived += sh.packetsReceived.Load()
 		t.packetsSent += sh.packetsSent.Load()
-		if n := sh.latency.count.Load(); n > 0 {
-			t.latencyCount += n
-			t.latencySum += sh.latency.sum.Load()
-			t.latencyMax = max(t.latencyMax, sh.latency.max.Load())
-			if mn := sh.latency.min.Load(); mn != 0 && (t.latencyMin == 0 || mn < t.latencyMin) {
-				t.latencyMin = mn
+		for slot := range sh.requestDuration {
+			h := &sh.requestDuration[slot]
+			for b := range h.buckets {
+				t.latencyCount += int64(h.buckets[b].Load())
 			}
+			t.latencySum += int64(h.sumNanos.Load())
+		}
+		t.latencyMax = max(t.latencyMax, sh.latency.max.Load())
+		if mn := sh.latency.min.Load(); mn != 0 && (t.latencyMin == 0 || mn < t.latencyMin) {
+			t.latencyMin = mn
 		}
 	}
 	return t
