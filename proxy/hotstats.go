@@ -201,23 +201,28 @@ func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// opLabels lists the distinct op labels and, for each, its slots (op 10's
+// opLabelSlots lists the distinct op labels, each with its slots (op 10's
 // slot and the unknown slot share "unknown"): one series per label.
-var opLabels = func() (labels []string, slots [][]int) {
+var opLabelSlots = func() (out []struct {
+	label string
+	slots []int
+}) {
 	index := map[string]int{}
 	for slot := range numOpSlots {
 		l := opSlotLabel(slot)
 		i, ok := index[l]
 		if !ok {
-			i = len(labels)
+			i = len(out)
 			index[l] = i
-			labels = append(labels, l)
-			slots = append(slots, nil)
+			out = append(out, struct {
+				label string
+				slots []int
+			}{label: l})
 		}
-		slots[i] = append(slots[i], slot)
+		out[i].slots = append(out[i].slots, slot)
 	}
-	return labels, slots
-}
+	return out
+}()
 
 // errSlotLabels is the err label of each error slot.
 var errSlotLabels = func() (l [numErrSlots]string) {
@@ -241,12 +246,12 @@ func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.upstreamBytes, prometheus.CounterValue, float64(t.upstreamBytesIn), "in")
 	ch <- prometheus.MustNewConstMetric(c.upstreamBytes, prometheus.CounterValue, float64(t.upstreamBytesOut), "out")
 
-	labels, slots := opLabels()
-	for i, op := range labels {
+	for _, ls := range opLabelSlots {
+		op := ls.label
 		var requests uint64
 		var req, up histogramSum
 		responses := map[string]uint64{}
-		for _, slot := range slots[i] {
+		for _, slot := range ls.slots {
 			for sh := range c.s.shards {
 				shard := &c.s.shards[sh]
 				requests += shard.requests[slot].Load()

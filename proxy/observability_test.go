@@ -16,30 +16,9 @@ import (
 	"github.com/zkproxy/zkproxy/internal/zktest"
 )
 
-// histogramCount returns the sample count of the histogram series of name
+// gatheredSum gathers reg and sums value over the series of family name
 // whose labels include want.
-func histogramCount(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) uint64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if labelsMatch(m, want) {
-				n += m.GetHistogram().GetSampleCount()
-			}
-		}
-	}
-	return n
-}
-
-// counterValue sums the gathered counters name with the labels in want.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
+func gatheredSum(t *testing.T, reg *prometheus.Registry, name string, want map[string]string, value func(*dto.Metric) float64) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -52,11 +31,23 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, want map[
 		}
 		for _, m := range mf.GetMetric() {
 			if labelsMatch(m, want) {
-				v += m.GetCounter().GetValue()
+				v += value(m)
 			}
 		}
 	}
 	return v
+}
+
+// histogramCount is the number of samples in the histograms name{want}.
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) uint64 {
+	t.Helper()
+	return uint64(gatheredSum(t, reg, name, want, func(m *dto.Metric) float64 { return float64(m.GetHistogram().GetSampleCount()) }))
+}
+
+// counterValue sums the counters name{want}.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	return gatheredSum(t, reg, name, want, func(m *dto.Metric) float64 { return m.GetCounter().GetValue() })
 }
 
 func labelsMatch(m *dto.Metric, want map[string]string) bool {
