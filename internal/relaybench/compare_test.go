@@ -157,6 +157,18 @@ func TestCompareRelays(t *testing.T) {
 		}
 	}
 
+	if reps > 0 && len(results[scenarios[0].name]["gorelay"]) > 0 && len(results[scenarios[0].name]["zkproxy"]) > 0 {
+		// gorelay is the floor of a Go relay on this machine: how far
+		// zkproxy is from it is its own per-request cost.
+		fmt.Fprintln(&out, "\nzkproxy against gorelay, paired the same way:")
+		fmt.Fprintln(&out, "\n| scenario | zkproxy / gorelay |\n|---|---|")
+		for _, sc := range scenarios {
+			zp, gr := results[sc.name]["zkproxy"], results[sc.name]["gorelay"]
+			fmt.Fprintf(&out, "| %s | %s thr, %s p50 |\n", sc.name,
+				pairedRatios(zp, gr, func(s sample) float64 { return s.throughput }),
+				pairedRatios(zp, gr, func(s sample) float64 { return float64(s.p50) }))
+		}
+	}
 	if reps > 0 {
 		fmt.Fprintln(&out, "\nWhere the machine's time went, per op (medians): the relay's CPU, ZooKeeper's, the load client's, idle CPU.")
 		fmt.Fprintln(&out, "\n| scenario | target | relay | ZooKeeper | client | idle | sum |")
