@@ -162,7 +162,7 @@ func (sh *statShard) observeReply(op jute.Op, code jute.ErrCode, now time.Time, 
 	}
 	sh.upstreamDuration[slot].observe(now.Sub(sent))
 	sh.latency.observe(d)
-	sh.countResponse(op, code)
+	sh.responses[slot][errSlot(code)].Add(1)
 }
 
 // shardCollector exports the shards as the Prometheus series they replace:
@@ -201,12 +201,15 @@ func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// opLabelSlots lists the distinct op labels, each with its slots (op 10's
-// slot and the unknown slot share "unknown"): one series per label.
-var opLabelSlots = func() (out []struct {
+// opLabel is one op label and the slots counted under it.
+type opLabel struct {
 	label string
 	slots []int
-}) {
+}
+
+// opLabelSlots lists the distinct op labels (op 10's slot and the unknown
+// slot share "unknown"): one series per label.
+var opLabelSlots = func() (out []opLabel) {
 	index := map[string]int{}
 	for slot := range numOpSlots {
 		l := opSlotLabel(slot)
@@ -214,10 +217,7 @@ var opLabelSlots = func() (out []struct {
 		if !ok {
 			i = len(out)
 			index[l] = i
-			out = append(out, struct {
-				label string
-				slots []int
-			}{label: l})
+			out = append(out, opLabel{label: l})
 		}
 		out[i].slots = append(out[i].slots, slot)
 	}
