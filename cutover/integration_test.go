@@ -21,7 +21,20 @@ func waitPhase(t *testing.T, r *rig.Rig, want cutover.Phase) cutover.Status {
 }
 
 func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
-	r := rig.New(t, rig.Options{})
+	cutoverMovesKafkaLikeWorkload(t, rig.New(t, rig.Options{}))
+}
+
+// TestCutoverToTLSDestination moves the sessions from a plain source onto a
+// destination the proxy reaches only on its TLS ports: the ensemble move is
+// also the moment TLS is turned on, and the clients stay in plain TCP to
+// the proxy, unchanged.
+func TestCutoverToTLSDestination(t *testing.T) {
+	// Every session must show in cons asked on the TLS ports
+	// (rig.DestinationSessions), which lists only TLS connections.
+	cutoverMovesKafkaLikeWorkload(t, rig.New(t, rig.Options{DestinationTLS: true}))
+}
+
+func cutoverMovesKafkaLikeWorkload(t *testing.T, r *rig.Rig) {
 	ctx := rig.CtxFor(t, 5*time.Minute)
 
 	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 4, Writers: 2})
@@ -56,7 +69,7 @@ func TestCutoverMovesKafkaLikeWorkload(t *testing.T) {
 
 	// Every workload session is now served by a destination member.
 	snap := w.Snapshot()
-	on := rig.SessionsOn(t, r.M.Destination.Members[:2])
+	on := r.DestinationSessions(ctx)
 	for name, id := range snap.Sessions {
 		if _, ok := on[id]; !ok {
 			t.Errorf("%s (0x%x) is not connected to a destination member; cons there shows %v", name, id, on)
@@ -160,7 +173,7 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		snap := w.Snapshot()
-		on := rig.SessionsOn(t, r.M.Destination.Members[:2])
+		on := r.DestinationSessions(ctx)
 		missing := 0
 		for _, id := range snap.Sessions {
 			if _, ok := on[id]; !ok {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/jute"
 )
 
@@ -131,6 +132,14 @@ type Config struct {
 	// member. Nil means a net.Dialer with DialTimeout. Tests use it to
 	// inject faults.
 	Dial func(ctx context.Context, localAddr, member string) (net.Conn, error)
+
+	// MemberTLS lists the members reached over TLS (their secureClientPort)
+	// and how; nil reaches every member in plain TCP. It applies to
+	// session connections and to the readiness probe's four-letter words,
+	// after Dial. Sessions on a TLS member relay through tls.Conn: their
+	// upstream pump uses plain Reads and Writes and does not park, so an
+	// idle session costs its upstream goroutine's stack.
+	MemberTLS *membertls.Policy
 }
 
 // withDefaults returns c with every zero value replaced by its default.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/internal/workload"
 	"github.com/zkproxy/zkproxy/internal/zktest"
 	"github.com/zkproxy/zkproxy/jute"
@@ -23,8 +24,9 @@ import (
 // of it.
 type ensembleFixture struct {
 	ens     *zktest.Ensemble
-	members []string
+	members []string // the proxy's source: client ports, or TLS ports
 	px      *testProxy
+	tls     bool // the proxy reaches the members' secure ports
 	// dialDelay (nanoseconds) slows every upstream dial: fault injection
 	// to widen the re-attach window.
 	dialDelay atomic.Int64
@@ -32,14 +34,32 @@ type ensembleFixture struct {
 
 func newEnsembleFixture(t *testing.T) *ensembleFixture {
 	t.Helper()
+	return newFixture(t, nil)
+}
+
+// newFixture is newEnsembleFixture whose proxy, when ca is not nil, reaches
+// the members over TLS only, on their secure ports, with a client
+// certificate from ca; test clients still reach the members directly on
+// their plain ports.
+func newFixture(t *testing.T, ca *zktest.CA) *ensembleFixture {
+	t.Helper()
 	zktest.RequireIntegration(t)
-	ens := zktest.NewEnsemble(t, 3)
-	var members []string
-	for _, m := range ens.Members {
-		members = append(members, m.ClientAddr())
+	var opts []zktest.Option
+	if ca != nil {
+		opts = append(opts, zktest.WithSecureClientPort(ca))
 	}
-	f := &ensembleFixture{ens: ens, members: members}
-	f.px = startProxy(t, members, func(c *Config) {
+	ens := zktest.NewEnsemble(t, 3, opts...)
+	f := &ensembleFixture{ens: ens, tls: ca != nil}
+	for _, m := range ens.Members {
+		f.members = append(f.members, f.addrOf(m))
+	}
+	var policy *membertls.Policy
+	if ca != nil {
+		policy = &membertls.Policy{}
+		policy.Add(f.members, memberTLSConfig(t, ca))
+	}
+	f.px = startProxy(t, f.members, func(c *Config) {
+		c.MemberTLS = policy
 		c.Dial = func(ctx context.Context, _, member string) (net.Conn, error) {
 			if d := time.Duration(f.dialDelay.Load()); d > 0 {
 				select {
@@ -55,10 +75,18 @@ func newEnsembleFixture(t *testing.T) *ensembleFixture {
 	return f
 }
 
+// addrOf is m's address as the proxy knows it.
+func (f *ensembleFixture) addrOf(m *zktest.Server) string {
+	if f.tls {
+		return m.SecureClientAddr()
+	}
+	return m.ClientAddr()
+}
+
 func (f *ensembleFixture) server(t *testing.T, addr string) *zktest.Server {
 	t.Helper()
 	for _, m := range f.ens.Members {
-		if m.ClientAddr() == addr {
+		if f.addrOf(m) == addr {
 			return m
 		}
 	}
@@ -77,12 +105,12 @@ func (f *ensembleFixture) placeOnFollower(t *testing.T, id int64) *zktest.Server
 		t.Fatal(err)
 	}
 	info := sessionInfo(t, f.px.Server, id)
-	if info.Member != leader.ClientAddr() {
+	if info.Member != f.addrOf(leader) {
 		return f.server(t, info.Member)
 	}
 	var follower string
 	for _, m := range f.members {
-		if m != leader.ClientAddr() {
+		if m != f.addrOf(leader) {
 			follower = m
 			break
 		}
@@ -110,9 +138,9 @@ func (f *ensembleFixture) session(t *testing.T, id int64) *Session {
 func (f *ensembleFixture) directAvoiding(t *testing.T, avoid *zktest.Server) *zk.Conn {
 	t.Helper()
 	var addrs []string
-	for _, m := range f.members {
-		if avoid == nil || m != avoid.ClientAddr() {
-			addrs = append(addrs, m)
+	for _, m := range f.ens.Members {
+		if m != avoid {
+			addrs = append(addrs, m.ClientAddr())
 		}
 	}
 	conn, _ := connectGo(t, addrs, 10*time.Second)
@@ -148,96 +176,7 @@ func TestFailover(t *testing.T) {
 	f := newEnsembleFixture(t)
 	acl := zk.WorldACL(zk.PermAll)
 
-	t.Run("idle client does not notice", func(t *testing.T) {
-		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
-		id := conn.SessionID()
-		for _, p := range []string{"/idle", "/idle/d1", "/idle/d2", "/idle/c"} {
-			if _, err := conn.Create(p, []byte("x"), 0, acl); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := conn.Create("/idle/eph", nil, zk.FlagEphemeral, acl); err != nil {
-			t.Fatal(err)
-		}
-		if err := conn.AddAuth("digest", []byte("bob:pw")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Create("/idle/private", []byte("p"), 0, zk.DigestACL(zk.PermAll, "bob", "pw")); err != nil {
-			t.Fatal(err)
-		}
-		_, _, during, err := conn.GetW("/idle/d1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _, after, err := conn.GetW("/idle/d2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _, existCh, err := conn.ExistsW("/idle/new")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _, childCh, err := conn.ChildrenW("/idle/c")
-		if err != nil {
-			t.Fatal(err)
-		}
-		victim := f.placeOnFollower(t, id)
-		direct := f.directAvoiding(t, victim)
-		if w := sessionInfo(t, f.px.Server, id).Watches; w != 4 {
-			t.Fatalf("proxy tracks %d watches, want 4", w)
-		}
-		reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
-
-		if err := victim.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.restart(t, victim) })
-		// A change made while the session is off any member: the
-		// SetWatches catch-up (relativeZxid = last zxid seen) reports it.
-		if _, err := direct.Set("/idle/d1", []byte("during"), -1); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "re-attach", 30*time.Second, func() bool {
-			return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
-		})
-		info := sessionInfo(t, f.px.Server, id)
-		if info.Member == victim.ClientAddr() || info.State != StateActive {
-			t.Fatalf("session after re-attach: %+v", info)
-		}
-		expectEvent(t, "data watch, change during re-attach", during, zk.EventNodeDataChanged, "/idle/d1")
-
-		// Changes after the re-attach reach the re-registered watches.
-		if _, err := direct.Set("/idle/d2", []byte("after"), -1); err != nil {
-			t.Fatal(err)
-		}
-		expectEvent(t, "data watch, change after re-attach", after, zk.EventNodeDataChanged, "/idle/d2")
-		if _, err := direct.Create("/idle/new", nil, 0, acl); err != nil {
-			t.Fatal(err)
-		}
-		expectEvent(t, "exist watch", existCh, zk.EventNodeCreated, "/idle/new")
-		if _, err := direct.Create("/idle/c/kid", nil, 0, acl); err != nil {
-			t.Fatal(err)
-		}
-		expectEvent(t, "child watch", childCh, zk.EventNodeChildrenChanged, "/idle/c")
-
-		// Session, ephemeral and auth kept.
-		_, st, err := direct.Exists("/idle/eph")
-		if err != nil || st == nil || st.EphemeralOwner != id {
-			t.Fatalf("ephemeral after re-attach: %+v %v", st, err)
-		}
-		if data, _, err := conn.Get("/idle/private"); err != nil || string(data) != "p" {
-			t.Fatalf("digest-protected read after re-attach (auth replayed?): %q %v", data, err)
-		}
-		if n := rec.count(zk.StateDisconnected); n != 0 {
-			t.Errorf("client saw %d disconnects", n)
-		}
-		if n := rec.count(zk.StateExpired); n != 0 {
-			t.Errorf("client saw %d expiries", n)
-		}
-		if !f.px.Logs.contains("session re-attached", "upstream lost") {
-			t.Error("no re-attach log line")
-		}
-	})
+	t.Run("idle client does not notice", func(t *testing.T) { idleFailoverUnnoticed(t, f) })
 
 	t.Run("requests in flight: one visible disconnect, session kept", func(t *testing.T) {
 		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
@@ -607,5 +546,100 @@ func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root strin
 	want := workload.WantIdleReport(root, kazoo)
 	if !slices.Equal(got, want) {
 		t.Errorf("client across the failover:\n got: %v\nwant: %v\nstderr: %s", got, want, client.Stderr())
+	}
+}
+
+// idleFailoverUnnoticed kills the member an idle go-zookeeper session is on
+// and checks the client notices nothing: no disconnect, watches fire for
+// changes during and after the re-attach, ephemerals and auth kept.
+func idleFailoverUnnoticed(t *testing.T, f *ensembleFixture) {
+	acl := zk.WorldACL(zk.PermAll)
+	conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+	id := conn.SessionID()
+	for _, p := range []string{"/idle", "/idle/d1", "/idle/d2", "/idle/c"} {
+		if _, err := conn.Create(p, []byte("x"), 0, acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Create("/idle/eph", nil, zk.FlagEphemeral, acl); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.AddAuth("digest", []byte("bob:pw")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create("/idle/private", []byte("p"), 0, zk.DigestACL(zk.PermAll, "bob", "pw")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, during, err := conn.GetW("/idle/d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, after, err := conn.GetW("/idle/d2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, existCh, err := conn.ExistsW("/idle/new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, childCh, err := conn.ChildrenW("/idle/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := f.placeOnFollower(t, id)
+	direct := f.directAvoiding(t, victim)
+	if w := sessionInfo(t, f.px.Server, id).Watches; w != 4 {
+		t.Fatalf("proxy tracks %d watches, want 4", w)
+	}
+	reattached := counter(t, f.px.m.reattaches.WithLabelValues("ok"))
+
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.restart(t, victim) })
+	// A change made while the session is off any member: the
+	// SetWatches catch-up (relativeZxid = last zxid seen) reports it.
+	if _, err := direct.Set("/idle/d1", []byte("during"), -1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "re-attach", 30*time.Second, func() bool {
+		return counter(t, f.px.m.reattaches.WithLabelValues("ok")) > reattached
+	})
+	info := sessionInfo(t, f.px.Server, id)
+	if info.Member == f.addrOf(victim) || info.State != StateActive {
+		t.Fatalf("session after re-attach: %+v", info)
+	}
+	expectEvent(t, "data watch, change during re-attach", during, zk.EventNodeDataChanged, "/idle/d1")
+
+	// Changes after the re-attach reach the re-registered watches.
+	if _, err := direct.Set("/idle/d2", []byte("after"), -1); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, "data watch, change after re-attach", after, zk.EventNodeDataChanged, "/idle/d2")
+	if _, err := direct.Create("/idle/new", nil, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, "exist watch", existCh, zk.EventNodeCreated, "/idle/new")
+	if _, err := direct.Create("/idle/c/kid", nil, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, "child watch", childCh, zk.EventNodeChildrenChanged, "/idle/c")
+
+	// Session, ephemeral and auth kept.
+	_, st, err := direct.Exists("/idle/eph")
+	if err != nil || st == nil || st.EphemeralOwner != id {
+		t.Fatalf("ephemeral after re-attach: %+v %v", st, err)
+	}
+	if data, _, err := conn.Get("/idle/private"); err != nil || string(data) != "p" {
+		t.Fatalf("digest-protected read after re-attach (auth replayed?): %q %v", data, err)
+	}
+	if n := rec.count(zk.StateDisconnected); n != 0 {
+		t.Errorf("client saw %d disconnects", n)
+	}
+	if n := rec.count(zk.StateExpired); n != 0 {
+		t.Errorf("client saw %d expiries", n)
+	}
+	if !f.px.Logs.contains("session re-attached", "upstream lost") {
+		t.Error("no re-attach log line")
 	}
 }

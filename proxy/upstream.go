@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/jute"
 )
 
@@ -67,21 +68,27 @@ func (s *Server) dial(ctx context.Context, member string) (net.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
+	var conn net.Conn
+	var err error
 	if s.cfg.Dial != nil {
-		return s.cfg.Dial(ctx, local, member)
+		conn, err = s.cfg.Dial(ctx, local, member)
+	} else {
+		d := net.Dialer{}
+		if local != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+		}
+		conn, err = d.DialContext(ctx, "tcp", member)
 	}
-	d := net.Dialer{}
-	if local != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
-	}
-	conn, err := d.DialContext(ctx, "tcp", member)
 	if err != nil {
 		return nil, err
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return conn, nil
+	// The handshake shares the dial's timeout: a member that accepts but
+	// never completes it counts as unreachable like one that never
+	// accepts.
+	return s.cfg.MemberTLS.Client(ctx, conn, member)
 }
 
 // connectMember opens a session connection on member: it sends
@@ -92,7 +99,11 @@ func (s *Server) dial(ctx context.Context, member string) (net.Conn, error) {
 func (s *Server) connectMember(ctx context.Context, member string, connectFrame []byte, deadline time.Time, st *statShard) (*upstream, *jute.ConnectResponse, []byte, error) {
 	conn, err := s.dial(ctx, member)
 	if err != nil {
-		s.m.upstreamConnectFails.WithLabelValues("dial").Inc()
+		reason := "dial"
+		if errors.As(err, new(*membertls.HandshakeError)) {
+			reason = "tls_handshake"
+		}
+		s.m.upstreamConnectFails.WithLabelValues(reason).Inc()
 		s.members.markFailed(member)
 		return nil, nil, nil, fmt.Errorf("dialing member %s: %w", member, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -54,6 +55,14 @@ const (
 	keyTLSCert          = "tls-cert"
 	keyTLSKey           = "tls-key"
 	keyTLSClientCA      = "tls-client-ca"
+)
+
+// The keys of TLS towards each ensemble's members: source-tls,
+// source-tls-ca, source-tls-cert, source-tls-key, source-tls-server-name,
+// and the same for destination.
+var (
+	sourceTLSKeys      = memberTLSKeysOf(keySource)
+	destinationTLSKeys = memberTLSKeysOf(keyDestination)
 )
 
 // serveConfig is the validated configuration of `zkproxy serve`.
@@ -102,6 +111,16 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.String(keyTLSCert, "", "PEM certificate (chain) the client listener presents; with tls-key, clients must connect with TLS (zookeeper.client.secure)")
 	fs.String(keyTLSKey, "", "PEM private key of tls-cert")
 	fs.String(keyTLSClientCA, "", "PEM CA certificates client certificates must chain to; set, every client must present one")
+	for _, e := range []struct {
+		name string
+		k    memberTLSKeys
+	}{{"source", sourceTLSKeys}, {"destination", destinationTLSKeys}} {
+		fs.Bool(e.k.on, false, "reach the "+e.name+" members over TLS: their addresses are their secureClientPort (ZooKeeper's Netty server)")
+		fs.String(e.k.ca, "", "PEM CA certificates the "+e.name+" members' certificates must chain to (default: the system's roots)")
+		fs.String(e.k.cert, "", "PEM client certificate (chain) presented to the "+e.name+" members; ZooKeeper requires one unless ssl.clientAuth=none")
+		fs.String(e.k.key, "", "PEM private key of "+e.k.cert)
+		fs.String(e.k.serverName, "", "name the "+e.name+" members' certificates are verified against (default: each member's host)")
+	}
 }
 
 // knownKeys are the keys a config file may contain; anything else is a typo
@@ -112,6 +131,8 @@ var knownKeys = []string{
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
 	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyFourLetterWords,
 	keyParkIdleAfter, keyTLSCert, keyTLSKey, keyTLSClientCA,
+	sourceTLSKeys.on, sourceTLSKeys.ca, sourceTLSKeys.cert, sourceTLSKeys.key, sourceTLSKeys.serverName,
+	destinationTLSKeys.on, destinationTLSKeys.ca, destinationTLSKeys.cert, destinationTLSKeys.key, destinationTLSKeys.serverName,
 }
 
 // newViper returns a viper (never the global one) reading flags, ZKPROXY_*
@@ -293,6 +314,18 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 		bad(keyDataDir, "%v", err)
 	}
 	cfg.TLS = listenerTLS(str(keyTLSCert), str(keyTLSKey), str(keyTLSClientCA), bad)
+	memberTLSOf := func(k memberTLSKeys) *tls.Config {
+		return memberTLS(k, boolean(k.on), str(k.ca), str(k.cert), str(k.key), str(k.serverName), bad)
+	}
+	if src, dst := memberTLSOf(sourceTLSKeys), memberTLSOf(destinationTLSKeys); src != nil || dst != nil {
+		policy := &membertls.Policy{}
+		policy.Add(cfg.Proxy.Source, src)
+		policy.Add(cfg.Proxy.Destination, dst)
+		cfg.Proxy.MemberTLS = policy
+		// The sync checks and the split barrier ask the members
+		// four-letter words over the same connections as sessions.
+		cfg.Cutover.CheckDial = policy.DialContext
+	}
 	if err := cfg.Proxy.Validate(); err != nil {
 		problems = append(problems, err.Error())
 	}

@@ -204,3 +204,80 @@ func TestListenerTLS(t *testing.T) {
 		}
 	}
 }
+
+func TestMemberTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := zktest.NewCA(t)
+	cert, key := ca.Issue(t, "proxy", "127.0.0.1")
+	base := []string{"--source", "10.0.0.1:2281,10.0.0.2:2281", "--destination", "10.0.1.1:2181", "--data-dir", dir}
+
+	cfg, err := loadFor(t, base...)
+	if err != nil || cfg.Proxy.MemberTLS != nil || cfg.Cutover.CheckDial != nil {
+		t.Fatalf("no TLS keys: policy %v, check dial set %v, %v", cfg.Proxy.MemberTLS, cfg.Cutover.CheckDial != nil, err)
+	}
+
+	// TLS to the source only: the destination stays plain, so a cutover
+	// can also move clients between a TLS and a plain ensemble.
+	cfg, err = loadFor(t, append(base, "--source-tls", "--source-tls-ca", ca.CertFile,
+		"--source-tls-cert", cert, "--source-tls-key", key)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Proxy.MemberTLS
+	for _, m := range []string{"10.0.0.1:2281", "10.0.0.2:2281"} {
+		c := p.For(m)
+		if c == nil || c.RootCAs == nil || len(c.Certificates) != 1 || c.ServerName != m[:len("10.0.0.x")] {
+			t.Errorf("source member %s: TLS config %+v", m, c)
+		}
+	}
+	if c := p.For("10.0.1.1:2181"); c != nil {
+		t.Errorf("destination member reached over TLS: %+v", c)
+	}
+	if cfg.Cutover.CheckDial == nil {
+		t.Error("the sync checks do not dial over TLS")
+	}
+
+	// Env and a server name; no CA means the system's roots.
+	t.Setenv("ZKPROXY_DESTINATION_TLS", "true")
+	t.Setenv("ZKPROXY_DESTINATION_TLS_SERVER_NAME", "zk.example.com")
+	cfg, err = loadFor(t, base...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Proxy.MemberTLS.For("10.0.1.1:2181"); c == nil || c.ServerName != "zk.example.com" || c.RootCAs != nil {
+		t.Errorf("destination TLS from env: %+v", c)
+	}
+	if c := cfg.Proxy.MemberTLS.For("10.0.0.1:2281"); c != nil {
+		t.Errorf("source reached over TLS without source-tls: %+v", c)
+	}
+	t.Setenv("ZKPROXY_DESTINATION_TLS", "")
+	t.Setenv("ZKPROXY_DESTINATION_TLS_SERVER_NAME", "")
+
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not pem"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--source-tls-ca", ca.CertFile, "--destination-tls-cert", cert},
+			[]string{"source-tls-ca: has no effect without source-tls=true", "destination-tls-cert: has no effect without destination-tls=true"}},
+		{[]string{"--source-tls", "--source-tls-cert", cert}, []string{"source-tls-key: required with source-tls-cert"}},
+		{[]string{"--destination-tls", "--destination-tls-key", key}, []string{"destination-tls-cert: required with destination-tls-key"}},
+		{[]string{"--source-tls", "--source-tls-ca", garbage}, []string{"source-tls-ca: " + garbage + " holds no PEM certificate"}},
+		{[]string{"--source-tls", "--source-tls-cert", ca.CertFile, "--source-tls-key", key}, []string{"source-tls-cert: loading"}},
+		// Every problem at once, from both ensembles.
+		{[]string{"--source-tls", "--source-tls-ca", filepath.Join(dir, "missing.pem"), "--destination-tls", "--destination-tls-cert", cert},
+			[]string{"source-tls-ca: open", "destination-tls-key: required"}},
+	} {
+		_, err := loadFor(t, append(base, tc.args...)...)
+		if err == nil {
+			t.Errorf("%v: accepted", tc.args)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q does not say %q", tc.args, err, w)
+			}
+		}
+	}
+}

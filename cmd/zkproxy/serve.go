@@ -114,7 +114,8 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- p.Serve(ln) }()
 	log.Info("zkproxy serving", "version", version, "listen", ln.Addr().String(), "tls", describeTLS(cfg.TLS),
-		"source", strings.Join(cfg.Proxy.Source, ","), "destination", strings.Join(cfg.Proxy.Destination, ","))
+		"source", strings.Join(cfg.Proxy.Source, ","), "source_tls", describeMemberTLS(cfg.Proxy.MemberTLS, cfg.Proxy.Source),
+		"destination", strings.Join(cfg.Proxy.Destination, ","), "destination_tls", describeMemberTLS(cfg.Proxy.MemberTLS, cfg.Proxy.Destination))
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

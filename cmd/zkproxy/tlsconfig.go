@@ -3,7 +3,10 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"os"
+
+	"github.com/zkproxy/zkproxy/internal/membertls"
 )
 
 // listenerTLS builds the client listener's TLS configuration from PEM
@@ -30,14 +33,9 @@ func listenerTLS(certFile, keyFile, clientCAFile string, bad func(key, format st
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if clientCAFile != "" {
-		pem, err := os.ReadFile(clientCAFile)
+		pool, err := loadCertPool(clientCAFile)
 		if err != nil {
 			bad(keyTLSClientCA, "%v", err)
-			return nil
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			bad(keyTLSClientCA, "%s holds no PEM certificate", clientCAFile)
 			return nil
 		}
 		cfg.ClientCAs = pool
@@ -55,4 +53,90 @@ func describeTLS(cfg *tls.Config) string {
 		return "on, client certificates required"
 	}
 	return "on"
+}
+
+// describeMemberTLS is one ensemble's TLS mode for the start-up log line.
+func describeMemberTLS(p *membertls.Policy, members []string) string {
+	if len(members) == 0 {
+		return "-"
+	}
+	cfg := p.For(members[0])
+	switch {
+	case cfg == nil:
+		return "off"
+	case len(cfg.Certificates) > 0:
+		return "on, with a client certificate"
+	}
+	return "on"
+}
+
+// memberTLSKeys are the keys of TLS towards one ensemble's members, e.g.
+// source-tls, source-tls-ca, ...
+type memberTLSKeys struct {
+	on, ca, cert, key, serverName string
+}
+
+func memberTLSKeysOf(ensembleKey string) memberTLSKeys {
+	p := ensembleKey + "-tls"
+	return memberTLSKeys{on: p, ca: p + "-ca", cert: p + "-cert", key: p + "-key", serverName: p + "-server-name"}
+}
+
+// memberTLS builds the TLS configuration for one ensemble's members (nil:
+// plain TCP) from its keys' values: the CAs that verify the members'
+// certificates (empty: the system's roots), the client certificate and key
+// (ZooKeeper's secure port requires one unless the ensemble set
+// ssl.clientAuth=none), and a server name to verify instead of each
+// member's host. Every problem is reported through bad, naming its key.
+func memberTLS(k memberTLSKeys, on bool, caFile, certFile, keyFile, serverName string, bad func(key, format string, args ...any)) *tls.Config {
+	if !on {
+		for key, v := range map[string]string{k.ca: caFile, k.cert: certFile, k.key: keyFile, k.serverName: serverName} {
+			if v != "" {
+				bad(key, "has no effect without %s=true", k.on)
+			}
+		}
+		return nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	ok := true
+	if caFile != "" {
+		pool, err := loadCertPool(caFile)
+		if err != nil {
+			bad(k.ca, "%v", err)
+			ok = false
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case certFile == "" && keyFile == "":
+	case certFile == "":
+		bad(k.cert, "required with %s", k.key)
+		ok = false
+	case keyFile == "":
+		bad(k.key, "required with %s", k.cert)
+		ok = false
+	default:
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			bad(k.cert, "loading %s with the key in %s: %v", certFile, keyFile, err)
+			ok = false
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if !ok {
+		return nil
+	}
+	return cfg
+}
+
+// loadCertPool reads PEM CA certificates from file.
+func loadCertPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
 }

@@ -7,6 +7,7 @@ package rig
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/internal/fourlw"
+	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/internal/workload"
 	"github.com/zkproxy/zkproxy/internal/zktest"
 	"github.com/zkproxy/zkproxy/proxy"
@@ -34,6 +37,8 @@ type Rig struct {
 	Dest    []string
 	Proxies []*Proxy
 	Opts    Options
+	// MemberTLS is how the proxies reach the members over TLS (nil: none).
+	MemberTLS *membertls.Policy
 }
 
 // Options tune the zkproxy instances of a rig.
@@ -52,6 +57,10 @@ type Options struct {
 	// Dial, when set, opens every upstream connection of every proxy (to
 	// inject delay or faults); nil dials TCP.
 	Dial func(ctx context.Context, localAddr, member string) (net.Conn, error)
+	// DestinationTLS gives every server a TLS port (zktest.WithSecureClientPort)
+	// and makes the proxies reach the destination only there, with a client
+	// certificate: a cutover from a plain ensemble to a TLS-only one.
+	DestinationTLS bool
 }
 
 // SplitBehindBarrier runs Yelp's split the way the runbook does with
@@ -149,8 +158,27 @@ func New(t *testing.T, o Options) *Rig {
 	if o.BarrierMaxHold == 0 {
 		o.BarrierMaxHold = 15 * time.Second
 	}
-	m := zktest.NewMitosis(t)
+	var ca *zktest.CA
+	var zkOpts []zktest.Option
+	if o.DestinationTLS {
+		ca = zktest.NewCA(t)
+		zkOpts = append(zkOpts, zktest.WithSecureClientPort(ca))
+	}
+	m := zktest.NewMitosis(t, zkOpts...)
 	r := &Rig{T: t, M: m, Source: Addrs(m.Source), Dest: Addrs(m.Destination)}
+	if ca != nil {
+		r.Dest = nil
+		for _, s := range m.Destination.Members {
+			r.Dest = append(r.Dest, s.SecureClientAddr())
+		}
+		certFile, keyFile := ca.Issue(t, "zkproxy", "127.0.0.1")
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.MemberTLS = &membertls.Policy{}
+		r.MemberTLS.Add(r.Dest, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
 	for i := range o.Proxies {
 		p := &Proxy{Name: fmt.Sprintf("zkproxy-%d", i), Addr: net.JoinHostPort(zktest.LoopbackIP(t), "2181"), Dir: t.TempDir()}
 		r.Start(p, o)
@@ -176,14 +204,18 @@ func (r *Rig) Start(p *Proxy, o Options) {
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t, p.Name}, &slog.HandlerOptions{Level: level}))
 	p.Reg = prometheus.NewRegistry()
-	srv, err := proxy.New(proxy.Config{Source: r.Source, Destination: r.Dest, Dial: o.Dial}, log, p.Reg)
+	srv, err := proxy.New(proxy.Config{Source: r.Source, Destination: r.Dest, Dial: o.Dial, MemberTLS: r.MemberTLS}, log, p.Reg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var checkDial fourlw.DialFunc
+	if r.MemberTLS != nil {
+		checkDial = r.MemberTLS.DialContext // as cmd/zkproxy wires it
 	}
 	ctl, err := cutover.NewController(cutover.Config{
 		Source: r.Source, Destination: r.Dest, MaxLag: 1000,
 		MoveConcurrency: o.MoveConcurrency, MoveTimeout: o.MoveTimeout, BarrierMaxHold: o.BarrierMaxHold,
-		Store: cutover.Store{Dir: p.Dir},
+		Store: cutover.Store{Dir: p.Dir}, CheckDial: checkDial,
 	}, bridge.Cutover(srv, r.Dest), log, p.Reg)
 	if err != nil {
 		t.Fatal(err)
@@ -297,6 +329,35 @@ func SessionsOn(t *testing.T, servers []*zktest.Server) map[int64]string {
 		ans, err := s.FourLetter("cons")
 		if err != nil {
 			t.Logf("cons on %s: %v", s, err)
+			continue
+		}
+		for _, m := range consSession.FindAllStringSubmatch(ans, -1) {
+			var id uint64
+			fmt.Sscanf(m[1], "%x", &id)
+			out[int64(id)] = s.String()
+		}
+	}
+	return out
+}
+
+// DestinationSessions lists the session ids connected to the running
+// destination members where the proxies reach them: with DestinationTLS,
+// cons asked on the TLS port, since a server's cons lists the connections
+// of the port it is asked on (ConsCommand: factory.getConnections()).
+func (r *Rig) DestinationSessions(ctx context.Context) map[int64]string {
+	t := r.T
+	t.Helper()
+	if r.MemberTLS == nil {
+		return SessionsOn(t, r.M.Destination.Members)
+	}
+	out := map[int64]string{}
+	for i, s := range r.M.Destination.Members {
+		if !s.Running() {
+			continue
+		}
+		ans, err := fourlw.Query(ctx, r.MemberTLS.DialContext, r.Dest[i], "cons")
+		if err != nil {
+			t.Logf("cons on %s over TLS: %v", s, err)
 			continue
 		}
 		for _, m := range consSession.FindAllStringSubmatch(ans, -1) {

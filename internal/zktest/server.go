@@ -20,9 +20,11 @@ import (
 // Fixed ports: every server has its own loopback address, so the well-known
 // ZooKeeper ports never collide.
 const (
-	ClientPort   = 2181
-	QuorumPort   = 2888
-	ElectionPort = 3888
+	ClientPort = 2181
+	// SecureClientPort serves TLS when the server has WithSecureClientPort.
+	SecureClientPort = 2281
+	QuorumPort       = 2888
+	ElectionPort     = 3888
 )
 
 // DefaultServingTimeout bounds how long Standalone and NewEnsemble wait for
@@ -38,6 +40,7 @@ type options struct {
 	heapMB            int
 	extra             []string // extra zoo.cfg lines
 	jvmFlags          []string
+	tlsCA             *CA // non-nil: serve TLS on SecureClientPort too
 }
 
 func defaultOptions() options {
@@ -86,6 +89,14 @@ func WithHeapMB(mb int) Option { return func(o *options) { o.heapMB = mb } }
 // "localSessionsEnabled=true". Later lines override earlier ones.
 func WithConfig(line string) Option { return func(o *options) { o.extra = append(o.extra, line) } }
 
+// WithSecureClientPort makes the server serve TLS on SecureClientPort as
+// well as plain TCP on ClientPort (which the harness keeps using), with a
+// certificate for its IP issued by ca. The secure port requires a client
+// certificate from ca: ZooKeeper's default ssl.clientAuth is need. TLS
+// needs ZooKeeper's Netty server (NettyServerCnxnFactory), which then
+// serves the plain port too.
+func WithSecureClientPort(ca *CA) Option { return func(o *options) { o.tlsCA = ca } }
+
 // WithJVMFlags adds JVM flags, e.g. "-Dreadonlymode.enabled=true".
 func WithJVMFlags(flags ...string) Option {
 	return func(o *options) { o.jvmFlags = append(o.jvmFlags, flags...) }
@@ -125,6 +136,22 @@ func newServer(t TB, id int, opts []Option) *Server {
 	if err := os.WriteFile(filepath.Join(s.dataDir(), "myid"), []byte(strconv.Itoa(id)+"\n"), 0o644); err != nil {
 		t.Fatalf("zktest: %v", err)
 	}
+	if o.tlsCA != nil {
+		// ZooKeeper's PEM key store holds the private key and the
+		// certificate chain in one file (PEMFileLoader).
+		certFile, keyFile := o.tlsCA.Issue(t, fmt.Sprintf("zk%d-%s", id, s.IP), s.IP)
+		var store []byte
+		for _, f := range []string{keyFile, certFile} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatalf("zktest: %v", err)
+			}
+			store = append(store, b...)
+		}
+		if err := os.WriteFile(s.keyStorePath(), store, 0o600); err != nil {
+			t.Fatalf("zktest: %v", err)
+		}
+	}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() {
 		if err := s.Kill(); err != nil {
@@ -153,6 +180,8 @@ func Standalone(t TB, opts ...Option) *Server {
 	return s
 }
 
+func (s *Server) keyStorePath() string { return filepath.Join(s.dir, "keystore.pem") }
+
 func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
 
 // LogPath is the server's log file (stdout and stderr of every run, appended).
@@ -161,6 +190,12 @@ func (s *Server) LogPath() string { return filepath.Join(s.dir, "server.log") }
 // ClientAddr returns "ip:2181".
 func (s *Server) ClientAddr() string {
 	return net.JoinHostPort(s.IP, strconv.Itoa(ClientPort))
+}
+
+// SecureClientAddr returns "ip:2281", the TLS port of a server started
+// WithSecureClientPort.
+func (s *Server) SecureClientAddr() string {
+	return net.JoinHostPort(s.IP, strconv.Itoa(SecureClientPort))
 }
 
 // String names the server for logs: "zk4(127.a.b.c)".
@@ -199,6 +234,14 @@ func (s *Server) config() string {
 	b.WriteString("maxClientCnxns=0\n")
 	for _, p := range s.peers {
 		fmt.Fprintf(&b, "server.%d=%s:%d:%d\n", p.ID, p.IP, QuorumPort, ElectionPort)
+	}
+	if o.tlsCA != nil {
+		// zoo.cfg keys QuorumPeerConfig does not know become zookeeper.*
+		// system properties, which is where X509Util reads ssl.* from.
+		fmt.Fprintf(&b, "secureClientPort=%d\nsecureClientPortAddress=%s\n", SecureClientPort, s.IP)
+		b.WriteString("serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n")
+		fmt.Fprintf(&b, "ssl.keyStore.location=%s\nssl.keyStore.type=PEM\n", s.keyStorePath())
+		fmt.Fprintf(&b, "ssl.trustStore.location=%s\nssl.trustStore.type=PEM\n", o.tlsCA.CertFile)
 	}
 	for _, l := range o.extra {
 		b.WriteString(l + "\n")
@@ -240,7 +283,11 @@ func (s *Server) Start() error {
 		"-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
 	)
 	args = append(args, s.opts.jvmFlags...)
-	args = append(args, "-cp", ZooKeeperJar+":"+SLF4JSimpleJar,
+	classpath := ZooKeeperJar + ":" + SLF4JSimpleJar
+	if s.opts.tlsCA != nil {
+		classpath += ":" + strings.Join(nettyExtraJars, ":")
+	}
+	args = append(args, "-cp", classpath,
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", cfgPath)
 	cmd := exec.Command("java", args...)
 	cmd.Dir = s.dir

@@ -1,0 +1,104 @@
+// Package membertls decides which ensemble members zkproxy reaches over TLS
+// and opens those connections.
+//
+// ZooKeeper serves TLS on its own port (secureClientPort, with
+// serverCnxnFactory=NettyServerCnxnFactory), beside or instead of the plain
+// clientPort, and by default requires a client certificate
+// (ssl.clientAuth=need, X509Util). Session traffic and four-letter words both
+// go over that port: NettyServerCnxn answers four-letter words on a secure
+// connection as on a plain one. So the proxy's sessions, its readiness probe
+// and the cutover sync checks all dial a TLS member the same way, and a
+// source and a destination ensemble may differ: a cutover can move clients
+// from a plain ensemble to a TLS-only one without the clients knowing.
+package membertls
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+)
+
+// Policy maps member addresses (host:port, as configured) to the TLS
+// configuration used to reach them. Members it does not list are reached
+// in plain TCP. The zero Policy is ready to use; it is not safe to modify
+// concurrently with use.
+type Policy struct {
+	byMember map[string]*tls.Config
+}
+
+// Add reaches members with cfg. cfg's ServerName, when empty, becomes each
+// member's host, so the member's certificate must name it (an IP address
+// SAN for a member given by IP), as the Java client checks by default
+// (zookeeper.ssl.hostnameVerification).
+func (p *Policy) Add(members []string, cfg *tls.Config) {
+	if cfg == nil {
+		return
+	}
+	if p.byMember == nil {
+		p.byMember = map[string]*tls.Config{}
+	}
+	for _, m := range members {
+		c := cfg.Clone()
+		if c.ServerName == "" {
+			host, _, err := net.SplitHostPort(m)
+			if err != nil {
+				host = m
+			}
+			c.ServerName = host
+		}
+		p.byMember[m] = c
+	}
+}
+
+// For returns the TLS configuration for member, nil for plain TCP. A nil
+// Policy reaches every member in plain TCP.
+func (p *Policy) For(member string) *tls.Config {
+	if p == nil {
+		return nil
+	}
+	return p.byMember[member]
+}
+
+// Enabled reports whether any member is reached over TLS.
+func (p *Policy) Enabled() bool { return p != nil && len(p.byMember) > 0 }
+
+// Client runs the TLS handshake on conn, a fresh TCP connection to member,
+// when the policy says so, and returns the connection to use: conn itself
+// for a plain member. On a failed handshake conn is closed and the error
+// names the member and says it was the handshake (a certificate problem
+// reads very differently from a refused connection in an operator's log).
+func (p *Policy) Client(ctx context.Context, conn net.Conn, member string) (net.Conn, error) {
+	cfg := p.For(member)
+	if cfg == nil {
+		return conn, nil
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, &HandshakeError{Member: member, Err: err}
+	}
+	return tc, nil
+}
+
+// DialContext dials addr in TCP, then over TLS if the policy lists it; it
+// fits fourlw.DialFunc and cutover's CheckDial.
+func (p *Policy) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return p.Client(ctx, conn, addr)
+}
+
+// HandshakeError is a failed TLS handshake with a member.
+type HandshakeError struct {
+	Member string
+	Err    error
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("TLS handshake with member %s: %v", e.Member, e.Err)
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }

@@ -1,0 +1,132 @@
+package membertls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/zkproxy/zkproxy/internal/zktest"
+)
+
+func TestPolicyServerNames(t *testing.T) {
+	var nilPolicy *Policy
+	if nilPolicy.For("a:1") != nil || nilPolicy.Enabled() {
+		t.Fatal("a nil policy reaches members over TLS")
+	}
+	p := &Policy{}
+	p.Add([]string{"10.0.0.1:2281", "zk2.example.com:2281"}, &tls.Config{MinVersion: tls.VersionTLS12})
+	p.Add([]string{"10.0.1.1:2281"}, &tls.Config{ServerName: "dst.example.com"})
+	p.Add([]string{"10.0.2.1:2181"}, nil)
+	for member, want := range map[string]string{
+		"10.0.0.1:2281": "10.0.0.1", "zk2.example.com:2281": "zk2.example.com", "10.0.1.1:2281": "dst.example.com",
+	} {
+		if c := p.For(member); c == nil || c.ServerName != want {
+			t.Errorf("%s: config %+v, want server name %s", member, c, want)
+		}
+	}
+	if p.For("10.0.2.1:2181") != nil || p.For("10.9.9.9:2181") != nil {
+		t.Error("a plain member is reached over TLS")
+	}
+	if !p.Enabled() {
+		t.Error("Enabled = false")
+	}
+}
+
+// echoTLS serves TLS on a loopback port with a certificate for its IP from
+// ca, requiring a client certificate from ca, and echoes one read back.
+func echoTLS(t *testing.T, ca *zktest.CA) string {
+	t.Helper()
+	ip := zktest.LoopbackIP(t)
+	certFile, keyFile := ca.Issue(t, "member-"+ip, ip)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", ip+":0", &tls.Config{Certificates: []tls.Certificate{cert},
+		ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4)
+				if _, err := io.ReadFull(c, buf); err == nil {
+					c.Write(buf)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func clientConfig(t *testing.T, ca *zktest.CA) *tls.Config {
+	certFile, keyFile := ca.Issue(t, "client", "127.0.0.1")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+func TestDialContext(t *testing.T) {
+	ca := zktest.NewCA(t)
+	addr := echoTLS(t, ca)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	good := &Policy{}
+	good.Add([]string{addr}, clientConfig(t, ca))
+	conn, err := good.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := conn.(*tls.Conn); !ok {
+		t.Fatalf("connection is a %T", conn)
+	}
+	conn.Write([]byte("ruok"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ruok" {
+		t.Fatalf("echo over TLS: %q %v", buf, err)
+	}
+	conn.Close()
+
+	other := zktest.NewCA(t)
+	for name, cfg := range map[string]*tls.Config{
+		"untrusted member": clientConfig(t, other),
+		"wrong name":       func() *tls.Config { c := clientConfig(t, ca); c.ServerName = "elsewhere"; return c }(),
+	} {
+		p := &Policy{}
+		p.Add([]string{addr}, cfg)
+		_, err := p.DialContext(ctx, "tcp", addr)
+		var he *HandshakeError
+		if !errors.As(err, &he) || he.Member != addr {
+			t.Errorf("%s: err %v, want a HandshakeError naming %s", name, err, addr)
+		}
+	}
+
+	// A plain member: the TCP connection itself.
+	plain, err := net.Listen("tcp", zktest.LoopbackIP(t)+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	conn, err = good.DialContext(ctx, "tcp", plain.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := conn.(*net.TCPConn); !ok {
+		t.Errorf("plain member's connection is a %T", conn)
+	}
+	conn.Close()
+}

@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkproxy/zkproxy/internal/membertls"
+	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/jute"
+)
+
+// memberTLSConfig is what cmd/zkproxy builds from source-tls-ca,
+// source-tls-cert and source-tls-key: trust ca, present a certificate from
+// it (ZooKeeper's secure port requires one by default).
+func memberTLSConfig(t *testing.T, ca *zktest.CA) *tls.Config {
+	t.Helper()
+	certFile, keyFile := ca.Issue(t, "proxy-client", "127.0.0.1")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// TestMemberTLS runs sessions through a proxy that reaches a real
+// ensemble's members only on their TLS ports (secureClientPort, Netty).
+func TestMemberTLS(t *testing.T) {
+	ca := zktest.NewCA(t)
+	f := newFixture(t, ca)
+	acl := zk.WorldACL(zk.PermAll)
+
+	t.Run("sessions, watches and the readiness probe over TLS", func(t *testing.T) {
+		conn, rec := connectGo(t, []string{f.px.Addr}, 10*time.Second)
+		if _, err := conn.Create("/tls", []byte("v1"), 0, acl); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Create("/tls/eph", nil, zk.FlagEphemeral, acl); err != nil {
+			t.Fatal(err)
+		}
+		_, _, ch, err := conn.GetW("/tls")
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct := f.directAvoiding(t, nil)
+		if _, err := direct.Set("/tls", []byte("v2"), -1); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, "data watch", ch, zk.EventNodeDataChanged, "/tls")
+		if data, _, err := conn.Get("/tls"); err != nil || string(data) != "v2" {
+			t.Fatalf("get: %q %v", data, err)
+		}
+		_, st, err := direct.Exists("/tls/eph")
+		if err != nil || st == nil || st.EphemeralOwner != conn.SessionID() {
+			t.Fatalf("ephemeral seen directly: %+v %v", st, err)
+		}
+		info := sessionInfo(t, f.px.Server, conn.SessionID())
+		if !strings.HasSuffix(info.Member, ":2281") {
+			t.Errorf("session on %s, want a secure port", info.Member)
+		}
+		// The probe's srvr goes over TLS too: a plain 4lw on the secure
+		// port gets no answer.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := f.px.Ready(ctx); err != nil {
+			t.Errorf("Ready over TLS: %v", err)
+		}
+		if n := rec.count(zk.StateDisconnected); n != 0 {
+			t.Errorf("client saw %d disconnects", n)
+		}
+	})
+
+	t.Run("idle client does not notice a member's death", func(t *testing.T) { idleFailoverUnnoticed(t, f) })
+
+	t.Run("a member whose certificate the proxy does not trust", func(t *testing.T) {
+		other := zktest.NewCA(t)
+		policy := &membertls.Policy{}
+		policy.Add(f.members, memberTLSConfig(t, other))
+		px := startProxy(t, f.members[:1], func(c *Config) { c.MemberTLS = policy; c.DialTimeout = 3 * time.Second })
+		// No member can be reached: the proxy closes the client, which
+		// then tries elsewhere, as when no server answers.
+		c := dialRaw(t, px.Addr)
+		req := jute.ConnectRequest{TimeOut: 10000, Passwd: make([]byte, 16)}
+		if _, err := c.Write(jute.AppendFrame(nil, jute.Marshal(&req))); err != nil {
+			t.Fatal(err)
+		}
+		expectClosed(t, c, 20*time.Second)
+		waitFor(t, "the handshake failure counted", 10*time.Second, func() bool {
+			return counter(t, px.m.upstreamConnectFails.WithLabelValues("tls_handshake")) >= 1
+		})
+		if !px.Logs.eventually(5*time.Second, "TLS handshake with member", "certificate") {
+			t.Error("no log line naming the failed handshake and the certificate")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := px.Ready(ctx); err == nil || !strings.Contains(err.Error(), "TLS handshake") {
+			t.Errorf("Ready = %v, want the TLS handshake failure", err)
+		}
+	})
+}
