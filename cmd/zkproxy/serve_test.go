@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -58,5 +60,91 @@ func TestServeTLS(t *testing.T) {
 	var resp jute.ConnectResponse
 	if err := jute.Unmarshal(f.Payload(), &resp); err != nil || resp.SessionID == 0 || resp.TimeOut <= 0 {
 		t.Fatalf("ConnectResponse %+v: %v", resp, err)
+	}
+}
+
+// TestServeMemberTLS starts `zkproxy serve` with source-tls in front of a
+// real ZooKeeper reachable only on its TLS port (as far as the proxy
+// knows): a plain client gets a session, and /readyz and /status see the
+// member over TLS.
+func TestServeMemberTLS(t *testing.T) {
+	zktest.RequireIntegration(t)
+	ca := zktest.NewCA(t)
+	server := zktest.Standalone(t, zktest.WithSecureClientPort(ca))
+	ip := zktest.LoopbackIP(t)
+	listen := net.JoinHostPort(ip, "2181")
+	admin := net.JoinHostPort(ip, "9181")
+	cert, key := ca.Issue(t, "zkproxy", ip)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", listen, "--source", server.SecureClientAddr(), "--admin-listen", admin,
+			"--data-dir", t.TempDir(), "--source-tls", "--source-tls-ca", ca.CertFile,
+			"--source-tls-cert", cert, "--source-tls-key", key}, io.Discard, io.Discard)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+
+	var conn net.Conn
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if conn, err = net.DialTimeout("tcp", listen, time.Second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dialing zkproxy: %v", err)
+		}
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(jute.AppendFrame(nil, jute.Marshal(&jute.ConnectRequest{TimeOut: 10000, Passwd: make([]byte, 16)}))); err != nil {
+		t.Fatal(err)
+	}
+	f, err := jute.NewFrameReader(conn, 0).Next()
+	if err != nil {
+		t.Fatalf("reading the ConnectResponse: %v", err)
+	}
+	var resp jute.ConnectResponse
+	if err := jute.Unmarshal(f.Payload(), &resp); err != nil || resp.SessionID == 0 || resp.TimeOut <= 0 {
+		t.Fatalf("ConnectResponse %+v: %v", resp, err)
+	}
+
+	get := func(path string) (int, string) {
+		r, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	var st struct {
+		Ensembles struct {
+			Source []struct {
+				Addr, Mode, Error string
+			} `json:"source"`
+		} `json:"ensembles"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body := get("/status")
+		if code != http.StatusOK {
+			t.Fatalf("/status: %d %s", code, body)
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("/status: %v\n%s", err, body)
+		}
+		if len(st.Ensembles.Source) == 1 && st.Ensembles.Source[0].Mode == "standalone" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/status does not see the member over TLS: %s", body)
+		}
 	}
 }
