@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/proxy"
 )
@@ -76,7 +77,10 @@ type serveConfig struct {
 	Pprof           bool
 	ShutdownTimeout time.Duration
 	// TLS, when set, makes the client listener speak TLS only.
-	TLS     *tls.Config
+	TLS *tls.Config
+	// Certs are the certificates read from files, by use (listener,
+	// source, destination), reloaded when the files change.
+	Certs   map[string]*certfile.Reloader
 	Proxy   proxy.Config
 	Cutover cutover.Config
 }
@@ -313,11 +317,19 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 	} else if err := checkDataDir(cfg.DataDir); err != nil {
 		bad(keyDataDir, "%v", err)
 	}
-	cfg.TLS = listenerTLS(str(keyTLSCert), str(keyTLSKey), str(keyTLSClientCA), bad)
-	memberTLSOf := func(k memberTLSKeys) *tls.Config {
-		return memberTLS(k, boolean(k.on), str(k.ca), str(k.cert), str(k.key), str(k.serverName), bad)
+	var listenerCert, sourceCert, destinationCert *certfile.Reloader
+	cfg.TLS = listenerTLS(str(keyTLSCert), str(keyTLSKey), str(keyTLSClientCA), &listenerCert, bad)
+	memberTLSOf := func(k memberTLSKeys, cert **certfile.Reloader) *tls.Config {
+		return memberTLS(k, boolean(k.on), str(k.ca), str(k.cert), str(k.key), str(k.serverName), cert, bad)
 	}
-	if src, dst := memberTLSOf(sourceTLSKeys), memberTLSOf(destinationTLSKeys); src != nil || dst != nil {
+	src, dst := memberTLSOf(sourceTLSKeys, &sourceCert), memberTLSOf(destinationTLSKeys, &destinationCert)
+	cfg.Certs = map[string]*certfile.Reloader{}
+	for use, r := range map[string]*certfile.Reloader{"listener": listenerCert, "source": sourceCert, "destination": destinationCert} {
+		if r != nil {
+			cfg.Certs[use] = r
+		}
+	}
+	if src != nil || dst != nil {
 		policy := &membertls.Policy{}
 		policy.Add(cfg.Proxy.Source, src)
 		policy.Add(cfg.Proxy.Destination, dst)

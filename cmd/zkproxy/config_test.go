@@ -226,7 +226,7 @@ func TestMemberTLS(t *testing.T) {
 	p := cfg.Proxy.MemberTLS
 	for _, m := range []string{"10.0.0.1:2281", "10.0.0.2:2281"} {
 		c := p.For(m)
-		if c == nil || c.RootCAs == nil || len(c.Certificates) != 1 || c.ServerName != m[:len("10.0.0.x")] {
+		if c == nil || c.RootCAs == nil || c.GetClientCertificate == nil || c.ServerName != m[:len("10.0.0.x")] {
 			t.Errorf("source member %s: TLS config %+v", m, c)
 		}
 	}

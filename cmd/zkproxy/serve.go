@@ -21,6 +21,7 @@ import (
 	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -68,6 +69,18 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	log.Debug("garbage collector target", "gogc", gcPercent)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	certMetrics := certfile.NewMetrics(reg)
+	for use, r := range cfg.Certs {
+		r.Observe(use, certMetrics, log)
+	}
+	if len(cfg.Certs) > 0 {
+		// Handshakes pick a rotated certificate up by themselves; this
+		// keeps the expiry gauge true when none happen for a while.
+		watchCtx, stopWatching := context.WithCancel(ctx)
+		defer stopWatching()
+		go watchCerts(watchCtx, cfg.Certs)
+	}
 
 	p, err := proxy.New(cfg.Proxy, log, reg)
 	if err != nil {
@@ -158,4 +171,21 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	}
 	log.Info("zkproxy stopped")
 	return nil
+}
+
+// watchCerts looks at the certificate files every certfile.CheckInterval
+// until ctx ends.
+func watchCerts(ctx context.Context, certs map[string]*certfile.Reloader) {
+	t := time.NewTicker(certfile.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, r := range certs {
+				r.Certificate()
+			}
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 )
 
@@ -13,9 +14,10 @@ import (
 // files: the proxy's certificate chain and key, and, when clientCA is set,
 // the CAs client certificates must chain to (then every client must present
 // one, like a ZooKeeper secure port with ssl.clientAuth=need). All three
-// empty means no TLS. Problems are reported through bad, each naming its
-// key.
-func listenerTLS(certFile, keyFile, clientCAFile string, bad func(key, format string, args ...any)) *tls.Config {
+// empty means no TLS. The certificate is read again when its files change
+// (certfile); its reloader is stored in *reloader. Problems are reported
+// through bad, each naming its key.
+func listenerTLS(certFile, keyFile, clientCAFile string, reloader **certfile.Reloader, bad func(key, format string, args ...any)) *tls.Config {
 	switch {
 	case certFile == "" && keyFile == "" && clientCAFile == "":
 		return nil
@@ -26,12 +28,13 @@ func listenerTLS(certFile, keyFile, clientCAFile string, bad func(key, format st
 		bad(keyTLSKey, "required with %s", keyTLSCert)
 		return nil
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	certs, err := certfile.New(certFile, keyFile)
 	if err != nil {
 		bad(keyTLSCert, "loading %s with the key in %s: %v", certFile, keyFile, err)
 		return nil
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	*reloader = certs
+	cfg := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	if clientCAFile != "" {
 		pool, err := loadCertPool(clientCAFile)
 		if err != nil {
@@ -64,7 +67,7 @@ func describeMemberTLS(p *membertls.Policy, members []string) string {
 	switch {
 	case cfg == nil:
 		return "off"
-	case len(cfg.Certificates) > 0:
+	case cfg.GetClientCertificate != nil:
 		return "on, with a client certificate"
 	}
 	return "on"
@@ -86,8 +89,10 @@ func memberTLSKeysOf(ensembleKey string) memberTLSKeys {
 // certificates (empty: the system's roots), the client certificate and key
 // (ZooKeeper's secure port requires one unless the ensemble set
 // ssl.clientAuth=none), and a server name to verify instead of each
-// member's host. Every problem is reported through bad, naming its key.
-func memberTLS(k memberTLSKeys, on bool, caFile, certFile, keyFile, serverName string, bad func(key, format string, args ...any)) *tls.Config {
+// member's host. The client certificate is read again when its files
+// change (certfile); its reloader is stored in *reloader. Every problem is
+// reported through bad, naming its key.
+func memberTLS(k memberTLSKeys, on bool, caFile, certFile, keyFile, serverName string, reloader **certfile.Reloader, bad func(key, format string, args ...any)) *tls.Config {
 	if !on {
 		for key, v := range map[string]string{k.ca: caFile, k.cert: certFile, k.key: keyFile, k.serverName: serverName} {
 			if v != "" {
@@ -115,12 +120,14 @@ func memberTLS(k memberTLSKeys, on bool, caFile, certFile, keyFile, serverName s
 		bad(k.key, "required with %s", k.cert)
 		ok = false
 	default:
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		certs, err := certfile.New(certFile, keyFile)
 		if err != nil {
 			bad(k.cert, "loading %s with the key in %s: %v", certFile, keyFile, err)
 			ok = false
+			break
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		*reloader = certs
+		cfg.GetClientCertificate = certs.GetClientCertificate
 	}
 	if !ok {
 		return nil

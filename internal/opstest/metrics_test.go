@@ -59,6 +59,8 @@ var agreedMetrics = map[string][]string{
 	"zkproxy_cutover_barrier_seconds": nil,
 	// Registered by cutover with the split barrier; not in METRICS.md yet.
 	"zkproxy_cutover_barrier_session_hold_seconds": nil,
+	// Registered by cmd/zkproxy for the certificates it reads from files.
+	"zkproxy_tls_certificate_expiry_timestamp_seconds": {"use"},
 }
 
 // pendingMetrics: PENDING — agreed metrics not registered yet. A name here

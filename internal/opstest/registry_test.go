@@ -14,6 +14,7 @@ import (
 
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -76,6 +77,7 @@ func zkproxyRegistry(t *testing.T) (*recordingRegisterer, map[string]metricDesc)
 		t.Fatal(err)
 	}
 	t.Cleanup(ctl.Close)
+	certfile.NewMetrics(rec) // registered by cmd/zkproxy's serve
 	return rec, describe(t, rec.collectors)
 }
 
