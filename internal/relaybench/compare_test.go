@@ -63,7 +63,7 @@ func TestCompareRelays(t *testing.T) {
 		zktest.WithConfig("globalOutstandingLimit=10000"))
 	ip := zktest.LoopbackIP(t)
 	// ZKPROXY_BENCH_TARGETS narrows the set, e.g. "direct,haproxy", and may
-	// add "gorelay", which runs only when named.
+	// add the instruments "gorelay" and "eprelay", which run only when named.
 	want := os.Getenv("ZKPROXY_BENCH_TARGETS")
 	on := func(name string) bool { return want == "" || strings.Contains(","+want+",", ","+name+",") }
 	var targets []target
@@ -75,7 +75,11 @@ func TestCompareRelays(t *testing.T) {
 	}
 	if want != "" && on("gorelay") {
 		// Only on request: the floor of a Go relay (see gorelay).
-		targets = append(targets, startGoRelay(t, ip+":32181", zk.ClientAddr()))
+		targets = append(targets, startInstrument(t, "gorelay", ip+":32181", zk.ClientAddr()))
+	}
+	if want != "" && on("eprelay") {
+		// Only on request: a Go relay built as an event loop (see eprelay).
+		targets = append(targets, startInstrument(t, "eprelay", ip+":42181", zk.ClientAddr()))
 	}
 	if on("zkproxy") {
 		targets = append(targets, startZkproxy(t, ip+":22181", ip+":22182", zk.ClientAddr()))
@@ -312,13 +316,15 @@ func startZkproxy(t *testing.T, listen, admin, source string) target {
 	return tg
 }
 
-func startGoRelay(t *testing.T, listen, backend string) target {
-	bin := filepath.Join(t.TempDir(), "gorelay")
-	build := exec.Command("go", "build", "-o", bin, "github.com/zkproxy/zkproxy/internal/relaybench/gorelay")
+// startInstrument builds and starts one of the measuring relays under
+// internal/relaybench (gorelay, eprelay).
+func startInstrument(t *testing.T, name, listen, backend string) target {
+	bin := filepath.Join(t.TempDir(), name)
+	build := exec.Command("go", "build", "-o", bin, "github.com/zkproxy/zkproxy/internal/relaybench/"+name)
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building gorelay: %v\n%s", err, out)
+		t.Fatalf("building %s: %v\n%s", name, err, out)
 	}
-	return startProcess(t, "gorelay", listen, bin, "-listen", listen, "-backend", backend)
+	return startProcess(t, name, listen, bin, "-listen", listen, "-backend", backend)
 }
 
 func startProcess(t *testing.T, name, addr string, argv ...string) target {
