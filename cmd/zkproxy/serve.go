@@ -118,7 +118,7 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 		bridge.RegisterSessions(h, p, cfg.Proxy.Destination)
 		bridge.RegisterStatus(h, bridge.NewStatus(bridge.StatusConfig{
 			Version: version, Source: cfg.Proxy.Source, Destination: cfg.Proxy.Destination,
-			Dial: cfg.Cutover.CheckDial, // TLS members are probed over TLS
+			Dial: cfg.Cutover.CheckDial, MemberTLS: cfg.Proxy.MemberTLS, // TLS members are probed over TLS
 		}, p, ctl))
 		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { adminErr <- adminSrv.Serve(aln) }()

@@ -129,6 +129,7 @@ func TestServeMemberTLS(t *testing.T) {
 		Ensembles struct {
 			Source []struct {
 				Addr, Mode, Error string
+				TLS               bool
 			} `json:"source"`
 		} `json:"ensembles"`
 	}
@@ -141,6 +142,9 @@ func TestServeMemberTLS(t *testing.T) {
 			t.Fatalf("/status: %v\n%s", err, body)
 		}
 		if len(st.Ensembles.Source) == 1 && st.Ensembles.Source[0].Mode == "standalone" {
+			if !st.Ensembles.Source[0].TLS {
+				t.Errorf("/status does not say the member is reached over TLS: %s", body)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

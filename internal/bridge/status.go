@@ -11,6 +11,7 @@ import (
 	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/internal/fourlw"
+	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -42,6 +43,9 @@ type StatusConfig struct {
 	ProbeTimeout time.Duration
 	// Dial reaches members; nil dials TCP.
 	Dial fourlw.DialFunc
+	// MemberTLS says which members the proxy reaches over TLS (nil: none),
+	// shown per member.
+	MemberTLS *membertls.Policy
 }
 
 // Status builds the answer to GET /status. Member roles and zxids come from
@@ -139,6 +143,8 @@ type EnsembleStatus struct {
 // failure, empty when it succeeded.
 type MemberStatus struct {
 	Addr string `json:"addr"`
+	// TLS: the proxy reaches this member over TLS (its secureClientPort).
+	TLS bool `json:"tls"`
 	// Mode is the member's role as srvr prints it: leader, follower,
 	// observer, standalone, read-only.
 	Mode string `json:"mode,omitempty"`
@@ -173,8 +179,8 @@ func (s *Status) Report(ctx context.Context) StatusReport {
 		Version: s.cfg.Version, StartedAt: s.started, UptimeSeconds: now.Sub(s.started).Seconds(),
 		Phase: cs.Phase, Split: cs.Split, Target: cs.Target, TargetMembers: s.srv.Target(),
 		Ensembles: EnsembleStatus{
-			Source:      memberList(s.cfg.Source, members),
-			Destination: memberList(s.cfg.Destination, members),
+			Source:      memberList(s.cfg.Source, members, s.cfg.MemberTLS),
+			Destination: memberList(s.cfg.Destination, members, s.cfg.MemberTLS),
 		},
 		Sessions: s.countSessions(),
 		Proxy:    proxyStats(s.srv.Stats()),
@@ -185,13 +191,14 @@ func (s *Status) Report(ctx context.Context) StatusReport {
 	return r
 }
 
-func memberList(addrs []string, cache map[string]MemberStatus) []MemberStatus {
+func memberList(addrs []string, cache map[string]MemberStatus, tls *membertls.Policy) []MemberStatus {
 	out := make([]MemberStatus, 0, len(addrs))
 	for _, a := range addrs {
 		m, ok := cache[a]
 		if !ok {
 			m = MemberStatus{Addr: a, Error: "not probed yet"}
 		}
+		m.TLS = tls.For(a) != nil
 		out = append(out, m)
 	}
 	return out
