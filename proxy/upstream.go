@@ -123,6 +123,10 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 		conn.Close()
 		s.members.markFailed(member)
 		var ne net.Error
+		if he, ok := membertls.Refused(conn, member, err); ok {
+			s.m.upstreamConnectFails.WithLabelValues("tls_handshake").Inc()
+			return nil, nil, nil, fmt.Errorf("waiting for ConnectResponse from %s: %w", member, he)
+		}
 		if errors.As(err, &ne) && ne.Timeout() || ctx.Err() != nil {
 			s.m.upstreamConnectFails.WithLabelValues("timeout").Inc()
 			return nil, nil, nil, fmt.Errorf("waiting for ConnectResponse from %s: %w", member, err)
@@ -219,10 +223,16 @@ func (s *Server) fourLetter(ctx context.Context, member, cmd string, limit int64
 	}
 	conn.SetDeadline(deadline)
 	if _, err := io.WriteString(conn, cmd); err != nil {
+		if he, ok := membertls.Refused(conn, member, err); ok {
+			err = he
+		}
 		return nil, fmt.Errorf("sending %s: %w", cmd, err)
 	}
 	out, err := io.ReadAll(io.LimitReader(bufio.NewReader(conn), limit))
 	if err != nil {
+		if he, ok := membertls.Refused(conn, member, err); ok {
+			err = he
+		}
 		return out, fmt.Errorf("reading %s answer: %w", cmd, err)
 	}
 	return out, nil

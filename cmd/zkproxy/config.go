@@ -319,10 +319,23 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 	}
 	var listenerCert, sourceCert, destinationCert *certfile.Reloader
 	cfg.TLS = listenerTLS(str(keyTLSCert), str(keyTLSKey), str(keyTLSClientCA), &listenerCert, bad)
-	memberTLSOf := func(k memberTLSKeys, cert **certfile.Reloader) *tls.Config {
-		return memberTLS(k, boolean(k.on), str(k.ca), str(k.cert), str(k.key), str(k.serverName), cert, bad)
+	memberTLSOf := func(k memberTLSKeys, members []string, cert **certfile.Reloader) *tls.Config {
+		on, err := cast.ToBoolE(v.Get(k.on))
+		if err != nil {
+			// The other keys' problems wait until this one is fixed:
+			// each would only say it has no effect.
+			bad(k.on, "not a boolean: %q", fmt.Sprint(v.Get(k.on)))
+			return nil
+		}
+		ensemble, _ := strings.CutSuffix(k.on, "-tls")
+		if on && len(members) == 0 {
+			bad(k.on, "has no effect without %s members", ensemble)
+			return nil
+		}
+		return memberTLS(k, on, str(k.ca), str(k.cert), str(k.key), str(k.serverName), cert, bad)
 	}
-	src, dst := memberTLSOf(sourceTLSKeys, &sourceCert), memberTLSOf(destinationTLSKeys, &destinationCert)
+	src := memberTLSOf(sourceTLSKeys, cfg.Proxy.Source, &sourceCert)
+	dst := memberTLSOf(destinationTLSKeys, cfg.Proxy.Destination, &destinationCert)
 	cfg.Certs = map[string]*certfile.Reloader{}
 	for use, r := range map[string]*certfile.Reloader{"listener": listenerCert, "source": sourceCert, "destination": destinationCert} {
 		if r != nil {

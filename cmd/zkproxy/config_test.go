@@ -191,6 +191,7 @@ func TestListenerTLS(t *testing.T) {
 		{[]string{"--tls-cert", ca.CertFile, "--tls-key", key}, []string{"tls-cert: loading"}}, // key of another certificate
 		{[]string{"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", garbage}, []string{"tls-client-ca: " + garbage + " holds no PEM certificate"}},
 		{[]string{"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", filepath.Join(dir, "missing.pem")}, []string{"tls-client-ca: open"}},
+		{[]string{"--tls-cert", ca.CertFile, "--tls-key", key, "--tls-client-ca", garbage}, []string{"tls-cert: loading", "tls-client-ca: " + garbage}},
 	} {
 		_, err := loadFor(t, append(base, tc.args...)...)
 		if err == nil {
@@ -279,5 +280,18 @@ func TestMemberTLS(t *testing.T) {
 				t.Errorf("%v: error %q does not say %q", tc.args, err, w)
 			}
 		}
+	}
+
+	if _, err := loadFor(t, "--source", "10.0.0.1:2281", "--data-dir", dir, "--destination-tls"); err == nil ||
+		!strings.Contains(err.Error(), "destination-tls: has no effect without destination members") {
+		t.Errorf("destination-tls without a destination: %v", err)
+	}
+
+	// A bad boolean is the only problem named for its ensemble: the other
+	// keys would just say they have no effect.
+	t.Setenv("ZKPROXY_SOURCE_TLS", "maybe")
+	_, err = loadFor(t, append(base, "--source-tls-ca", ca.CertFile)...)
+	if err == nil || !strings.Contains(err.Error(), `source-tls: not a boolean: "maybe"`) || strings.Contains(err.Error(), "source-tls-ca") {
+		t.Errorf("bad source-tls: %v", err)
 	}
 }

@@ -28,19 +28,24 @@ func listenerTLS(certFile, keyFile, clientCAFile string, reloader **certfile.Rel
 		bad(keyTLSKey, "required with %s", keyTLSCert)
 		return nil
 	}
-	certs, err := certfile.New(certFile, keyFile)
-	if err != nil {
-		bad(keyTLSCert, "loading %s with the key in %s: %v", certFile, keyFile, err)
+	// Both checked, so one start reports both problems.
+	certs, certErr := certfile.New(certFile, keyFile)
+	if certErr != nil {
+		bad(keyTLSCert, "loading %s with the key in %s: %v", certFile, keyFile, certErr)
+	}
+	var pool *x509.CertPool
+	var caErr error
+	if clientCAFile != "" {
+		if pool, caErr = loadCertPool(clientCAFile); caErr != nil {
+			bad(keyTLSClientCA, "%v", caErr)
+		}
+	}
+	if certErr != nil || caErr != nil {
 		return nil
 	}
 	*reloader = certs
 	cfg := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
-	if clientCAFile != "" {
-		pool, err := loadCertPool(clientCAFile)
-		if err != nil {
-			bad(keyTLSClientCA, "%v", err)
-			return nil
-		}
+	if pool != nil {
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
@@ -94,9 +99,9 @@ func memberTLSKeysOf(ensembleKey string) memberTLSKeys {
 // reported through bad, naming its key.
 func memberTLS(k memberTLSKeys, on bool, caFile, certFile, keyFile, serverName string, reloader **certfile.Reloader, bad func(key, format string, args ...any)) *tls.Config {
 	if !on {
-		for key, v := range map[string]string{k.ca: caFile, k.cert: certFile, k.key: keyFile, k.serverName: serverName} {
-			if v != "" {
-				bad(key, "has no effect without %s=true", k.on)
+		for _, kv := range [][2]string{{k.ca, caFile}, {k.cert, certFile}, {k.key, keyFile}, {k.serverName, serverName}} {
+			if kv[1] != "" {
+				bad(kv[0], "has no effect without %s=true", k.on)
 			}
 		}
 		return nil

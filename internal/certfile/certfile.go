@@ -12,6 +12,7 @@
 package certfile
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -34,34 +35,31 @@ type Reloader struct {
 	certFile, keyFile string
 	interval          time.Duration // CheckInterval; tests shorten it
 
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	stamp   stamp
-	checked time.Time
-	use     string
-	log     *slog.Logger
-	expiry  prometheus.Gauge
+	mu   sync.Mutex
+	cert *tls.Certificate
+	// certPEM and keyPEM are the files' contents cert was loaded from: a
+	// rotation is any change to them (comparing contents, not modification
+	// times, also sees a rewrite within the file system's time resolution).
+	certPEM, keyPEM []byte
+	checked         time.Time
+	use             string
+	log             *slog.Logger
+	expiry          prometheus.Gauge
 }
 
-// stamp identifies the files' contents cheaply: a rewrite changes the
-// modification time or the size of at least one of them.
-type stamp struct {
-	certMod, keyMod   time.Time
-	certSize, keySize int64
-}
-
-// New loads certFile and keyFile, failing as tls.LoadX509KeyPair does.
+// New loads certFile and keyFile, failing as tls.LoadX509KeyPair does
+// (except that a file that cannot be read fails with its os error).
 func New(certFile, keyFile string) (*Reloader, error) {
 	r := &Reloader{certFile: certFile, keyFile: keyFile, interval: CheckInterval}
-	st, err := r.stat()
+	certPEM, keyPEM, err := r.read()
 	if err != nil {
 		return nil, err
 	}
-	cert, err := load(certFile, keyFile)
+	cert, err := parse(certPEM, keyPEM)
 	if err != nil {
 		return nil, err
 	}
-	r.cert, r.stamp, r.checked = cert, st, time.Now()
+	r.cert, r.certPEM, r.keyPEM, r.checked = cert, certPEM, keyPEM, time.Now()
 	return r, nil
 }
 
@@ -89,20 +87,20 @@ func (r *Reloader) Certificate() *tls.Certificate {
 		return r.cert
 	}
 	r.checked = now
-	st, err := r.stat()
+	certPEM, keyPEM, err := r.read()
 	if err != nil {
 		r.warn("cannot read the certificate files; keeping the loaded certificate", err)
 		return r.cert
 	}
-	if st == r.stamp {
+	if bytes.Equal(certPEM, r.certPEM) && bytes.Equal(keyPEM, r.keyPEM) {
 		return r.cert
 	}
-	cert, err := load(r.certFile, r.keyFile)
+	cert, err := parse(certPEM, keyPEM)
 	if err != nil {
 		r.warn("the certificate files changed but do not load; keeping the loaded certificate", err)
 		return r.cert
 	}
-	r.cert, r.stamp = cert, st
+	r.cert, r.certPEM, r.keyPEM = cert, certPEM, keyPEM
 	if r.expiry != nil {
 		r.expiry.Set(notAfter(cert))
 	}
@@ -129,29 +127,28 @@ func (r *Reloader) warn(msg string, err error) {
 	}
 }
 
-func (r *Reloader) stat() (stamp, error) {
-	c, err := os.Stat(r.certFile)
-	if err != nil {
-		return stamp{}, err
+// read returns both files' contents; certificates and keys are a few KiB.
+func (r *Reloader) read() (certPEM, keyPEM []byte, err error) {
+	if certPEM, err = os.ReadFile(r.certFile); err != nil {
+		return nil, nil, err
 	}
-	k, err := os.Stat(r.keyFile)
-	if err != nil {
-		return stamp{}, err
+	if keyPEM, err = os.ReadFile(r.keyFile); err != nil {
+		return nil, nil, err
 	}
-	return stamp{certMod: c.ModTime(), keyMod: k.ModTime(), certSize: c.Size(), keySize: k.Size()}, nil
+	return certPEM, keyPEM, nil
 }
 
-// load reads the pair and parses the leaf, which logs and the expiry
-// gauge read.
-func load(certFile, keyFile string) (*tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+// parse builds the certificate and parses its leaf, which logs and the
+// expiry gauge read. Errors read as tls.LoadX509KeyPair's.
+func parse(certPEM, keyPEM []byte) (*tls.Certificate, error) {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, err
 	}
 	if cert.Leaf == nil {
 		leaf, err := x509.ParseCertificate(cert.Certificate[0])
 		if err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", certFile, err)
+			return nil, fmt.Errorf("parsing the certificate: %w", err)
 		}
 		cert.Leaf = leaf
 	}

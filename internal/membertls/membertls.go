@@ -15,6 +15,7 @@ package membertls
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 )
@@ -38,8 +39,15 @@ func (p *Policy) Add(members []string, cfg *tls.Config) {
 	if p.byMember == nil {
 		p.byMember = map[string]*tls.Config{}
 	}
+	// One session cache for the ensemble: a cutover opens a connection per
+	// session to the same few members, and resumption spares each one a
+	// full handshake.
+	cache := tls.NewLRUClientSessionCache(len(members) * 64)
 	for _, m := range members {
 		c := cfg.Clone()
+		if c.ClientSessionCache == nil {
+			c.ClientSessionCache = cache
+		}
 		if c.ServerName == "" {
 			host, _, err := net.SplitHostPort(m)
 			if err != nil {
@@ -78,7 +86,38 @@ func (p *Policy) Client(ctx context.Context, conn net.Conn, member string) (net.
 		conn.Close()
 		return nil, &HandshakeError{Member: member, Err: err}
 	}
-	return tc, nil
+	return &memberConn{Conn: tc, tcp: conn}, nil
+}
+
+// memberConn is a TLS connection to a member that closes without
+// close_notify: tls.Conn.Close first writes the alert, waiting up to 5 s
+// when the member is not reading (a frozen member is just when the proxy
+// closes), and ZooKeeper does not need it.
+type memberConn struct {
+	*tls.Conn
+	tcp net.Conn
+}
+
+func (c *memberConn) Close() error { return c.tcp.Close() }
+
+// IsTLS reports whether conn is a TLS connection Client made.
+func IsTLS(conn net.Conn) bool {
+	_, ok := conn.(*memberConn)
+	return ok
+}
+
+// Refused reports whether err, from reading or writing a TLS connection
+// to member, is the member's TLS alert, and returns it as a HandshakeError.
+// Under TLS 1.3 the client's handshake completes before the server has
+// checked the client certificate, so a member refusing the proxy's
+// certificate (or wanting one it did not get: ZooKeeper's default
+// ssl.clientAuth=need) shows only at the first read, as a "remote error".
+func Refused(conn net.Conn, member string, err error) (*HandshakeError, bool) {
+	var oe *net.OpError
+	if !IsTLS(conn) || !errors.As(err, &oe) || oe.Op != "remote error" {
+		return nil, false
+	}
+	return &HandshakeError{Member: member, Err: err}, true
 }
 
 // DialContext dials addr in TCP, then over TLS if the policy lists it; it

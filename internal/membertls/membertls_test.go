@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,7 +92,7 @@ func TestDialContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := conn.(*tls.Conn); !ok {
+	if !IsTLS(conn) {
 		t.Fatalf("connection is a %T", conn)
 	}
 	conn.Write([]byte("ruok"))
@@ -114,6 +115,26 @@ func TestDialContext(t *testing.T) {
 			t.Errorf("%s: err %v, want a HandshakeError naming %s", name, err, addr)
 		}
 	}
+
+	// No client certificate for a member that requires one: under TLS
+	// 1.3 the handshake completes and the refusal arrives at the first
+	// read, where Refused recognises it.
+	noCert := &Policy{}
+	noCert.Add([]string{addr}, &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13})
+	conn, err = noCert.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatalf("TLS 1.3 handshake without a client certificate: %v", err)
+	}
+	conn.Write([]byte("ruok"))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadFull(conn, buf)
+	if he, ok := Refused(conn, addr, err); !ok || he.Member != addr || !strings.Contains(he.Error(), "certificate required") {
+		t.Errorf("read error %v: Refused = %v, %v", err, he, ok)
+	}
+	if _, ok := Refused(conn, addr, io.EOF); ok {
+		t.Error("EOF counted as a TLS refusal")
+	}
+	conn.Close()
 
 	// A plain member: the TCP connection itself.
 	plain, err := net.Listen("tcp", zktest.LoopbackIP(t)+":0")
