@@ -25,6 +25,10 @@ import (
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
+// flagCheck runs the pre-flight instead of the proxy; a flag only, not a
+// configuration key.
+const flagCheck = "check"
+
 func newServeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -43,10 +47,14 @@ every bad key.`,
 			if err != nil {
 				return err
 			}
+			if check, _ := cmd.Flags().GetBool(flagCheck); check {
+				return preflight(cmd.Context(), cfg, cmd.OutOrStdout())
+			}
 			return serve(cmd.Context(), cfg, cmd.ErrOrStderr())
 		},
 	}
 	bindServeFlags(cmd.Flags())
+	cmd.Flags().Bool(flagCheck, false, "validate the configuration, ask every member srvr the way the proxy will reach it (TLS included), print the result and exit; fails when no source member serves")
 	return cmd
 }
 

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +153,57 @@ func TestServeMemberTLS(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("/status does not see the member over TLS: %s", body)
 		}
+	}
+}
+
+// TestServeCheck runs `zkproxy serve --check` against a real ZooKeeper
+// serving plain and TLS ports: every member is probed the way the proxy
+// reaches it, a TLS problem is named, and only a source with no serving
+// member fails the check.
+func TestServeCheck(t *testing.T) {
+	zktest.RequireIntegration(t)
+	ca := zktest.NewCA(t)
+	server := zktest.Standalone(t, zktest.WithSecureClientPort(ca))
+	cert, key := ca.Issue(t, "zkproxy", "127.0.0.1")
+	dead := net.JoinHostPort(zktest.LoopbackIP(t), "2181") // nothing listens there
+	check := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"serve", "--check", "--admin-listen", "", "--data-dir", t.TempDir()}, args...), &out, io.Discard)
+		return out.String(), err
+	}
+
+	out, err := check("--source", server.ClientAddr(), "--destination", server.SecureClientAddr()+","+dead,
+		"--destination-tls", "--destination-tls-ca", ca.CertFile, "--destination-tls-cert", cert, "--destination-tls-key", key)
+	if err != nil {
+		t.Fatalf("check failed: %v\n%s", err, out)
+	}
+	spaced := regexp.MustCompile(` +`).ReplaceAllString(out, " ") // the table's columns are as wide as the addresses
+	for _, want := range []string{
+		"source " + server.ClientAddr() + " off standalone",
+		"destination " + server.SecureClientAddr() + " on standalone",
+		"destination " + dead + " on error: ",
+		"source: 1 of 1 members serving; destination: 1 of 2 serving (members not started yet are expected before the join)",
+	} {
+		if !strings.Contains(spaced, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Without a client certificate the TLS member refuses, and says so.
+	out, err = check("--source", server.ClientAddr(), "--destination", server.SecureClientAddr(),
+		"--destination-tls", "--destination-tls-ca", ca.CertFile)
+	if err != nil || !strings.Contains(out, "TLS handshake with member "+server.SecureClientAddr()) {
+		t.Errorf("check without a client certificate: %v\n%s", err, out)
+	}
+
+	// No source member serving fails the check.
+	out, err = check("--source", dead)
+	if err == nil || !strings.Contains(err.Error(), "no source member serves") {
+		t.Errorf("check with a dead source: %v\n%s", err, out)
+	}
+	// A bad configuration fails before probing, naming the key.
+	if _, err := check("--source", server.ClientAddr(), "--destination-tls-ca", ca.CertFile); err == nil ||
+		!strings.Contains(err.Error(), "destination-tls-ca: has no effect without destination-tls=true") {
+		t.Errorf("check with a bad configuration: %v", err)
 	}
 }
