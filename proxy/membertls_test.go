@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +164,65 @@ func TestMemberRefusesProxyCertificateTLS13(t *testing.T) {
 	defer cancel()
 	if err := px.Ready(ctx); err == nil || !strings.Contains(err.Error(), "TLS handshake") {
 		t.Errorf("Ready = %v, want the TLS refusal", err)
+	}
+}
+
+// TestJavaTLSBothLegs is Kafka with TLS to ZooKeeper behind zkproxy: the
+// Java client (Netty socket, zookeeper.client.secure) over TLS to the
+// proxy, the proxy over TLS with a client certificate to a member's secure
+// port. The whole workload's transcript must equal a direct plaintext run.
+func TestJavaTLSBothLegs(t *testing.T) {
+	prog := javaWorkload(t)
+	ca := zktest.NewCA(t)
+	server := zktest.Standalone(t, zktest.WithSecureClientPort(ca))
+	policy := &membertls.Policy{}
+	policy.Add([]string{server.SecureClientAddr()}, memberTLSConfig(t, ca))
+	px := startProxyWrapped(t, []string{server.SecureClientAddr()}, tlsListener(t, ca, false),
+		func(c *Config) { c.MemberTLS = policy })
+
+	javaTLS := strings.Join([]string{
+		"-Dzookeeper.client.secure=true",
+		"-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty",
+		"-Dzookeeper.ssl.trustStore.location=" + ca.CertFile,
+		"-Dzookeeper.ssl.trustStore.type=PEM",
+	}, " ")
+	run := func(ctx context.Context, addr, root string, env ...string) []string {
+		cmd := prog.Command(ctx, addr, root)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("Java workload on %s: %v\n%s", addr, err, out)
+		}
+		return transcript(string(out), root)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	want := run(ctx, server.ClientAddr(), "/direct")
+	got := run(ctx, px.Addr, "/proxied", "JAVA_TOOL_OPTIONS="+javaTLS)
+	if len(want) < 30 {
+		t.Fatalf("direct transcript too short: %v", want)
+	}
+	// The one difference is ZooKeeper's, not the proxy's: a TLS
+	// connection's certificate becomes an identity of the session
+	// (X509AuthenticationProvider, ZK-PROTOCOL §6.2), and the member sees
+	// the proxy's certificate.
+	const proxyIdentity = ", x509:CN=proxy-client"
+	found := false
+	for i, line := range got {
+		if strings.HasPrefix(line, "whoAmI:") && strings.Contains(line, proxyIdentity) {
+			got[i], found = strings.Replace(line, proxyIdentity, "", 1), true
+		}
+	}
+	if !found {
+		t.Errorf("whoAmI through the proxy lacks the proxy's certificate identity %q", proxyIdentity)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("workload through the proxy differs:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(want, "\n      "))
+	}
+	if !px.Logs.contains("session open", "member="+server.SecureClientAddr()) {
+		t.Error("no session opened on the member's secure port")
+	}
+	if n := counter(t, px.m.upstreamConnectFails.WithLabelValues("tls_handshake")); n != 0 {
+		t.Errorf("%v TLS handshake failures", n)
 	}
 }
