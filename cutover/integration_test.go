@@ -207,9 +207,9 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 
 // movedWorkload starts a rig and a Kafka-like workload through it, runs the
 // join and the cutover, and returns the workload's baseline from then on.
-func movedWorkload(t *testing.T) (*rig.Rig, *workload.Workload, workload.Report) {
+func movedWorkload(t *testing.T, o rig.Options) (*rig.Rig, *workload.Workload, workload.Report) {
 	t.Helper()
-	r := rig.New(t, rig.Options{})
+	r := rig.New(t, o)
 	w := rig.StartGo(t, rig.CtxFor(t, time.Minute), workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
 	cutOver(t, r, w)
 	base := w.Snapshot()
@@ -234,7 +234,7 @@ func verifyOn(t *testing.T, w *workload.Workload, s *zktest.Server) {
 // cutover, without zkproxy's barrier, and reports what clients saw: the
 // proxy re-attaches sessions when the destination has elected its leader.
 func TestSplitWithoutBarrier(t *testing.T) {
-	r, w, base := movedWorkload(t)
+	r, w, base := movedWorkload(t, rig.Options{})
 	ctx := rig.CtxFor(t, 4*time.Minute)
 
 	dstLeader, srcLeader, err := r.M.Split(ctx)
@@ -261,8 +261,12 @@ func TestSplitWithoutBarrier(t *testing.T) {
 // TestSplitBehindBarrier runs Yelp's split under the workload with the
 // barrier up: no client sees Disconnected or Expired, nothing acknowledged
 // is lost, and the longest hold is the client-visible pause of the split.
+// The destination is reached on its TLS ports only, so the barrier's zxid
+// and tree-digest checks (srvr, hash) and the re-attach after the
+// destination's restart all go over TLS; e2e's stress and chaos tests
+// split plain ensembles.
 func TestSplitBehindBarrier(t *testing.T) {
-	r, w, base := movedWorkload(t)
+	r, w, base := movedWorkload(t, rig.Options{DestinationTLS: true})
 	ctx := rig.CtxFor(t, 4*time.Minute)
 
 	// The runbook's split (rig.SplitBehindBarrier): barrier up (forced
