@@ -22,6 +22,10 @@ VOLUME ["/var/lib/zkproxy"]
 EXPOSE 2181 9181
 # A config file can be mounted at /etc/zkproxy/zkproxy.yaml and named with
 # --config /etc/zkproxy/zkproxy.yaml (or ZKPROXY_CONFIG); env and flags work too.
+# TLS certificates are PEM files mounted anywhere (a Kubernetes secret volume,
+# say) and named with --tls-cert, --source-tls-cert, ...: zkproxy reads them
+# again when the mounted files change. The image carries the system CA roots
+# used when no --*-tls-ca is given.
 ENV ZKPROXY_DATA_DIR=/var/lib/zkproxy
 USER nonroot:nonroot
 ENTRYPOINT ["/usr/local/bin/zkproxy"]
