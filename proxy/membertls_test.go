@@ -21,11 +21,7 @@ import (
 // it (ZooKeeper's secure port requires one by default).
 func memberTLSConfig(t *testing.T, ca *zktest.CA) *tls.Config {
 	t.Helper()
-	certFile, keyFile := ca.Issue(t, "proxy-client", "127.0.0.1")
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := ca.KeyPair(t, "proxy-client", "127.0.0.1")
 	return &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 
@@ -133,11 +129,7 @@ func expectTLSRefusal(t *testing.T, px *testProxy) {
 func TestMemberRefusesProxyCertificateTLS13(t *testing.T) {
 	ca := zktest.NewCA(t)
 	ip := zktest.LoopbackIP(t)
-	certFile, keyFile := ca.Issue(t, "member", ip)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := ca.KeyPair(t, "member", ip)
 	ln, err := tls.Listen("tcp", ip+":2281", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13,
 		ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert})
 	if err != nil {

@@ -23,11 +23,7 @@ import (
 func tlsListener(t *testing.T, ca *zktest.CA, clientAuth bool) func(net.Listener) net.Listener {
 	return func(ln net.Listener) net.Listener {
 		ip, _, _ := net.SplitHostPort(ln.Addr().String())
-		certFile, keyFile := ca.Issue(t, "proxy-"+ip, ip)
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cert := ca.KeyPair(t, "proxy-"+ip, ip)
 		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		if clientAuth {
 			cfg.ClientCAs = ca.Pool()
@@ -142,11 +138,7 @@ func TestTLSClientCertificates(t *testing.T) {
 		t.Error("the refused client was not logged")
 	}
 
-	certFile, keyFile := ca.Issue(t, "broker-1", "127.0.0.1")
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := ca.KeyPair(t, "broker-1", "127.0.0.1")
 	conn, _ := connectGoTLS(t, px.Addr, ca, &cert)
 	if _, err := conn.Create("/mtls", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatalf("client with a certificate: %v", err)

@@ -129,11 +129,7 @@ func TestClientCertificateRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.interval = 0
-	srvCert, srvKey := ca.Issue(t, "server", "127.0.0.1")
-	sc, err := tls.LoadX509KeyPair(srvCert, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := ca.KeyPair(t, "server", "127.0.0.1")
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{sc},
 		ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert})
 	if err != nil {

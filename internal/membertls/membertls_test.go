@@ -42,11 +42,7 @@ func TestPolicyServerNames(t *testing.T) {
 func echoTLS(t *testing.T, ca *zktest.CA) string {
 	t.Helper()
 	ip := zktest.LoopbackIP(t)
-	certFile, keyFile := ca.Issue(t, "member-"+ip, ip)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := ca.KeyPair(t, "member-"+ip, ip)
 	ln, err := tls.Listen("tcp", ip+":0", &tls.Config{Certificates: []tls.Certificate{cert},
 		ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert})
 	if err != nil {
@@ -72,11 +68,7 @@ func echoTLS(t *testing.T, ca *zktest.CA) string {
 }
 
 func clientConfig(t *testing.T, ca *zktest.CA) *tls.Config {
-	certFile, keyFile := ca.Issue(t, "client", "127.0.0.1")
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := ca.KeyPair(t, "client", "127.0.0.1")
 	return &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 

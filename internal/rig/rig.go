@@ -171,11 +171,7 @@ func New(t *testing.T, o Options) *Rig {
 		for _, s := range m.Destination.Members {
 			r.Dest = append(r.Dest, s.SecureClientAddr())
 		}
-		certFile, keyFile := ca.Issue(t, "zkproxy", "127.0.0.1")
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cert := ca.KeyPair(t, "zkproxy", "127.0.0.1")
 		r.MemberTLS = &membertls.Policy{}
 		r.MemberTLS.Add(r.Dest, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -102,4 +103,16 @@ func writePEM(t TB, file, typ string, der []byte) {
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatalf("zktest: %v", err)
 	}
+}
+
+// KeyPair issues a certificate for name (see Issue) and returns it loaded,
+// for Go TLS configurations that need no files.
+func (ca *CA) KeyPair(t TB, name string, ips ...string) tls.Certificate {
+	t.Helper()
+	certFile, keyFile := ca.Issue(t, name, ips...)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatalf("zktest: loading the certificate for %s: %v", name, err)
+	}
+	return cert
 }
