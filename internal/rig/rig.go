@@ -317,12 +317,19 @@ var consSession = regexp.MustCompile(`sid=0x([0-9a-f]+)`)
 // cons.
 func SessionsOn(t *testing.T, servers []*zktest.Server) map[int64]string {
 	t.Helper()
+	return sessionsFromCons(t, servers, func(i int, s *zktest.Server) (string, error) { return s.FourLetter("cons") })
+}
+
+// sessionsFromCons asks each running server cons through ask and maps the
+// session ids listed to the server.
+func sessionsFromCons(t *testing.T, servers []*zktest.Server, ask func(i int, s *zktest.Server) (string, error)) map[int64]string {
+	t.Helper()
 	out := map[int64]string{}
-	for _, s := range servers {
+	for i, s := range servers {
 		if !s.Running() {
 			continue
 		}
-		ans, err := s.FourLetter("cons")
+		ans, err := ask(i, s)
 		if err != nil {
 			t.Logf("cons on %s: %v", s, err)
 			continue
@@ -346,23 +353,9 @@ func (r *Rig) DestinationSessions(ctx context.Context) map[int64]string {
 	if r.MemberTLS == nil {
 		return SessionsOn(t, r.M.Destination.Members)
 	}
-	out := map[int64]string{}
-	for i, s := range r.M.Destination.Members {
-		if !s.Running() {
-			continue
-		}
-		ans, err := fourlw.Query(ctx, r.MemberTLS.DialContext, r.Dest[i], "cons")
-		if err != nil {
-			t.Logf("cons on %s over TLS: %v", s, err)
-			continue
-		}
-		for _, m := range consSession.FindAllStringSubmatch(ans, -1) {
-			var id uint64
-			fmt.Sscanf(m[1], "%x", &id)
-			out[int64(id)] = s.String()
-		}
-	}
-	return out
+	return sessionsFromCons(t, r.M.Destination.Members, func(i int, _ *zktest.Server) (string, error) {
+		return fourlw.Query(ctx, r.MemberTLS.DialContext, r.Dest[i], "cons")
+	})
 }
 
 // WaitOnDestination waits until every session of reports is connected to a
