@@ -136,9 +136,9 @@ type Config struct {
 	// MemberTLS lists the members reached over TLS (their secureClientPort)
 	// and how; nil reaches every member in plain TCP. It applies to
 	// session connections and to the readiness probe's four-letter words,
-	// after Dial. Sessions on a TLS member relay through tls.Conn: their
-	// upstream pump uses plain Reads and Writes and does not park, so an
-	// idle session costs its upstream goroutine's stack.
+	// after Dial. Sessions on a TLS member relay through tls.Conn with
+	// plain Reads and Writes; an idle one's upstream pump parks on the
+	// socket underneath, like a plaintext one (see newReadWatch).
 	MemberTLS *membertls.Policy
 }
 

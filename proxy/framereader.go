@@ -50,6 +50,10 @@ var readChunks = sync.Pool{New: func() any { b := make([]byte, readChunkSize); r
 type frameReader struct {
 	conn  net.Conn
 	raw   syscall.RawConn // nil: plain Reads; the pumps also write through it (writeFrame)
+	// poll is the socket the parker waits on: raw, or the TCP connection
+	// under a TLS one (see newReadWatch for why a TLS pump may park); nil
+	// when the connection cannot park.
+	poll syscall.RawConn
 	max   int
 	buf   []byte // chunk (*chunk != nil) or a dedicated big-frame buffer; nil when idle
 	chunk *[]byte
@@ -93,8 +97,12 @@ func newFrameReader(conn net.Conn, maxFrameSize int, bytes *atomic.Uint64) *fram
 	if fr.raw = rawConnOf(conn); fr.raw != nil {
 		fr.readFn = fr.readOnce
 		fr.serveFn = fr.serveOnce
+		fr.poll = fr.raw
 	} else {
 		fr.peek = new([16]byte)
+		if tc, ok := conn.(interface{ NetConn() net.Conn }); ok { // *tls.Conn, and what embeds one
+			fr.poll = rawConnOf(tc.NetConn())
+		}
 	}
 	return fr
 }

@@ -79,7 +79,8 @@ func TestIdleSweepNudgesOnlyIdlePumps(t *testing.T) {
 		t.Error("the sweep goes on with nothing watched")
 	}
 
-	// A pump that may not park (TLS, parking off) is not watched.
+	// A pump that may not park (no socket to poll, parking off) is not
+	// watched.
 	w.watch(idle, &readWatch{timeout: time.Second}, t0)
 	if len(w.pumps) != 0 {
 		t.Error("a pump with parkAfter 0 was watched")

@@ -49,11 +49,19 @@ type readWatch struct {
 }
 
 // newReadWatch returns the watch of fr's pump and sets whether fr may trust
-// short reads. A reader without a RawConn (TLS) cannot park — tls.Conn may
-// hold decrypted bytes the poller cannot see (parkPump refuses it) — so it
-// is not swept either (see idleSweep).
+// short reads. A reader with no socket to poll (tests' wrappers) cannot
+// park, so it is not swept either (see idleSweep).
+//
+// A TLS pump parks on the socket under its tls.Conn. That is safe although
+// tls.Conn buffers: a pump parks only after a Read timed out (idleSweep's
+// nudge), and crypto/tls's Conn.Read reaches the socket, and so can time
+// out, only when it holds no decrypted bytes and no whole record
+// (readRecordOrCCS → readFromUntil); a partial record's rest is still in
+// the socket, where the poller sees it. A timeout is not sticky in
+// tls.Conn (it keeps only non-temporary errors), so the resumed pump reads
+// on.
 func newReadWatch(fr *frameReader, timeout, parkAfter time.Duration) readWatch {
-	if fr.raw == nil {
+	if fr.poll == nil {
 		parkAfter = 0
 	}
 	w := readWatch{timeout: timeout, parkAfter: parkAfter}
@@ -142,7 +150,7 @@ func later(a, b time.Time) time.Time {
 // connection is closing, the server is closing, or parking is not
 // supported), and the pump must carry on itself.
 func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func()) bool {
-	if fr.raw == nil {
+	if fr.poll == nil {
 		return false
 	}
 	s.parkerOnce.Do(func() {

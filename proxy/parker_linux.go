@@ -41,7 +41,7 @@ func newParker(gauge prometheus.Gauge) (*parker, error) {
 func (p *parker) park(fr *frameReader, e parkEntry) bool {
 	op := parkOps.Get().(*parkOp)
 	op.p, op.fr, op.e, op.ok = p, fr, e, false
-	err := fr.raw.Control(op.fn)
+	err := fr.poll.Control(op.fn)
 	ok := err == nil && op.ok
 	*op = parkOp{fn: op.fn}
 	parkOps.Put(op)

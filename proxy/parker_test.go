@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/internal/zktest"
 )
 
@@ -80,4 +83,66 @@ func TestIdleSessionsPark(t *testing.T) {
 		t.Errorf("%v pumps still parked after the sessions closed", p)
 	}
 	checkGoroutines()
+}
+
+// TestIdleTLSSessionsPark: both pumps of an idle session park when both of
+// its connections are TLS — the client's to the proxy and the proxy's to
+// the member's secure port — and the session works from the parked state:
+// a watch notification wakes the upstream pump, a burst of requests the
+// client pump (several TLS records at once, which tls.Conn buffers), a
+// ping exchange parks them again, and closing leaves nothing parked.
+func TestIdleTLSSessionsPark(t *testing.T) {
+	zktest.RequireIntegration(t)
+	ca := zktest.NewCA(t)
+	server := zktest.Standalone(t, zktest.WithSecureClientPort(ca))
+	direct, _ := connectGo(t, []string{server.ClientAddr()}, 10*time.Second)
+	policy := &membertls.Policy{}
+	policy.Add([]string{server.SecureClientAddr()}, memberTLSConfig(t, ca))
+	px := startProxyWrapped(t, []string{server.SecureClientAddr()}, tlsListener(t, ca, false), func(c *Config) {
+		c.MemberTLS = policy
+		c.ParkIdleAfter = 100 * time.Millisecond
+	})
+	parked := func() float64 { return testutil.ToFloat64(px.m.parkedPumps) }
+
+	conn, rec := connectGoTLS(t, px.Addr, ca, nil)
+	if _, err := direct.Create("/tlsparked", []byte("a"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, events, err := conn.GetW("/tlsparked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both TLS pumps parked", 10*time.Second, func() bool { return parked() == 2 })
+
+	if _, err := direct.Set("/tlsparked", []byte("b"), -1); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, "watch through a parked TLS session", events, zk.EventNodeDataChanged, "/tlsparked")
+	waitFor(t, "parked again", 10*time.Second, func() bool { return parked() == 2 })
+
+	// Pipelined requests from parked pumps: go-zookeeper writes each in
+	// its own TLS record, so one wake-up finds several buffered.
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Go(func() {
+			if data, _, err := conn.Get("/tlsparked"); err != nil || string(data) != "b" {
+				errs <- fmt.Errorf("get %q: %v", data, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitFor(t, "parked after the burst", 10*time.Second, func() bool { return parked() == 2 })
+	if n := rec.count(zk.StateDisconnected); n != 0 {
+		t.Errorf("client saw %d disconnects", n)
+	}
+	conn.Close()
+	waitFor(t, "session closed", 10*time.Second, func() bool { return len(px.Sessions()) == 0 })
+	if p := parked(); p != 0 {
+		t.Errorf("%v pumps still parked after the session closed", p)
+	}
 }

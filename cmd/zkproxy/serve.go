@@ -106,8 +106,9 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 		return fmt.Errorf("listening for clients on %s: %w", cfg.Listen, err)
 	}
 	if cfg.TLS != nil {
-		// Sessions over TLS relay through tls.Conn: the pumps use plain
-		// Reads and Writes and such sessions do not park (proxy docs).
+		// Sessions over TLS relay through tls.Conn with plain Reads and
+		// Writes; their idle pumps park on the socket underneath
+		// (proxy's newReadWatch).
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
 
