@@ -48,12 +48,12 @@ var readChunks = sync.Pool{New: func() any { b := make([]byte, readChunkSize); r
 // the caller write several of them with one writev. Not safe for
 // concurrent use.
 type frameReader struct {
-	conn  net.Conn
-	raw   syscall.RawConn // nil: plain Reads; the pumps also write through it (writeFrame)
+	conn net.Conn
+	raw  syscall.RawConn // nil: plain Reads; the pumps also write through it (writeFrame)
 	// poll is the socket the parker waits on: raw, or the TCP connection
 	// under a TLS one (see newReadWatch for why a TLS pump may park); nil
 	// when the connection cannot park.
-	poll syscall.RawConn
+	poll  syscall.RawConn
 	max   int
 	buf   []byte // chunk (*chunk != nil) or a dedicated big-frame buffer; nil when idle
 	chunk *[]byte
