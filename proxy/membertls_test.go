@@ -172,12 +172,7 @@ func TestJavaTLSBothLegs(t *testing.T) {
 	px := startProxyWrapped(t, []string{server.SecureClientAddr()}, tlsListener(t, ca, false),
 		func(c *Config) { c.MemberTLS = policy })
 
-	javaTLS := strings.Join([]string{
-		"-Dzookeeper.client.secure=true",
-		"-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty",
-		"-Dzookeeper.ssl.trustStore.location=" + ca.CertFile,
-		"-Dzookeeper.ssl.trustStore.type=PEM",
-	}, " ")
+	javaTLS := javaTLSOptions(ca)
 	run := func(ctx context.Context, addr, root string, env ...string) []string {
 		cmd := prog.Command(ctx, addr, root)
 		cmd.Env = append(os.Environ(), env...)

@@ -95,12 +95,7 @@ func TestTLSClients(t *testing.T) {
 		t.Errorf("TLS client saw %d disconnects", n)
 	}
 
-	javaTLS := strings.Join([]string{
-		"-Dzookeeper.client.secure=true",
-		"-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty",
-		"-Dzookeeper.ssl.trustStore.location=" + ca.CertFile,
-		"-Dzookeeper.ssl.trustStore.type=PEM",
-	}, " ")
+	javaTLS := javaTLSOptions(ca)
 	compareWorkload(t, "Java over TLS", server, px, 30, func(ctx context.Context, addr, root string) (string, error) {
 		cmd := prog.Command(ctx, addr, root)
 		if addr == px.Addr {
@@ -143,4 +138,16 @@ func TestTLSClientCertificates(t *testing.T) {
 	if _, err := conn.Create("/mtls", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatalf("client with a certificate: %v", err)
 	}
+}
+
+// javaTLSOptions are the JVM options that make the Java client (Kafka's)
+// connect over TLS, trusting ca: zookeeper.client.secure with the Netty
+// socket, as Kafka's zookeeper.ssl.client.enable sets them.
+func javaTLSOptions(ca *zktest.CA) string {
+	return strings.Join([]string{
+		"-Dzookeeper.client.secure=true",
+		"-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty",
+		"-Dzookeeper.ssl.trustStore.location=" + ca.CertFile,
+		"-Dzookeeper.ssl.trustStore.type=PEM",
+	}, " ")
 }

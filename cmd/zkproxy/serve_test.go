@@ -40,15 +40,23 @@ func TestServeTLS(t *testing.T) {
 	}()
 
 	roots := ca.Pool()
-	var conn *tls.Conn
+	openSession(t, func() (net.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", listen, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	})
+}
+
+// openSession dials the starting proxy with dial until it answers (10 s),
+// then opens a session and checks the ConnectResponse.
+func openSession(t *testing.T, dial func() (net.Conn, error)) {
+	t.Helper()
+	var conn net.Conn
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", listen, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
-		if err == nil {
+		if conn, err = dial(); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("dialing zkproxy over TLS: %v", err)
+			t.Fatalf("dialing zkproxy: %v", err)
 		}
 	}
 	defer conn.Close()
@@ -58,7 +66,7 @@ func TestServeTLS(t *testing.T) {
 	}
 	f, err := jute.NewFrameReader(conn, 0).Next()
 	if err != nil {
-		t.Fatalf("reading the ConnectResponse over TLS: %v", err)
+		t.Fatalf("reading the ConnectResponse: %v", err)
 	}
 	var resp jute.ConnectResponse
 	if err := jute.Unmarshal(f.Payload(), &resp); err != nil || resp.SessionID == 0 || resp.TimeOut <= 0 {
@@ -92,29 +100,7 @@ func TestServeMemberTLS(t *testing.T) {
 		}
 	}()
 
-	var conn net.Conn
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if conn, err = net.DialTimeout("tcp", listen, time.Second); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dialing zkproxy: %v", err)
-		}
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write(jute.AppendFrame(nil, jute.Marshal(&jute.ConnectRequest{TimeOut: 10000, Passwd: make([]byte, 16)}))); err != nil {
-		t.Fatal(err)
-	}
-	f, err := jute.NewFrameReader(conn, 0).Next()
-	if err != nil {
-		t.Fatalf("reading the ConnectResponse: %v", err)
-	}
-	var resp jute.ConnectResponse
-	if err := jute.Unmarshal(f.Payload(), &resp); err != nil || resp.SessionID == 0 || resp.TimeOut <= 0 {
-		t.Fatalf("ConnectResponse %+v: %v", resp, err)
-	}
+	openSession(t, func() (net.Conn, error) { return net.DialTimeout("tcp", listen, time.Second) })
 
 	get := func(path string) (int, string) {
 		r, err := http.Get("http://" + admin + path)
