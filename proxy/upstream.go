@@ -222,18 +222,20 @@ func (s *Server) fourLetter(ctx context.Context, member, cmd string, limit int64
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	if _, err := io.WriteString(conn, cmd); err != nil {
+	// A TLS member's refusal of the proxy's certificate shows here, after
+	// the handshake (TLS 1.3): name it as the TLS failure it is.
+	tlsRefusal := func(err error) error {
 		if he, ok := membertls.Refused(conn, member, err); ok {
-			err = he
+			return he
 		}
-		return nil, fmt.Errorf("sending %s: %w", cmd, err)
+		return err
+	}
+	if _, err := io.WriteString(conn, cmd); err != nil {
+		return nil, fmt.Errorf("sending %s: %w", cmd, tlsRefusal(err))
 	}
 	out, err := io.ReadAll(io.LimitReader(bufio.NewReader(conn), limit))
 	if err != nil {
-		if he, ok := membertls.Refused(conn, member, err); ok {
-			err = he
-		}
-		return out, fmt.Errorf("reading %s answer: %w", cmd, err)
+		return out, fmt.Errorf("reading %s answer: %w", cmd, tlsRefusal(err))
 	}
 	return out, nil
 }

@@ -181,10 +181,7 @@ func TestListenerTLS(t *testing.T) {
 
 	garbage := filepath.Join(dir, "garbage.pem")
 	os.WriteFile(garbage, []byte("not pem"), 0o600)
-	for _, tc := range []struct {
-		args []string
-		want []string
-	}{
+	expectConfigErrors(t, base, []configErrorCase{
 		{[]string{"--tls-cert", cert}, []string{"tls-key: required with tls-cert"}},
 		{[]string{"--tls-key", key, "--tls-client-ca", ca.CertFile}, []string{"tls-cert: required"}},
 		{[]string{"--tls-cert", cert, "--tls-key", garbage}, []string{"tls-cert: loading " + cert}},
@@ -192,18 +189,7 @@ func TestListenerTLS(t *testing.T) {
 		{[]string{"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", garbage}, []string{"tls-client-ca: " + garbage + " holds no PEM certificate"}},
 		{[]string{"--tls-cert", cert, "--tls-key", key, "--tls-client-ca", filepath.Join(dir, "missing.pem")}, []string{"tls-client-ca: open"}},
 		{[]string{"--tls-cert", ca.CertFile, "--tls-key", key, "--tls-client-ca", garbage}, []string{"tls-cert: loading", "tls-client-ca: " + garbage}},
-	} {
-		_, err := loadFor(t, append(base, tc.args...)...)
-		if err == nil {
-			t.Errorf("%v: accepted", tc.args)
-			continue
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%v: error %q does not say %q", tc.args, err, w)
-			}
-		}
-	}
+	})
 }
 
 func TestMemberTLS(t *testing.T) {
@@ -256,10 +242,7 @@ func TestMemberTLS(t *testing.T) {
 
 	garbage := filepath.Join(dir, "garbage.pem")
 	os.WriteFile(garbage, []byte("not pem"), 0o600)
-	for _, tc := range []struct {
-		args []string
-		want []string
-	}{
+	expectConfigErrors(t, base, []configErrorCase{
 		{[]string{"--source-tls-ca", ca.CertFile, "--destination-tls-cert", cert},
 			[]string{"source-tls-ca: has no effect without source-tls=true", "destination-tls-cert: has no effect without destination-tls=true"}},
 		{[]string{"--source-tls", "--source-tls-cert", cert}, []string{"source-tls-key: required with source-tls-cert"}},
@@ -269,18 +252,7 @@ func TestMemberTLS(t *testing.T) {
 		// Every problem at once, from both ensembles.
 		{[]string{"--source-tls", "--source-tls-ca", filepath.Join(dir, "missing.pem"), "--destination-tls", "--destination-tls-cert", cert},
 			[]string{"source-tls-ca: open", "destination-tls-key: required"}},
-	} {
-		_, err := loadFor(t, append(base, tc.args...)...)
-		if err == nil {
-			t.Errorf("%v: accepted", tc.args)
-			continue
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%v: error %q does not say %q", tc.args, err, w)
-			}
-		}
-	}
+	})
 
 	if _, err := loadFor(t, "--source", "10.0.0.1:2281", "--data-dir", dir, "--destination-tls"); err == nil ||
 		!strings.Contains(err.Error(), "destination-tls: has no effect without destination members") {
@@ -293,5 +265,30 @@ func TestMemberTLS(t *testing.T) {
 	_, err = loadFor(t, append(base, "--source-tls-ca", ca.CertFile)...)
 	if err == nil || !strings.Contains(err.Error(), `source-tls: not a boolean: "maybe"`) || strings.Contains(err.Error(), "source-tls-ca") {
 		t.Errorf("bad source-tls: %v", err)
+	}
+}
+
+// configErrorCase is a set of flags (after a base) and what the resulting
+// configuration error must say.
+type configErrorCase struct {
+	args []string
+	want []string
+}
+
+// expectConfigErrors loads base plus each case's flags and requires an
+// error that says every one of its wants.
+func expectConfigErrors(t *testing.T, base []string, cases []configErrorCase) {
+	t.Helper()
+	for _, tc := range cases {
+		_, err := loadFor(t, append(base, tc.args...)...)
+		if err == nil {
+			t.Errorf("%v: accepted", tc.args)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q does not say %q", tc.args, err, w)
+			}
+		}
 	}
 }
