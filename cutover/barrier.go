@@ -93,11 +93,22 @@ func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, 
 	c.mu.Unlock()
 
 	plan := &SplitPlan{}
-	leader, err := c.jointLeader(ctx)
+	leader, rep, err := c.jointLeader(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cutover: split: %w", err)
 	}
 	plan.Leader, plan.LeaderEnsemble = leader.Addr, leader.Ensemble
+	// A client of a moved tenant that never came through zkproxy stays
+	// with the source: after the split it works on the source's copy of
+	// the tenant's data while the rest of the tenant uses the destination.
+	// Warned, not refused: a second zkproxy's sessions look the same.
+	for _, d := range rep.Direct {
+		if d.BesideProxied {
+			msg := fmt.Sprintf("session %s is not behind zkproxy and stays with the source at the split, away from the rest of its tenant; point that client at zkproxy first", d.describe())
+			plan.Warnings = append(plan.Warnings, msg)
+			c.log.Warn("cutover: split: " + msg)
+		}
+	}
 	if leader.Ensemble == Destination {
 		msg := fmt.Sprintf("the joint leader %s is a destination member: at the split the source side re-elects and drops every client connected to it directly (not through zkproxy); move leadership to a source member first (restart the leader) or go on with force", leader.Addr)
 		plan.Warnings = append(plan.Warnings, msg)
@@ -291,15 +302,16 @@ func (c *Controller) barrierStatus() BarrierStatus {
 	return st
 }
 
-// jointLeader finds the member leading the joint ensemble.
-func (c *Controller) jointLeader(ctx context.Context) (MemberStatus, error) {
+// jointLeader finds the member leading the joint ensemble, with the sync
+// check that found it.
+func (c *Controller) jointLeader(ctx context.Context) (MemberStatus, *Report, error) {
 	rep := c.Check(ctx)
 	for _, m := range rep.Members {
 		if m.Mode == "leader" {
-			return m, nil
+			return m, rep, nil
 		}
 	}
-	return MemberStatus{}, fmt.Errorf("no member leads the joint ensemble (%s)", rep.Reason())
+	return MemberStatus{}, rep, fmt.Errorf("no member leads the joint ensemble (%s)", rep.Reason())
 }
 
 // splitChecks compares each serving destination member with the leader:
@@ -319,7 +331,7 @@ func (c *Controller) splitChecks(ctx context.Context) ([]Item, bool) {
 }
 
 func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
-	rep := c.Check(ctx)
+	rep := c.check(ctx, false) // sessions are held: only what the split needs
 	var leader *MemberStatus
 	for i := range rep.Members {
 		if rep.Members[i].Mode == "leader" {

@@ -24,6 +24,10 @@ type CheckConfig struct {
 	Dial fourlw.DialFunc
 	// Timeout bounds each four-letter query; zero means 3s.
 	Timeout time.Duration
+	// SkipDirect leaves out the look for sessions not through this proxy
+	// (cons on every member, dump on one): the split barrier's checks run
+	// while client requests are held and need only the members' state.
+	SkipDirect bool
 }
 
 // SessionView is what the check needs to know of one proxied session.
@@ -65,9 +69,11 @@ type MemberStatus struct {
 
 // Item is one line of the check: what was compared, the numbers, the verdict.
 type Item struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Warning: worth an operator's look, but it does not fail the check.
+	Warning bool   `json:"warning,omitempty"`
+	Detail  string `json:"detail"`
 }
 
 // Unmovable is a session that will take the reconnect fallback.
@@ -86,7 +92,10 @@ type Report struct {
 	Members   []MemberStatus `json:"members"`
 	Items     []Item         `json:"items"`
 	Unmovable []Unmovable    `json:"unmovable_sessions"`
-	CheckedAt time.Time      `json:"checked_at"`
+	// Direct are the sessions on the members that do not come through
+	// this proxy (see DirectSession).
+	Direct    []DirectSession `json:"direct_sessions"`
+	CheckedAt time.Time       `json:"checked_at"`
 	// Usable are the destination members sessions may move to: serving and
 	// caught up, and not behind any session's last zxid.
 	Usable []string `json:"usable_destination_members"`
@@ -290,6 +299,18 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 		}
 	}
 	add("sessions movable", true, "%d sessions will move live, %d will reconnect instead", len(sessions)-len(rep.Unmovable), len(rep.Unmovable))
+
+	// 5. Clients of the same tenants that do not come through the proxy:
+	// the cutover cannot move them, and the split leaves them behind.
+	proxied := make(map[int64]bool, len(sessions))
+	for _, s := range sessions {
+		proxied[s.ID] = true
+	}
+	if !cfg.SkipDirect {
+		direct, problems := findDirect(ctx, cfg, rep.Members, rep.Leader, proxied)
+		rep.Direct = direct
+		rep.Items = append(rep.Items, directItem(direct, problems))
+	}
 
 	rep.Ready = true
 	for _, it := range rep.Items {

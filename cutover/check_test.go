@@ -11,7 +11,7 @@ import (
 // fakeMember answers four-letter words like a 3.8 quorum member. It exists
 // for states a real ensemble cannot be held in on demand — a follower that
 // serves while trailing the leader — and the check is also run against real
-// joint ensembles in check_integration_test.go.
+// joint ensembles in integration_test.go.
 type fakeMember struct {
 	mode      string
 	zxid      int64
@@ -20,11 +20,17 @@ type fakeMember struct {
 	version   string
 	local     int
 	notServed bool
+	cons      string // the cons answer; empty: none
+	dump      string // the dump answer; empty: no ephemerals
+	refuse    string // a word not in this member's whitelist
 }
 
 func (f fakeMember) answer(cmd string) string {
 	if f.notServed {
 		return "This ZooKeeper instance is not currently serving requests\n"
+	}
+	if cmd == f.refuse {
+		return cmd + " is not executed because it is not in the whitelist.\n"
 	}
 	switch cmd {
 	case "srvr":
@@ -33,6 +39,13 @@ func (f fakeMember) answer(cmd string) string {
 		return fmt.Sprintf("clientPort=2181\ntickTime=200\nserverId=%d\nmembership: \nserver.1=a:2888:3888:participant\nserver.2=b:2888:3888:participant\nversion=%s\n", f.id, f.version)
 	case "mntr":
 		return fmt.Sprintf("zk_version\t3.8.0\nzk_server_state\t%s\nzk_local_sessions\t%d\n", f.mode, f.local)
+	case "cons":
+		return " /10.0.0.1:40000[0](queued=0,recved=1,sent=0)\n" + f.cons + "\n"
+	case "dump":
+		if f.dump == "" {
+			return "SessionTracker dump:\nephemeral nodes dump:\nSessions with Ephemerals (0):\n"
+		}
+		return "SessionTracker dump:\nephemeral nodes dump:\n" + f.dump + "Connections dump:\n"
 	}
 	return ""
 }
@@ -205,5 +218,73 @@ func TestCheckListsUnmovableSessions(t *testing.T) {
 	got := fmt.Sprint(r.Unmovable)
 	if len(r.Unmovable) != 2 || !strings.Contains(got, "0x0000000000000001 sasl") || !strings.Contains(got, "0x0000000000000002 local_session") {
 		t.Fatalf("unmovable = %s", got)
+	}
+}
+
+func consLine(client string, sid int64) string {
+	return fmt.Sprintf(" /%s[1](queued=0,recved=3,sent=3,sid=0x%x,lop=PING,est=1,to=10000,lcxid=0x2,lzxid=0x1,lresp=1,llat=0,minlat=0,avglat=0,maxlat=1)\n", client, sid)
+}
+
+// TestCheckFindsDirectSessions: a session that is not this proxy's and owns
+// an ephemeral node beside a proxied session's is a client of the same
+// tenant left pointing at the ensemble: the check warns, naming it, but
+// stays ready (other tenants' clients are direct too).
+func TestCheckFindsDirectSessions(t *testing.T) {
+	members := joint()
+	dump := "Sessions with Ephemerals (4):\n0x100:\n\t/kafka/brokers/ids/1\n0x200:\n\t/kafka/brokers/ids/2\n0x300:\n\t/other/brokers/ids/1\n0x500:\n\t/kafka/brokers/ids/5\n"
+	for _, addr := range []string{"s1:2181", "d5:2181"} {
+		m := members[addr]
+		m.dump = dump
+		members[addr] = m
+	}
+	s1, s2, d4 := members["s1:2181"], members["s2:2181"], members["d4:2181"]
+	s1.cons = consLine("10.0.0.9:5000", 0x100) // the proxy's session
+	s2.cons = consLine("10.0.0.2:6000", 0x200) + consLine("10.0.0.4:6001", 0x400)
+	d4.cons = consLine("10.0.0.3:7000", 0x300)
+	members["s1:2181"], members["s2:2181"], members["d4:2181"] = s1, s2, d4
+
+	r := runCheck(members, 0, SessionView{ID: 0x100, LastZxidSeen: 0x300000040, Ensemble: Source, Member: "s1:2181"})
+	if !r.Ready {
+		t.Fatalf("a direct session made the check fail: %s", r.Reason())
+	}
+	it := item(t, r, "clients behind zkproxy")
+	if !it.OK || !it.Warning {
+		t.Fatalf("item %+v, want ok with a warning", it)
+	}
+	for _, want := range []string{"2 of 4 sessions", "0x0000000000000200 (10.0.0.2:6000 on s2:2181) owns /kafka/brokers/ids/2", "0x0000000000000500 (connection not seen) owns /kafka/brokers/ids/5"} {
+		if !strings.Contains(it.Detail, want) {
+			t.Errorf("detail lacks %q: %s", want, it.Detail)
+		}
+	}
+	got := map[string]DirectSession{}
+	for _, d := range r.Direct {
+		got[d.ID] = d
+	}
+	if len(got) != 4 || !got["0x0000000000000200"].BesideProxied || got["0x0000000000000300"].BesideProxied ||
+		got["0x0000000000000400"].BesideProxied || got["0x0000000000000300"].Member != "d4:2181" || !got["0x0000000000000500"].BesideProxied {
+		t.Fatalf("direct sessions: %+v", r.Direct)
+	}
+
+	// Only other tenants' sessions: no warning.
+	members["s2:2181"] = joint()["s2:2181"]
+	for _, addr := range []string{"s1:2181", "d5:2181"} {
+		m := members[addr]
+		m.dump = "Sessions with Ephemerals (2):\n0x100:\n\t/kafka/brokers/ids/1\n0x300:\n\t/other/brokers/ids/1\n"
+		members[addr] = m
+	}
+	r = runCheck(members, 0, SessionView{ID: 0x100, LastZxidSeen: 0x300000040, Ensemble: Source, Member: "s1:2181"})
+	if it := item(t, r, "clients behind zkproxy"); !it.OK || it.Warning || !strings.Contains(it.Detail, "1 sessions not through this proxy, none") {
+		t.Fatalf("item %+v", it)
+	}
+
+	// A word the members refuse: the list may be incomplete, and it says so.
+	refusing := joint()
+	for addr, m := range refusing {
+		m.refuse = "dump"
+		refusing[addr] = m
+	}
+	r = runCheck(refusing, 0)
+	if it := item(t, r, "clients behind zkproxy"); !it.OK || !it.Warning || !strings.Contains(it.Detail, "could not list every session: dump: fourlw dump") || !r.Ready {
+		t.Fatalf("item %+v", it)
 	}
 }

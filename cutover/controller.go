@@ -172,12 +172,15 @@ func (c *Controller) Status() Status {
 }
 
 // Check runs the sync check against the proxy's current sessions.
-func (c *Controller) Check(ctx context.Context) *Report {
+func (c *Controller) Check(ctx context.Context) *Report { return c.check(ctx, true) }
+
+// check is Check, with or without the look for direct sessions.
+func (c *Controller) check(ctx context.Context, direct bool) *Report {
 	var views []SessionView
 	for _, s := range c.proxy.Sessions() {
 		views = append(views, s.View())
 	}
-	return Check(ctx, CheckConfig{Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Dial: c.cfg.CheckDial}, views)
+	return Check(ctx, CheckConfig{Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Dial: c.cfg.CheckDial, SkipDirect: !direct}, views)
 }
 
 // ErrNotReady is returned by Start when the sync check fails without force.

@@ -285,11 +285,7 @@ func printPlan(w io.Writer, p *cutover.SplitPlan) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, it := range p.Items {
-		res := "ok"
-		if !it.OK {
-			res = "FAIL"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", it.Name, res, it.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", it.Name, itemResult(it), it.Detail)
 	}
 	tw.Flush()
 	if p.Barrier.Up {
@@ -374,16 +370,23 @@ func printStatus(w io.Writer, v any) {
 	tw.Flush()
 }
 
+// itemResult is a check item's verdict column.
+func itemResult(it cutover.Item) string {
+	switch {
+	case !it.OK:
+		return "FAIL"
+	case it.Warning:
+		return "WARN"
+	}
+	return "ok"
+}
+
 func printReport(w io.Writer, v any) {
 	rep := v.(*cutover.Report)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
 	for _, it := range rep.Items {
-		res := "ok"
-		if !it.OK {
-			res = "FAIL"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", it.Name, res, it.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", it.Name, itemResult(it), it.Detail)
 	}
 	fmt.Fprintln(tw, "\nMEMBER\tENSEMBLE\tMODE\tZXID\tZNODES\tSERVER ID")
 	for _, m := range rep.Members {

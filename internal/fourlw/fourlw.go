@@ -1,6 +1,7 @@
 // Package fourlw queries ZooKeeper servers with four-letter words and parses
 // the answers zkproxy relies on: srvr (mode, zxid, node count), mntr, conf
-// (membership and config version) and hash (tree digests).
+// (membership and config version), hash (tree digests), cons (connections
+// and their sessions) and dump (ephemeral nodes by owner).
 //
 // Four-letter words must be whitelisted on the server
 // (4lw.commands.whitelist; the default is srvr only, see
@@ -227,4 +228,81 @@ func firstLine(s string) string {
 		line = line[:120]
 	}
 	return line
+}
+
+// Conn is one client connection in a cons answer.
+type Conn struct {
+	// Remote is the client's address as the server sees it (host:port).
+	Remote string
+	// SessionID is 0 while the connection has no session (a four-letter
+	// word, or a handshake not finished).
+	SessionID int64
+}
+
+// ParseCons parses cons output: one line per connection of the factory that
+// answered (ServerCnxn.dumpConnectionInfo), " /ip:port[interest](k=v,…)",
+// with sid=0x… once the connection has a session. ConsCommand lists only the
+// connections of the factory that received the word, so a member with both
+// a plain and a secure port shows each port's connections on that port.
+func ParseCons(answer string) ([]Conn, error) {
+	var out []Conn
+	for _, line := range strings.Split(answer, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		open := strings.IndexByte(line, '(')
+		bracket := strings.LastIndexByte(line[:max(open, 0)], '[')
+		if open < 0 || bracket < 0 || !strings.HasSuffix(line, ")") {
+			return nil, fmt.Errorf("fourlw: cons line %q: not /address[interest](stats)", firstLine(line))
+		}
+		c := Conn{Remote: strings.TrimPrefix(line[:bracket], "/")}
+		for _, kv := range strings.Split(line[open+1:len(line)-1], ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			if k != "sid" {
+				continue
+			}
+			id, err := strconv.ParseUint(strings.TrimPrefix(v, "0x"), 16, 64)
+			if err != nil {
+				return nil, fmt.Errorf("fourlw: cons line %q: sid: %w", firstLine(line), err)
+			}
+			c.SessionID = int64(id)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// ParseEphemerals parses the "ephemeral nodes dump" part of dump output
+// (DataTree.dumpEphemerals): every session owning ephemeral nodes, with
+// their paths. Every serving member has the whole replicated tree, so any of
+// them answers for the ensemble.
+func ParseEphemerals(answer string) (map[int64][]string, error) {
+	_, rest, ok := strings.Cut(answer, "Sessions with Ephemerals")
+	if !ok {
+		return nil, fmt.Errorf("fourlw: dump answer lacks the ephemeral nodes dump: %q", firstLine(answer))
+	}
+	out := map[int64][]string{}
+	var cur int64
+	have := false
+	for i, line := range strings.Split(rest, "\n") {
+		switch {
+		case i == 0: // " (N):"
+		case strings.HasPrefix(line, "\t"):
+			if !have {
+				return nil, fmt.Errorf("fourlw: dump: path %q before any session", strings.TrimSpace(line))
+			}
+			out[cur] = append(out[cur], strings.TrimSpace(line))
+		case strings.HasPrefix(line, "0x") && strings.HasSuffix(line, ":"):
+			id, err := strconv.ParseUint(strings.TrimSuffix(line[2:], ":"), 16, 64)
+			if err != nil {
+				return nil, fmt.Errorf("fourlw: dump: session line %q: %w", line, err)
+			}
+			cur, have = int64(id), true
+			out[cur] = out[cur][:0:0]
+		default:
+			return out, nil // the next section ("Connections dump:") or the end
+		}
+	}
+	return out, nil
 }

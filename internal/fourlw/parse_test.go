@@ -84,3 +84,72 @@ func TestParseHash(t *testing.T) {
 		t.Fatal("a line without colon parsed")
 	}
 }
+
+// Captured from ZooKeeper 3.8.0 (NIO factory): the word's own connection
+// first, without a session.
+const consAnswer = ` /127.0.0.1:57398[0](queued=0,recved=1,sent=0)
+ /127.0.0.1:57382[1](queued=0,recved=9,sent=9,sid=0x10000c174a90f80,lop=CREA,est=1796320406098,to=10000,lcxid=0x8,lzxid=0x1fbf,lresp=13205529,llat=1,minlat=0,avglat=0,maxlat=3)
+ /0:0:0:0:0:0:0:1:57390[1](queued=0,recved=3,sent=3,sid=0x10000c174a90f81,lop=CREA,est=1796320406100,to=10000,lcxid=0x2,lzxid=0x1fc1,lresp=13205531,llat=0,minlat=0,avglat=0,maxlat=1)
+
+`
+
+func TestParseCons(t *testing.T) {
+	conns, err := ParseCons(consAnswer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Conn{{"127.0.0.1:57398", 0}, {"127.0.0.1:57382", 0x10000c174a90f80}, {"0:0:0:0:0:0:0:1:57390", 0x10000c174a90f81}}
+	if len(conns) != len(want) {
+		t.Fatalf("parsed %+v", conns)
+	}
+	for i := range want {
+		if conns[i] != want[i] {
+			t.Errorf("connection %d: %+v, want %+v", i, conns[i], want[i])
+		}
+	}
+	for _, bad := range []string{"imok", " /1.2.3.4:5[1](sid=0xzz)", " /1.2.3.4:5[1](queued=0"} {
+		if _, err := ParseCons(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+const dumpAnswer = `SessionTracker dump:
+Session Sets (1)/(2):
+2 expire at Thu Dec 03 17:53:36 UTC 2026:
+	0x10000c174a90f80
+	0x10000c174a90f81
+ephemeral nodes dump:
+Sessions with Ephemerals (2):
+0x10000c174a90f80:
+	/t/brokers/ids/1
+0x10000c174a90f81:
+	/t/brokers/ids/2
+	/t/ctl
+Connections dump:
+Connections Sets (1)/(3):
+3 expire at Thu Dec 03 17:53:40 UTC 2026:
+	ip: /127.0.0.1:57382 sessionId: 0x10000c174a90f80
+`
+
+func TestParseEphemerals(t *testing.T) {
+	eph, err := ParseEphemerals(dumpAnswer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eph) != 2 || len(eph[0x10000c174a90f80]) != 1 || eph[0x10000c174a90f80][0] != "/t/brokers/ids/1" ||
+		len(eph[0x10000c174a90f81]) != 2 || eph[0x10000c174a90f81][1] != "/t/ctl" {
+		t.Fatalf("parsed %v", eph)
+	}
+	// A follower's dump: its tracker prints one line, the tree is the same.
+	eph, err = ParseEphemerals("SessionTracker dump:\norg.apache.zookeeper.server.quorum.LearnerSessionTracker@3a8ed14a\nephemeral nodes dump:\nSessions with Ephemerals (0):\n")
+	if err != nil || len(eph) != 0 {
+		t.Fatalf("empty dump: %v %v", eph, err)
+	}
+	if _, err := ParseEphemerals("imok"); err == nil {
+		t.Fatal("an answer without the ephemerals section parsed")
+	}
+	if _, err := ParseEphemerals("Sessions with Ephemerals (1):\n\t/a\n"); err == nil {
+		t.Fatal("a path before any session parsed")
+	}
+}
