@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,11 +111,23 @@ func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, 
 		}
 	}
 	if leader.Ensemble == Destination {
-		msg := fmt.Sprintf("the joint leader %s is a destination member: at the split the source side re-elects and drops every client connected to it directly (not through zkproxy); move leadership to a source member first (restart the leader) or go on with force", leader.Addr)
-		plan.Warnings = append(plan.Warnings, msg)
-		c.log.Warn("cutover: split: " + msg)
-		if !force {
-			return plan, fmt.Errorf("%w (%s)", ErrLeaderOnDestination, leader.Addr)
+		// Who that hurts is known when the look for direct sessions
+		// succeeded: the clients connected to source members directly.
+		exposed, known := rep.directOnSource(c.cfg.Source)
+		switch {
+		case known && len(exposed) == 0:
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("the joint leader %s is a destination member: the source side re-elects at the split, but no client is connected to a source member directly, so that drops nobody", leader.Addr))
+		default:
+			who := "every client connected to it directly (not through zkproxy)"
+			if known {
+				who = fmt.Sprintf("the %d sessions connected to its members directly (not through zkproxy): %s", len(exposed), strings.Join(exposed, ", "))
+			}
+			msg := fmt.Sprintf("the joint leader %s is a destination member: at the split the source side re-elects and drops %s; move leadership to a source member first (restart the leader) or go on with force", leader.Addr, who)
+			plan.Warnings = append(plan.Warnings, msg)
+			c.log.Warn("cutover: split: " + msg)
+			if !force {
+				return plan, fmt.Errorf("%w (%s)", ErrLeaderOnDestination, leader.Addr)
+			}
 		}
 	}
 
@@ -341,10 +354,19 @@ func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
 	if leader == nil {
 		return []Item{{Name: "leader", OK: false, Detail: "no member leads"}}, false
 	}
+	// hash answers nothing at all while a member has logged no digest yet
+	// (hash prints one line per entry of the DataTree digest log, and a
+	// member adds one every 128 transactions it applies after it started):
+	// after the join's restarts a quiet ensemble has none. That is "nothing
+	// to compare", not an unreachable member.
 	q := func(addr, cmd string) (string, error) {
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		return fourlw.Query(qctx, c.cfg.CheckDial, addr, cmd)
+		ans, err := fourlw.Query(qctx, c.cfg.CheckDial, addr, cmd)
+		if cmd == "hash" && errors.Is(err, fourlw.ErrEmptyAnswer) {
+			return "", nil
+		}
+		return ans, err
 	}
 	var leaderDigests []fourlw.Digest
 	if ans, err := q(leader.Addr, "hash"); err == nil {
@@ -372,7 +394,7 @@ func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
 			continue
 		}
 		match, at, found := compareDigests(leaderDigests, digests)
-		detail := "no common digest yet (fewer than 128 transactions)"
+		detail := "no common digest yet (digests are logged every 128 transactions)"
 		if found {
 			detail = fmt.Sprintf("digest at zxid 0x%x equal: %t", at, match)
 		}

@@ -94,8 +94,11 @@ type Report struct {
 	Unmovable []Unmovable    `json:"unmovable_sessions"`
 	// Direct are the sessions on the members that do not come through
 	// this proxy (see DirectSession).
-	Direct    []DirectSession `json:"direct_sessions"`
-	CheckedAt time.Time       `json:"checked_at"`
+	Direct []DirectSession `json:"direct_sessions"`
+	// directIncomplete: some member could not be asked (cons or dump), so
+	// Direct may miss sessions; also set when the look was skipped.
+	directIncomplete bool
+	CheckedAt        time.Time `json:"checked_at"`
 	// Usable are the destination members sessions may move to: serving and
 	// caught up, and not behind any session's last zxid.
 	Usable []string `json:"usable_destination_members"`
@@ -308,8 +311,10 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 	}
 	if !cfg.SkipDirect {
 		direct, problems := findDirect(ctx, cfg, rep.Members, rep.Leader, proxied)
-		rep.Direct = direct
+		rep.Direct, rep.directIncomplete = direct, len(problems) > 0
 		rep.Items = append(rep.Items, directItem(direct, problems))
+	} else {
+		rep.directIncomplete = true
 	}
 
 	rep.Ready = true

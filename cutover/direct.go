@@ -166,5 +166,21 @@ func (d DirectSession) describe() string {
 	if d.Member != "" {
 		where = d.Client + " on " + d.Member
 	}
-	return fmt.Sprintf("%s (%s) owns %s", d.ID, where, strings.Join(d.Ephemerals, " "))
+	s := fmt.Sprintf("%s (%s)", d.ID, where)
+	if len(d.Ephemerals) > 0 {
+		s += " owns " + strings.Join(d.Ephemerals, " ")
+	}
+	return s
+}
+
+// directOnSource names the direct sessions connected to a source member, or
+// whose connection no member listed (it may be on one). known is false when
+// the look for direct sessions was incomplete.
+func (r *Report) directOnSource(source []string) (names []string, known bool) {
+	for _, d := range r.Direct {
+		if d.Member == "" || slices.Contains(source, d.Member) {
+			names = append(names, d.describe())
+		}
+	}
+	return names, !r.directIncomplete
 }

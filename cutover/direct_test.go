@@ -1,6 +1,7 @@
 package cutover_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ func (quietLog) Printf(string, ...any) {}
 
 // directClient connects straight to the source members, not through the
 // proxy, and creates an ephemeral node at path.
-func directClient(t *testing.T, servers []string, path string) int64 {
+func directClient(t *testing.T, servers []string, path string) *zk.Conn {
 	t.Helper()
 	conn, _, err := zk.Connect(servers, 30*time.Second, zk.WithLogger(quietLog{}))
 	if err != nil {
@@ -37,7 +38,7 @@ func directClient(t *testing.T, servers []string, path string) int64 {
 	if _, err := conn.Create(path, nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatalf("creating %s: %v", path, err)
 	}
-	return conn.SessionID()
+	return conn
 }
 
 // TestCheckFindsClientsNotBehindProxy: a Kafka-like workload through the
@@ -52,7 +53,7 @@ func TestCheckFindsClientsNotBehindProxy(t *testing.T) {
 	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
 	missed := directClient(t, r.Source, "/kafka/brokers/ids/9")
 	other := directClient(t, r.Source, "/other/brokers/ids/1")
-	missedID, otherID := fmt.Sprintf("0x%016x", uint64(missed)), fmt.Sprintf("0x%016x", uint64(other))
+	missedID, otherID := fmt.Sprintf("0x%016x", uint64(missed.SessionID())), fmt.Sprintf("0x%016x", uint64(other.SessionID()))
 
 	rep := one(r).Ctl.Check(ctx)
 	var it cutover.Item
@@ -82,22 +83,43 @@ func TestCheckFindsClientsNotBehindProxy(t *testing.T) {
 	}
 
 	cutOver(t, r, w)
-	plan, err := one(r).Ctl.PrepareSplit(ctx, true)
-	if err != nil {
+	// Both direct clients are on source members: with the joint leader on
+	// the destination the split would drop them, and the barrier refuses
+	// naming them; either way it warns about the forgotten broker.
+	plan, err := one(r).Ctl.PrepareSplit(ctx, false)
+	t.Logf("leader %s (%s); split warnings: %q; err %v", plan.Leader, plan.LeaderEnsemble, plan.Warnings, err)
+	if plan.LeaderEnsemble == cutover.Destination {
+		if !errors.Is(err, cutover.ErrLeaderOnDestination) || !strings.Contains(strings.Join(plan.Warnings, " "), "the 2 sessions connected to its members directly") {
+			t.Fatalf("leader on the destination with direct source clients: %v %q", err, plan.Warnings)
+		}
+	} else if err != nil {
 		t.Fatal(err)
 	}
-	one(r).Ctl.ReleaseBarrier("test done")
-	t.Logf("split warnings: %q", plan.Warnings)
+	one(r).Ctl.ReleaseBarrier("test: next step")
 	warned := 0
 	for _, warn := range plan.Warnings {
-		if strings.Contains(warn, missedID) {
+		if strings.Contains(warn, missedID) && strings.Contains(warn, "stays with the source") {
 			warned++
 		}
-		if strings.Contains(warn, otherID) {
+		if strings.Contains(warn, otherID) && strings.Contains(warn, "stays with the source") {
 			t.Errorf("warned about another tenant's client: %s", warn)
 		}
 	}
 	if warned != 1 {
 		t.Fatalf("the split did not warn about the forgotten broker: %q", plan.Warnings)
+	}
+
+	// Without direct clients a destination leader costs nobody anything:
+	// no refusal, and no force needed.
+	missed.Close()
+	other.Close()
+	plan, err = one(r).Ctl.PrepareSplit(ctx, false)
+	if err != nil {
+		t.Fatalf("split refused with no direct client: %v %q", err, plan.Warnings)
+	}
+	one(r).Ctl.ReleaseBarrier("test done")
+	t.Logf("without direct clients: leader %s (%s), warnings %q", plan.Leader, plan.LeaderEnsemble, plan.Warnings)
+	if plan.LeaderEnsemble == cutover.Destination && !strings.Contains(strings.Join(plan.Warnings, " "), "drops nobody") {
+		t.Fatalf("warnings %q", plan.Warnings)
 	}
 }

@@ -28,6 +28,11 @@ var (
 	// ErrNotServing: the server answered "not currently serving requests"
 	// (it is LOOKING, electing, or shutting down).
 	ErrNotServing = errors.New("fourlw: server is not currently serving requests")
+	// ErrEmptyAnswer: the server closed the connection without a word. For
+	// most words that means it would not answer (not serving, connection
+	// limit); hash legitimately answers nothing while the member has no
+	// digest logged (see ParseHash).
+	ErrEmptyAnswer = errors.New("fourlw: empty answer (connection closed: not serving or connection limit)")
 )
 
 // maxAnswer bounds how much of an answer is read; mntr on a busy 3.8 leader
@@ -76,7 +81,7 @@ func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error)
 	case strings.Contains(answer, "not currently serving requests"):
 		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrNotServing)
 	case answer == "":
-		return "", fmt.Errorf("fourlw %s %s: empty answer (connection closed: not serving or connection limit)", cmd, addr)
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrEmptyAnswer)
 	}
 	return answer, nil
 }
