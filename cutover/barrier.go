@@ -114,10 +114,7 @@ func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, 
 		// Who that hurts is known when the look for direct sessions
 		// succeeded: the clients connected to source members directly.
 		exposed, known := rep.directOnSource(c.cfg.Source)
-		switch {
-		case known && len(exposed) == 0:
-			plan.Warnings = append(plan.Warnings, fmt.Sprintf("the joint leader %s is a destination member: the source side re-elects at the split, but no client is connected to a source member directly, so that drops nobody", leader.Addr))
-		default:
+		if !known || len(exposed) > 0 {
 			who := "every client connected to it directly (not through zkproxy)"
 			if known {
 				who = fmt.Sprintf("the %d sessions connected to its members directly (not through zkproxy): %s", len(exposed), strings.Join(exposed, ", "))

@@ -348,14 +348,9 @@ func (d *demo) run() bool {
 	}
 	afterCutover := w.Snapshot()
 
-	if !d.do("Split barrier", "zkproxy checks leader placement, zxid and digest parity, then holds every request\n(pings are answered) so nothing is in flight when the destination drops its connections.\nThe joint leader is usually node 5 (highest id wins an election with equal zxids); no client\nconnects to the source directly in this demo, so going on with --force is safe.",
+	if !d.do("Split barrier", "zkproxy checks leader placement, zxid and digest parity, then holds every request\n(pings are answered) so nothing is in flight when the destination drops its connections.\nThe joint leader is usually node 5 (highest id wins an election with equal zxids): the source then\nre-elects at the split, which would drop clients connected to it directly; zkproxy finds none here.",
 		func() error {
-			err := d.cli("cutover", "split", "--prepare")
-			if err != nil {
-				fmt.Println("      (refused without --force, as expected when the leader is a destination node)")
-				err = d.cli("cutover", "split", "--prepare", "--force")
-			}
-			return err
+			return d.cli("cutover", "split", "--prepare")
 		}) {
 		return false
 	}
