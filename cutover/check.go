@@ -95,10 +95,11 @@ type Report struct {
 	// Direct are the sessions on the members that do not come through
 	// this proxy (see DirectSession).
 	Direct []DirectSession `json:"direct_sessions"`
-	// directIncomplete: some member could not be asked (cons or dump), so
-	// Direct may miss sessions; also set when the look was skipped.
-	directIncomplete bool
-	CheckedAt        time.Time `json:"checked_at"`
+	// directLooked: Direct was looked for; directIncomplete: some member
+	// could not be asked (cons or dump), so Direct may miss sessions (also
+	// set when the look was skipped).
+	directLooked, directIncomplete bool
+	CheckedAt                      time.Time `json:"checked_at"`
 	// Usable are the destination members sessions may move to: serving and
 	// caught up, and not behind any session's last zxid.
 	Usable []string `json:"usable_destination_members"`
@@ -311,7 +312,7 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 	}
 	if !cfg.SkipDirect {
 		direct, problems := findDirect(ctx, cfg, rep.Members, rep.Leader, proxied)
-		rep.Direct, rep.directIncomplete = direct, len(problems) > 0
+		rep.Direct, rep.directLooked, rep.directIncomplete = direct, true, len(problems) > 0
 		rep.Items = append(rep.Items, directItem(direct, problems))
 	} else {
 		rep.directIncomplete = true

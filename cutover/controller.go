@@ -66,6 +66,10 @@ type Config struct {
 	// before it releases by itself; zero means 10s. Keep it well under the
 	// session timeout (Kafka: 18s).
 	BarrierMaxHold time.Duration
+	// CheckInterval runs the sync check in the background this often while
+	// a destination is configured and no split is recorded, so its verdict
+	// is on /metrics during the join; zero: only on demand.
+	CheckInterval time.Duration
 }
 
 // Controller runs the cutover state machine and performs its side effects.
@@ -85,6 +89,10 @@ type Controller struct {
 
 	barrier     *barrier      // the split barrier, while up
 	lastBarrier BarrierStatus // the last barrier, once down
+
+	stopWatch chan struct{} // closed by Close: ends watchSync
+	watchDone chan struct{} // closed when watchSync returned
+	closeOnce sync.Once
 }
 
 // Progress counts the sessions of the current (or last) move.
@@ -148,7 +156,41 @@ func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registe
 	p.SetTarget(c.members(st.Phase.Target()))
 	c.m.setPhase(st.Phase)
 	log.Info("cutover: state loaded", "phase", st.Phase.String(), "split", st.Split, "target", string(st.Phase.Target()))
+	c.stopWatch, c.watchDone = make(chan struct{}), make(chan struct{})
+	if cfg.CheckInterval > 0 && len(cfg.Destination) > 0 {
+		go c.watchSync(cfg.CheckInterval)
+	} else {
+		close(c.watchDone)
+	}
 	return c, nil
+}
+
+// watchSync runs the sync check every interval until Close, skipping it
+// once the split is recorded (the ensembles are apart for good; the check
+// would only report two leaders).
+func (c *Controller) watchSync(interval time.Duration) {
+	defer close(c.watchDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.stopWatch
+		cancel()
+	}()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		c.mu.Lock()
+		split := c.state.Split
+		c.mu.Unlock()
+		if !split {
+			c.Check(ctx)
+		}
+		select {
+		case <-c.stopWatch:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (c *Controller) members(e Ensemble) []string {
@@ -171,8 +213,13 @@ func (c *Controller) Status() Status {
 	}
 }
 
-// Check runs the sync check against the proxy's current sessions.
-func (c *Controller) Check(ctx context.Context) *Report { return c.check(ctx, true) }
+// Check runs the sync check against the proxy's current sessions and
+// publishes its verdict as metrics.
+func (c *Controller) Check(ctx context.Context) *Report {
+	rep := c.check(ctx, true)
+	c.m.observeCheck(rep)
+	return rep
+}
 
 // check is Check, with or without the look for direct sessions.
 func (c *Controller) check(ctx context.Context, direct bool) *Report {
@@ -284,9 +331,11 @@ func (c *Controller) Wait(ctx context.Context) error {
 	}
 }
 
-// Close stops a running move loop and lowers a split barrier (the phase
-// stays as persisted).
+// Close stops the background sync check and a running move loop, and
+// lowers a split barrier (the phase stays as persisted).
 func (c *Controller) Close() {
+	c.closeOnce.Do(func() { close(c.stopWatch) })
+	<-c.watchDone
 	c.ReleaseBarrier("zkproxy shutting down")
 	c.mu.Lock()
 	c.stopLocked()

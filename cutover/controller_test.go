@@ -277,3 +277,74 @@ func TestAbortStopsMovingAndKeepsMovedSessions(t *testing.T) {
 		t.Fatalf("resumed cutover ended in %+v", st)
 	}
 }
+
+// TestBackgroundSyncCheckPublishesMetrics: with a check interval the
+// controller runs the sync check by itself and its verdict is on /metrics —
+// what an operator watches during the join — and Close stops it.
+func TestBackgroundSyncCheckPublishesMetrics(t *testing.T) {
+	members := joint()
+	d4 := members["d4:2181"]
+	d4.zxid -= 5 // trails the leader, and MaxLag is 0
+	d4.cons = consLine("10.0.0.2:6000", 0x200)
+	members["d4:2181"] = d4
+	for addr, m := range members {
+		m.dump = "Sessions with Ephemerals (2):\n0x100:\n\t/kafka/brokers/ids/1\n0x200:\n\t/kafka/brokers/ids/2\n"
+		members[addr] = m
+	}
+	p := &scriptedProxy{sessions: []*scriptedSession{{id: 0x100, ensemble: Source}}}
+	reg := prometheus.NewRegistry()
+	c, err := NewController(Config{
+		Source: []string{"s1:2181", "s2:2181", "s3:2181"}, Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
+		Store: Store{Dir: t.TempDir()}, CheckDial: fakeDial(members), CheckInterval: 10 * time.Millisecond,
+	}, p, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(c.m.lastCheck) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no background check within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, g := range []struct {
+		name string
+		got  prometheus.Gauge
+		want float64
+	}{
+		{"sync_ready", c.m.syncReady, 0},
+		{`check_ok{check="caught up"}`, c.m.checkOK.WithLabelValues("caught up"), 0},
+		{`check_ok{check="one leader"}`, c.m.checkOK.WithLabelValues("one leader"), 1},
+		{`destination_lag_transactions{member="d4:2181"}`, c.m.destLag.WithLabelValues("d4:2181"), 5},
+		{`destination_lag_transactions{member="d5:2181"}`, c.m.destLag.WithLabelValues("d5:2181"), 0},
+		{`direct_sessions{beside_proxied="true"}`, c.m.direct.WithLabelValues("true"), 1},
+		{`direct_sessions{beside_proxied="false"}`, c.m.direct.WithLabelValues("false"), 0},
+	} {
+		if v := testutil.ToFloat64(g.got); v != g.want {
+			t.Errorf("%s = %v, want %v", g.name, v, g.want)
+		}
+	}
+	// d6 is not running: no lag series for it.
+	if n := testutil.CollectAndCount(c.m.destLag); n != 2 {
+		t.Errorf("%d destination lag series, want 2 (d6 is not running)", n)
+	}
+
+	c.Close()
+	last := testutil.ToFloat64(c.m.lastCheck)
+	time.Sleep(50 * time.Millisecond)
+	if testutil.ToFloat64(c.m.lastCheck) != last {
+		t.Fatal("the background check ran after Close")
+	}
+
+	// Without an interval only on-demand checks publish.
+	quiet, _ := newTestController(t, &scriptedProxy{}, t.TempDir())
+	time.Sleep(30 * time.Millisecond)
+	if v := testutil.ToFloat64(quiet.m.lastCheck); v != 0 {
+		t.Fatalf("a check ran without an interval (last at %v)", v)
+	}
+	quiet.Check(context.Background())
+	if testutil.ToFloat64(quiet.m.lastCheck) == 0 || testutil.ToFloat64(quiet.m.syncReady) != 1 {
+		t.Fatal("an on-demand check did not publish")
+	}
+}

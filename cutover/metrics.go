@@ -16,6 +16,14 @@ type metrics struct {
 	barrierUp      prometheus.Gauge
 	barrierSeconds prometheus.Histogram
 	barrierHold    prometheus.Histogram
+
+	// The last full sync check's verdict (Controller.Check, on demand and
+	// every check-interval).
+	syncReady prometheus.Gauge
+	checkOK   *prometheus.GaugeVec
+	destLag   *prometheus.GaugeVec
+	direct    *prometheus.GaugeVec
+	lastCheck prometheus.Gauge
 }
 
 // newMetrics registers the cutover metrics with reg (nil: a private registry).
@@ -56,7 +64,75 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "How long the split barrier held each session's requests: its client-visible pause.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}),
+		syncReady: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "sync_ready",
+			Help: "1 when the last sync check passed: mitosis sync confirmed, a cutover would start.",
+		}),
+		checkOK: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "check_ok",
+			Help: "Each item of the last sync check: 1 passed, 0 failed.",
+		}, []string{"check"}),
+		destLag: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "destination_lag_transactions",
+			Help: "How many transactions each serving destination member trailed the joint leader by at the last sync check.",
+		}, []string{"member"}),
+		direct: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "direct_sessions",
+			Help: "Sessions on the members that do not come through this proxy, at the last sync check; beside_proxied=\"true\": owning ephemeral nodes beside a proxied session's (a client of the same tenant never pointed at zkproxy).",
+		}, []string{"beside_proxied"}),
+		lastCheck: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "last_check_timestamp_seconds",
+			Help: "When the last sync check ran (Unix time).",
+		}),
 	}
+}
+
+// observeCheck publishes a full sync check's verdict.
+func (m *metrics) observeCheck(rep *Report) {
+	m.syncReady.Set(boolValue(rep.Ready))
+	m.checkOK.Reset() // items depend on what could be asked
+	for _, it := range rep.Items {
+		m.checkOK.WithLabelValues(it.Name).Set(boolValue(it.OK))
+	}
+	var leader *MemberStatus
+	for i := range rep.Members {
+		if rep.Members[i].Addr == rep.Leader {
+			leader = &rep.Members[i]
+		}
+	}
+	for i := range rep.Members {
+		mem := &rep.Members[i]
+		if mem.Ensemble != Destination {
+			continue
+		}
+		if leader == nil || mem.Mode == "" {
+			m.destLag.DeleteLabelValues(mem.Addr)
+			continue
+		}
+		lag := max(leader.zxid-mem.zxid, 0)
+		if idleNewEpoch(leader, mem) {
+			lag = 0
+		}
+		m.destLag.WithLabelValues(mem.Addr).Set(float64(lag))
+	}
+	if rep.directLooked {
+		beside := 0
+		for _, d := range rep.Direct {
+			if d.BesideProxied {
+				beside++
+			}
+		}
+		m.direct.WithLabelValues("true").Set(float64(beside))
+		m.direct.WithLabelValues("false").Set(float64(len(rep.Direct) - beside))
+	}
+	m.lastCheck.Set(float64(rep.CheckedAt.UnixNano()) / 1e9)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (m *metrics) setPhase(p Phase) {

@@ -51,6 +51,7 @@ const (
 	keyMoveConcurrency  = "cutover-concurrency"
 	keyMoveTimeout      = "cutover-move-timeout"
 	keyBarrierMaxHold   = "cutover-barrier-max-hold"
+	keyCheckInterval    = "cutover-check-interval"
 	keyFourLetterWords  = "four-letter-words"
 	keyParkIdleAfter    = "park-idle-after"
 	keyTLSCert          = "tls-cert"
@@ -112,6 +113,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Int(keyMoveConcurrency, 8, "cutover: sessions moved at once")
 	fs.Duration(keyMoveTimeout, 10*time.Second, "cutover: bound on one session's move, drain included; keep it well under the session timeout (Kafka: 18s)")
 	fs.Duration(keyBarrierMaxHold, 10*time.Second, "split barrier: longest time client requests are held before the barrier releases by itself")
+	fs.Duration(keyCheckInterval, time.Minute, "run the sync check this often while a destination is configured and no split is recorded, for its metrics (zkproxy_cutover_sync_ready, ...); 0 runs it only on demand")
 	fs.String(keyTLSCert, "", "PEM certificate (chain) the client listener presents; with tls-key, clients must connect with TLS (zookeeper.client.secure)")
 	fs.String(keyTLSKey, "", "PEM private key of tls-cert")
 	fs.String(keyTLSClientCA, "", "PEM CA certificates client certificates must chain to; set, every client must present one")
@@ -133,7 +135,7 @@ var knownKeys = []string{
 	keyListen, keySource, keyDestination, keyAdminListen, keyAdminToken, keyDataDir,
 	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
-	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyFourLetterWords,
+	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyCheckInterval, keyFourLetterWords,
 	keyParkIdleAfter, keyTLSCert, keyTLSKey, keyTLSClientCA,
 	sourceTLSKeys.on, sourceTLSKeys.ca, sourceTLSKeys.cert, sourceTLSKeys.key, sourceTLSKeys.serverName,
 	destinationTLSKeys.on, destinationTLSKeys.ca, destinationTLSKeys.cert, destinationTLSKeys.key, destinationTLSKeys.serverName,
@@ -267,6 +269,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 		MoveConcurrency: nonNegInt(keyMoveConcurrency),
 		MoveTimeout:     duration(keyMoveTimeout),
 		BarrierMaxHold:  duration(keyBarrierMaxHold),
+		CheckInterval:   duration(keyCheckInterval),
 		Store:           cutover.Store{Dir: cfg.DataDir},
 	}
 

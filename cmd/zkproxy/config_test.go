@@ -36,6 +36,7 @@ func TestEveryBadKeyIsNamedAtOnce(t *testing.T) {
 	t.Setenv("ZKPROXY_MAX_FRAME_SIZE", "-5")
 	t.Setenv("ZKPROXY_PPROF", "perhaps")
 	t.Setenv("ZKPROXY_PARK_IDLE_AFTER", "never")
+	t.Setenv("ZKPROXY_CUTOVER_CHECK_INTERVAL", "-1m")
 	_, err := loadFor(t,
 		"--listen", "nohost",
 		"--destination", "127.0.0.1:99999,ok-host:2181",
@@ -51,7 +52,7 @@ func TestEveryBadKeyIsNamedAtOnce(t *testing.T) {
 	for _, want := range []string{
 		"listen:", "source: required", "destination:", `"127.0.0.1:99999": bad port`,
 		"log-format:", "log-level:", "local-addrs:", "handshake-timeout:", "max-frame-size: must not be negative",
-		"pprof:", `park-idle-after: not a duration or off: "never"`,
+		"pprof:", `park-idle-after: not a duration or off: "never"`, "cutover-check-interval: must not be negative",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not name %q:\n%s", want, msg)
@@ -112,6 +113,7 @@ listen: 127.0.0.1:3000
 source: [10.0.0.1:2181, 10.0.0.2:2181]
 max-outstanding: 7
 handshake-timeout: 3s
+cutover-check-interval: 0s
 data-dir: `+dir+`
 `)
 	t.Setenv("ZKPROXY_MAX_OUTSTANDING", "9")
@@ -128,6 +130,9 @@ data-dir: `+dir+`
 	}
 	if cfg.Proxy.HandshakeTimeout != 3*time.Second {
 		t.Errorf("handshake-timeout = %s, want file's 3s", cfg.Proxy.HandshakeTimeout)
+	}
+	if cfg.Cutover.CheckInterval != 0 {
+		t.Errorf("cutover-check-interval = %s, want file's 0s (the default is 1m)", cfg.Cutover.CheckInterval)
 	}
 	if got := strings.Join(cfg.Proxy.Source, ","); got != "10.0.0.1:2181,10.0.0.2:2181" {
 		t.Errorf("source = %s", got)

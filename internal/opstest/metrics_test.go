@@ -59,6 +59,12 @@ var agreedMetrics = map[string][]string{
 	"zkproxy_cutover_barrier_seconds": nil,
 	// Registered by cutover with the split barrier; not in METRICS.md yet.
 	"zkproxy_cutover_barrier_session_hold_seconds": nil,
+	// The sync check's verdict, published by every full check.
+	"zkproxy_cutover_sync_ready":                   nil,
+	"zkproxy_cutover_check_ok":                     {"check"},
+	"zkproxy_cutover_destination_lag_transactions": {"member"},
+	"zkproxy_cutover_direct_sessions":              {"beside_proxied"},
+	"zkproxy_cutover_last_check_timestamp_seconds": nil,
 	// Registered by cmd/zkproxy for the certificates it reads from files.
 	"zkproxy_tls_certificate_expiry_timestamp_seconds": {"use"},
 }
