@@ -351,11 +351,12 @@ func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
 	if leader == nil {
 		return []Item{{Name: "leader", OK: false, Detail: "no member leads"}}, false
 	}
-	// hash answers nothing at all while a member has logged no digest yet
-	// (hash prints one line per entry of the DataTree digest log, and a
-	// member adds one every 128 transactions it applies after it started):
-	// after the join's restarts a quiet ensemble has none. That is "nothing
-	// to compare", not an unreachable member.
+	// hash answers nothing at all while a member has logged no digest yet:
+	// it prints one line per entry of the DataTree's digest log, which
+	// starts empty when the member starts and gains an entry when it
+	// applies a transaction whose zxid is a multiple of 128. After the
+	// join's restarts a quiet ensemble has none. That is "nothing to
+	// compare", not an unreachable member.
 	q := func(addr, cmd string) (string, error) {
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
