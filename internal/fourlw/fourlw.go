@@ -31,13 +31,18 @@ var (
 	// ErrEmptyAnswer: the server closed the connection without a word. For
 	// most words that means it would not answer (not serving, connection
 	// limit); hash legitimately answers nothing while the member has no
-	// digest logged (see ParseHash).
+	// digest logged yet.
 	ErrEmptyAnswer = errors.New("fourlw: empty answer (connection closed: not serving or connection limit)")
+	// ErrAnswerTooLarge: the answer did not fit maxAnswer.
+	ErrAnswerTooLarge = errors.New("fourlw: answer larger than 4 MiB")
 )
 
-// maxAnswer bounds how much of an answer is read; mntr on a busy 3.8 leader
-// is a few KiB and hash keeps at most 1024 lines.
-const maxAnswer = 1 << 20
+// maxAnswer bounds how much of an answer is read. mntr on a busy 3.8 leader
+// is a few KiB and hash keeps at most 1024 lines; cons is ~250 bytes per
+// connection and dump ~40 per ephemeral node, so 4 MiB covers some 16,000
+// connections or 100,000 ephemerals on one member. A longer answer is an
+// error (ErrAnswerTooLarge), never silently cut short.
+const maxAnswer = 4 << 20
 
 // DialFunc dials a server; nil means a net.Dialer.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -67,12 +72,15 @@ func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error)
 	if _, err := io.WriteString(conn, cmd); err != nil {
 		return "", fmt.Errorf("fourlw %s %s: sending: %w", cmd, addr, err)
 	}
-	b, err := io.ReadAll(io.LimitReader(conn, maxAnswer))
+	b, err := io.ReadAll(io.LimitReader(conn, maxAnswer+1))
 	if err != nil {
 		if ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
 		return "", fmt.Errorf("fourlw %s %s: reading: %w", cmd, addr, err)
+	}
+	if len(b) > maxAnswer {
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrAnswerTooLarge)
 	}
 	answer := string(b)
 	switch {

@@ -1,6 +1,11 @@
 package fourlw
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
 	"testing"
 )
 
@@ -151,5 +156,38 @@ func TestParseEphemerals(t *testing.T) {
 	}
 	if _, err := ParseEphemerals("Sessions with Ephemerals (1):\n\t/a\n"); err == nil {
 		t.Fatal("a path before any session parsed")
+	}
+}
+
+// answering dials a server that reads the word and answers with answer.
+func answering(answer []byte) DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		client, server := net.Pipe()
+		go func() {
+			defer server.Close()
+			word := make([]byte, 4)
+			if _, err := io.ReadFull(server, word); err != nil {
+				return
+			}
+			_, _ = server.Write(answer)
+		}()
+		return client, nil
+	}
+}
+
+func TestQueryAnswerBounds(t *testing.T) {
+	ctx := context.Background()
+	full := bytes.Repeat([]byte("x"), maxAnswer)
+	if ans, err := Query(ctx, answering(full), "m:2181", "dump"); err != nil || len(ans) != maxAnswer {
+		t.Fatalf("an answer of exactly the limit: %d bytes, %v", len(ans), err)
+	}
+	if _, err := Query(ctx, answering(append(full, 'y')), "m:2181", "dump"); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Fatalf("an answer over the limit: %v", err)
+	}
+	if _, err := Query(ctx, answering(nil), "m:2181", "hash"); !errors.Is(err, ErrEmptyAnswer) {
+		t.Fatalf("no answer: %v", err)
+	}
+	if _, err := Query(ctx, answering([]byte("dump is not executed because it is not in the whitelist.\n")), "m:2181", "dump"); !errors.Is(err, ErrNotWhitelisted) {
+		t.Fatalf("refused word: %v", err)
 	}
 }
