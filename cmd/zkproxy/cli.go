@@ -19,6 +19,9 @@ import (
 	"github.com/zkproxy/zkproxy/internal/bridge"
 )
 
+// checkRetry is how often `cutover check --wait` asks again.
+const checkRetry = 2 * time.Second
+
 // adminClient talks to a running zkproxy's admin API.
 type adminClient struct {
 	base   string
@@ -95,24 +98,38 @@ func newCutoverCommand() *cobra.Command {
 	}
 	c.bind(root)
 
+	var waitSync time.Duration
 	check := &cobra.Command{
 		Use:   "check",
-		Short: "Is mitosis sync confirmed? Exits 1 when not",
+		Short: "Is mitosis sync confirmed? Exits 1 when not (--wait: keeps asking until it is)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var rep cutover.Report
-			if _, err := c.call(cmd.Context(), "GET", "/cutover/check", &rep); err != nil {
-				return err
+			ctx := cmd.Context()
+			deadline := time.Now().Add(waitSync)
+			for {
+				var rep cutover.Report
+				if _, err := c.call(ctx, "GET", "/cutover/check", &rep); err != nil {
+					return err
+				}
+				if rep.Ready || !time.Now().Add(checkRetry).Before(deadline) {
+					if err := c.show(cmd.OutOrStdout(), &rep, printReport); err != nil {
+						return err
+					}
+					if !rep.Ready {
+						return fmt.Errorf("mitosis sync not confirmed: %s", rep.Reason())
+					}
+					return nil
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "not yet: %s\n", rep.Reason())
+				select {
+				case <-time.After(checkRetry):
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
 			}
-			if err := c.show(cmd.OutOrStdout(), &rep, printReport); err != nil {
-				return err
-			}
-			if !rep.Ready {
-				return fmt.Errorf("mitosis sync not confirmed: %s", rep.Reason())
-			}
-			return nil
 		},
 	}
+	check.Flags().DurationVar(&waitSync, "wait", 0, "ask again every 2s until the check passes or this much time has gone by (e.g. 10m, while the destination catches up after the join)")
 
 	var force, dryRun, noWait bool
 	start := &cobra.Command{
