@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -295,5 +296,29 @@ func expectConfigErrors(t *testing.T, base []string, cases []configErrorCase) {
 				t.Errorf("%v: error %q does not say %q", tc.args, err, w)
 			}
 		}
+	}
+}
+
+// TestSampleConfig: deploy/zkproxy.yaml, the template operators start from,
+// names every key zkproxy knows and loads; with its example members it is a
+// working configuration (data-dir pointed at a temporary directory).
+func TestSampleConfig(t *testing.T) {
+	file := filepath.Join("..", "..", "deploy", "zkproxy.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range knownKeys {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + `:`).Match(b) {
+			t.Errorf("deploy/zkproxy.yaml lacks %s", key)
+		}
+	}
+	cfg, err := loadFor(t, "--config", file, "--data-dir", t.TempDir())
+	if err != nil {
+		t.Fatalf("deploy/zkproxy.yaml does not load: %v", err)
+	}
+	if len(cfg.Proxy.Source) != 3 || len(cfg.Proxy.Destination) != 3 || cfg.Cutover.CheckInterval != time.Minute ||
+		cfg.Proxy.ParkIdleAfter != 100*time.Millisecond || cfg.AdminListen != "127.0.0.1:9181" {
+		t.Fatalf("loaded %+v", cfg)
 	}
 }
