@@ -55,6 +55,10 @@ type SplitPlan struct {
 // is a destination member.
 var ErrLeaderOnDestination = errors.New("cutover: the joint leader is a destination member")
 
+// ErrPeersOnSource refuses a split (without force) while a peer zkproxy's
+// sessions are still on source members.
+var ErrPeersOnSource = errors.New("cutover: peer zkproxies still have sessions on the source")
+
 type barrier struct {
 	since, deadline time.Time
 	sessions        map[int64]*heldSession
@@ -108,6 +112,16 @@ func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, 
 			msg := fmt.Sprintf("session %s is not behind zkproxy and stays with the source at the split, away from the rest of its tenant; point that client at zkproxy first", d.describe())
 			plan.Warnings = append(plan.Warnings, msg)
 			c.log.Warn("cutover: split: " + msg)
+		}
+	}
+	// Another zkproxy in front of the same ensembles that has not cut over
+	// would have its sessions left on the source by the split.
+	if len(rep.PeersOnSource) > 0 {
+		msg := fmt.Sprintf("%d sessions of peer zkproxies are still on source members (%s): cut over every zkproxy before the split", len(rep.PeersOnSource), strings.Join(rep.PeersOnSource, ", "))
+		plan.Warnings = append(plan.Warnings, msg)
+		c.log.Warn("cutover: split: " + msg)
+		if !force {
+			return plan, fmt.Errorf("%w: %d sessions", ErrPeersOnSource, len(rep.PeersOnSource))
 		}
 	}
 	if leader.Ensemble == Destination {

@@ -24,6 +24,11 @@ type CheckConfig struct {
 	Dial fourlw.DialFunc
 	// Timeout bounds each four-letter query; zero means 3s.
 	Timeout time.Duration
+	// PeerSessions lists the sessions of the other zkproxies in front of
+	// the same ensembles (an HA pair's partner): they count as proxied, not
+	// as direct clients. problems name peers that could not be asked. Nil:
+	// no peers.
+	PeerSessions func(ctx context.Context) (ids []int64, problems []string)
 	// SkipDirect leaves out the look for sessions not through this proxy
 	// (cons on every member, dump on one): the split barrier's checks run
 	// while client requests are held and need only the members' state.
@@ -95,6 +100,9 @@ type Report struct {
 	// Direct are the sessions on the members that do not come through
 	// this proxy (see DirectSession).
 	Direct []DirectSession `json:"direct_sessions"`
+	// PeersOnSource are the sessions of peer zkproxies (PeerSessions) still
+	// connected to a source member.
+	PeersOnSource []string `json:"peer_sessions_on_source,omitempty"`
 	// directLooked: Direct was looked for; directIncomplete: some member
 	// could not be asked (cons or dump), so Direct may miss sessions (also
 	// set when the look was skipped).
@@ -311,7 +319,18 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 		proxied[s.ID] = true
 	}
 	if !cfg.SkipDirect {
-		direct, problems := findDirect(ctx, cfg, rep.Members, rep.Leader, proxied)
+		var problems []string
+		peers := map[int64]bool{}
+		if cfg.PeerSessions != nil {
+			ids, peerProblems := cfg.PeerSessions(ctx)
+			for _, id := range ids {
+				peers[id] = true
+			}
+			problems = append(problems, peerProblems...)
+		}
+		direct, peersOnSource, memberProblems := findDirect(ctx, cfg, rep.Members, rep.Leader, proxied, peers)
+		rep.PeersOnSource = peersOnSource
+		problems = append(problems, memberProblems...)
 		rep.Direct, rep.directLooked, rep.directIncomplete = direct, true, len(problems) > 0
 		rep.Items = append(rep.Items, directItem(direct, problems))
 	} else {

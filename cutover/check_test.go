@@ -288,3 +288,40 @@ func TestCheckFindsDirectSessions(t *testing.T) {
 		t.Fatalf("item %+v", it)
 	}
 }
+
+// TestCheckCountsPeerSessions: the sessions of a peer zkproxy (an HA pair's
+// partner, its brokers registered beside ours) are not direct clients; a
+// peer that cannot be asked makes the look incomplete, and says so.
+func TestCheckCountsPeerSessions(t *testing.T) {
+	members := joint()
+	for addr, m := range members {
+		m.dump = "Sessions with Ephemerals (2):\n0x100:\n\t/kafka/brokers/ids/1\n0x200:\n\t/kafka/brokers/ids/2\n"
+		members[addr] = m
+	}
+	s2 := members["s2:2181"]
+	s2.cons = consLine("10.0.0.8:6000", 0x200) // the peer proxy's connection
+	members["s2:2181"] = s2
+	check := func(peers func(context.Context) ([]int64, []string)) *Report {
+		return Check(context.Background(), CheckConfig{
+			Source: []string{"s1:2181", "s2:2181", "s3:2181"}, Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
+			Dial: fakeDial(members), PeerSessions: peers,
+		}, []SessionView{{ID: 0x100, LastZxidSeen: 0x300000040, Ensemble: Source, Member: "s1:2181"}})
+	}
+
+	r := check(func(context.Context) ([]int64, []string) { return []int64{0x200}, nil })
+	if it := item(t, r, "clients behind zkproxy"); !it.OK || it.Warning || len(r.Direct) != 0 || r.directIncomplete {
+		t.Fatalf("with the peer's sessions: %+v, direct %+v", it, r.Direct)
+	}
+	if len(r.PeersOnSource) != 1 || r.PeersOnSource[0] != "0x0000000000000200 (10.0.0.8:6000 on s2:2181)" {
+		t.Fatalf("peer sessions on the source: %q", r.PeersOnSource)
+	}
+
+	r = check(func(context.Context) ([]int64, []string) {
+		return nil, []string{"peer http://b:9181: connection refused"}
+	})
+	it := item(t, r, "clients behind zkproxy")
+	if !it.Warning || !strings.Contains(it.Detail, "could not list every session: peer http://b:9181: connection refused") ||
+		!strings.Contains(it.Detail, "0x0000000000000200 (10.0.0.8:6000 on s2:2181) owns /kafka/brokers/ids/2") || !r.directIncomplete {
+		t.Fatalf("with the peer unreachable: %+v", it)
+	}
+}

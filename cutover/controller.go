@@ -66,6 +66,8 @@ type Config struct {
 	// before it releases by itself; zero means 10s. Keep it well under the
 	// session timeout (Kafka: 18s).
 	BarrierMaxHold time.Duration
+	// PeerSessions: see CheckConfig.
+	PeerSessions func(ctx context.Context) (ids []int64, problems []string)
 	// CheckInterval runs the sync check in the background this often while
 	// a destination is configured and no split is recorded, so its verdict
 	// is on /metrics during the join; zero: only on demand.
@@ -227,7 +229,10 @@ func (c *Controller) check(ctx context.Context, direct bool) *Report {
 	for _, s := range c.proxy.Sessions() {
 		views = append(views, s.View())
 	}
-	return Check(ctx, CheckConfig{Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Dial: c.cfg.CheckDial, SkipDirect: !direct}, views)
+	return Check(ctx, CheckConfig{
+		Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Dial: c.cfg.CheckDial,
+		PeerSessions: c.cfg.PeerSessions, SkipDirect: !direct,
+	}, views)
 }
 
 // ErrNotReady is returned by Start when the sync check fails without force.

@@ -36,13 +36,14 @@ type DirectSession struct {
 	id int64
 }
 
-// findDirect lists the sessions on the serving members that are not among
-// proxied: from cons on every serving member (its connections and their
+// findDirect lists the sessions on the serving members that are neither
+// proxied (this proxy's) nor peers' (the other zkproxies'), and the peers'
+// sessions still connected to a source member: from cons on every serving member (its connections and their
 // session ids) and dump on one of them (the owners of ephemeral nodes,
 // DataTree.dumpEphemerals: every member holds the whole tree). problems
 // names what could not be asked (a word not whitelisted, say), so the
 // caller can say the list may be incomplete.
-func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, leader string, proxied map[int64]bool) (direct []DirectSession, problems []string) {
+func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, leader string, proxied, peers map[int64]bool) (direct []DirectSession, peersOnSource []string, problems []string) {
 	query := func(addr, cmd string) (string, error) {
 		qctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
@@ -55,7 +56,7 @@ func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, le
 		}
 	}
 	if len(serving) == 0 {
-		return nil, []string{"no serving member to ask"}
+		return nil, nil, []string{"no serving member to ask"}
 	}
 	// The leader first for dump: it is the member surely up to date.
 	if i := slices.Index(serving, leader); i > 0 {
@@ -100,7 +101,7 @@ func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, le
 	// proxy's tenants register themselves.
 	parents := map[string]bool{}
 	for id, paths := range owners {
-		if proxied[id] {
+		if proxied[id] || peers[id] {
 			for _, p := range paths {
 				parents[path.Dir(p)] = true
 			}
@@ -109,6 +110,13 @@ func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, le
 	seen := map[int64]bool{}
 	add := func(id int64, client, member string) {
 		if id == 0 || proxied[id] || seen[id] {
+			return
+		}
+		if peers[id] {
+			if slices.Contains(cfg.Source, member) {
+				seen[id] = true
+				peersOnSource = append(peersOnSource, fmt.Sprintf("0x%016x (%s on %s)", uint64(id), client, member))
+			}
 			return
 		}
 		seen[id] = true
@@ -129,12 +137,12 @@ func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, le
 	for _, id := range ids {
 		add(id, "", "")
 	}
-	return direct, problems
+	return direct, peersOnSource, problems
 }
 
 // directItem is the check's line on direct sessions. It warns and does not
-// fail: clients of tenants that stay on the source, and the sessions of a
-// second zkproxy in front of the same ensemble, are direct too, and normal.
+// fail: clients of tenants that stay on the source are direct too, and
+// normal, and so are the sessions of a second zkproxy not named as a peer.
 func directItem(direct []DirectSession, problems []string) Item {
 	var beside []string
 	for _, d := range direct {
@@ -146,12 +154,12 @@ func directItem(direct []DirectSession, problems []string) Item {
 	switch {
 	case len(beside) > 0:
 		it.Warning = true
-		it.Detail = fmt.Sprintf("%d of %d sessions not through this proxy own ephemeral nodes beside proxied sessions' (a client of the same tenant never pointed at zkproxy? at the split it stays with the source): %s",
+		it.Detail = fmt.Sprintf("%d of %d sessions not through this proxy own ephemeral nodes beside proxied sessions' (a client of the same tenant never pointed at zkproxy, or a zkproxy not named in peers? at the split it stays with the source): %s",
 			len(beside), len(direct), strings.Join(beside, ", "))
 	case len(direct) > 0:
-		it.Detail = fmt.Sprintf("%d sessions not through this proxy, none with ephemeral nodes beside proxied sessions' (other tenants, or another zkproxy's)", len(direct))
+		it.Detail = fmt.Sprintf("%d sessions not through this proxy, none with ephemeral nodes beside proxied sessions' (other tenants, or a zkproxy not named in peers)", len(direct))
 	default:
-		it.Detail = "every session on the members comes through this proxy"
+		it.Detail = "every session on the members comes through this proxy or its peers"
 	}
 	if len(problems) > 0 {
 		it.Warning = true

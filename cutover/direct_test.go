@@ -3,6 +3,7 @@ package cutover_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,19 +42,24 @@ func directClient(t *testing.T, servers []string, path string) *zk.Conn {
 	return conn
 }
 
-// TestCheckFindsClientsNotBehindProxy: a Kafka-like workload through the
-// proxy, a "broker" of the same cluster registered straight on the source
-// (the one an operator forgot to repoint) and a client of another tenant.
-// The real members' cons and dump show both; the check warns about the
-// forgotten broker only, and so does the split barrier, which would leave
-// it on the source.
+// TestCheckFindsClientsNotBehindProxy: two zkproxies in front of the same
+// ensembles (an HA pair, each naming the other as a peer), a Kafka-like
+// workload through the first, one more broker of the same cluster through
+// the second, a broker registered straight on the source (the one an
+// operator forgot to repoint) and a client of another tenant. The real
+// members' cons and dump show all of them; the check warns about the
+// forgotten broker only — not the peer's — and so does the split barrier,
+// which also refuses while the peer has not cut over, and, with a
+// destination leader, while clients sit on source members directly.
 func TestCheckFindsClientsNotBehindProxy(t *testing.T) {
-	r := rig.New(t, rig.Options{})
+	r := rig.New(t, rig.Options{Proxies: 2})
 	ctx := rig.CtxFor(t, 4*time.Minute)
 	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
+	peerBroker := directClient(t, []string{r.Proxies[1].Addr}, "/kafka/brokers/ids/7")
 	missed := directClient(t, r.Source, "/kafka/brokers/ids/9")
 	other := directClient(t, r.Source, "/other/brokers/ids/1")
-	missedID, otherID := fmt.Sprintf("0x%016x", uint64(missed.SessionID())), fmt.Sprintf("0x%016x", uint64(other.SessionID()))
+	hex := func(c *zk.Conn) string { return fmt.Sprintf("0x%016x", uint64(c.SessionID())) }
+	peerID, missedID, otherID := hex(peerBroker), hex(missed), hex(other)
 
 	rep := one(r).Ctl.Check(ctx)
 	var it cutover.Item
@@ -63,7 +69,8 @@ func TestCheckFindsClientsNotBehindProxy(t *testing.T) {
 		}
 	}
 	t.Logf("%s: %s", it.Name, it.Detail)
-	if !it.OK || !it.Warning || !strings.Contains(it.Detail, missedID) || !strings.Contains(it.Detail, "/kafka/brokers/ids/9") || strings.Contains(it.Detail, otherID) {
+	if !it.OK || !it.Warning || !strings.Contains(it.Detail, missedID) || !strings.Contains(it.Detail, "/kafka/brokers/ids/9") ||
+		strings.Contains(it.Detail, otherID) || strings.Contains(it.Detail, peerID) {
 		t.Fatalf("item %+v", it)
 	}
 	got := map[string]cutover.DirectSession{}
@@ -76,18 +83,38 @@ func TestCheckFindsClientsNotBehindProxy(t *testing.T) {
 	if d, ok := got[otherID]; !ok || d.BesideProxied || len(d.Ephemerals) != 1 {
 		t.Errorf("other tenant's client: %+v", d)
 	}
-	for id := range w.Snapshot().Sessions {
-		if _, ok := got[fmt.Sprintf("0x%016x", uint64(w.Snapshot().Sessions[id]))]; ok {
-			t.Errorf("proxied session %s listed as direct", id)
+	if _, ok := got[peerID]; ok || len(rep.PeersOnSource) != 1 || !strings.HasPrefix(rep.PeersOnSource[0], peerID) {
+		t.Errorf("the peer's broker: direct %+v, peer sessions on the source %q", got[peerID], rep.PeersOnSource)
+	}
+	for name, id := range w.Snapshot().Sessions {
+		if _, ok := got[fmt.Sprintf("0x%016x", uint64(id))]; ok {
+			t.Errorf("proxied session %s listed as direct", name)
 		}
 	}
 
-	cutOver(t, r, w)
+	cutOver(t, r, w) // the first proxy only
+	warnedAbout := func(plan *cutover.SplitPlan, id string) bool {
+		return slices.ContainsFunc(plan.Warnings, func(w string) bool { return strings.Contains(w, id) })
+	}
+	plan, err := one(r).Ctl.PrepareSplit(ctx, false)
+	t.Logf("peer not cut over: warnings %q; err %v", plan.Warnings, err)
+	if !errors.Is(err, cutover.ErrPeersOnSource) || !warnedAbout(plan, peerID) {
+		t.Fatalf("split with the peer's session on the source: %v %q", err, plan.Warnings)
+	}
+	if !warnedAbout(plan, missedID) || warnedAbout(plan, otherID) {
+		t.Fatalf("the forgotten broker, and only it, must be warned about: %q", plan.Warnings)
+	}
+
+	peer := r.Proxies[1]
+	if _, err := peer.Ctl.Start(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	rig.WaitPhase(t, peer, cutover.PhaseDestination)
 	// Both direct clients are on source members: with the joint leader on
 	// the destination the split would drop them, and the barrier refuses
-	// naming them; either way it warns about the forgotten broker.
-	plan, err := one(r).Ctl.PrepareSplit(ctx, false)
-	t.Logf("leader %s (%s); split warnings: %q; err %v", plan.Leader, plan.LeaderEnsemble, plan.Warnings, err)
+	// naming them.
+	plan, err = one(r).Ctl.PrepareSplit(ctx, false)
+	t.Logf("leader %s (%s); warnings %q; err %v", plan.Leader, plan.LeaderEnsemble, plan.Warnings, err)
 	if plan.LeaderEnsemble == cutover.Destination {
 		if !errors.Is(err, cutover.ErrLeaderOnDestination) || !strings.Contains(strings.Join(plan.Warnings, " "), "the 2 sessions connected to its members directly") {
 			t.Fatalf("leader on the destination with direct source clients: %v %q", err, plan.Warnings)
@@ -96,21 +123,9 @@ func TestCheckFindsClientsNotBehindProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	one(r).Ctl.ReleaseBarrier("test: next step")
-	warned := 0
-	for _, warn := range plan.Warnings {
-		if strings.Contains(warn, missedID) && strings.Contains(warn, "stays with the source") {
-			warned++
-		}
-		if strings.Contains(warn, otherID) && strings.Contains(warn, "stays with the source") {
-			t.Errorf("warned about another tenant's client: %s", warn)
-		}
-	}
-	if warned != 1 {
-		t.Fatalf("the split did not warn about the forgotten broker: %q", plan.Warnings)
-	}
 
 	// Without direct clients a destination leader costs nobody anything:
-	// no refusal, and no force needed.
+	// no refusal, no force, no warning.
 	missed.Close()
 	other.Close()
 	plan, err = one(r).Ctl.PrepareSplit(ctx, false)

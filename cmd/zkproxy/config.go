@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/bridge"
 	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/proxy"
@@ -52,6 +54,7 @@ const (
 	keyMoveTimeout      = "cutover-move-timeout"
 	keyBarrierMaxHold   = "cutover-barrier-max-hold"
 	keyCheckInterval    = "cutover-check-interval"
+	keyPeers            = "peers"
 	keyFourLetterWords  = "four-letter-words"
 	keyParkIdleAfter    = "park-idle-after"
 	keyTLSCert          = "tls-cert"
@@ -113,6 +116,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Int(keyMoveConcurrency, 8, "cutover: sessions moved at once")
 	fs.Duration(keyMoveTimeout, 10*time.Second, "cutover: bound on one session's move, drain included; keep it well under the session timeout (Kafka: 18s)")
 	fs.Duration(keyBarrierMaxHold, 10*time.Second, "split barrier: longest time client requests are held before the barrier releases by itself")
+	fs.StringSlice(keyPeers, nil, "admin URLs of the other zkproxies in front of the same ensembles (e.g. http://zkproxy-b:9181): the sync check counts their sessions as proxied, not as clients left out")
 	fs.Duration(keyCheckInterval, time.Minute, "run the sync check this often while a destination is configured and no split is recorded, for its metrics (zkproxy_cutover_sync_ready, ...); 0 runs it only on demand")
 	fs.String(keyTLSCert, "", "PEM certificate (chain) the client listener presents; with tls-key, clients must connect with TLS (zookeeper.client.secure)")
 	fs.String(keyTLSKey, "", "PEM private key of tls-cert")
@@ -135,7 +139,7 @@ var knownKeys = []string{
 	keyListen, keySource, keyDestination, keyAdminListen, keyAdminToken, keyDataDir,
 	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
-	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyCheckInterval, keyFourLetterWords,
+	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyCheckInterval, keyPeers, keyFourLetterWords,
 	keyParkIdleAfter, keyTLSCert, keyTLSKey, keyTLSClientCA,
 	sourceTLSKeys.on, sourceTLSKeys.ca, sourceTLSKeys.cert, sourceTLSKeys.key, sourceTLSKeys.serverName,
 	destinationTLSKeys.on, destinationTLSKeys.ca, destinationTLSKeys.cert, destinationTLSKeys.key, destinationTLSKeys.serverName,
@@ -297,6 +301,14 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 		if _, err := netip.ParseAddr(a); err != nil {
 			bad(keyLocalAddrs, "%q is not an IP address", a)
 		}
+	}
+	if peers := list(keyPeers); len(peers) > 0 {
+		for _, p := range peers {
+			if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(keyPeers, "%q is not an admin URL (http://host:port)", p)
+			}
+		}
+		cfg.Cutover.PeerSessions = bridge.PeerSessions(peers, nil)
 	}
 	if cfg.AdminListen != "" {
 		if err := checkListenAddr(cfg.AdminListen); err != nil {

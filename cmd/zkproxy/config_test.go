@@ -44,6 +44,7 @@ func TestEveryBadKeyIsNamedAtOnce(t *testing.T) {
 		"--log-format", "xml",
 		"--log-level", "loud",
 		"--local-addrs", "not-an-ip",
+		"--peers", "zkproxy-b:9181",
 		"--data-dir", filepath.Join(t.TempDir(), "d"),
 	)
 	if err == nil {
@@ -54,6 +55,7 @@ func TestEveryBadKeyIsNamedAtOnce(t *testing.T) {
 		"listen:", "source: required", "destination:", `"127.0.0.1:99999": bad port`,
 		"log-format:", "log-level:", "local-addrs:", "handshake-timeout:", "max-frame-size: must not be negative",
 		"pprof:", `park-idle-after: not a duration or off: "never"`, "cutover-check-interval: must not be negative",
+		`peers: "zkproxy-b:9181" is not an admin URL`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not name %q:\n%s", want, msg)

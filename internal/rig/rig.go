@@ -211,7 +211,7 @@ func (r *Rig) Start(p *Proxy, o Options) {
 	ctl, err := cutover.NewController(cutover.Config{
 		Source: r.Source, Destination: r.Dest, MaxLag: 1000,
 		MoveConcurrency: o.MoveConcurrency, MoveTimeout: o.MoveTimeout, BarrierMaxHold: o.BarrierMaxHold,
-		Store: cutover.Store{Dir: p.Dir}, CheckDial: checkDial,
+		Store: cutover.Store{Dir: p.Dir}, CheckDial: checkDial, PeerSessions: r.peerSessions(p, o),
 	}, bridge.Cutover(srv, r.Dest), log, p.Reg)
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +230,31 @@ func (r *Rig) Start(p *Proxy, o Options) {
 	p.done = make(chan error, 1)
 	go func() { p.done <- srv.Serve(ln) }()
 	p.Srv, p.Ctl = srv, ctl
+}
+
+// peerSessions lists the sessions of the rig's other proxies, as `peers`
+// (their admin URLs) makes cmd/zkproxy ask them; nil with one proxy.
+func (r *Rig) peerSessions(p *Proxy, o Options) func(context.Context) ([]int64, []string) {
+	if o.Proxies < 2 {
+		return nil
+	}
+	return func(context.Context) ([]int64, []string) {
+		var ids []int64
+		var problems []string
+		for _, q := range r.Proxies {
+			if q == p {
+				continue
+			}
+			if q.Srv == nil {
+				problems = append(problems, "peer "+q.Name+": stopped")
+				continue
+			}
+			for _, s := range q.Srv.Sessions() {
+				ids = append(ids, int64(s.ID()))
+			}
+		}
+		return ids, problems
+	}
 }
 
 // Stop closes p's controller and proxy (every client connection drops).
