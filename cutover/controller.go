@@ -91,6 +91,7 @@ type Controller struct {
 
 	barrier     *barrier      // the split barrier, while up
 	lastBarrier BarrierStatus // the last barrier, once down
+	lastCheck   *Report       // the last full sync check
 
 	stopWatch chan struct{} // closed by Close: ends watchSync
 	watchDone chan struct{} // closed when watchSync returned
@@ -220,7 +221,18 @@ func (c *Controller) Status() Status {
 func (c *Controller) Check(ctx context.Context) *Report {
 	rep := c.check(ctx, true)
 	c.m.observeCheck(rep)
+	c.mu.Lock()
+	c.lastCheck = rep
+	c.mu.Unlock()
 	return rep
+}
+
+// LastCheck is the last full sync check (Check, on demand or in the
+// background), or nil before the first. Do not modify it.
+func (c *Controller) LastCheck() *Report {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastCheck
 }
 
 // check is Check, with or without the look for direct sessions.

@@ -97,6 +97,45 @@ type StatusReport struct {
 	Ensembles     EnsembleStatus `json:"ensembles"`
 	Sessions      SessionCounts  `json:"sessions"`
 	Proxy         ProxyStats     `json:"proxy"`
+	// SyncCheck sums up the last sync check (GET /cutover/check has it
+	// whole); absent before the first.
+	SyncCheck *SyncCheckSummary `json:"sync_check,omitempty"`
+}
+
+// SyncCheckSummary is the last sync check in a few lines.
+type SyncCheckSummary struct {
+	CheckedAt time.Time `json:"checked_at"`
+	Ready     bool      `json:"ready"`
+	// Failing and Warnings are "item: detail" lines.
+	Failing  []string `json:"failing"`
+	Warnings []string `json:"warnings"`
+	// DirectBesideProxied counts the sessions not behind zkproxy that own
+	// ephemeral nodes beside proxied sessions'; PeerSessionsOnSource the
+	// peers' sessions still on source members.
+	DirectBesideProxied  int `json:"direct_beside_proxied"`
+	PeerSessionsOnSource int `json:"peer_sessions_on_source"`
+}
+
+func syncCheckSummary(rep *cutover.Report) *SyncCheckSummary {
+	if rep == nil {
+		return nil
+	}
+	sum := &SyncCheckSummary{CheckedAt: rep.CheckedAt, Ready: rep.Ready, Failing: []string{}, Warnings: []string{},
+		PeerSessionsOnSource: len(rep.PeersOnSource)}
+	for _, it := range rep.Items {
+		switch {
+		case !it.OK:
+			sum.Failing = append(sum.Failing, it.Name+": "+it.Detail)
+		case it.Warning:
+			sum.Warnings = append(sum.Warnings, it.Name+": "+it.Detail)
+		}
+	}
+	for _, d := range rep.Direct {
+		if d.BesideProxied {
+			sum.DirectBesideProxied++
+		}
+	}
+	return sum
 }
 
 // ProxyStats are the proxy's own counters (proxy.Server.Stats): what srvr
@@ -182,8 +221,9 @@ func (s *Status) Report(ctx context.Context) StatusReport {
 			Source:      memberList(s.cfg.Source, members, s.cfg.MemberTLS),
 			Destination: memberList(s.cfg.Destination, members, s.cfg.MemberTLS),
 		},
-		Sessions: s.countSessions(),
-		Proxy:    proxyStats(s.srv.Stats()),
+		Sessions:  s.countSessions(),
+		Proxy:     proxyStats(s.srv.Stats()),
+		SyncCheck: syncCheckSummary(s.ctl.LastCheck()),
 	}
 	if r.TargetMembers == nil {
 		r.TargetMembers = []string{}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,7 +110,7 @@ func getStatus(t *testing.T, h http.Handler) (map[string]any, StatusReport) {
 
 func TestStatusJSONShape(t *testing.T) {
 	d := &answeringDial{up: map[string]bool{"127.0.0.1:1": true, "127.0.0.1:2": true}}
-	_, h := newStatusRig(t, StatusConfig{
+	st, h := newStatusRig(t, StatusConfig{
 		Version: "v1.2.3", Source: []string{"127.0.0.1:1", "127.0.0.1:2"}, Destination: []string{"127.0.0.1:3"},
 		Dial: d.dial,
 	})
@@ -184,6 +185,25 @@ func TestStatusJSONShape(t *testing.T) {
 	}
 	if _, ok := rep.Sessions.ByState["active"]; !ok {
 		t.Errorf("by_state lists every live state, even at zero: %v", rep.Sessions.ByState)
+	}
+
+	// The last sync check, once one ran.
+	if _, ok := raw["sync_check"]; ok {
+		t.Errorf("sync_check before any check: %v", raw["sync_check"])
+	}
+	st.ctl.Check(context.Background())
+	raw, rep = getStatus(t, h)
+	sc, ok := raw["sync_check"].(map[string]any)
+	if !ok || rep.SyncCheck == nil {
+		t.Fatalf("no sync_check after a check: %v", raw["sync_check"])
+	}
+	for _, k := range []string{"checked_at", "ready", "failing", "warnings", "direct_beside_proxied", "peer_sessions_on_source"} {
+		if _, ok := sc[k]; !ok {
+			t.Errorf("sync_check lacks %q: %v", k, sc)
+		}
+	}
+	if rep.SyncCheck.Ready || !slices.ContainsFunc(rep.SyncCheck.Failing, func(s string) bool { return strings.HasPrefix(s, "destination serves: ") }) {
+		t.Errorf("sync_check %+v: want not ready, destination serves failing", rep.SyncCheck)
 	}
 }
 
