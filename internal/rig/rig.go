@@ -61,6 +61,9 @@ type Options struct {
 	// and makes the proxies reach the destination only there, with a client
 	// certificate: a cutover from a plain ensemble to a TLS-only one.
 	DestinationTLS bool
+	// ServerOptions apply to every ZooKeeper server of the mitosis (JAAS
+	// for SASL, say).
+	ServerOptions []zktest.Option
 }
 
 // SplitBehindBarrier runs Yelp's split the way the runbook does with
@@ -159,7 +162,7 @@ func New(t *testing.T, o Options) *Rig {
 		o.BarrierMaxHold = 15 * time.Second
 	}
 	var ca *zktest.CA
-	var zkOpts []zktest.Option
+	zkOpts := slices.Clone(o.ServerOptions)
 	if o.DestinationTLS {
 		ca = zktest.NewCA(t)
 		zkOpts = append(zkOpts, zktest.WithSecureClientPort(ca))

@@ -1,0 +1,195 @@
+package cutover_test
+
+import (
+	"bufio"
+	_ "embed"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/rig"
+	"github.com/zkproxy/zkproxy/internal/zktest"
+)
+
+//go:embed testdata/SaslSession.java
+var saslSessionJava string
+
+const saslJAAS = `Server {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    user_bob="bobsecret";
+};
+SaslClient {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    username="bob"
+    password="bobsecret";
+};
+`
+
+// TestSASLSessionReconnectsAcrossCutover: a Java client authenticated with
+// SASL DIGEST-MD5 (Kafka with zookeeper.set.acl=true), writing a znode only
+// its SASL identity may touch, through zkproxy across a real cutover. SASL is
+// bound to its connection and cannot be replayed (ZK-PROTOCOL §6.3), so the
+// check lists the session as unmovable and the cutover disconnects it
+// (reason sasl): the client sees exactly one Disconnected, reconnects through
+// zkproxy to the destination with the same session, authenticates again and
+// goes on — its ephemeral node kept, its ACL'd writes allowed, no expiry.
+func TestSASLSessionReconnectsAcrossCutover(t *testing.T) {
+	jaas := filepath.Join(t.TempDir(), "jaas.conf")
+	if err := os.WriteFile(jaas, []byte(saslJAAS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := rig.New(t, rig.Options{ServerOptions: []zktest.Option{
+		zktest.WithJVMFlags("-Djava.security.auth.login.config=" + jaas),
+		zktest.WithConfig("authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"),
+	}})
+	ctx := rig.CtxFor(t, 4*time.Minute)
+	prog := zktest.JavaProgram(t, saslSessionJava)
+
+	cmd := prog.Command(ctx, one(r).Addr, jaas)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Connection events as they happen ("EV <state>"), counted from a mark.
+	lines := make(chan string, 64)
+	var evMu sync.Mutex
+	events := map[string]int{}
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if ev, ok := strings.CutPrefix(sc.Text(), "EV "); ok {
+				evMu.Lock()
+				events[ev]++
+				evMu.Unlock()
+				continue
+			}
+			lines <- sc.Text()
+		}
+	}()
+	eventsSince := func(mark map[string]int) map[string]int {
+		evMu.Lock()
+		defer evMu.Unlock()
+		d := map[string]int{}
+		for k, v := range events {
+			if v != mark[k] {
+				d[k] = v - mark[k]
+			}
+		}
+		return d
+	}
+	var sid string
+	select {
+	case line := <-lines:
+		var ok bool
+		if sid, ok = strings.CutPrefix(line, "READY "); !ok {
+			t.Fatalf("Java client: %q\n%s", line, stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the SASL client did not get ready\n%s", stderr.String())
+	}
+	id, err := strconv.ParseUint(sid, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SASL session 0x%s ready through zkproxy", sid)
+
+	if _, err := r.M.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.WaitReady()
+	rep := one(r).Ctl.Check(ctx)
+	if len(rep.Unmovable) != 1 || !strings.Contains(rep.Unmovable[0].Reason, "sasl") {
+		t.Fatalf("unmovable sessions: %+v", rep.Unmovable)
+	}
+	// The join restarts the session's member: a SASL session cannot
+	// re-attach invisibly either, so it reconnects then (a hold around the
+	// restart does not change that). What the cutover does is counted from
+	// here.
+	time.Sleep(time.Second)
+	t.Logf("connection events before the cutover (join included): %v", eventsSince(nil))
+	mark := eventsSince(nil)
+	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	st := rig.WaitPhase(t, one(r), cutover.PhaseDestination)
+	t.Logf("cutover: %s", rig.Explain(st))
+	if st.Reasons["sasl"] != 1 {
+		t.Fatalf("the SASL session did not fall back with reason sasl: %s", rig.Explain(st))
+	}
+	// The client reconnects through zkproxy, which now routes to the
+	// destination, with its session.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, ok := r.DestinationSessions(ctx)[int64(id)]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session 0x%s not on a destination member", sid)
+		}
+	}
+	time.Sleep(time.Second) // SASL again, and ACL'd writes on the destination
+	cutoverEvents := eventsSince(mark)
+	t.Logf("connection events from the cutover on: %v", cutoverEvents)
+	if len(cutoverEvents) != 3 || cutoverEvents["Disconnected"] != 1 || cutoverEvents["SyncConnected"] != 1 || cutoverEvents["SaslAuthenticated"] != 1 {
+		t.Errorf("from the cutover on the client saw %v, want one Disconnected, SyncConnected and SaslAuthenticated each", cutoverEvents)
+	}
+	disconnects := eventsSince(nil)["Disconnected"]
+
+	stdin.Close()
+	out := map[string]string{}
+	var all []string
+	for line := range lines {
+		all = append(all, line)
+		k, v, _ := strings.Cut(line, " ")
+		if k == "EVENT" || k == "ERROR" || k == "WHOAMI" {
+			k2, v2, _ := strings.Cut(v, " ")
+			k, v = k+" "+k2, v2
+		}
+		out[k] = v
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("Java client: %v\n%s", err, stderr.String())
+	}
+	t.Logf("Java client:\n%s", strings.Join(all, "\n"))
+	want := map[string]string{"SESSION": sid, "EPHEMERAL": sid, "WHOAMI sasl:bob": "", "DONE": ""}
+	for k, v := range want {
+		if got, ok := out[k]; !ok || got != v {
+			t.Errorf("%s: %q (present %v), want %q", k, got, ok, v)
+		}
+	}
+	for k, v := range out {
+		switch {
+		case k == "EVENT Expired" || k == "EVENT AuthFailed":
+			t.Errorf("%s %s", k, v)
+		case strings.HasPrefix(k, "ERROR ") && (k != "ERROR CONNECTIONLOSS" || atoi(v) > disconnects):
+			// A write in flight when zkproxy disconnected the client has
+			// an unknown outcome: ConnectionLoss, as with a server's loss.
+			t.Errorf("%s %s", k, v)
+		}
+	}
+	if n := atoi(strings.TrimPrefix(out["OPS"], "ok=")); n < 20 {
+		t.Errorf("only %s operations succeeded", out["OPS"])
+	}
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
