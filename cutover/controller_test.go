@@ -348,3 +348,30 @@ func TestBackgroundSyncCheckPublishesMetrics(t *testing.T) {
 		t.Fatal("an on-demand check did not publish")
 	}
 }
+
+// TestDirectSessionMetricsUnknownWhenMembersRefuse: members that refuse cons
+// (the default 4lw.commands.whitelist is srvr only) leave the direct-session
+// count unknown — no series — rather than a reassuring zero.
+func TestDirectSessionMetricsUnknownWhenMembersRefuse(t *testing.T) {
+	members := joint()
+	for addr, m := range members {
+		m.refuse = "cons"
+		members[addr] = m
+	}
+	reg := prometheus.NewRegistry()
+	c, err := NewController(Config{
+		Source: []string{"s1:2181", "s2:2181", "s3:2181"}, Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
+		Store: Store{Dir: t.TempDir()}, CheckDial: fakeDial(members),
+	}, &scriptedProxy{}, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rep := c.Check(context.Background())
+	if !rep.Ready {
+		t.Fatalf("refused cons failed the check: %s", rep.Reason())
+	}
+	if n := testutil.CollectAndCount(c.m.direct); n != 0 {
+		t.Fatalf("%d direct-session series with every member refusing cons, want none", n)
+	}
+}

@@ -78,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"member"}),
 		direct: f.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "zkproxy", Subsystem: "cutover", Name: "direct_sessions",
-			Help: "Sessions on the members that do not come through this proxy, at the last sync check; beside_proxied=\"true\": owning ephemeral nodes beside a proxied session's (a client of the same tenant never pointed at zkproxy).",
+			Help: "Sessions on the members that do not come through this proxy or its peers, at the last sync check; beside_proxied=\"true\": owning ephemeral nodes beside a proxied session's (a client of the same tenant never pointed at zkproxy). Absent when members could not be asked (cons/dump not whitelisted), except a found beside_proxied count.",
 		}, []string{"beside_proxied"}),
 		lastCheck: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "zkproxy", Subsystem: "cutover", Name: "last_check_timestamp_seconds",
@@ -122,8 +122,18 @@ func (m *metrics) observeCheck(rep *Report) {
 				beside++
 			}
 		}
-		m.direct.WithLabelValues("true").Set(float64(beside))
-		m.direct.WithLabelValues("false").Set(float64(len(rep.Direct) - beside))
+		switch {
+		case !rep.directIncomplete:
+			m.direct.WithLabelValues("true").Set(float64(beside))
+			m.direct.WithLabelValues("false").Set(float64(len(rep.Direct) - beside))
+		case beside > 0:
+			// Some member could not be asked: what was found is real, a
+			// lower bound; the rest is unknown, not zero.
+			m.direct.WithLabelValues("true").Set(float64(beside))
+			m.direct.DeleteLabelValues("false")
+		default:
+			m.direct.Reset()
+		}
 	}
 	m.lastCheck.Set(float64(rep.CheckedAt.UnixNano()) / 1e9)
 }
