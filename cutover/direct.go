@@ -32,17 +32,16 @@ type DirectSession struct {
 	// source's copy of the tenant's data while the rest of the tenant uses
 	// the destination's.
 	BesideProxied bool `json:"beside_proxied"`
-
-	id int64
 }
 
 // findDirect lists the sessions on the serving members that are neither
 // proxied (this proxy's) nor peers' (the other zkproxies'), and the peers'
-// sessions still connected to a source member: from cons on every serving member (its connections and their
-// session ids) and dump on one of them (the owners of ephemeral nodes,
-// DataTree.dumpEphemerals: every member holds the whole tree). problems
-// names what could not be asked (a word not whitelisted, say), so the
-// caller can say the list may be incomplete.
+// sessions still connected to a source member. It asks cons on every
+// serving member (its connections and their session ids) and dump on one
+// of them (the owners of ephemeral nodes, DataTree.dumpEphemerals: every
+// member holds the whole tree). problems names what could not be asked (a
+// word not whitelisted, say), so the caller can say the list may be
+// incomplete.
 func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, leader string, proxied, peers map[int64]bool) (direct []DirectSession, peersOnSource []string, problems []string) {
 	query := func(addr, cmd string) (string, error) {
 		qctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -120,7 +119,7 @@ func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, le
 			return
 		}
 		seen[id] = true
-		d := DirectSession{ID: fmt.Sprintf("0x%016x", uint64(id)), Client: client, Member: member, Ephemerals: owners[id], id: id}
+		d := DirectSession{ID: fmt.Sprintf("0x%016x", uint64(id)), Client: client, Member: member, Ephemerals: owners[id]}
 		d.BesideProxied = slices.ContainsFunc(d.Ephemerals, func(p string) bool { return parents[path.Dir(p)] })
 		direct = append(direct, d)
 	}
