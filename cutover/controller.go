@@ -23,8 +23,10 @@ type Session interface {
 	// where it was, or its client was disconnected (see MoveError).
 	Move(ctx context.Context, members []string) error
 	// Disconnect closes the client's connection so it reconnects through
-	// zkproxy — the fallback when a live move is impossible.
-	Disconnect(reason string)
+	// zkproxy — the fallback when a live move is impossible. It lets the
+	// requests in flight finish first, until ctx ends, so no request is
+	// left with an unknown outcome; an ended ctx closes at once.
+	Disconnect(ctx context.Context, reason string)
 	// Hold makes the session hold new client requests (answering pings)
 	// and returns once none is in flight; it survives re-attaches.
 	Hold(ctx context.Context) error
@@ -247,6 +249,13 @@ func (c *Controller) check(ctx context.Context, direct bool) *Report {
 	}, views)
 }
 
+// closedContext has ended: Disconnect with it closes without draining.
+var closedContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 // ErrNotReady is returned by Start when the sync check fails without force.
 var ErrNotReady = errors.New("cutover: mitosis sync not confirmed")
 
@@ -450,7 +459,9 @@ func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targe
 	start := c.now()
 	if r, ok := unmovable[v.ID]; ok && ens == Destination {
 		result, reason = "fallback", r
-		s.Disconnect("cutover: " + r)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.MoveTimeout)
+		s.Disconnect(dctx, "cutover: "+r)
+		cancel()
 	} else {
 		// A move that has started runs to its end even when the cutover is
 		// aborted: cancelling it after the old upstream closed could only
@@ -467,7 +478,9 @@ func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targe
 			}
 			// The client reconnects through zkproxy and lands on the
 			// target; its session survives unless expired.
-			s.Disconnect("cutover: live move failed: " + err.Error())
+			// The move had its time to drain (or the session is gone
+			// already): close at once.
+			s.Disconnect(closedContext, "cutover: live move failed: "+err.Error())
 			log.Warn("cutover: live move failed", "reason", reason, "err", err)
 		}
 	}

@@ -82,7 +82,7 @@ func (s *scriptedSession) Move(ctx context.Context, members []string) error {
 func (s *scriptedSession) Hold(context.Context) error { return nil }
 func (s *scriptedSession) Release()                   {}
 
-func (s *scriptedSession) Disconnect(reason string) {
+func (s *scriptedSession) Disconnect(_ context.Context, reason string) {
 	s.mu.Lock()
 	s.reason = reason
 	s.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -473,5 +474,76 @@ func TestExpiredSessionRelayed(t *testing.T) {
 	expectClosed(t, c2, 10*time.Second)
 	if n := counter(t, px.m.connectionsRejected.WithLabelValues("session_expired")); n != 1 {
 		t.Errorf("rejected{session_expired} = %v", n)
+	}
+}
+
+// TestDisconnectLeavesNoUnknownOutcome: the cutover's fallback (Disconnect)
+// lets the requests in flight finish before it closes the client, so every
+// write the member applied was answered: a client that pipelines creates
+// and is disconnected mid-burst finds exactly the nodes it got replies for.
+// Closing at once would leave some created without a reply (their outcome
+// unknown to the client, as when a server dies).
+func TestDisconnectLeavesNoUnknownOutcome(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t)
+	px := startProxy(t, []string{server.ClientAddr()})
+	direct, _ := connectGo(t, []string{server.ClientAddr()}, 10*time.Second)
+	if _, err := direct.Create("/burst", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+
+	c, r, resp := rawSession(t, px.Addr, 10000)
+	const n = 2000
+	var reqs []byte
+	open := []jute.ACL{{Perms: jute.PermAll, ID: jute.Id{Scheme: "world", ID: "anyone"}}}
+	for i := range n {
+		reqs = appendRequestFrame(reqs, jute.RequestHeader{Xid: jute.Xid(i + 1), Op: jute.OpCreate},
+			&jute.CreateRequest{Path: fmt.Sprintf("/burst/n%04d", i), ACL: open, Flags: jute.CreatePersistent})
+	}
+	go c.Write(reqs)
+
+	// Disconnect once the first replies arrive: the burst is in full flow.
+	var sess *Session
+	for _, s := range px.Sessions() {
+		if s.ID() == resp.SessionID {
+			sess = s
+		}
+	}
+	if sess == nil {
+		t.Fatal("session not found")
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	replies := 0
+	disconnected := make(chan struct{})
+	for {
+		f, err := r.Next()
+		if err != nil {
+			break // closed by the proxy
+		}
+		h, err := jute.PeekReplyHeader(f.Payload())
+		if err != nil || h.Xid != jute.Xid(replies+1) || h.Err != jute.ErrOK {
+			t.Fatalf("reply %d: %+v %v", replies, h, err)
+		}
+		replies++
+		if replies == 50 {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				sess.Disconnect(ctx, "test: fallback")
+				close(disconnected)
+			}()
+		}
+	}
+	<-disconnected
+	children, _, err := direct.Children("/burst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d of %d creates answered before the disconnect; %d nodes exist", replies, n, len(children))
+	if replies >= n {
+		t.Fatalf("every create was answered: the disconnect came too late to test anything")
+	}
+	if len(children) != replies {
+		t.Fatalf("%d nodes exist but the client got %d replies: %d writes have an unknown outcome", len(children), replies, len(children)-replies)
 	}
 }

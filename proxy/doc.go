@@ -51,7 +51,7 @@
 //	func (*Session) Move(ctx context.Context, target []string) error
 //	func (*Session) Hold(ctx context.Context) error  // split barrier: drain, then hold
 //	func (*Session) Release()
-//	func (*Session) Disconnect(reason string)   // the visible fallback
+//	func (*Session) Disconnect(ctx context.Context, reason string)  // the visible fallback, after a drain
 //
 // Move drains (holds new requests, waits for in-flight replies until ctx
 // ends), closes the old upstream, opens the session on a member of target,

@@ -244,7 +244,7 @@ func (s *Server) Sessions() []*Session {
 func (s *Server) Shutdown(ctx context.Context) error {
 	sessions := s.beginClosing()
 	for _, sess := range sessions {
-		go sess.drainAndClose(ctx)
+		go sess.drainAndClose(ctx, "proxy shutting down")
 	}
 	finished := make(chan struct{})
 	go func() {

@@ -288,8 +288,13 @@ func (s *Session) Info() SessionInfo {
 
 // Disconnect closes the client connection (not the ZooKeeper session): the
 // client reconnects through the proxy with its session. Cutover uses it as
-// the fallback when a session cannot move transparently.
-func (s *Session) Disconnect(reason string) { s.close(reason) }
+// the fallback when a session cannot move transparently. It first lets the
+// requests in flight finish, until ctx ends, holding new ones: those fail
+// with ConnectionLoss but were never sent, so the fallback leaves no
+// request whose outcome the client cannot know (a write in flight on a
+// connection that closes may or may not have been applied). A ctx that has
+// ended closes at once.
+func (s *Session) Disconnect(ctx context.Context, reason string) { s.drainAndClose(ctx, reason) }
 
 // handshakeOrClose runs the handshake and reports whether a session was
 // established; if not, the connection is closed.
@@ -1541,11 +1546,11 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	return nil
 }
 
-// drainAndClose is the graceful end used by Server.Shutdown: forward
-// nothing new, wait for in-flight replies (bounded by ctx), close the client
-// connection. The ZooKeeper session itself is left alive so the client can
-// resume it through another proxy.
-func (s *Session) drainAndClose(ctx context.Context) {
+// drainAndClose is the graceful end used by Server.Shutdown and Disconnect:
+// forward nothing new, wait for in-flight replies (bounded by ctx), close
+// the client connection. The ZooKeeper session itself is left alive so the
+// client can resume it, through this proxy or another.
+func (s *Session) drainAndClose(ctx context.Context, reason string) {
 	stop := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
 		s.cond.Broadcast()
@@ -1559,7 +1564,7 @@ func (s *Session) drainAndClose(ctx context.Context) {
 		s.cond.Wait()
 	}
 	s.mu.Unlock()
-	s.close("proxy shutting down")
+	s.close(reason)
 }
 
 // close ends the client connection and the upstream, once; reason is

@@ -70,7 +70,7 @@ func (s *session) Move(ctx context.Context, members []string) error {
 	return s.s.Move(ctx, members)
 }
 
-func (s *session) Disconnect(reason string) { s.s.Disconnect(reason) }
+func (s *session) Disconnect(ctx context.Context, reason string) { s.s.Disconnect(ctx, reason) }
 
 // SessionRow is one line of GET /sessions.
 type SessionRow struct {
