@@ -106,7 +106,7 @@ func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, 
 	// A client of a moved tenant that never came through zkproxy stays
 	// with the source: after the split it works on the source's copy of
 	// the tenant's data while the rest of the tenant uses the destination.
-	// Warned, not refused: a second zkproxy's sessions look the same.
+	// Warned, not refused: a zkproxy not named in peers looks the same.
 	for _, d := range rep.Direct {
 		if d.BesideProxied {
 			msg := fmt.Sprintf("session %s is not behind zkproxy and stays with the source at the split, away from the rest of its tenant; point that client at zkproxy first", d.describe())
