@@ -14,6 +14,7 @@ import (
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/internal/rig"
 	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/proxy"
 )
 
 //go:embed testdata/SaslSession.java
@@ -112,6 +113,14 @@ func TestSASLSessionReconnectsAcrossCutover(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.WaitReady()
+	// The join's restarts made the client reconnect (SASL cannot re-attach
+	// invisibly); a reconnect can take a few tries while restarted members
+	// catch up with the session's last zxid. The check needs it back.
+	for deadline := time.Now().Add(60 * time.Second); !proxied(r, id); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("session 0x%s did not come back through zkproxy after the join", sid)
+		}
+	}
 	rep := one(r).Ctl.Check(ctx)
 	if len(rep.Unmovable) != 1 || !strings.Contains(rep.Unmovable[0].Reason, "sasl") {
 		t.Fatalf("unmovable sessions: %+v", rep.Unmovable)
@@ -192,4 +201,14 @@ func atoi(s string) int {
 		return -1
 	}
 	return n
+}
+
+// proxied reports whether the rig's proxy carries session id, attached.
+func proxied(r *rig.Rig, id uint64) bool {
+	for _, s := range one(r).Srv.Sessions() {
+		if uint64(s.ID()) == id && s.State() == proxy.StateActive {
+			return true
+		}
+	}
+	return false
 }

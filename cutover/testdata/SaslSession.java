@@ -37,7 +37,8 @@ public class SaslSession {
         cfg.setProperty(ZKClientConfig.LOGIN_CONTEXT_NAME_KEY, "SaslClient");
         Map<String, AtomicInteger> events = new ConcurrentHashMap<>();
         CountDownLatch authed = new CountDownLatch(1);
-        ZooKeeper zk = new ZooKeeper(args[0], 10000, event -> {
+        // 18 s: Kafka's default zookeeper.session.timeout.ms.
+        ZooKeeper zk = new ZooKeeper(args[0], 18000, event -> {
             if (event.getType() != Watcher.Event.EventType.None) {
                 return;
             }
