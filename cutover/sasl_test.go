@@ -3,8 +3,6 @@ package cutover_test
 import (
 	"bufio"
 	_ "embed"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,17 +18,6 @@ import (
 //go:embed testdata/SaslSession.java
 var saslSessionJava string
 
-const saslJAAS = `Server {
-    org.apache.zookeeper.server.auth.DigestLoginModule required
-    user_bob="bobsecret";
-};
-SaslClient {
-    org.apache.zookeeper.server.auth.DigestLoginModule required
-    username="bob"
-    password="bobsecret";
-};
-`
-
 // TestSASLSessionReconnectsAcrossCutover: a Java client authenticated with
 // SASL DIGEST-MD5 (Kafka with zookeeper.set.acl=true), writing a znode only
 // its SASL identity may touch, through zkproxy across a real cutover. SASL is
@@ -40,14 +27,8 @@ SaslClient {
 // zkproxy to the destination with the same session, authenticates again and
 // goes on — its ephemeral node kept, its ACL'd writes allowed, no expiry.
 func TestSASLSessionReconnectsAcrossCutover(t *testing.T) {
-	jaas := filepath.Join(t.TempDir(), "jaas.conf")
-	if err := os.WriteFile(jaas, []byte(saslJAAS), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := rig.New(t, rig.Options{ServerOptions: []zktest.Option{
-		zktest.WithJVMFlags("-Djava.security.auth.login.config=" + jaas),
-		zktest.WithConfig("authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"),
-	}})
+	jaas, saslOptions := zktest.DigestSASL(t)
+	r := rig.New(t, rig.Options{ServerOptions: saslOptions})
 	ctx := rig.CtxFor(t, 4*time.Minute)
 	prog := zktest.JavaProgram(t, saslSessionJava)
 

@@ -6,8 +6,6 @@ import (
 	_ "embed"
 	"flag"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,17 +24,6 @@ var captureJava string
 //go:embed testdata/golden/capture_kazoo.py
 var captureKazoo string
 
-const captureJAAS = `Server {
-    org.apache.zookeeper.server.auth.DigestLoginModule required
-    user_bob="bobsecret";
-};
-SaslClient {
-    org.apache.zookeeper.server.auth.DigestLoginModule required
-    username="bob"
-    password="bobsecret";
-};
-`
-
 // TestCaptureGolden regenerates testdata/golden/*.frames: it runs the Java
 // 3.8 client (Capture.java) and kazoo (capture_kazoo.py) against a real
 // standalone ZooKeeper 3.8 through a capturing relay, keeps representative
@@ -47,17 +34,12 @@ func TestCaptureGolden(t *testing.T) {
 		t.Skip("run with -update to capture golden frames from a real ZooKeeper")
 	}
 	zktest.RequireIntegration(t)
-	jaas := filepath.Join(t.TempDir(), "jaas.conf")
-	if err := os.WriteFile(jaas, []byte(captureJAAS), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	srv := zktest.Standalone(t,
+	jaas, saslOptions := zktest.DigestSASL(t)
+	srv := zktest.Standalone(t, append(saslOptions,
 		// createTTL and TTL sub-ops need extended types
 		// (EphemeralType.extendedEphemeralTypesEnabled).
-		zktest.WithJVMFlags("-Dzookeeper.extendedTypesEnabled=true",
-			"-Djava.security.auth.login.config="+jaas),
-		zktest.WithConfig("authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"),
-		zktest.WithConfig("reconfigEnabled=true"))
+		zktest.WithJVMFlags("-Dzookeeper.extendedTypesEnabled=true"),
+		zktest.WithConfig("reconfigEnabled=true"))...)
 	ip := zktest.LoopbackIP(t)
 
 	java := zktest.JavaProgram(t, captureJava)
