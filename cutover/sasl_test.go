@@ -137,7 +137,6 @@ func TestSASLSessionReconnectsAcrossCutover(t *testing.T) {
 	if len(cutoverEvents) != 3 || cutoverEvents["Disconnected"] != 1 || cutoverEvents["SyncConnected"] != 1 || cutoverEvents["SaslAuthenticated"] != 1 {
 		t.Errorf("from the cutover on the client saw %v, want one Disconnected, SyncConnected and SaslAuthenticated each", cutoverEvents)
 	}
-	disconnects := eventsSince(nil)["Disconnected"]
 
 	stdin.Close()
 	out := map[string]string{}
@@ -165,9 +164,13 @@ func TestSASLSessionReconnectsAcrossCutover(t *testing.T) {
 		switch {
 		case k == "EVENT Expired" || k == "EVENT AuthFailed":
 			t.Errorf("%s %s", k, v)
-		case strings.HasPrefix(k, "ERROR ") && (k != "ERROR CONNECTIONLOSS" || atoi(v) > disconnects):
-			// A write in flight when zkproxy disconnected the client has
-			// an unknown outcome: ConnectionLoss, as with a server's loss.
+		case strings.HasPrefix(k, "ERROR ") && k != "ERROR CONNECTIONLOSS":
+			// While disconnected, the Java client fails what it queued
+			// with ConnectionLoss, once per failed connection attempt
+			// (restarted members refuse a session ahead of them for a
+			// moment): their number is the machine's, not the proxy's.
+			// NoAuth would mean a write went out without the SASL
+			// identity.
 			t.Errorf("%s %s", k, v)
 		}
 	}
