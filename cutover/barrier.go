@@ -365,25 +365,12 @@ func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
 	if leader == nil {
 		return []Item{{Name: "leader", OK: false, Detail: "no member leads"}}, false
 	}
-	// hash answers nothing at all while a member has logged no digest yet:
-	// it prints one line per entry of the DataTree's digest log, which
-	// starts empty when the member starts and gains an entry when it
-	// applies a transaction whose zxid is a multiple of 128. After the
-	// join's restarts a quiet ensemble has none. That is "nothing to
-	// compare", not an unreachable member.
-	q := func(addr, cmd string) (string, error) {
+	hash := func(addr string) ([]fourlw.Digest, error) {
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		ans, err := fourlw.Query(qctx, c.cfg.CheckDial, addr, cmd)
-		if cmd == "hash" && errors.Is(err, fourlw.ErrEmptyAnswer) {
-			return "", nil
-		}
-		return ans, err
+		return fourlw.QueryHash(qctx, c.cfg.CheckDial, addr)
 	}
-	var leaderDigests []fourlw.Digest
-	if ans, err := q(leader.Addr, "hash"); err == nil {
-		leaderDigests, _ = fourlw.ParseHash(ans)
-	}
+	leaderDigests, _ := hash(leader.Addr)
 	var items []Item
 	ok := true
 	for _, m := range rep.Members {
@@ -393,15 +380,9 @@ func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
 		same := m.zxid == leader.zxid || idleNewEpoch(leader, &m)
 		items = append(items, Item{Name: "zxid " + m.Addr, OK: same, Detail: fmt.Sprintf("%s, leader %s", m.Zxid, leader.Zxid)})
 		ok = ok && same
-		ans, err := q(m.Addr, "hash")
+		digests, err := hash(m.Addr)
 		if err != nil {
 			items = append(items, Item{Name: "digest " + m.Addr, OK: false, Detail: "hash: " + err.Error()})
-			ok = false
-			continue
-		}
-		digests, err := fourlw.ParseHash(ans)
-		if err != nil {
-			items = append(items, Item{Name: "digest " + m.Addr, OK: false, Detail: err.Error()})
 			ok = false
 			continue
 		}

@@ -208,6 +208,23 @@ type Digest struct {
 	Digest int64
 }
 
+// QueryHash asks addr for hash and parses it. A member that has logged no
+// digest yet answers nothing at all (the connection closes without output):
+// its digest log lives in memory, starts empty when the member starts and
+// gains an entry when it applies a transaction whose zxid is a multiple of
+// 128, so a quiet ensemble just after restarts has none. That is no digests,
+// not ErrEmptyAnswer.
+func QueryHash(ctx context.Context, dial DialFunc, addr string) ([]Digest, error) {
+	ans, err := Query(ctx, dial, addr, "hash")
+	if errors.Is(err, ErrEmptyAnswer) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ParseHash(ans)
+}
+
 // ParseHash parses hash output, one "<zxid hex>: <digest>" line per
 // recorded digest (every 128 zxids; DataTree.addDigestLog), oldest first.
 func ParseHash(answer string) ([]Digest, error) {

@@ -191,3 +191,18 @@ func TestQueryAnswerBounds(t *testing.T) {
 		t.Fatalf("refused word: %v", err)
 	}
 }
+
+func TestQueryHash(t *testing.T) {
+	ctx := context.Background()
+	digests, err := QueryHash(ctx, answering([]byte("100000080: 123\n100000100: -45\n")), "m:2181")
+	if err != nil || len(digests) != 2 || digests[1] != (Digest{Zxid: 0x100000100, Digest: -45}) {
+		t.Fatalf("digests %+v, %v", digests, err)
+	}
+	// No digest logged yet: the member answers nothing.
+	if digests, err := QueryHash(ctx, answering(nil), "m:2181"); err != nil || len(digests) != 0 {
+		t.Fatalf("empty answer: %+v, %v", digests, err)
+	}
+	if _, err := QueryHash(ctx, answering([]byte("hash is not executed because it is not in the whitelist.\n")), "m:2181"); !errors.Is(err, ErrNotWhitelisted) {
+		t.Fatalf("refused word: %v", err)
+	}
+}
