@@ -104,8 +104,7 @@ type Report struct {
 	// connected to a source member.
 	PeersOnSource []string `json:"peer_sessions_on_source,omitempty"`
 	// directLooked: Direct was looked for; directIncomplete: some member
-	// could not be asked (cons or dump), so Direct may miss sessions (also
-	// set when the look was skipped).
+	// or peer could not be asked, so Direct may miss sessions.
 	directLooked, directIncomplete bool
 	CheckedAt                      time.Time `json:"checked_at"`
 	// Usable are the destination members sessions may move to: serving and
@@ -314,11 +313,11 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 
 	// 5. Clients of the same tenants that do not come through the proxy:
 	// the cutover cannot move them, and the split leaves them behind.
-	proxied := make(map[int64]bool, len(sessions))
-	for _, s := range sessions {
-		proxied[s.ID] = true
-	}
 	if !cfg.SkipDirect {
+		proxied := make(map[int64]bool, len(sessions))
+		for _, s := range sessions {
+			proxied[s.ID] = true
+		}
 		var problems []string
 		peers := map[int64]bool{}
 		if cfg.PeerSessions != nil {
@@ -333,8 +332,6 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 		problems = append(problems, memberProblems...)
 		rep.Direct, rep.directLooked, rep.directIncomplete = direct, true, len(problems) > 0
 		rep.Items = append(rep.Items, directItem(direct, problems))
-	} else {
-		rep.directIncomplete = true
 	}
 
 	rep.Ready = true

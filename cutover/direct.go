@@ -182,12 +182,12 @@ func (d DirectSession) describe() string {
 
 // directOnSource names the direct sessions connected to a source member, or
 // whose connection no member listed (it may be on one). known is false when
-// the look for direct sessions was incomplete.
+// the look for direct sessions was skipped or incomplete.
 func (r *Report) directOnSource(source []string) (names []string, known bool) {
 	for _, d := range r.Direct {
 		if d.Member == "" || slices.Contains(source, d.Member) {
 			names = append(names, d.describe())
 		}
 	}
-	return names, !r.directIncomplete
+	return names, r.directLooked && !r.directIncomplete
 }
