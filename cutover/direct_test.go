@@ -13,17 +13,14 @@ import (
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/internal/rig"
 	"github.com/zkproxy/zkproxy/internal/workload"
+	"github.com/zkproxy/zkproxy/internal/zktest"
 )
-
-type quietLog struct{}
-
-func (quietLog) Printf(string, ...any) {}
 
 // directClient connects straight to the source members, not through the
 // proxy, and creates an ephemeral node at path.
 func directClient(t *testing.T, servers []string, path string) *zk.Conn {
 	t.Helper()
-	conn, _, err := zk.Connect(servers, 30*time.Second, zk.WithLogger(quietLog{}))
+	conn, _, err := zk.Connect(servers, 30*time.Second, zk.WithLogger(zktest.QuietLogger{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,6 @@ import (
 	"github.com/zkproxy/zkproxy/internal/zktest"
 )
 
-type quietZK struct{}
-
-func (quietZK) Printf(string, ...any) {}
-
 // TestCutoverCLI drives a real mitosis with the operator's commands, the
 // way the runbook does, against `zkproxy serve` in front of a real source
 // ensemble: check (refused before the join; --wait until the destination
@@ -86,7 +82,7 @@ func TestCutoverCLI(t *testing.T) {
 			t.Fatalf("zkproxy does not listen: %v", err)
 		}
 	}
-	conn, events, err := zk.Connect([]string{listen}, 10*time.Second, zk.WithLogger(quietZK{}))
+	conn, events, err := zk.Connect([]string{listen}, 10*time.Second, zk.WithLogger(zktest.QuietLogger{}))
 	if err != nil {
 		t.Fatal(err)
 	}
