@@ -95,9 +95,8 @@ type Controller struct {
 	lastBarrier BarrierStatus // the last barrier, once down
 	lastCheck   *Report       // the last full sync check
 
-	stopWatch chan struct{} // closed by Close: ends watchSync
-	watchDone chan struct{} // closed when watchSync returned
-	closeOnce sync.Once
+	stopWatch context.CancelFunc // called by Close: ends watchSync
+	watchDone chan struct{}      // closed when watchSync returned
 }
 
 // Progress counts the sessions of the current (or last) move.
@@ -161,9 +160,10 @@ func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registe
 	p.SetTarget(c.members(st.Phase.Target()))
 	c.m.setPhase(st.Phase)
 	log.Info("cutover: state loaded", "phase", st.Phase.String(), "split", st.Split, "target", string(st.Phase.Target()))
-	c.stopWatch, c.watchDone = make(chan struct{}), make(chan struct{})
+	watchCtx, stop := context.WithCancel(context.Background())
+	c.stopWatch, c.watchDone = stop, make(chan struct{})
 	if cfg.CheckInterval > 0 && len(cfg.Destination) > 0 {
-		go c.watchSync(cfg.CheckInterval)
+		go c.watchSync(watchCtx, cfg.CheckInterval)
 	} else {
 		close(c.watchDone)
 	}
@@ -173,14 +173,8 @@ func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registe
 // watchSync runs the sync check every interval until Close, skipping it
 // once the split is recorded (the ensembles are apart for good; the check
 // would only report two leaders).
-func (c *Controller) watchSync(interval time.Duration) {
+func (c *Controller) watchSync(ctx context.Context, interval time.Duration) {
 	defer close(c.watchDone)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-c.stopWatch
-		cancel()
-	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -191,7 +185,7 @@ func (c *Controller) watchSync(interval time.Duration) {
 			c.Check(ctx)
 		}
 		select {
-		case <-c.stopWatch:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -360,7 +354,7 @@ func (c *Controller) Wait(ctx context.Context) error {
 // Close stops the background sync check and a running move loop, and
 // lowers a split barrier (the phase stays as persisted).
 func (c *Controller) Close() {
-	c.closeOnce.Do(func() { close(c.stopWatch) })
+	c.stopWatch()
 	<-c.watchDone
 	c.ReleaseBarrier("zkproxy shutting down")
 	c.mu.Lock()
