@@ -36,11 +36,11 @@ fuzz:
 	done
 
 # Codec micro-benchmarks, then direct vs HAProxy vs zkproxy on a real ZooKeeper
-# (internal/relaybench; ZKPROXY_BENCH_REPS, _DURATION, _IDLE, _TARGETS tune it).
+# (test/relaybench; ZKPROXY_BENCH_REPS, _DURATION, _IDLE, _TARGETS tune it).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./jute/ ./proxy/
 	ZKPROXY_BENCH=1 ZKPROXY_BENCH_OUT=$(CURDIR)/bench-results.md $(GO) test -count=1 -timeout 60m \
-		-run TestCompareRelays -v ./internal/relaybench | grep -v '^ *[0-9:.]* \['
+		-run TestCompareRelays -v ./test/relaybench | grep -v '^ *[0-9:.]* \['
 
 # The stress test at length: SOAK_DURATION of load spread over the stages,
 # SOAK_CLIENTS clients (every 4th on the Java client), through two zkproxies too.
@@ -48,7 +48,7 @@ SOAK_DURATION ?= 10m
 SOAK_CLIENTS  ?= 40
 soak: deps
 	ZKPROXY_SOAK_DURATION=$(SOAK_DURATION) ZKPROXY_SOAK_CLIENTS=$(SOAK_CLIENTS) \
-		$(GO) test -race -count=1 -timeout 90m -run TestStress -v ./internal/e2e
+		$(GO) test -race -count=1 -timeout 90m -run TestStress -v ./test/e2e
 
 # A real local mitosis through zkproxy, narrated, ending with a report.
 demo: deps

@@ -11,9 +11,9 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/rig"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/rig"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // directClient connects straight to the source members, not through the
@@ -51,7 +51,7 @@ func directClient(t *testing.T, servers []string, path string) *zk.Conn {
 func TestCheckFindsClientsNotBehindProxy(t *testing.T) {
 	r := rig.New(t, rig.Options{Proxies: 2})
 	ctx := rig.CtxFor(t, 4*time.Minute)
-	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
+	w := rig.StartGo(t, ctx, kafkaload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
 	peerBroker := directClient(t, []string{r.Proxies[1].Addr}, "/kafka/brokers/ids/7")
 	missed := directClient(t, r.Source, "/kafka/brokers/ids/9")
 	other := directClient(t, r.Source, "/other/brokers/ids/1")

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/rig"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/rig"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // one returns the rig's only zkproxy.
@@ -37,7 +37,7 @@ func TestCutoverToTLSDestination(t *testing.T) {
 func cutoverMovesKafkaLikeWorkload(t *testing.T, r *rig.Rig) {
 	ctx := rig.CtxFor(t, 5*time.Minute)
 
-	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 4, Writers: 2})
+	w := rig.StartGo(t, ctx, kafkaload.Config{Addr: one(r).Addr, Brokers: 4, Writers: 2})
 	time.Sleep(500 * time.Millisecond)
 
 	leader, err := r.M.Join(ctx)
@@ -100,7 +100,7 @@ func cutoverMovesKafkaLikeWorkload(t *testing.T, r *rig.Rig) {
 func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 3*time.Minute)
-	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
+	w := rig.StartGo(t, ctx, kafkaload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
 
 	// Before the join the destination is not running: refused, with reason.
 	if _, err := one(r).Ctl.Start(ctx, false); !errors.Is(err, cutover.ErrNotReady) || !strings.Contains(err.Error(), "no destination member reachable") {
@@ -138,7 +138,7 @@ func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 
 // cutOver joins the destination, waits for sync, runs the cutover and
 // returns the workload baseline taken just before it.
-func cutOver(t *testing.T, r *rig.Rig, w *workload.Workload) workload.Report {
+func cutOver(t *testing.T, r *rig.Rig, w *kafkaload.Workload) kafkaload.Report {
 	t.Helper()
 	ctx := rig.CtxFor(t, 3*time.Minute)
 	if _, err := r.M.Join(ctx); err != nil {
@@ -159,7 +159,7 @@ func cutOver(t *testing.T, r *rig.Rig, w *workload.Workload) workload.Report {
 func TestRestartedProxyRoutesToDestination(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 3*time.Minute)
-	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
+	w := rig.StartGo(t, ctx, kafkaload.Config{Addr: one(r).Addr, Brokers: 2, Writers: 1})
 	base := cutOver(t, r, w)
 
 	// Stop zkproxy (clients see their connection drop) and start a new one
@@ -207,10 +207,10 @@ func TestRestartedProxyRoutesToDestination(t *testing.T) {
 
 // movedWorkload starts a rig and a Kafka-like workload through it, runs the
 // join and the cutover, and returns the workload's baseline from then on.
-func movedWorkload(t *testing.T, o rig.Options) (*rig.Rig, *workload.Workload, workload.Report) {
+func movedWorkload(t *testing.T, o rig.Options) (*rig.Rig, *kafkaload.Workload, kafkaload.Report) {
 	t.Helper()
 	r := rig.New(t, o)
-	w := rig.StartGo(t, rig.CtxFor(t, time.Minute), workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
+	w := rig.StartGo(t, rig.CtxFor(t, time.Minute), kafkaload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
 	cutOver(t, r, w)
 	base := w.Snapshot()
 	w.ResetLatency()
@@ -218,7 +218,7 @@ func movedWorkload(t *testing.T, o rig.Options) (*rig.Rig, *workload.Workload, w
 }
 
 // verifyOn reads every acknowledged write back from s (directly).
-func verifyOn(t *testing.T, w *workload.Workload, s *zktest.Server) {
+func verifyOn(t *testing.T, w *kafkaload.Workload, s *zktest.Server) {
 	t.Helper()
 	v, err := w.Verify(rig.CtxFor(t, time.Minute), s.ClientAddr())
 	if err != nil {
@@ -325,7 +325,7 @@ func TestCutoverRefusedWhenDestinationIsAnotherQuorum(t *testing.T) {
 func TestAbortMidCutoverThenResume(t *testing.T) {
 	r := rig.New(t, rig.Options{MoveConcurrency: 1})
 	ctx := rig.CtxFor(t, 3*time.Minute)
-	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 8, Writers: 2})
+	w := rig.StartGo(t, ctx, kafkaload.Config{Addr: one(r).Addr, Brokers: 8, Writers: 2})
 	if _, err := r.M.Join(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +417,7 @@ func joinBehindHolds(t *testing.T, r *rig.Rig) {
 func TestJoinBehindHolds(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 4*time.Minute)
-	w := rig.StartGo(t, ctx, workload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
+	w := rig.StartGo(t, ctx, kafkaload.Config{Addr: one(r).Addr, Brokers: 3, Writers: 2})
 	time.Sleep(500 * time.Millisecond)
 	base := w.Snapshot()
 

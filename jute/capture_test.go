@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/zktest"
-	"github.com/zkproxy/zkproxy/internal/zktest/relay"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest/relay"
 	"github.com/zkproxy/zkproxy/jute"
 )
 

@@ -14,7 +14,7 @@ import (
 )
 
 // Golden frames are real traffic between ZooKeeper 3.8 and its Java client
-// and kazoo, captured through internal/zktest/relay by TestCaptureGolden
+// and kazoo, captured through internal/testkit/zktest/relay by TestCaptureGolden
 // (see testdata/golden/README.md). Each *.frames file has one frame per
 // line:
 //
@@ -258,7 +258,7 @@ var goldenRequiredOps = []Op{
 
 // CapturedFrame is one frame recorded by the capture test (capture_test.go,
 // package jute_test, which cannot be in package jute because
-// internal/zktest imports jute).
+// internal/testkit/zktest imports jute).
 type CapturedFrame struct {
 	// Conn numbers the relayed connections; Index counts the frames of one
 	// connection and direction from 0 (0 is the connect record).
@@ -327,7 +327,7 @@ func WriteGoldenCapture(t *testing.T, name, source string, captured []CapturedFr
 	frames := labelFrames(t, captured)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Golden frames: %s against ZooKeeper 3.8, captured through\n", source)
-	b.WriteString("# internal/zktest/relay by TestCaptureGolden (go test ./jute -run TestCaptureGolden -update).\n")
+	b.WriteString("# internal/testkit/zktest/relay by TestCaptureGolden (go test ./jute -run TestCaptureGolden -update).\n")
 	b.WriteString("# Format: <dir> <kind> <frame hex>; > client to server, < server to client. Do not edit.\n")
 	count := map[string]int{}
 	seen := map[string]bool{}

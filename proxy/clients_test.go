@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // transcript keeps the "T " lines of a workload program's output, with

@@ -15,8 +15,8 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkproxy/zkproxy/internal/membertls"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/jute"
 )
 
@@ -483,7 +483,7 @@ func TestFailover(t *testing.T) {
 
 func TestJavaClientIdleFailover(t *testing.T) {
 	zktest.RequireIntegration(t)
-	prog := zktest.JavaProgram(t, workload.JavaIdleClientSource)
+	prog := zktest.JavaProgram(t, kafkaload.JavaIdleClientSource)
 	f := newEnsembleFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -495,25 +495,25 @@ func TestKazooIdleFailover(t *testing.T) {
 	f := newEnsembleFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runIdleFailover(t, f, zktest.PythonCommand(ctx, t, workload.KazooIdleClientSource, f.px.Addr, "/kf"), "/kf", true)
+	runIdleFailover(t, f, zktest.PythonCommand(ctx, t, kafkaload.KazooIdleClientSource, f.px.Addr, "/kf"), "/kf", true)
 }
 
 func TestCClientIdleFailover(t *testing.T) {
 	zktest.RequireIntegration(t)
-	prog := zktest.CProgram(t, workload.CIdleClientSource)
+	prog := zktest.CProgram(t, kafkaload.CIdleClientSource)
 	f := newEnsembleFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	runIdleFailover(t, f, prog.Command(ctx, f.px.Addr, "/cf"), "/cf", false)
 }
 
-// runIdleFailover drives an idle client program (workload.IdleClient) under
+// runIdleFailover drives an idle client program (kafkaload.IdleClient) under
 // root: it kills the member the session is on, changes the watched nodes
 // during and after the re-attach, tells the program "GO" and checks its
 // report (kazoo: spelled kazoo's way).
 func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root string, kazoo bool) {
 	t.Helper()
-	client, err := workload.StartIdleClient(cmd)
+	client, err := kafkaload.StartIdleClient(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +543,7 @@ func runIdleFailover(t *testing.T, f *ensembleFixture, cmd *exec.Cmd, root strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := workload.WantIdleReport(root, kazoo)
+	want := kafkaload.WantIdleReport(root, kazoo)
 	if !slices.Equal(got, want) {
 		t.Errorf("client across the failover:\n got: %v\nwant: %v\nstderr: %s", got, want, client.Stderr())
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/jute"
 )
 

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/loadgen"
+	"github.com/zkproxy/zkproxy/internal/testkit/benchload"
 )
 
 func main() {
@@ -31,7 +31,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("zkbench", flag.ContinueOnError)
-	var cfg loadgen.Config
+	var cfg benchload.Config
 	var op string
 	var idle int
 	var hold time.Duration
@@ -51,10 +51,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg.Op = loadgen.Op(op)
+	cfg.Op = benchload.Op(op)
 
 	if idle > 0 {
-		closeAll, err := loadgen.IdleSessions(ctx, cfg.Addr, idle, cfg.SessionTimeout)
+		closeAll, err := benchload.IdleSessions(ctx, cfg.Addr, idle, cfg.SessionTimeout)
 		if err != nil {
 			return err
 		}
@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	}
 
-	res, err := loadgen.Run(ctx, cfg)
+	res, err := benchload.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}

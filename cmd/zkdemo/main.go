@@ -28,8 +28,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 func main() {
@@ -276,13 +276,13 @@ func (d *demo) run() bool {
 		return false
 	}
 
-	var w *workload.JavaWorkload
+	var w *kafkaload.JavaWorkload
 	if !d.do("Kafka-like workload through zkproxy",
 		fmt.Sprintf("Java ZooKeeper 3.8 client (Kafka's): %d brokers register ephemerals with a CheckedEphemeral multi,\nelect a controller (/controller ephemeral, exists watch), watch /brokers/ids and /config/changes;\n%d writers create serial-numbered znodes, one after another. Session timeout 18 s, as Kafka.", d.o.brokers, d.o.writers),
 		func() error {
-			prog := zktest.JavaProgram(d.tb, workload.JavaSource)
+			prog := zktest.JavaProgram(d.tb, kafkaload.JavaSource)
 			var err error
-			w, err = workload.StartJava(ctx, prog, workload.JavaConfig{Connect: d.proxyAddr + "/kafka", Brokers: d.o.brokers, Writers: d.o.writers, Stderr: d.tb.log})
+			w, err = kafkaload.StartJava(ctx, prog, kafkaload.JavaConfig{Connect: d.proxyAddr + "/kafka", Brokers: d.o.brokers, Writers: d.o.writers, Stderr: d.tb.log})
 			if err != nil {
 				return err
 			}
@@ -388,8 +388,8 @@ func (d *demo) run() bool {
 		return false
 	}
 
-	var v workload.Verification
-	var final, cut, split workload.Report
+	var v kafkaload.Verification
+	var final, cut, split kafkaload.Report
 	if !d.do("Check every write", "Stop the workload; read every serial back from node 6, the formerly dormant destination node.", func() error {
 		if err := w.WatchesFire(ctx); err != nil {
 			return fmt.Errorf("watches after the migration: %w", err)
@@ -482,8 +482,8 @@ func (d *demo) waitReleased(ctx context.Context) error {
 	}
 }
 
-func (d *demo) report(joinBase, base, final, cut, split workload.Report, v workload.Verification, joinPause time.Duration) bool {
-	pauses := workload.PausesOf(final)
+func (d *demo) report(joinBase, base, final, cut, split kafkaload.Report, v kafkaload.Verification, joinPause time.Duration) bool {
+	pauses := kafkaload.PausesOf(final)
 	fmt.Println("\n================ report ================")
 	fmt.Printf("acknowledged writes        %d\n", v.Acked)
 	fmt.Printf("lost acknowledged writes   %d\n", v.Lost)

@@ -14,7 +14,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkproxy/zkproxy/internal/bridge"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // TestCutoverCLI drives a real mitosis with the operator's commands, the

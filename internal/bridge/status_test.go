@@ -22,7 +22,7 @@ import (
 
 	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 func TestPolicyServerNames(t *testing.T) {

@@ -1,4 +1,4 @@
-package workload
+package kafkaload
 
 import (
 	"bufio"
@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // JavaSource is the Java workload program (java/KafkaWorkload.java): the

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/rig"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/rig"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // chaos is a joined mitosis with a Go and a Java Kafka-like workload
@@ -20,7 +20,7 @@ type chaos struct {
 	r    *rig.Rig
 	p    *rig.Proxy
 	cs   clients
-	base []workload.Report
+	base []kafkaload.Report
 	dial *faultyDial
 	ctx  context.Context
 }
@@ -40,10 +40,10 @@ func startChaos(t *testing.T, o rig.Options) *chaos {
 	o.Dial = c.dial.dial
 	c.r = rig.New(t, o)
 	c.p = c.r.Proxies[0]
-	prog := zktest.JavaProgram(t, workload.JavaSource)
+	prog := zktest.JavaProgram(t, kafkaload.JavaSource)
 	c.cs = clients{
-		rig.StartGo(t, c.ctx, workload.Config{Addr: c.p.Addr, Root: "/chaos/go", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond}),
-		startJava(t, c.ctx, prog, workload.JavaConfig{Connect: c.p.Addr + "/chaos/java", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
+		rig.StartGo(t, c.ctx, kafkaload.Config{Addr: c.p.Addr, Root: "/chaos/go", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond}),
+		startJava(t, c.ctx, prog, kafkaload.JavaConfig{Connect: c.p.Addr + "/chaos/java", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),
 	}
 	time.Sleep(500 * time.Millisecond)
 	if _, err := c.r.M.Join(c.ctx); err != nil {

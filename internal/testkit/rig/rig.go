@@ -1,5 +1,5 @@
 // Package rig is the integration tests' stage: a real mitosis
-// (internal/zktest) with one or more zkproxy instances — proxy server plus
+// (internal/testkit/zktest) with one or more zkproxy instances — proxy server plus
 // cutover controller, restartable on the same address and data directory —
 // in front of it, and the steps the runbook takes (sync check, cutover,
 // split behind the barrier). cutover's and e2e's tests share it.
@@ -24,8 +24,8 @@ import (
 	"github.com/zkproxy/zkproxy/internal/bridge"
 	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -388,7 +388,7 @@ func (r *Rig) DestinationSessions(ctx context.Context) map[int64]string {
 
 // WaitOnDestination waits until every session of reports is connected to a
 // destination member (the servers' own view, cons).
-func (r *Rig) WaitOnDestination(d time.Duration, reports ...workload.Report) {
+func (r *Rig) WaitOnDestination(d time.Duration, reports ...kafkaload.Report) {
 	r.T.Helper()
 	r.waitOn("a destination member", r.M.Destination.Members, d, reports)
 }
@@ -397,12 +397,12 @@ func (r *Rig) WaitOnDestination(d time.Duration, reports ...workload.Report) {
 // source member. After the join's leader re-election, a client with a
 // request in flight reconnects after its own back-off; a cutover started
 // before it is back would count it as a new connection to the destination.
-func (r *Rig) WaitOnSource(d time.Duration, reports ...workload.Report) {
+func (r *Rig) WaitOnSource(d time.Duration, reports ...kafkaload.Report) {
 	r.T.Helper()
 	r.waitOn("a source member", r.M.Source.Members, d, reports)
 }
 
-func (r *Rig) waitOn(what string, servers []*zktest.Server, d time.Duration, reports []workload.Report) {
+func (r *Rig) waitOn(what string, servers []*zktest.Server, d time.Duration, reports []kafkaload.Report) {
 	t := r.T
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -428,9 +428,9 @@ func (r *Rig) waitOn(what string, servers []*zktest.Server, d time.Duration, rep
 }
 
 // StartGo starts a Go workload, closed in t.Cleanup.
-func StartGo(t *testing.T, ctx context.Context, cfg workload.Config) *workload.Workload {
+func StartGo(t *testing.T, ctx context.Context, cfg kafkaload.Config) *kafkaload.Workload {
 	t.Helper()
-	w, err := workload.Start(ctx, cfg)
+	w, err := kafkaload.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

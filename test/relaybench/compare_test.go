@@ -24,8 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/loadgen"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/benchload"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 type target struct {
@@ -37,7 +37,7 @@ type target struct {
 
 type scenario struct {
 	name string
-	cfg  loadgen.Config
+	cfg  benchload.Config
 }
 
 type sample struct {
@@ -86,9 +86,9 @@ func TestCompareRelays(t *testing.T) {
 	}
 
 	scenarios := []scenario{
-		{"getData 100 B, 64 sessions", loadgen.Config{Op: loadgen.OpRead, Size: 100, Sessions: 64}},
-		{"setData 1 KiB, 16 sessions", loadgen.Config{Op: loadgen.OpWrite, Size: 1024, Sessions: 16}},
-		{"getData 100 B at 2,000/s, 16 sessions", loadgen.Config{Op: loadgen.OpRead, Size: 100, Sessions: 16, Rate: 2000}},
+		{"getData 100 B, 64 sessions", benchload.Config{Op: benchload.OpRead, Size: 100, Sessions: 64}},
+		{"setData 1 KiB, 16 sessions", benchload.Config{Op: benchload.OpWrite, Size: 1024, Sessions: 16}},
+		{"getData 100 B at 2,000/s, 16 sessions", benchload.Config{Op: benchload.OpRead, Size: 100, Sessions: 16, Rate: 2000}},
 	}
 
 	ctx := context.Background()
@@ -104,7 +104,7 @@ func TestCompareRelays(t *testing.T) {
 				cfg.Root = "/zkbench-" + strings.ReplaceAll(tg.name, " ", "")
 				cpu0, zk0, self0, idle0 := cpuTime(t, tg.pid), cpuTime(t, zk.PID()), selfCPU(), idleTime(t)
 				profiled := profile(t, tg, fmt.Sprintf("%s-%d", sc.name, rep), dur)
-				res, err := loadgen.Run(ctx, cfg)
+				res, err := benchload.Run(ctx, cfg)
 				profiled()
 				if err != nil {
 					t.Fatalf("%s via %s: %v", sc.name, tg.name, err)
@@ -198,7 +198,7 @@ func TestCompareRelays(t *testing.T) {
 				continue
 			}
 			before := rssBytes(t, tg.pid)
-			closeAll, err := loadgen.IdleSessions(ctx, tg.addr, idle, 30*time.Second)
+			closeAll, err := benchload.IdleSessions(ctx, tg.addr, idle, 30*time.Second)
 			if err != nil {
 				t.Fatalf("%d idle sessions via %s: %v", idle, tg.name, err)
 			}
@@ -317,10 +317,10 @@ func startZkproxy(t *testing.T, listen, admin, source string) target {
 }
 
 // startInstrument builds and starts one of the measuring relays under
-// internal/relaybench (gorelay, eprelay).
+// test/relaybench (gorelay, eprelay).
 func startInstrument(t *testing.T, name, listen, backend string) target {
 	bin := filepath.Join(t.TempDir(), name)
-	build := exec.Command("go", "build", "-o", bin, "github.com/zkproxy/zkproxy/internal/relaybench/"+name)
+	build := exec.Command("go", "build", "-o", bin, "github.com/zkproxy/zkproxy/test/relaybench/"+name)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building %s: %v\n%s", name, err, out)
 	}
@@ -349,7 +349,7 @@ func startProcess(t *testing.T, name, addr string, argv ...string) target {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := loadgen.Connect(ctx, addr, 5*time.Second); err != nil {
+	if _, err := benchload.Connect(ctx, addr, 5*time.Second); err != nil {
 		b, _ := os.ReadFile(logf.Name())
 		t.Fatalf("%s at %s does not relay: %v\n%s", name, addr, err, b)
 	}

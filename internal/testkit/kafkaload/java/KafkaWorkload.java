@@ -1,6 +1,6 @@
 // KafkaWorkload: the ZooKeeper side of a Kafka (ZooKeeper mode) cluster,
 // written against the Java ZooKeeper 3.8 client that Kafka brokers use, for
-// zkproxy's end-to-end tests (driven by internal/workload/java.go).
+// zkproxy's end-to-end tests (driven by internal/testkit/kafkaload/java.go).
 //
 // What it does, as Kafka does (ZK-PROTOCOL.md §8):
 //   - N broker sessions register /brokers/ids/<n> with Kafka's

@@ -15,7 +15,7 @@
 //
 // Every connection-state change a session sees is counted: a transparent
 // migration shows zero Disconnected and zero Expired.
-package workload
+package kafkaload
 
 import (
 	"context"

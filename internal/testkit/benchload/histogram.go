@@ -1,4 +1,4 @@
-package loadgen
+package benchload
 
 import (
 	"math/bits"

@@ -1,7 +1,7 @@
 // Package loadgen drives a ZooKeeper server (directly or through a relay)
 // with go-zookeeper sessions and measures throughput and latency. cmd/zkbench
 // is its command line; the relay comparison benchmark uses it in-process.
-package loadgen
+package benchload
 
 import (
 	"context"

@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/rig"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/rig"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // TestJavaWorkloadCutover moves a Kafka-like workload on the Java 3.8 client
@@ -18,9 +18,9 @@ import (
 func TestJavaWorkloadCutover(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 5*time.Minute)
-	prog := zktest.JavaProgram(t, workload.JavaSource)
+	prog := zktest.JavaProgram(t, kafkaload.JavaSource)
 	p := r.Proxies[0]
-	j := startJava(t, ctx, prog, workload.JavaConfig{Connect: p.Addr + "/kafka", Brokers: 4, Writers: 2})
+	j := startJava(t, ctx, prog, kafkaload.JavaConfig{Connect: p.Addr + "/kafka", Brokers: 4, Writers: 2})
 	time.Sleep(500 * time.Millisecond)
 
 	joinStart := time.Now()
@@ -52,7 +52,7 @@ func TestJavaWorkloadCutover(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // writes keep flowing on the destination
 	final := j.Stop().Since(base)
-	t.Logf("from the cutover on: %s; %s", final, workload.PausesOf(final))
+	t.Logf("from the cutover on: %s; %s", final, kafkaload.PausesOf(final))
 	if final.Disconnects != 0 || final.Expired != 0 || len(final.Errors) != 0 {
 		t.Fatalf("clients noticed the cutover: %s %v", final, final.Errors)
 	}

@@ -9,9 +9,9 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/rig"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/rig"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // TestIdleClientsThroughJoinAndCutover keeps an idle session of each real
@@ -25,21 +25,21 @@ func TestIdleClientsThroughJoinAndCutover(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 5*time.Minute)
 	p := r.Proxies[0]
-	java := zktest.JavaProgram(t, workload.JavaIdleClientSource)
-	c := zktest.CProgram(t, workload.CIdleClientSource)
+	java := zktest.JavaProgram(t, kafkaload.JavaIdleClientSource)
+	c := zktest.CProgram(t, kafkaload.CIdleClientSource)
 	clients := []struct {
 		name, root string
 		kazoo      bool
 		cmd        *exec.Cmd
 	}{
 		{"java", "/idle-java", false, java.Command(ctx, p.Addr, "/idle-java")},
-		{"kazoo", "/idle-kazoo", true, zktest.PythonCommand(ctx, t, workload.KazooIdleClientSource, p.Addr, "/idle-kazoo")},
+		{"kazoo", "/idle-kazoo", true, zktest.PythonCommand(ctx, t, kafkaload.KazooIdleClientSource, p.Addr, "/idle-kazoo")},
 		{"c", "/idle-c", false, c.Command(ctx, p.Addr, "/idle-c")},
 	}
-	sessions := workload.Report{Sessions: map[string]int64{}}
-	running := make([]*workload.IdleClient, len(clients))
+	sessions := kafkaload.Report{Sessions: map[string]int64{}}
+	running := make([]*kafkaload.IdleClient, len(clients))
 	for i, cl := range clients {
-		ic, err := workload.StartIdleClient(cl.cmd)
+		ic, err := kafkaload.StartIdleClient(cl.cmd)
 		if err != nil {
 			t.Fatalf("%s: %v", cl.name, err)
 		}
@@ -82,7 +82,7 @@ func TestIdleClientsThroughJoinAndCutover(t *testing.T) {
 			t.Errorf("%s: %v", cl.name, err)
 			continue
 		}
-		if want := workload.WantIdleReport(cl.root, cl.kazoo); !slices.Equal(got, want) {
+		if want := kafkaload.WantIdleReport(cl.root, cl.kazoo); !slices.Equal(got, want) {
 			t.Errorf("%s client across join and cutover:\n got: %v\nwant: %v\nstderr: %s", cl.name, got, want, running[i].Stderr())
 		}
 	}

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/rig"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/rig"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // stressConfig is the size of a stress run: short in CI, long ("soak") when
@@ -75,16 +75,16 @@ func runStress(t *testing.T, proxies int) {
 		addr := r.Proxies[i%proxies].Addr
 		if i%4 == 0 {
 			if prog == nil {
-				prog = zktest.JavaProgram(t, workload.JavaSource)
+				prog = zktest.JavaProgram(t, kafkaload.JavaSource)
 			}
-			cs = append(cs, startJava(t, ctx, prog, workload.JavaConfig{
+			cs = append(cs, startJava(t, ctx, prog, kafkaload.JavaConfig{
 				Connect: fmt.Sprintf("%s/stress/j%d", addr, i), Brokers: 3, Writers: 2,
 				WriteInterval: cfg.writeInterval, Prefix: fmt.Sprintf("j%d-", i),
 			}))
 			javaClients++
 			continue
 		}
-		cs = append(cs, rig.StartGo(t, ctx, workload.Config{
+		cs = append(cs, rig.StartGo(t, ctx, kafkaload.Config{
 			Addr: addr, Root: fmt.Sprintf("/stress/g%d", i), Brokers: 2, Writers: 2, Consumers: 1, WriteInterval: cfg.writeInterval,
 		}))
 	}
@@ -144,7 +144,7 @@ func runStress(t *testing.T, proxies int) {
 	final := cs.stop()
 	sw := since("split behind the barrier", final, splitBase)
 	t.Logf("%s; destination unavailable %s", sw, r.M.Timeline().DestinationUnavailable().Round(time.Millisecond))
-	whole := since("whole run", final, make([]workload.Report, len(final)))
+	whole := since("whole run", final, make([]kafkaload.Report, len(final)))
 	t.Logf("stage times: %s", strings.Join(stages, ", "))
 	if sw.disconnects != 0 || sw.expired != 0 || len(sw.errors) != 0 {
 		t.Fatalf("clients noticed the split: %s %v", sw, sw.errors)

@@ -24,7 +24,7 @@ import (
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/internal/bridge"
 	"github.com/zkproxy/zkproxy/internal/fourlw"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/jute"
 	"github.com/zkproxy/zkproxy/proxy"
 )

@@ -1,4 +1,4 @@
-package workload
+package kafkaload
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 func TestParseSerialNode(t *testing.T) {

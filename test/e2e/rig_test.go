@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zkproxy/zkproxy/internal/rig"
-	"github.com/zkproxy/zkproxy/internal/workload"
-	"github.com/zkproxy/zkproxy/internal/zktest"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/rig"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // startJava starts a Java workload, closed in t.Cleanup, whose JVM log is
 // attached to the test output if the test fails.
-func startJava(t *testing.T, ctx context.Context, prog *zktest.Java, cfg workload.JavaConfig) *workload.JavaWorkload {
+func startJava(t *testing.T, ctx context.Context, prog *zktest.Java, cfg kafkaload.JavaConfig) *kafkaload.JavaWorkload {
 	t.Helper()
-	j, err := workload.StartJava(ctx, prog, cfg)
+	j, err := kafkaload.StartJava(ctx, prog, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,9 +31,9 @@ func startJava(t *testing.T, ctx context.Context, prog *zktest.Java, cfg workloa
 }
 
 // clients is a set of running workloads.
-type clients []workload.Client
+type clients []kafkaload.Client
 
-func (cs clients) each(f func(workload.Client)) {
+func (cs clients) each(f func(kafkaload.Client)) {
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Go(func() { f(c) })
@@ -41,18 +41,18 @@ func (cs clients) each(f func(workload.Client)) {
 	wg.Wait()
 }
 
-func (cs clients) snapshot() []workload.Report {
-	out := make([]workload.Report, len(cs))
+func (cs clients) snapshot() []kafkaload.Report {
+	out := make([]kafkaload.Report, len(cs))
 	for i, c := range cs {
 		out[i] = c.Snapshot()
 	}
 	return out
 }
 
-func (cs clients) resetLatency() { cs.each(func(c workload.Client) { c.ResetLatency() }) }
+func (cs clients) resetLatency() { cs.each(func(c kafkaload.Client) { c.ResetLatency() }) }
 
-func (cs clients) stop() []workload.Report {
-	out := make([]workload.Report, len(cs))
+func (cs clients) stop() []kafkaload.Report {
+	out := make([]kafkaload.Report, len(cs))
 	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Go(func() { out[i] = c.Stop() })
@@ -82,11 +82,11 @@ type window struct {
 	acked, uncertain                 int
 	disconnects, expired, watchEvent int64
 	errors                           []string
-	pauses                           workload.Pauses
-	reports                          []workload.Report
+	pauses                           kafkaload.Pauses
+	reports                          []kafkaload.Report
 }
 
-func since(name string, end, base []workload.Report) window {
+func since(name string, end, base []kafkaload.Report) window {
 	w := window{name: name}
 	for i := range end {
 		d := end[i].Since(base[i])
@@ -99,7 +99,7 @@ func since(name string, end, base []workload.Report) window {
 		w.watchEvent += d.WatchEvents
 		w.errors = append(w.errors, d.Errors...)
 	}
-	w.pauses = workload.PausesOf(w.reports...)
+	w.pauses = kafkaload.PausesOf(w.reports...)
 	return w
 }
 
@@ -110,9 +110,9 @@ func (w window) String() string {
 
 // verifyAll reads every client's writes back from addr and fails on any
 // loss, unexplained duplicate, reordering or changed ephemeral owner.
-func verifyAll(t *testing.T, cs clients, addr string) workload.Verification {
+func verifyAll(t *testing.T, cs clients, addr string) kafkaload.Verification {
 	t.Helper()
-	var total workload.Verification
+	var total kafkaload.Verification
 	total.OwnersIntact = true
 	ctx := rig.CtxFor(t, 2*time.Minute)
 	for i, c := range cs {
@@ -123,7 +123,7 @@ func verifyAll(t *testing.T, cs clients, addr string) workload.Verification {
 		if !v.OK() {
 			t.Errorf("client %d: %s: %v", i, v, v.Problems)
 		}
-		if _, ok := c.(*workload.Workload); ok && v.Consumed == 0 {
+		if _, ok := c.(*kafkaload.Workload); ok && v.Consumed == 0 {
 			t.Errorf("client %d: its consumer read nothing: %s", i, v)
 		}
 		total.Acked += v.Acked
