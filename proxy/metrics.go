@@ -28,7 +28,11 @@ type metrics struct {
 	parkedPumps          prometheus.Gauge
 	fourLetterWords      *prometheus.CounterVec // command
 	proxyPings           prometheus.Counter
-	watchesReplayed      prometheus.Counter
+	// clientDeadlineExpiries counts sessions whose client went silent past
+	// its deadline: the upstream was closed without a CloseSession and the
+	// session left to expire on the member (docs/session-expiry.md).
+	clientDeadlineExpiries prometheus.Counter
+	watchesReplayed        prometheus.Counter
 
 	clientConnections prometheus.Gauge
 	sessionsByState   [numEnsembleKinds][numSessionStates]prometheus.Gauge // ensemble, state
@@ -172,6 +176,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		proxyPings: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "upstream_keepalive_pings_total",
 			Help: "Pings the proxy sent upstream itself because the client's were too slow for the member's timeout.",
+		}),
+		clientDeadlineExpiries: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "client_silent_expiries_total",
+			Help: "Sessions whose client sent nothing for its negotiated timeout: the proxy closed the upstream without a CloseSession and left the session to expire on the member, on ZooKeeper's schedule.",
 		}),
 		watchesReplayed: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "watches_replayed_total",
