@@ -16,12 +16,13 @@ import (
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
-// JavaSource is the Java workload program (java/KafkaWorkload.java): the
-// same Kafka-like workload as the Go one, on the Java ZooKeeper 3.8 client
-// Kafka brokers use. Compile it with zktest.JavaProgram.
+// JavaWorkloadSource is the Java workload program
+// (java/KafkaWorkload.java): the same Kafka-like workload as the Go one, on
+// the Java ZooKeeper 3.8 client Kafka brokers use. Compile it with
+// zktest.JavaProgram and run it with StartJava.
 //
 //go:embed java/KafkaWorkload.java
-var JavaSource string
+var JavaWorkloadSource string
 
 // Client is a running workload, Go (Workload) or Java (JavaWorkload).
 type Client interface {
@@ -96,9 +97,9 @@ type javaLine struct {
 	Sessions map[string]string `json:"sessions"`
 }
 
-// StartJava starts prog (compiled from JavaSource) and waits until every
-// session is connected, the tree exists and the brokers are registered. ctx
-// bounds the start only; the process runs until Close.
+// StartJava starts prog (compiled from JavaWorkloadSource) and waits until
+// every session is connected, the tree exists and the brokers are
+// registered. ctx bounds the start only; the process runs until Close.
 func StartJava(ctx context.Context, prog *zktest.Java, cfg JavaConfig) (*JavaWorkload, error) {
 	if cfg.Brokers == 0 {
 		cfg.Brokers = 3
