@@ -319,13 +319,28 @@ func TestBackpressureAndKeepalive(t *testing.T) {
 	})
 
 	t.Run("proxy pings swallowed, client pings answered once", func(t *testing.T) {
-		// The client pings every 2s on a 3s session; the proxy keeps the
-		// member's session alive every third of it and must swallow the
-		// replies to its own pings.
+		// The client pings every 2s on a 3s session, held: the proxy
+		// answers each ping itself and relays one of its own to the member
+		// (docs/session-expiry.md), whose reply it must swallow.
 		c, r, resp := rawSession(t, px.Addr, 3000)
 		if resp.TimeOut != 3000 {
 			t.Fatalf("negotiated %d ms", resp.TimeOut)
 		}
+		var sess *Session
+		for _, s := range px.Sessions() {
+			if s.ID() == resp.SessionID {
+				sess = s
+			}
+		}
+		if sess == nil {
+			t.Fatalf("session %s not in the proxy", resp.SessionID)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := sess.Hold(ctx); err != nil {
+			t.Fatalf("hold: %v", err)
+		}
+		defer sess.Release()
 		before := counter(t, px.m.proxyPings)
 		for i := range 3 {
 			time.Sleep(2 * time.Second)
@@ -349,6 +364,20 @@ func TestBackpressureAndKeepalive(t *testing.T) {
 		}
 		if counter(t, px.m.proxyPings) <= before {
 			t.Error("the proxy sent no keep-alive ping")
+		}
+		// Held for twice the member's timeout, the session is alive: the
+		// relayed pings reached the member.
+		sess.Release()
+		if _, err := c.Write(appendRequestFrame(nil, jute.RequestHeader{Xid: 1, Op: jute.OpExists}, &pathRequest{Path: "/"})); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		f, err := r.Next()
+		if err != nil {
+			t.Fatalf("exists after the hold: %v", err)
+		}
+		if h, _ := jute.PeekReplyHeader(f.Payload()); h.Xid != 1 || h.Err != jute.ErrOK {
+			t.Fatalf("exists after the hold: %+v", h)
 		}
 	})
 }

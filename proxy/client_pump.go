@@ -94,6 +94,7 @@ func (e *clientFrameError) Unwrap() error { return e.err }
 // onClientFrame forwards one client frame. Not reading further while the
 // session is at a limit (waitForRoom) is how the proxy pushes back.
 func (s *Session) onClientFrame(f frame) error {
+	s.noteClientFrame(s.clientR.readAt)
 	if err := s.waitForRoom(); err != nil {
 		return &clientFrameError{err}
 	}
@@ -200,7 +201,13 @@ func (s *Session) clientPing(raw []byte) error {
 		return nil
 	}
 	zxid := s.lastZxid
+	up := s.up
+	relay := s.relayPingLocked()
 	s.mu.Unlock()
+	if relay {
+		s.writeUpstream(up, pingFrame)
+		s.srv.m.proxyPings.Inc()
+	}
 	s.sendMu.Unlock()
 	return s.answerPing(zxid)
 }
@@ -224,7 +231,13 @@ func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) 
 	if !s.canForwardLocked() {
 		s.held = append(s.held, heldRequest{frame: slices.Clone(raw), req: req, sw: sw})
 		s.heldBytes += len(raw)
+		up := s.up
+		relay := s.relayPingLocked()
 		s.mu.Unlock()
+		if relay {
+			s.writeUpstream(up, pingFrame)
+			s.srv.m.proxyPings.Inc()
+		}
 		s.srv.m.heldRequests.Inc()
 		s.srv.m.heldRequestsNow.Inc()
 		s.srv.m.heldBytes.Add(float64(len(raw)))

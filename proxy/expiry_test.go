@@ -19,6 +19,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+	"github.com/zkproxy/zkproxy/jute"
 )
 
 // The tests here freeze a real client with SIGSTOP right after it created an
@@ -341,4 +342,79 @@ func TestSilentClientExpiresOnSchedule(t *testing.T) {
 	waitFor(t, "the frozen clients' sessions to close", 30*time.Second, func() bool {
 		return counter(t, px.m.clientDeadlineExpiries)-expiredBefore >= 12
 	})
+}
+
+// TestLowerMemberTimeoutKeepsLiveClient: a member whose negotiated timeout
+// is lower than the client's keeps a live client's session, whose pings
+// come slower than that member needs: the proxy pings it in between, within
+// the rule's bound. The lower timeout comes from a move late in the
+// client's silence, for which the proxy asks the member for no more than
+// the client has left.
+func TestLowerMemberTimeoutKeepsLiveClient(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t, zktest.WithTickTime(500))
+	px := startProxy(t, []string{server.ClientAddr()})
+	c, r, resp := rawSession(t, px.Addr, 6000)
+	if resp.TimeOut != 6000 {
+		t.Fatalf("negotiated %d ms, want 6000", resp.TimeOut)
+	}
+	var sess *Session
+	for _, s := range px.Sessions() {
+		if s.ID() == resp.SessionID {
+			sess = s
+		}
+	}
+	if sess == nil {
+		t.Fatalf("session %s not in the proxy", resp.SessionID)
+	}
+	ping := func(i int) {
+		t.Helper()
+		if _, err := c.Write(pingFrame); err != nil {
+			t.Fatalf("ping %d: %v", i, err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		f, err := r.Next()
+		if err != nil {
+			t.Fatalf("ping %d: %v", i, err)
+		}
+		if h, _ := jute.PeekReplyHeader(f.Payload()); h.Xid != jute.XidPing {
+			t.Fatalf("ping %d: reply %+v", i, h)
+		}
+	}
+	// The client pings every 4.5 s: slow, but within its 6 s timeout, as
+	// ZooKeeper allows. 4 s after its first ping the session moves; 2 s
+	// are left of the client's deadline, and the member grants that.
+	ping(0)
+	time.Sleep(4 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sess.Move(ctx, []string{server.ClientAddr()}); err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	info := sess.Info()
+	if info.UpstreamTimeout >= info.Timeout {
+		t.Fatalf("the move negotiated %v on the member, the client's %v: it asked for the client's full timeout", info.UpstreamTimeout, info.Timeout)
+	}
+	t.Logf("member timeout after the move: %v (client: %v)", info.UpstreamTimeout, info.Timeout)
+	before := counter(t, px.m.proxyPings)
+	time.Sleep(500 * time.Millisecond)
+	for i := 1; i <= 4; i++ {
+		ping(i)
+		if i < 4 {
+			time.Sleep(4500 * time.Millisecond)
+		}
+	}
+	if _, err := c.Write(appendRequestFrame(nil, jute.RequestHeader{Xid: 1, Op: jute.OpExists}, &pathRequest{Path: "/"})); err != nil {
+		t.Fatal(err)
+	}
+	f, err := r.Next()
+	if err != nil {
+		t.Fatalf("exists after the slow pings: %v", err)
+	}
+	if h, _ := jute.PeekReplyHeader(f.Payload()); h.Xid != 1 || h.Err != jute.ErrOK {
+		t.Fatalf("exists after the slow pings: %+v", h)
+	}
+	if counter(t, px.m.proxyPings) == before {
+		t.Error("the proxy sent no ping of its own between the client's")
+	}
 }

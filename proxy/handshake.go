@@ -153,6 +153,7 @@ func (s *Session) establish(req *jute.ConnectRequest, up *upstream, resp *jute.C
 	s.passwd = resp.Passwd
 	s.reqTimeout = req.TimeOut
 	s.clientTimeout = time.Duration(resp.TimeOut) * time.Millisecond
+	s.noteClientFrame(s.clientR.readAt)
 	s.clientRW = newReadWatch(s.clientR, s.clientTimeout, s.srv.cfg.ParkIdleAfter)
 	s.hasReadOnly, s.readOnly = req.HasReadOnly, req.ReadOnly
 	s.lastZxid = req.LastZxidSeen

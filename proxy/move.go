@@ -41,7 +41,10 @@ func (s *Session) resumeDrained(up *upstream) {
 // the proxy meanwhile. It is the per-session half of cutover's split
 // barrier: while held, the session may lose its upstream and re-attach
 // (inside its ensemble) without the client seeing anything, because
-// nothing is in flight. Hold returns once nothing is in flight. If ctx ends
+// nothing is in flight. Meanwhile each client ping the proxy answers is
+// relayed to the member as one of the proxy's own, which keeps the session
+// on ZooKeeper's schedule (docs/session-expiry.md). Hold returns once
+// nothing is in flight. If ctx ends
 // first it releases the session again and returns ErrDrainTimeout in a
 // MoveError. The caller must bound the hold well under the session timeout:
 // a held client's requests get no answer.
@@ -188,7 +191,11 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	if err != nil {
 		reason := reattachFailure(err)
 		s.srv.m.moves.WithLabelValues(reason).Inc()
-		s.close(fmt.Sprintf("move from %s to %v failed: %v", oldMember, target, err))
+		if errors.Is(err, errClientSilent) {
+			s.close(fmt.Sprintf("client silent for the session timeout %s while moving from %s to %v", s.clientTimeout, oldMember, target))
+		} else {
+			s.close(fmt.Sprintf("move from %s to %v failed: %v", oldMember, target, err))
+		}
 		return &MoveError{Reason: reason, Disconnected: true, Err: fmt.Errorf("session %s to %v: %w", s.id, target, err)}
 	}
 	s.resume(up, target)

@@ -135,6 +135,9 @@ func (p *pingFIFO) pop() (fromProxy, ok bool) {
 	return fromProxy, true
 }
 
+// len counts the pings in flight, the client's and the proxy's.
+func (p *pingFIFO) len() int { return len(p.fromProxy) - p.head }
+
 // clientPings counts client pings in flight.
 func (p *pingFIFO) clientPings() int {
 	n := 0

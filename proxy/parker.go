@@ -46,6 +46,8 @@ type readWatch struct {
 	// activity for parking (a woken pump reads before it parks again), not
 	// for the silence timeout.
 	resumed time.Time
+	// excusedUntil: the peer's silence counts only from here (see excuse).
+	excusedUntil time.Time
 }
 
 // newReadWatch returns the watch of fr's pump and sets whether fr may trust
@@ -79,7 +81,17 @@ const shortReadTrust = time.Second
 func (w *readWatch) wakesSoon() bool { return w.parkAfter > 0 && w.parkAfter <= shortReadTrust }
 
 // next is the deadline for a connection whose last data arrived at last.
-func (w *readWatch) next(last time.Time) time.Time { return last.Add(w.timeout) }
+func (w *readWatch) next(last time.Time) time.Time { return w.silentAt(last) }
+
+// excuse makes the peer's silence count only from from on (re-arming the
+// deadline): an upstream member owes the proxy nothing while nothing is in
+// flight, and under docs/session-expiry.md the proxy may not always ping it
+// to keep it talking.
+func (w *readWatch) excuse(from, last time.Time, set func(time.Time) error) {
+	w.excusedUntil = from
+	w.at = w.next(last)
+	set(w.at)
+}
 
 // arm sets the connection's deadline if none is set.
 func (w *readWatch) arm(last time.Time, set func(time.Time) error) {
@@ -101,7 +113,7 @@ const (
 // expired handles the connection's deadline firing at now: the silence
 // deadline, or idleSweep's nudge.
 func (w *readWatch) expired(now, last time.Time, set func(time.Time) error) verdict {
-	if !now.Before(last.Add(w.timeout)) {
+	if !now.Before(w.silentAt(last)) {
 		return peerSilent
 	}
 	if w.parkAfter > 0 && !now.Before(later(last, w.resumed).Add(w.parkAfter)) {
@@ -135,7 +147,9 @@ func (w *readWatch) resume(now, last time.Time, set func(time.Time) error) {
 }
 
 // silentAt is when the peer counts as gone: the parked pump's deadline.
-func (w *readWatch) silentAt(last time.Time) time.Time { return last.Add(w.timeout) }
+func (w *readWatch) silentAt(last time.Time) time.Time {
+	return later(last, w.excusedUntil).Add(w.timeout)
+}
 
 func later(a, b time.Time) time.Time {
 	if a.After(b) {

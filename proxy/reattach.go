@@ -87,6 +87,10 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	done()
 	if err != nil {
 		s.srv.m.reattaches.WithLabelValues(reattachFailure(err)).Inc()
+		if errors.Is(err, errClientSilent) {
+			s.close(fmt.Sprintf("client silent for the session timeout %s while re-attaching after losing %s", s.clientTimeout, up.member))
+			return
+		}
 		s.close(fmt.Sprintf("re-attach after losing %s failed: %v", up.member, err))
 		return
 	}
@@ -102,6 +106,8 @@ func reattachFailure(err error) string {
 	switch {
 	case errors.Is(err, errSessionExpired):
 		return "expired"
+	case errors.Is(err, errClientSilent):
+		return "client_silent"
 	case errors.As(err, &fe):
 		return "replay_failed"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -120,21 +126,21 @@ func (s *Session) answerPings(n int, zxid jute.Zxid) {
 }
 
 // reattach opens the session on a member of members before deadline:
-// ConnectRequest with the same id, password, lastZxidSeen, requested
-// timeout and readOnly byte, then auth and watch replay (ZK-PROTOCOL §9.2
-// CONNECTING → REPLAY_AUTH → REPLAY_WATCHES).
+// ConnectRequest with the same id, password, lastZxidSeen and readOnly
+// byte and the client's requested timeout capped at what is left of its
+// deadline (reattachTimeout), then auth and watch replay (ZK-PROTOCOL §9.2
+// CONNECTING → REPLAY_AUTH → REPLAY_WATCHES). Once the client's deadline
+// has passed it gives up with errClientSilent.
 func (s *Session) reattach(ctx context.Context, members []string, deadline time.Time) (*upstream, error) {
 	s.mu.Lock()
 	req := jute.ConnectRequest{
 		LastZxidSeen: s.lastZxid,
-		TimeOut:      s.reqTimeout,
 		SessionID:    s.id,
 		Passwd:       s.passwd,
 		ReadOnly:     s.readOnly,
 		HasReadOnly:  s.hasReadOnly,
 	}
 	s.mu.Unlock()
-	frame := jute.AppendFrame(nil, jute.Marshal(&req))
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -146,9 +152,20 @@ func (s *Session) reattach(ctx context.Context, members []string, deadline time.
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("%w (last attempt: %v)", err, lastErr)
 			}
+			// The ConnectRequest touches the session on the member: ask for
+			// no more than the client has left, and nothing once its
+			// deadline has passed (docs/session-expiry.md). Checked first:
+			// a member that expired a silent client's session on schedule
+			// closes its connection around that deadline.
+			timeout, ok := reattachTimeout(s.reqTimeout, s.clientDeadline(), time.Now())
+			if !ok {
+				return nil, fmt.Errorf("%w (last attempt: %v)", errClientSilent, lastErr)
+			}
 			if time.Now().After(deadline) {
 				return nil, fmt.Errorf("no member of %v took the session before its timeout (last attempt: %v)", members, lastErr)
 			}
+			req.TimeOut = timeout
+			frame := jute.AppendFrame(nil, jute.Marshal(&req))
 			attemptDeadline := time.Now().Add(s.srv.cfg.HandshakeTimeout)
 			if deadline.Before(attemptDeadline) {
 				attemptDeadline = deadline

@@ -95,7 +95,7 @@ type Session struct {
 	// Set by the handshake, then immutable.
 	id            jute.SessionID
 	passwd        []byte
-	reqTimeout    int32         // the client's requested timeout, resent on re-attach
+	reqTimeout    int32         // the client's requested timeout, the most a re-attach asks for
 	clientTimeout time.Duration // negotiated with the first member: what the client believes
 	hasReadOnly   bool          // the client sent the trailing readOnly byte
 	readOnly      bool
@@ -139,6 +139,10 @@ type Session struct {
 
 	// Frames received from and sent to the client (cons).
 	recved, sent atomic.Uint64
+	// lastClientFrame is when the client's last frame was read (UnixNano):
+	// its deadline, beyond which the proxy's own frames must not carry the
+	// session (clientDeadline, docs/session-expiry.md).
+	lastClientFrame atomic.Int64
 }
 
 // heldRequest is a client request received while the session could not
@@ -323,7 +327,14 @@ func (s *Session) close(reason string) {
 	s.srv.m.heldRequestsNow.Sub(float64(held))
 	if opened {
 		s.srv.m.sessionsOpen.Dec()
-		s.srv.m.connectionsClosed.WithLabelValues(closeLabel(reason)).Inc()
+		label := closeLabel(reason)
+		s.srv.m.connectionsClosed.WithLabelValues(label).Inc()
+		if label == "client_timeout" {
+			// No CloseSession went upstream: the member expires the
+			// session one timeout after the last touch, which the rule
+			// kept within the client's deadline.
+			s.srv.m.clientDeadlineExpiries.Inc()
+		}
 		member := ""
 		if up != nil {
 			member = up.member

@@ -107,7 +107,18 @@ func (up *upstream) beforeRead() error {
 }
 
 func (up *upstream) onTimeout(err error) error {
-	return up.rw.onTimeout(err, up.r.readAt, up.conn.SetReadDeadline)
+	now := time.Now()
+	switch up.rw.expired(now, up.r.readAt, up.conn.SetReadDeadline) {
+	case goPark:
+		return errParked
+	case keepWaiting:
+		return nil
+	}
+	if from, ok := up.sess.silenceExcused(up, now); ok {
+		up.rw.excuse(from, up.r.readAt, up.conn.SetReadDeadline)
+		return nil
+	}
+	return err
 }
 
 // flush writes the frames collected since the last read to the client.
@@ -124,13 +135,13 @@ func (up *upstream) flush() error {
 	return nil
 }
 
-// readTimeout is how long the upstream may stay silent: half its
-// negotiated timeout. The proxy's pings (after a third of the timeout
-// without sending) keep a healthy member talking well within it. It must
-// be shorter than the client's own read timeout — two thirds of the
-// timeout (ClientCnxn's readTimeout), counted from the same last frame —
-// so the proxy notices a frozen member and starts answering the client's
-// pings before the client gives up on its connection.
+// readTimeout is how long the upstream may stay silent while it owes the
+// proxy a reply: half its negotiated timeout (silenceExcused forgives a
+// member that owes nothing). It must be shorter than the client's own read
+// timeout — two thirds of the timeout (ClientCnxn's readTimeout), counted
+// from the same last frame — so the proxy notices a frozen member and
+// starts answering the client's pings before the client gives up on its
+// connection.
 func (up *upstream) readTimeout() time.Duration { return up.timeout / 2 }
 
 // onReply updates the session state for one member frame and reports
@@ -193,41 +204,4 @@ func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err erro
 		s.memberClose = fmt.Sprintf("%s answered %s", req.op, h.Err)
 	}
 	return true, nil
-}
-
-// startPinger keeps the member's session alive on the member's own
-// negotiated timeout: the client paces its pings by the timeout it was
-// told, which a re-attached member may have negotiated lower
-// (ZK-PROTOCOL §5.4, §10.12). A ping goes out after a third of the timeout
-// without any frame sent, like ClientCnxn's readTimeout/2.
-func (s *Session) startPinger(up *upstream) {
-	interval := max(up.timeout/3, 10*time.Millisecond)
-	var t *time.Timer
-	t = time.AfterFunc(interval, func() {
-		idle := time.Since(time.Unix(0, up.lastSend.Load()))
-		if idle >= interval {
-			s.sendMu.Lock()
-			s.mu.Lock()
-			ok := !s.closedLocked() && s.up == up
-			if ok {
-				s.pings.push(true)
-			}
-			s.mu.Unlock()
-			if ok {
-				s.writeUpstream(up, pingFrame)
-				s.srv.m.proxyPings.Inc()
-			}
-			s.sendMu.Unlock()
-			if !ok {
-				return
-			}
-			idle = 0
-		}
-		select {
-		case <-up.done:
-		default:
-			t.Reset(interval - idle)
-		}
-	})
-	up.pinger.Store(t)
 }
