@@ -326,12 +326,7 @@ func TestBackpressureAndKeepalive(t *testing.T) {
 		if resp.TimeOut != 3000 {
 			t.Fatalf("negotiated %d ms", resp.TimeOut)
 		}
-		var sess *Session
-		for _, s := range px.Sessions() {
-			if s.ID() == resp.SessionID {
-				sess = s
-			}
-		}
+		sess := sessionByID(px.Server, resp.SessionID)
 		if sess == nil {
 			t.Fatalf("session %s not in the proxy", resp.SessionID)
 		}

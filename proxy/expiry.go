@@ -122,7 +122,8 @@ func (s *Session) silenceExcused(up *upstream, now time.Time) (from time.Time, e
 // startPinger starts the upstream's keep-alive timer (see keepAlive).
 func (s *Session) startPinger(up *upstream) {
 	var t *time.Timer
-	t = time.AfterFunc(s.nextKeepAlive(up, time.Now()), func() {
+	// Armed only once t is set: the first look may be due at once.
+	t = time.AfterFunc(time.Hour, func() {
 		if !s.keepAlive(up) {
 			return
 		}
@@ -133,6 +134,7 @@ func (s *Session) startPinger(up *upstream) {
 		}
 	})
 	up.pinger.Store(t)
+	t.Reset(s.nextKeepAlive(up, time.Now()))
 }
 
 // nextKeepAlive is how long until the pinger of up should look again: the

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+	"github.com/zkproxy/zkproxy/jute"
 )
 
 // testProxy is a Server listening on its own loopback address.
@@ -126,6 +127,16 @@ next:
 		return true
 	}
 	return false
+}
+
+// sessionByID returns srv's session with id, or nil.
+func sessionByID(srv *Server, id jute.SessionID) *Session {
+	for _, s := range srv.Sessions() {
+		if s.ID() == id {
+			return s
+		}
+	}
+	return nil
 }
 
 // counter returns the value of a counter (or gauge) series.

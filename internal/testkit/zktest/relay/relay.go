@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // MaxFrameSize bounds the frames the relay parses; longer announced lengths
@@ -53,6 +54,8 @@ type Frame struct {
 	Bytes []byte
 	// Raw marks bytes forwarded without framing.
 	Raw bool
+	// At is when the relay had read the frame, just before forwarding it.
+	At time.Time
 }
 
 // Relay is a running relay. Close it when done; methods are safe for
@@ -193,6 +196,7 @@ func (r *Relay) copyFrames(conn int, dir Direction, src, dst net.Conn) {
 // request) is logged after it; the write happens outside the lock so one
 // blocked direction cannot stall the other.
 func (r *Relay) record(f Frame, dst net.Conn) error {
+	f.At = time.Now()
 	r.mu.Lock()
 	r.frames = append(r.frames, f)
 	r.mu.Unlock()

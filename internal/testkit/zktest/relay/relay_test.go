@@ -68,12 +68,12 @@ func TestRelayRecordsFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Frame{
-		{0, ClientToServer, 0, frame("abc"), false},
-		{0, ServerToClient, 0, frame("cba"), false},
-		{0, ClientToServer, 1, frame(""), false},
-		{0, ServerToClient, 1, frame(""), false},
-		{0, ClientToServer, 2, frame("hello"), false},
-		{0, ServerToClient, 2, frame("olleh"), false},
+		{Conn: 0, Dir: ClientToServer, Index: 0, Bytes: frame("abc")},
+		{Conn: 0, Dir: ServerToClient, Index: 0, Bytes: frame("cba")},
+		{Conn: 0, Dir: ClientToServer, Index: 1, Bytes: frame("")},
+		{Conn: 0, Dir: ServerToClient, Index: 1, Bytes: frame("")},
+		{Conn: 0, Dir: ClientToServer, Index: 2, Bytes: frame("hello")},
+		{Conn: 0, Dir: ServerToClient, Index: 2, Bytes: frame("olleh")},
 	}
 	got := r.Frames()
 	if len(got) != len(want) {
