@@ -139,12 +139,19 @@ func (s *Session) startPinger(up *upstream) {
 
 // nextKeepAlive is how long until the pinger of up should look again: the
 // next own ping, or a ping interval when none is allowed until the client
-// sends again (its frames move the deadline, and the timer is not told).
+// sends again (its frames move the deadline, and the timer is not told) —
+// including when the bound passed while the timer was late.
 func (s *Session) nextKeepAlive(up *upstream, now time.Time) time.Duration {
-	if at, ok := nextOwnPing(time.Unix(0, up.lastSend.Load()), s.clientDeadline(), up.timeout); ok {
-		return max(at.Sub(now), 0)
+	return keepAliveDelay(time.Unix(0, up.lastSend.Load()), s.clientDeadline(), now, up.timeout)
+}
+
+// keepAliveDelay is nextKeepAlive's arithmetic.
+func keepAliveDelay(lastSend, deadline, now time.Time, memberTimeout time.Duration) time.Duration {
+	at, ok := nextOwnPing(lastSend, deadline, memberTimeout)
+	if !ok || !mayTouch(now, deadline, memberTimeout) {
+		return pingInterval(memberTimeout)
 	}
-	return pingInterval(up.timeout)
+	return max(at.Sub(now), 0)
 }
 
 // keepAlive sends the proxy's own ping on up if one is due and the rule

@@ -44,6 +44,33 @@ func TestNextOwnPing(t *testing.T) {
 	}
 }
 
+func TestKeepAliveDelay(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := time.Second
+	deadline := t0.Add(6 * s) // client's last frame at t0, 6 s timeout
+	for _, tc := range []struct {
+		name     string
+		lastSend time.Duration
+		now      time.Duration
+		tm       time.Duration
+		want     time.Duration
+	}{
+		{"next regular ping", 0, 100 * time.Millisecond, 2 * s, 2*s/3 - 100*time.Millisecond},
+		{"regular ping overdue", 0, s, 2 * s, 0},
+		{"final ping", 3500 * time.Millisecond, 3600 * time.Millisecond, 2 * s, 300 * time.Millisecond},
+		// The timer came back after the bound (t0+4s) with a regular ping
+		// still "due": nothing may be sent, so it must not spin.
+		{"late past the bound", 3 * s, 4100 * time.Millisecond, 2 * s, 2 * s / 3},
+		{"none allowed", 0, 100 * time.Millisecond, 6 * s, 2 * s},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := keepAliveDelay(t0.Add(tc.lastSend), deadline, t0.Add(tc.now), tc.tm); got != tc.want {
+				t.Fatalf("keepAliveDelay = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestReattachTimeout(t *testing.T) {
 	now := time.Unix(1000, 0)
 	for _, tc := range []struct {
