@@ -15,8 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
 )
 
 // checkRetry is how often `cutover check --wait` asks again.
@@ -434,7 +434,7 @@ func newSessionsCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ans struct {
-				Sessions []bridge.SessionRow `json:"sessions"`
+				Sessions []admin.SessionRow `json:"sessions"`
 			}
 			if _, err := c.call(cmd.Context(), "GET", "/sessions", &ans); err != nil {
 				return err

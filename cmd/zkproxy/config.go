@@ -18,9 +18,10 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
 	"github.com/zkproxy/zkproxy/internal/certfile"
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/proxy"
 )
@@ -308,7 +309,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 				bad(keyPeers, "%q is not an admin URL (http://host:port)", p)
 			}
 		}
-		cfg.Cutover.PeerSessions = bridge.PeerSessions(peers, nil)
+		cfg.Cutover.PeerSessions = admin.PeerSessions(peers, cfg.AdminToken, nil)
 	}
 	if cfg.AdminListen != "" {
 		if err := checkListenAddr(cfg.AdminListen); err != nil {
@@ -364,7 +365,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 		cfg.Proxy.MemberTLS = policy
 		// The sync checks and the split barrier ask the members
 		// four-letter words over the same connections as sessions.
-		cfg.Cutover.CheckDial = policy.DialContext
+		cfg.Cutover.Members = fourlw.Members{Dial: policy.DialContext}
 	}
 	if err := cfg.Proxy.Validate(); err != nil {
 		problems = append(problems, err.Error())

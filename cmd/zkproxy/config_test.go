@@ -207,8 +207,8 @@ func TestMemberTLS(t *testing.T) {
 	base := []string{"--source", "10.0.0.1:2281,10.0.0.2:2281", "--destination", "10.0.1.1:2181", "--data-dir", dir}
 
 	cfg, err := loadFor(t, base...)
-	if err != nil || cfg.Proxy.MemberTLS != nil || cfg.Cutover.CheckDial != nil {
-		t.Fatalf("no TLS keys: policy %v, check dial set %v, %v", cfg.Proxy.MemberTLS, cfg.Cutover.CheckDial != nil, err)
+	if err != nil || cfg.Proxy.MemberTLS != nil || cfg.Cutover.Members != nil {
+		t.Fatalf("no TLS keys: policy %v, check dial set %v, %v", cfg.Proxy.MemberTLS, cfg.Cutover.Members != nil, err)
 	}
 
 	// TLS to the source only: the destination stays plain, so a cutover
@@ -228,7 +228,7 @@ func TestMemberTLS(t *testing.T) {
 	if c := p.For("10.0.1.1:2181"); c != nil {
 		t.Errorf("destination member reached over TLS: %+v", c)
 	}
-	if cfg.Cutover.CheckDial == nil {
+	if cfg.Cutover.Members == nil {
 		t.Error("the sync checks do not dial over TLS")
 	}
 
