@@ -98,7 +98,7 @@ func TestConcurrentHoldsRaiseOneBarrier(t *testing.T) {
 func TestConcurrentReleasesLowerTheBarrierOnce(t *testing.T) {
 	s := &scriptedSession{id: 1, ensemble: Source}
 	c := onDestination(t, s)
-	for round := range 40 {
+	for round := range 400 {
 		if _, err := c.Hold(context.Background(), nil); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
