@@ -120,6 +120,9 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 			ln.Close()
 			return fmt.Errorf("listening for admin HTTP on %s: %w", cfg.AdminListen, err)
 		}
+		if cfg.AdminTLS != nil {
+			aln = tls.NewListener(aln, cfg.AdminTLS)
+		}
 		h := admin.NewHandler(admin.Options{
 			Gatherer: reg, Ready: p.Ready, Pprof: cfg.Pprof, Token: cfg.AdminToken, Logger: log,
 		})
@@ -131,7 +134,7 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 		}, p, ctl))
 		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { adminErr <- adminSrv.Serve(aln) }()
-		log.Info("admin listening", "addr", aln.Addr().String())
+		log.Info("admin listening", "addr", aln.Addr().String(), "tls", describeTLS(cfg.AdminTLS), "token", cfg.AdminToken != "")
 	}
 
 	serveErr := make(chan error, 1)
