@@ -272,32 +272,7 @@ func TestStatusRealZooKeeper(t *testing.T) {
 	dest := net.JoinHostPort(zktest.LoopbackIP(t), "2181")
 	st, h := newStatusRig(t, StatusConfig{Version: "test", Source: []string{zks.ClientAddr()}, Destination: []string{dest}})
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(zktest.LoopbackIP(t), "2181"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- st.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		st.srv.Close()
-		if err := <-done; !errors.Is(err, proxy.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-
-	conn, events, err := zk.Connect([]string{ln.Addr().String()}, 10*time.Second, zk.WithLogger(zkLogger{t}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for connected := false; !connected; {
-		select {
-		case ev := <-events:
-			connected = ev.State == zk.StateHasSession
-		case <-ctx.Done():
-			t.Fatal("no session through the proxy")
-		}
-	}
+	conn := connectThrough(ctx, t, serveOnLoopback(t, st.srv))
 	if _, err := conn.Create("/status-test", []byte("x"), 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
@@ -337,3 +312,42 @@ func TestStatusRealZooKeeper(t *testing.T) {
 type zkLogger struct{ t *testing.T }
 
 func (l zkLogger) Printf(format string, args ...any) { l.t.Logf("go-zookeeper: "+format, args...) }
+
+// serveOnLoopback serves p on a fresh loopback address until the test ends
+// and returns the address.
+func serveOnLoopback(t *testing.T, p *proxy.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(zktest.LoopbackIP(t), "2181"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		p.Close()
+		if err := <-done; !errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// connectThrough opens a go-zookeeper session through the proxy at addr
+// and waits until it has one; the test's end closes it.
+func connectThrough(ctx context.Context, t *testing.T, addr string) *zk.Conn {
+	t.Helper()
+	conn, events, err := zk.Connect([]string{addr}, 10*time.Second, zk.WithLogger(zkLogger{t}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	for connected := false; !connected; {
+		select {
+		case ev := <-events:
+			connected = ev.State == zk.StateHasSession
+		case <-ctx.Done():
+			t.Fatal("no session through the proxy")
+		}
+	}
+	return conn
+}

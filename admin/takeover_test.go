@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -101,18 +99,7 @@ func TestSessionTakeoverThroughAdminAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(zktest.LoopbackIP(t), "2181"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ln) }()
-	t.Cleanup(func() {
-		p.Close()
-		if err := <-served; !errors.Is(err, proxy.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	proxyAddr := serveOnLoopback(t, p)
 	ctl, err := cutover.NewController(cutover.Config{Source: members, Store: cutover.Store{Dir: t.TempDir()}},
 		proxyadapter.New(p, nil), log, reg)
 	if err != nil {
@@ -129,19 +116,7 @@ func TestSessionTakeoverThroughAdminAPI(t *testing.T) {
 
 	// The victim: a client through zkproxy with an ephemeral node, as a
 	// Kafka broker registers itself.
-	victim, events, err := zk.Connect([]string{ln.Addr().String()}, 10*time.Second, zk.WithLogger(zktest.QuietLogger{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer victim.Close()
-	for connected := false; !connected; {
-		select {
-		case ev := <-events:
-			connected = ev.State == zk.StateHasSession
-		case <-ctx.Done():
-			t.Fatal("no session through the proxy")
-		}
-	}
+	victim := connectThrough(ctx, t, proxyAddr)
 	if _, err := victim.Create("/victim", nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
