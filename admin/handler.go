@@ -6,8 +6,8 @@
 //
 // A session id is a credential: ZooKeeper derives a session's password from
 // its id and a constant (ZooKeeperServer.generatePasswd seeds
-// java.util.Random with id ^ 0xB3415C00), so whoever reads an id can
-// connect to a member as that session. Every route that shows one — and
+// java.util.Random with id ^ 0xB3415C00; docs/protocol.md §2.4), so
+// whoever reads an id can connect to a member as that session. Every route that shows one — and
 // every route that changes zkproxy's state — requires the bearer token when
 // one is configured; only health, readiness, metrics and the phase are
 // open (HandlePublic). Without a token the listener must be loopback, which

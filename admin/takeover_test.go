@@ -57,8 +57,9 @@ func (r *javaRandom) nextBytes(b []byte) {
 
 // sessionPassword is the password a ZooKeeper server gives session id:
 // ZooKeeperServer.generatePasswd seeds java.util.Random with
-// id ^ superSecret (0xB3415C00) and takes 16 bytes. Nothing but the id is
-// secret-free input, so the id is the credential.
+// id ^ superSecret (0xB3415C00) and takes 16 bytes (docs/protocol.md
+// §2.4). The constant is the same on every server, so the id is the
+// credential.
 func sessionPassword(id int64) []byte {
 	p := make([]byte, 16)
 	newJavaRandom(id ^ 0xB3415C00).nextBytes(p)

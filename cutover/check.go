@@ -53,7 +53,7 @@ type SessionView struct {
 	ID           int64
 	LastZxidSeen int64
 	// SASL: the session authenticated with SASL, which cannot be replayed
-	// on a new connection (ZK-PROTOCOL.md §6.3).
+	// on a new connection (docs/protocol.md §6.3).
 	SASL bool
 	// Ensemble and Member the session is attached to now.
 	Ensemble Ensemble

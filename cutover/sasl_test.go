@@ -21,7 +21,7 @@ var saslSessionJava string
 // TestSASLSessionReconnectsAcrossCutover: a Java client authenticated with
 // SASL DIGEST-MD5 (Kafka with zookeeper.set.acl=true), writing a znode only
 // its SASL identity may touch, through zkproxy across a real cutover. SASL is
-// bound to its connection and cannot be replayed (ZK-PROTOCOL §6.3), so the
+// bound to its connection and cannot be replayed (docs/protocol.md §6.3), so the
 // check lists the session as unmovable and the cutover disconnects it
 // (reason sasl): the client sees exactly one Disconnected, reconnects through
 // zkproxy to the destination with the same session, authenticates again and
