@@ -26,22 +26,27 @@ func TestServeTLS(t *testing.T) {
 	listen := net.JoinHostPort(ip, "2181")
 	ca := zktest.NewCA(t)
 	cert, key := ca.Issue(t, "proxy", ip)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--listen", listen, "--source", server.ClientAddr(), "--admin-listen", "",
-			"--data-dir", t.TempDir(), "--tls-cert", cert, "--tls-key", key}, io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	startServe(t, "--listen", listen, "--source", server.ClientAddr(), "--admin-listen", "",
+		"--data-dir", t.TempDir(), "--tls-cert", cert, "--tls-key", key)
 
 	roots := ca.Pool()
 	openSession(t, func() (net.Conn, error) {
 		return tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", listen, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	})
+}
+
+// startServe runs `zkproxy serve` with args until the test ends; an error
+// from it fails the test.
+func startServe(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"serve"}, args...), io.Discard, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	})
 }
 
@@ -202,20 +207,10 @@ func TestServeAdminTLS(t *testing.T) {
 	adminAddr := net.JoinHostPort(ip, "9181")
 	ca := zktest.NewCA(t)
 	cert, key := ca.Issue(t, "proxy", ip)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		// No member needs to run: nothing here opens a session.
-		done <- run(ctx, []string{"serve", "--listen", net.JoinHostPort(ip, "2181"), "--source", "127.0.0.1:1",
-			"--admin-listen", adminAddr, "--admin-token", "t0ken", "--admin-tls-cert", cert, "--admin-tls-key", key,
-			"--data-dir", t.TempDir()}, io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	// No member needs to run: nothing here opens a session.
+	startServe(t, "--listen", net.JoinHostPort(ip, "2181"), "--source", "127.0.0.1:1",
+		"--admin-listen", adminAddr, "--admin-token", "t0ken", "--admin-tls-cert", cert, "--admin-tls-key", key,
+		"--data-dir", t.TempDir())
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}}}
 	get := func(path, token string) (int, error) {
 		req, err := http.NewRequest(http.MethodGet, "https://"+adminAddr+path, nil)
