@@ -44,6 +44,43 @@ func rawSession(t *testing.T, addr string, timeoutMS int32) (net.Conn, *jute.Fra
 	return c, r, resp
 }
 
+// rawProxiedSession is rawSession through px, checking the negotiated
+// timeout, with the proxy's Session of it.
+func rawProxiedSession(t *testing.T, px *testProxy, timeoutMS int32) (net.Conn, *jute.FrameReader, *Session) {
+	t.Helper()
+	c, r, resp := rawSession(t, px.Addr, timeoutMS)
+	if resp.TimeOut != timeoutMS {
+		t.Fatalf("negotiated %d ms, want %d", resp.TimeOut, timeoutMS)
+	}
+	sess := sessionByID(px.Server, resp.SessionID)
+	if sess == nil {
+		t.Fatalf("session %s not in the proxy", resp.SessionID)
+	}
+	return c, r, sess
+}
+
+// rawRoundTrip writes frame on c and checks that the next reply has xid
+// and no error; what names the exchange in failures.
+func rawRoundTrip(t *testing.T, c net.Conn, r *jute.FrameReader, frame []byte, xid jute.Xid, what string) {
+	t.Helper()
+	if _, err := c.Write(frame); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := r.Next()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if h, _ := jute.PeekReplyHeader(f.Payload()); h.Xid != xid || h.Err != jute.ErrOK {
+		t.Fatalf("%s: reply %+v", what, h)
+	}
+}
+
+// existsRoot is an exists("/") request with xid 1.
+func existsRoot() []byte {
+	return appendRequestFrame(nil, jute.RequestHeader{Xid: 1, Op: jute.OpExists}, &pathRequest{Path: "/"})
+}
+
 // expectClosed waits until the proxy closes c.
 func expectClosed(t *testing.T, c net.Conn, within time.Duration) {
 	t.Helper()
@@ -322,14 +359,7 @@ func TestBackpressureAndKeepalive(t *testing.T) {
 		// The client pings every 2s on a 3s session, held: the proxy
 		// answers each ping itself and relays one of its own to the member
 		// (docs/session-expiry.md), whose reply it must swallow.
-		c, r, resp := rawSession(t, px.Addr, 3000)
-		if resp.TimeOut != 3000 {
-			t.Fatalf("negotiated %d ms", resp.TimeOut)
-		}
-		sess := sessionByID(px.Server, resp.SessionID)
-		if sess == nil {
-			t.Fatalf("session %s not in the proxy", resp.SessionID)
-		}
+		c, r, sess := rawProxiedSession(t, px, 3000)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := sess.Hold(ctx); err != nil {
@@ -339,17 +369,7 @@ func TestBackpressureAndKeepalive(t *testing.T) {
 		before := counter(t, px.m.proxyPings)
 		for i := range 3 {
 			time.Sleep(2 * time.Second)
-			if _, err := c.Write(pingFrame); err != nil {
-				t.Fatal(err)
-			}
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			f, err := r.Next()
-			if err != nil {
-				t.Fatalf("ping %d: %v", i, err)
-			}
-			if h, _ := jute.PeekReplyHeader(f.Payload()); h.Xid != jute.XidPing {
-				t.Fatalf("ping %d: reply %+v", i, h)
-			}
+			rawRoundTrip(t, c, r, pingFrame, jute.XidPing, fmt.Sprintf("ping %d", i))
 		}
 		// Nothing else may arrive: no reply to a proxy ping.
 		c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
@@ -363,17 +383,7 @@ func TestBackpressureAndKeepalive(t *testing.T) {
 		// Held for twice the member's timeout, the session is alive: the
 		// relayed pings reached the member.
 		sess.Release()
-		if _, err := c.Write(appendRequestFrame(nil, jute.RequestHeader{Xid: 1, Op: jute.OpExists}, &pathRequest{Path: "/"})); err != nil {
-			t.Fatal(err)
-		}
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		f, err := r.Next()
-		if err != nil {
-			t.Fatalf("exists after the hold: %v", err)
-		}
-		if h, _ := jute.PeekReplyHeader(f.Payload()); h.Xid != 1 || h.Err != jute.ErrOK {
-			t.Fatalf("exists after the hold: %+v", h)
-		}
+		rawRoundTrip(t, c, r, existsRoot(), 1, "exists after the hold")
 	})
 }
 

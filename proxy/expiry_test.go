@@ -364,27 +364,10 @@ func TestLowerMemberTimeoutKeepsLiveClient(t *testing.T) {
 	zktest.RequireIntegration(t)
 	server := zktest.Standalone(t, zktest.WithTickTime(500))
 	px := startProxy(t, []string{server.ClientAddr()})
-	c, r, resp := rawSession(t, px.Addr, 6000)
-	if resp.TimeOut != 6000 {
-		t.Fatalf("negotiated %d ms, want 6000", resp.TimeOut)
-	}
-	sess := sessionByID(px.Server, resp.SessionID)
-	if sess == nil {
-		t.Fatalf("session %s not in the proxy", resp.SessionID)
-	}
+	c, r, sess := rawProxiedSession(t, px, 6000)
 	ping := func(i int) {
 		t.Helper()
-		if _, err := c.Write(pingFrame); err != nil {
-			t.Fatalf("ping %d: %v", i, err)
-		}
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		f, err := r.Next()
-		if err != nil {
-			t.Fatalf("ping %d: %v", i, err)
-		}
-		if h, _ := jute.PeekReplyHeader(f.Payload()); h.Xid != jute.XidPing {
-			t.Fatalf("ping %d: reply %+v", i, h)
-		}
+		rawRoundTrip(t, c, r, pingFrame, jute.XidPing, fmt.Sprintf("ping %d", i))
 	}
 	// The client pings every 4.5 s: slow, but within its 6 s timeout, as
 	// ZooKeeper allows. 4 s after its first ping the session moves; 2 s
@@ -409,16 +392,7 @@ func TestLowerMemberTimeoutKeepsLiveClient(t *testing.T) {
 			time.Sleep(4500 * time.Millisecond)
 		}
 	}
-	if _, err := c.Write(appendRequestFrame(nil, jute.RequestHeader{Xid: 1, Op: jute.OpExists}, &pathRequest{Path: "/"})); err != nil {
-		t.Fatal(err)
-	}
-	f, err := r.Next()
-	if err != nil {
-		t.Fatalf("exists after the slow pings: %v", err)
-	}
-	if h, _ := jute.PeekReplyHeader(f.Payload()); h.Xid != 1 || h.Err != jute.ErrOK {
-		t.Fatalf("exists after the slow pings: %+v", h)
-	}
+	rawRoundTrip(t, c, r, existsRoot(), 1, "exists after the slow pings")
 	if counter(t, px.m.proxyPings) == before {
 		t.Error("the proxy sent no ping of its own between the client's")
 	}
