@@ -255,8 +255,9 @@ func TestConsOffByDefault(t *testing.T) {
 }
 
 func TestFourLetterWordsConfigValidated(t *testing.T) {
-	err := Config{Source: []string{"127.0.0.1:2181"}, FourLetterWords: []string{"cons", "dump"}}.Validate()
-	if err == nil || !strings.Contains(err.Error(), `four-letter-words: "dump"`) {
+	err := Config{Source: []string{"127.0.0.1:2181"}, FourLetterWords: []string{"cons", "dump", "wchs", "ruk", "telnet close"}}.Validate()
+	if err == nil || strings.Contains(err.Error(), `"dump"`) || !strings.Contains(err.Error(), `four-letter-words: "ruk"`) ||
+		!strings.Contains(err.Error(), `four-letter-words: "telnet close"`) {
 		t.Fatalf("validate: %v", err)
 	}
 }

@@ -47,40 +47,13 @@ const maxAnswer = 4 << 20
 // DialFunc dials a server; nil means a net.Dialer.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Query sends cmd to addr and returns the whole answer. The server closes the
-// connection after answering (NIOServerCnxn.checkFourLetterWord), so the
-// answer is everything up to EOF.
+// Query sends cmd to addr and returns the whole answer, or an error naming
+// the refusal when the server answered with one (ErrNotWhitelisted,
+// ErrNotServing, ErrEmptyAnswer).
 func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error) {
-	if len(cmd) != 4 {
-		return "", fmt.Errorf("fourlw: %q is not a four-letter word", cmd)
-	}
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
-	conn, err := dial(ctx, "tcp", addr)
+	b, err := Exchange(ctx, dial, addr, cmd)
 	if err != nil {
-		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, err)
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if _, err := io.WriteString(conn, cmd); err != nil {
-		return "", fmt.Errorf("fourlw %s %s: sending: %w", cmd, addr, err)
-	}
-	b, err := io.ReadAll(io.LimitReader(conn, maxAnswer+1))
-	if err != nil {
-		if ctx.Err() != nil {
-			err = context.Cause(ctx)
-		}
-		return "", fmt.Errorf("fourlw %s %s: reading: %w", cmd, addr, err)
-	}
-	if len(b) > maxAnswer {
-		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrAnswerTooLarge)
+		return "", err
 	}
 	answer := string(b)
 	switch {
@@ -92,6 +65,46 @@ func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error)
 		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrEmptyAnswer)
 	}
 	return answer, nil
+}
+
+// Exchange sends cmd to addr and returns the answer as the server sent it,
+// refusals included, for a caller that relays it. The server closes the
+// connection after answering (NIOServerCnxn.checkFourLetterWord), so the
+// answer is everything up to EOF. Without a deadline on ctx it gives up
+// after 5 s.
+func Exchange(ctx context.Context, dial DialFunc, addr, cmd string) ([]byte, error) {
+	if len(cmd) != 4 {
+		return nil, fmt.Errorf("fourlw: %q is not a four-letter word", cmd)
+	}
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("fourlw %s %s: %w", cmd, addr, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, err := io.WriteString(conn, cmd); err != nil {
+		return nil, fmt.Errorf("fourlw %s %s: sending: %w", cmd, addr, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(conn, maxAnswer+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return nil, fmt.Errorf("fourlw %s %s: reading: %w", cmd, addr, err)
+	}
+	if len(b) > maxAnswer {
+		return nil, fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrAnswerTooLarge)
+	}
+	return b, nil
 }
 
 // Srvr is the parsed answer to srvr.
