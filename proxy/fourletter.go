@@ -270,7 +270,6 @@ func (s *Server) mntrAnswer() string {
 	kv("zkproxy_client_bytes_out", st.ClientBytesOut)
 	kv("zkproxy_upstream_bytes_in", st.UpstreamBytesIn)
 	kv("zkproxy_upstream_bytes_out", st.UpstreamBytesOut)
-	kv("zkproxy_target", strings.Join(st.Target, ","))
 	return b.String()
 }
 
