@@ -28,7 +28,7 @@ type Server struct {
 	target     atomic.Pointer[[]string]
 	advertised atomic.Pointer[[]string] // see advertise
 	members    memberHealth
-	dialSeq atomic.Uint64
+	dialSeq    atomic.Uint64
 
 	mu        sync.Mutex
 	closing   bool
