@@ -293,3 +293,42 @@ func (s *Server) deriveAdvertise(addr net.Addr) {
 		s.log.Info("clients reading the ensemble's membership are shown this proxy", "advertise", a)
 	}
 }
+
+// screenConfigRequest looks at a client request before it is forwarded:
+// it marks req when its reply must be rewritten, and returns the frame to
+// forward — raw, or the stand-in of a refused reconfig (logged and counted).
+func (s *Session) screenConfigRequest(raw, payload []byte, req *pendingRequest) []byte {
+	switch req.op {
+	case jute.OpGetData, jute.OpMultiRead, jute.OpReconfig:
+	default:
+		return raw
+	}
+	cr, standIn := configRequest(req.op, req.xid, payload[jute.RequestHeaderSize:], !s.srv.cfg.PassConfigThrough, s.srv.cfg.AllowReconfig)
+	if cr == nil {
+		return raw
+	}
+	req.config = cr
+	if cr.refuseReconfig {
+		s.srv.m.reconfigRefused.Inc()
+		s.logger().Warn("reconfig refused: the ensemble's membership is changed on its members, not through zkproxy (allow-reconfig)",
+			"xid", req.xid)
+	}
+	if standIn != nil {
+		return standIn
+	}
+	return raw
+}
+
+// configReplyFrame returns the frame the client gets for a member's reply
+// (payload, header included) to a request screenConfigRequest marked.
+func (s *Session) configReplyFrame(cr *configReply, payload []byte) ([]byte, error) {
+	out, err := rewriteConfigReply(cr, payload, s.srv.advertise())
+	if err != nil {
+		s.srv.m.decodeErrors.WithLabelValues("config_reply").Inc()
+		return nil, err
+	}
+	if !cr.refuseReconfig {
+		s.srv.m.configRewrites.Inc()
+	}
+	return jute.AppendFrame(nil, out), nil
+}
