@@ -47,15 +47,14 @@ const maxAnswer = 4 << 20
 // DialFunc dials a server; nil means a net.Dialer.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Query sends cmd to addr and returns the whole answer, or an error naming
-// the refusal when the server answered with one (ErrNotWhitelisted,
-// ErrNotServing, ErrEmptyAnswer).
+// Query sends cmd to addr and returns the whole answer, with the server's
+// refusals as errors: ErrNotWhitelisted, ErrNotServing, and ErrEmptyAnswer
+// for a connection closed without a word.
 func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error) {
-	b, err := Exchange(ctx, dial, addr, cmd)
+	answer, err := QueryRaw(ctx, dial, addr, cmd)
 	if err != nil {
 		return "", err
 	}
-	answer := string(b)
 	switch {
 	case strings.Contains(answer, "is not executed because it is not in the whitelist"):
 		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrNotWhitelisted)
@@ -67,14 +66,17 @@ func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error)
 	return answer, nil
 }
 
-// Exchange sends cmd to addr and returns the answer as the server sent it,
-// refusals included, for a caller that relays it. The server closes the
-// connection after answering (NIOServerCnxn.checkFourLetterWord), so the
-// answer is everything up to EOF. Without a deadline on ctx it gives up
-// after 5 s.
-func Exchange(ctx context.Context, dial DialFunc, addr, cmd string) ([]byte, error) {
+// QueryRaw sends cmd to addr and returns the answer as the server wrote it,
+// refusals and empty answers included: for whoever passes the answer on
+// (the proxy relaying a word to a member) or checks the words themselves
+// (tests). The server closes the connection after answering
+// (NIOServerCnxn.checkFourLetterWord), so the answer is everything up to
+// EOF, at most 4 MiB (ErrAnswerTooLarge beyond). Without a deadline on ctx
+// the exchange gets 5 seconds. On a read error it returns what arrived
+// before the error with it.
+func QueryRaw(ctx context.Context, dial DialFunc, addr, cmd string) (string, error) {
 	if len(cmd) != 4 {
-		return nil, fmt.Errorf("fourlw: %q is not a four-letter word", cmd)
+		return "", fmt.Errorf("fourlw: %q is not a four-letter word", cmd)
 	}
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
@@ -86,25 +88,25 @@ func Exchange(ctx context.Context, dial DialFunc, addr, cmd string) ([]byte, err
 	}
 	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("fourlw %s %s: %w", cmd, addr, err)
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if _, err := io.WriteString(conn, cmd); err != nil {
-		return nil, fmt.Errorf("fourlw %s %s: sending: %w", cmd, addr, err)
+		return "", fmt.Errorf("fourlw %s %s: sending: %w", cmd, addr, err)
 	}
 	b, err := io.ReadAll(io.LimitReader(conn, maxAnswer+1))
 	if err != nil {
 		if ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
-		return nil, fmt.Errorf("fourlw %s %s: reading: %w", cmd, addr, err)
+		return string(b), fmt.Errorf("fourlw %s %s: reading: %w", cmd, addr, err)
 	}
 	if len(b) > maxAnswer {
-		return nil, fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrAnswerTooLarge)
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrAnswerTooLarge)
 	}
-	return b, nil
+	return string(b), nil
 }
 
 // Srvr is the parsed answer to srvr.
@@ -115,6 +117,16 @@ type Srvr struct {
 	NodeCount int
 	// Connections and Outstanding as the server counts them.
 	Connections, Outstanding int
+}
+
+// Serving reports whether the mode is one in which the server serves
+// read-write clients (a read-only server serves reads only).
+func (s Srvr) Serving() bool {
+	switch s.Mode {
+	case "standalone", "leader", "follower", "observer":
+		return true
+	}
+	return false
 }
 
 // Epoch is the leader epoch in the high 32 bits of the zxid.
