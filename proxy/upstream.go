@@ -215,7 +215,7 @@ func (s *Server) fourLetter(ctx context.Context, member, cmd string) ([]byte, er
 		conn = c
 		return c, err
 	}
-	out, err := fourlw.Exchange(ctx, dial, member, cmd)
+	out, err := fourlw.QueryRaw(ctx, dial, member, cmd)
 	// A TLS member's refusal of the proxy's certificate shows after the
 	// handshake (TLS 1.3): name it as the TLS failure it is.
 	if err != nil && conn != nil {
@@ -223,5 +223,5 @@ func (s *Server) fourLetter(ctx context.Context, member, cmd string) ([]byte, er
 			return nil, he
 		}
 	}
-	return out, err
+	return []byte(out), err
 }
