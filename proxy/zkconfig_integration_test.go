@@ -16,6 +16,7 @@ import (
 
 	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+	"github.com/zkproxy/zkproxy/jute"
 )
 
 //go:embed testdata/CuratorDriver.java
@@ -343,6 +344,63 @@ zk.stop()
 		after := memberConf(t, ens.Members[0])
 		if after.Version != before.Version || len(after.Members) != 3 {
 			t.Fatalf("membership changed: %v %s → %v %s", before.Members, before.Version, after.Members, after.Version)
+		}
+	})
+
+	t.Run("pipelined: a refused reconfig keeps its place, multiRead is rewritten", func(t *testing.T) {
+		c, r, _ := rawSession(t, px.Addr, 10000)
+		defer c.Close()
+		leaving := "2"
+		var frames []byte
+		frames = appendRequestFrame(frames, jute.RequestHeader{Xid: 1, Op: jute.OpGetData}, &jute.GetDataRequest{Path: configNode})
+		frames = appendRequestFrame(frames, jute.RequestHeader{Xid: 2, Op: jute.OpReconfig}, &jute.ReconfigRequest{LeavingServers: &leaving, CurConfigID: -1})
+		frames = appendRequestFrame(frames, jute.RequestHeader{Xid: 3, Op: jute.OpMultiRead}, &jute.MultiRequest{Ops: []jute.MultiOp{
+			jute.NewMultiOp(jute.OpGetData, &jute.GetDataRequest{Path: "/"}),
+			jute.NewMultiOp(jute.OpGetData, &jute.GetDataRequest{Path: configNode}),
+		}})
+		frames = appendRequestFrame(frames, jute.RequestHeader{Xid: 4, Op: jute.OpExists}, &jute.ExistsRequest{Path: "/"})
+		if _, err := c.Write(frames); err != nil { // one write: all four in flight at once
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for want := jute.Xid(1); want <= 4; want++ {
+			f, err := r.Next()
+			if err != nil {
+				t.Fatalf("reply %d: %v", want, err)
+			}
+			var h jute.ReplyHeader
+			if err := jute.Unmarshal(f.Payload()[:jute.ReplyHeaderSize], &h); err != nil || h.Xid != want {
+				t.Fatalf("reply %d: header %+v %v (out of order?)", want, h, err)
+			}
+			body := f.Payload()[jute.ReplyHeaderSize:]
+			switch want {
+			case 1:
+				var g jute.GetDataResponse
+				if err := jute.Unmarshal(body, &g); err != nil {
+					t.Fatal(err)
+				}
+				showsProxyOnly(t, "raw getData", string(g.Data))
+				if int(g.Stat.DataLength) != len(g.Data) {
+					t.Errorf("Stat.DataLength %d for %d bytes", g.Stat.DataLength, len(g.Data))
+				}
+			case 2:
+				if h.Err != jute.ErrReconfigDisabled || len(body) != 0 {
+					t.Fatalf("reconfig reply %+v with %d body bytes", h, len(body))
+				}
+			case 3:
+				var m jute.MultiResponse
+				if err := jute.Unmarshal(body, &m); err != nil || len(m.Results) != 2 {
+					t.Fatalf("multiRead reply %+v: %v", m, err)
+				}
+				showsProxyOnly(t, "multiRead getData", string(m.Results[1].Response.(*jute.GetDataResponse).Data))
+			case 4:
+				if h.Err != jute.ErrOK {
+					t.Fatalf("exists after the refusal: %v", h.Err)
+				}
+			}
+		}
+		if after := memberConf(t, ens.Members[0]); len(after.Members) != 3 {
+			t.Fatalf("membership changed: %v", after.Members)
 		}
 	})
 
