@@ -1,16 +1,12 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
-	_ "embed"
+	"errors"
 	"fmt"
-	"io"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,112 +15,32 @@ import (
 	"github.com/zkproxy/zkproxy/jute"
 )
 
-//go:embed testdata/CuratorDriver.java
-var curatorDriverSource string
-
-// curatorDriver runs testdata/CuratorDriver.java: a Curator 5 client and
-// plain ZooKeeper handles, driven over stdin.
-type curatorDriver struct {
-	stdin   io.Writer
-	replies chan string
-	exited  chan struct{}
-
-	mu       sync.Mutex
-	provided []string // every connection string Curator's EnsembleTracker set
-	stderr   strings.Builder
-}
-
-func startCuratorDriver(t *testing.T) *curatorDriver {
-	t.Helper()
-	j := zktest.JavaProgramWith(t, curatorDriverSource, zktest.CuratorJar)
-	cmd := j.Command(context.Background())
-	d := &curatorDriver{replies: make(chan string, 1), exited: make(chan struct{})}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		b, _ := io.ReadAll(stderr)
-		d.mu.Lock()
-		d.stderr.Write(b)
-		d.mu.Unlock()
-	}()
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case strings.HasPrefix(line, "R "):
-				d.replies <- line[2:]
-			case strings.HasPrefix(line, "C "):
-				d.mu.Lock()
-				d.provided = append(d.provided, line[2:])
-				d.mu.Unlock()
-			}
-		}
-		cmd.Wait()
-		close(d.exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-d.exited
-		if t.Failed() {
-			d.mu.Lock()
-			t.Logf("curator driver stderr (tail):\n%s", tail(d.stderr.String(), 8<<10))
-			d.mu.Unlock()
-		}
-	})
-	return d
-}
-
-func tail(s string, n int) string { return s[max(0, len(s)-n):] }
+// curator wraps zktest.Curator for one test: each command gets 90 s.
+type curator struct{ *zktest.Curator }
 
 // do runs one command; a failure comes back as "ERR <code> <message>".
-func (d *curatorDriver) do(t *testing.T, args ...string) (string, bool) {
+func (d curator) do(t *testing.T, args ...string) (string, bool) {
 	t.Helper()
-	line := strings.Join(args, " ")
-	if _, err := io.WriteString(d.stdin, line+"\n"); err != nil {
-		t.Fatalf("curator driver %q: %v", line, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := d.Do(ctx, args...)
+	var ce *zktest.ClientError
+	switch {
+	case errors.As(err, &ce):
+		return "ERR " + ce.Code + " " + ce.Message, false
+	case err != nil:
+		t.Fatal(err)
 	}
-	select {
-	case r := <-d.replies:
-		if rest, ok := strings.CutPrefix(r, "OK"); ok {
-			return strings.TrimPrefix(rest, " "), true
-		}
-		return r, false
-	case <-d.exited:
-		t.Fatalf("curator driver %q: process exited", line)
-	case <-time.After(90 * time.Second):
-		t.Fatalf("curator driver %q: no reply", line)
-	}
-	return "", false
+	return out, true
 }
 
-func (d *curatorDriver) must(t *testing.T, args ...string) string {
+func (d curator) must(t *testing.T, args ...string) string {
 	t.Helper()
 	out, ok := d.do(t, args...)
 	if !ok {
 		t.Fatalf("curator driver %q: %s", strings.Join(args, " "), out)
 	}
 	return out
-}
-
-// connectionStrings returns every connection string Curator was handed.
-func (d *curatorDriver) connectionStrings() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return slices.Clone(d.provided)
 }
 
 // memberConf returns the membership lines a member reports (conf).
@@ -193,24 +109,24 @@ func TestConfigRewriteRealClients(t *testing.T) {
 			t.Fatalf("%s does not name the proxy %s with a version: %q", what, px.Addr, config)
 		}
 	}
-	onlyProxy := func(t *testing.T, d *curatorDriver) {
+	onlyProxy := func(t *testing.T, d curator) {
 		t.Helper()
-		for _, cs := range d.connectionStrings() {
+		for _, cs := range d.ConnectionStrings() {
 			if cs != px.Addr {
-				t.Fatalf("Curator was handed %q (want only %s); all: %q", cs, px.Addr, d.connectionStrings())
+				t.Fatalf("Curator was handed %q (want only %s); all: %q", cs, px.Addr, d.ConnectionStrings())
 			}
 		}
 		if conn := d.must(t, "conn"); conn != px.Addr+" "+px.Addr {
 			t.Fatalf("Curator's connection string: %q, want %s", conn, px.Addr)
 		}
 	}
-	waitHanded := func(t *testing.T, d *curatorDriver, n int, why string) {
+	waitHanded := func(t *testing.T, d curator, n int, why string) {
 		t.Helper()
 		waitFor(t, fmt.Sprintf("Curator's EnsembleTracker to process config %d (%s)", n, why), 60*time.Second,
-			func() bool { return len(d.connectionStrings()) >= n })
+			func() bool { return len(d.ConnectionStrings()) >= n })
 	}
 
-	d := startCuratorDriver(t)
+	d := curator{zktest.StartCurator(t)}
 	d.must(t, "curator", px.Addr)
 	t.Run("start", func(t *testing.T) {
 		waitHanded(t, d, 1, "start")
@@ -304,7 +220,7 @@ zk.stop()
 	}
 	t.Run("config changes on the members", func(t *testing.T) {
 		before := memberConf(t, ens.Members[0]).Version
-		n := len(d.connectionStrings())
+		n := len(d.ConnectionStrings())
 		reconfigOnMembers(t, "-", "3", 2)
 		waitHanded(t, d, n+1, "server 3 removed")
 		onlyProxy(t, d)

@@ -1,4 +1,4 @@
-// Test driver for the /zookeeper/config rewrite (zkconfig_integration_test.go):
+// zktest Curator driver (curator.go), for the /zookeeper/config rewrite tests:
 // an Apache Curator 5 client (with its EnsembleTracker on, Curator's default),
 // plain ZooKeeper handles and a ZooKeeperAdmin, driven line by line over stdin.
 //
