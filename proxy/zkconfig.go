@@ -108,7 +108,8 @@ func refusedReconfigStandIn(xid jute.Xid) []byte {
 
 // rewriteConfigReply returns the reply payload (header included) the client
 // sees in place of payload, a member's reply to a request cr describes.
-// Replies with an error pass unchanged, except a refused reconfig's.
+// Replies with an error pass unchanged (the same slice), except a refused
+// reconfig's.
 func rewriteConfigReply(cr *configReply, payload []byte, advertise []string) ([]byte, error) {
 	var h jute.ReplyHeader
 	if err := jute.Unmarshal(payload[:jute.ReplyHeaderSize], &h); err != nil {
@@ -327,7 +328,7 @@ func (s *Session) configReplyFrame(cr *configReply, payload []byte) ([]byte, err
 		s.srv.m.decodeErrors.WithLabelValues("config_reply").Inc()
 		return nil, err
 	}
-	if !cr.refuseReconfig {
+	if !cr.refuseReconfig && len(out) > 0 && len(payload) > 0 && &out[0] != &payload[0] {
 		s.srv.m.configRewrites.Inc()
 	}
 	return jute.AppendFrame(nil, out), nil

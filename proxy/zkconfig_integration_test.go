@@ -156,6 +156,9 @@ zk.stop()
 			t.Fatal(err)
 		}
 		showsProxyOnly(t, "conf on the proxy port", conf)
+		if n := counter(t, px.m.configRewrites); n < 4 {
+			t.Errorf("config_rewrites_total = %v after Curator's, two getConfig, a getData and kazoo's reads", n)
+		}
 		if c := memberConf(t, ens.Members[0]); len(c.Members) != 3 {
 			t.Fatalf("a member's own conf lists %d members: %+v", len(c.Members), c.Members)
 		}
