@@ -395,7 +395,7 @@ func (v *verifier) joined() {
 		if leader == nil || !mv.serving() {
 			continue
 		}
-		if lag := leader.zxid - mv.zxid; lag > v.cfg.MaxLag {
+		if lag := zxidLag(leader.zxid, mv.zxid); lag > v.cfg.MaxLag {
 			v.fail("destination caught up", m.String(), fmt.Sprintf("%d transactions behind the leader (zxid %s, leader %s)", lag, mv.Zxid, leader.Zxid), "wait and verify again (zkproxy cutover check --wait 10m waits for it)")
 		} else {
 			v.ok("destination caught up", m.String(), fmt.Sprintf("zxid %s, leader %s", mv.Zxid, leader.Zxid))
@@ -533,19 +533,24 @@ func (v *verifier) sourceServing() {
 	}
 }
 
-// diverged: each side elected its own leader, so their epochs differ
-// (Leader.lead proposes a new epoch at every election).
+// diverged: each side has a leader of its own. Each elected separately, so
+// their histories diverge from the split on (Leader.lead starts a new epoch
+// at every election; both sides may well pick the same next epoch number,
+// which is why they must never be joined again).
 func (v *verifier) diverged() {
 	s, _ := v.leaderOf(v.p.Source)
 	d, _ := v.leaderOf(v.p.Destination)
 	if s == nil || d == nil {
 		return
 	}
-	if s.ID == d.ID || s.Epoch == d.Epoch {
-		v.fail("epochs diverged", "", fmt.Sprintf("source leader %s and destination leader %s share epoch %d: still one ensemble", s.member, d.member, s.Epoch), "restart every destination member at once with its destination file, behind the firewall")
-		return
+	detail := fmt.Sprintf("source leader zk%d (epoch %d), destination leader zk%d (epoch %d)", s.ID, s.Epoch, d.ID, d.Epoch)
+	for _, m := range v.p.Destination {
+		if mv := v.view(m.ID); slices.ContainsFunc(mv.Members, v.p.isSource) {
+			v.fail("epochs diverged", m.String(), fmt.Sprintf("still lists source members %v: one ensemble", mv.Members), "restart every destination member at once with its destination file, behind the firewall")
+			return
+		}
 	}
-	v.ok("epochs diverged", "", fmt.Sprintf("source epoch %d (leader zk%d), destination epoch %d (leader zk%d)", s.Epoch, s.ID, d.Epoch, d.ID))
+	v.ok("epochs diverged", "", detail)
 }
 
 // apart: neither side reaches the other. The members' own view: each
@@ -602,4 +607,16 @@ func (v *verifier) apart(ctx context.Context) {
 	if unprobed > 0 {
 		v.warn("firewall", "", fmt.Sprintf("%d destination member(s) not probed: their addresses are not on this machine", unprobed), "run zkproxy mitosis verify split on each destination host")
 	}
+}
+
+// zxidLag is how many transactions member trails leader by. A new leader's
+// zxid is (new epoch, 0) until the first transaction of its epoch
+// (Leader.lead sets it), while a follower's srvr zxid stays at the last
+// transaction it applied: a follower at an earlier epoch is caught up as
+// long as the leader has committed nothing in the new one.
+func zxidLag(leader, member int64) int64 {
+	if leader>>32 > member>>32 && leader&0xffffffff == 0 {
+		return 0
+	}
+	return max(leader-member, 0)
 }
