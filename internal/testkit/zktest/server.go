@@ -40,7 +40,7 @@ type options struct {
 	heapMB            int
 	extra             []string // extra zoo.cfg lines
 	jvmFlags          []string
-	tlsCA             *CA // non-nil: serve TLS on SecureClientPort too
+	tlsCA             *CA    // non-nil: serve TLS on SecureClientPort too
 	dataDirPattern    string // non-empty: the dataDir, "{id}" replaced (WithDataDirPattern)
 }
 
