@@ -49,6 +49,8 @@ type Spec struct {
 	ConfigPath string
 	// Service is the members' service name for systemctl; empty: zookeeper.
 	Service string
+	// Chroots are the chroots that move (e.g. /kafka), for leftovers.
+	Chroots []string
 	// Chain prefixes the firewall's chain (iptables) and table (nftables)
 	// names; empty: ZK-MITOSIS.
 	Chain string
@@ -66,7 +68,9 @@ type Plan struct {
 	// restarts come last.
 	SourceLeader int    `json:"source_leader"`
 	Chain        string `json:"chain"`
-	Steps        []Step `json:"steps"`
+	// Chroots are the chroots that move (mitosis leftovers' default).
+	Chroots []string `json:"chroots,omitempty"`
+	Steps   []Step   `json:"steps"`
 	// Warnings are things the plan could not check or carry over.
 	Warnings []string `json:"warnings,omitempty"`
 
@@ -98,6 +102,7 @@ const (
 	FirewallRemove ActionKind = "fw-remove" // run File (iptables) on the node
 	Zkproxy        ActionKind = "zkproxy"   // run zkproxy Args
 	StartAll       ActionKind = "start-all" // (re)start Nodes together
+	WaitReleased   ActionKind = "released"  // wait until zkproxy holds no session
 )
 
 // Action is one command of a step.
@@ -226,7 +231,7 @@ func Build(spec Spec) (*Plan, error) {
 
 	p := &Plan{
 		Source: src.Members, Destination: sortedByID(dst), Joined: joined, Dormant: dormant,
-		SourceLeader: src.Leader, Chain: spec.Chain, Files: map[string][]byte{},
+		SourceLeader: src.Leader, Chain: spec.Chain, Chroots: spec.Chroots, Files: map[string][]byte{},
 	}
 	if spec.Template == nil {
 		p.Warnings = append(p.Warnings, "planned from conf alone: settings conf does not show (4lw.commands.whitelist, ssl.*, authProvider.*, autopurge.*, admin.*) are not in the generated files; pass --source-zoo-cfg to carry them")

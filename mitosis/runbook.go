@@ -46,6 +46,12 @@ func (b *stepBuilder) wait(m Member) Action {
 		Command: fmt.Sprintf("until echo srvr | nc %s %s | grep -qE 'Mode: (leader|follower)'; do sleep 1; done", host, port)}
 }
 
+// released waits until every held session re-attached and was released
+// (or the barrier came down by itself).
+func (b *stepBuilder) released() Action {
+	return Action{Kind: WaitReleased, Command: fmt.Sprintf(`until %s cutover status -o json | grep -q '"held": 0'; do sleep 1; done`, b.spec.Zkproxy)}
+}
+
 func (b *stepBuilder) zkproxy(args ...string) Action {
 	return Action{Kind: Zkproxy, Args: args, Command: b.spec.Zkproxy + " " + strings.Join(args, " ")}
 }
@@ -116,7 +122,7 @@ func steps(spec Spec, p *Plan) []Step {
 			note = "The leader last (as planned; if another member leads now, restart that one last instead): its restart makes every member drop its clients for the election, so zkproxy holds every session."
 		}
 		b.add(fmt.Sprintf("Restart source member %s onto the joint configuration", m), note, b.show("cutover", "status"),
-			hold, b.install(m, JointFile(m.ID)), b.service(Restart, m), b.wait(m), b.zkproxy("cutover", "release"))
+			hold, b.install(m, JointFile(m.ID)), b.service(Restart, m), b.wait(m), b.released(), b.zkproxy("cutover", "release"))
 	}
 	b.add("Confirm the joint ensemble", "One quorum of every joint member, one config everywhere, the destination caught up.", b.verify(StageJoined))
 	b.add("Wait for mitosis sync", "", b.verify(StageJoined), b.zkproxy("cutover", "check", "--wait", "10m"))
@@ -141,6 +147,7 @@ func steps(spec Spec, p *Plan) []Step {
 	for _, m := range p.Destination {
 		acts = append(acts, b.wait(m))
 	}
+	acts = append(acts, b.released())
 	b.add("Restart every destination member at once, dormant included", "They elect their own leader with the copied data; zkproxy re-attaches each held session and releases it.", b.show("cutover", "status"), acts...)
 	b.add("Record the split", "Rollback is refused from here on.", b.verify(StageSplit), b.zkproxy("cutover", "split"))
 	acts = nil

@@ -139,6 +139,7 @@ It refuses, with the reason, what it cannot plan.`,
 	f.StringVar(&spec.Service, "service", "zookeeper", "the members' systemd service")
 	f.StringVar(&spec.Chain, "firewall-chain", "ZK-MITOSIS", "prefix of the firewall chain (iptables) and table (nftables) names")
 	f.StringVar(&spec.Zkproxy, "zkproxy-command", "zkproxy", "how the runbook invokes zkproxy")
+	f.StringSliceVar(&spec.Chroots, "chroot", nil, "the chroot(s) that move to the destination, e.g. /kafka (mitosis leftovers uses them)")
 	return cmd
 }
 
@@ -347,6 +348,12 @@ func newMitosisLeftoversCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{exitCannotCheck, err}
 			}
+			if len(chroots) == 0 {
+				chroots = p.Chroots
+			}
+			if len(chroots) == 0 {
+				return &exitError{exitCannotCheck, errors.New("name the chroot(s) that moved: --chroot here or at mitosis plan")}
+			}
 			src, srcServer, closeSrc, err := connectTree(p.Source)
 			if err != nil {
 				return fmt.Errorf("source: %w", err)
@@ -380,7 +387,7 @@ func newMitosisLeftoversCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&planDir, "plan", ".", "the plan directory (mitosis plan --out)")
-	cmd.Flags().StringSliceVar(&chroots, "chroot", nil, "the chroot(s) that moved to the destination, e.g. /kafka (required)")
+	cmd.Flags().StringSliceVar(&chroots, "chroot", nil, "the chroot(s) that moved to the destination, e.g. /kafka (default: the plan's --chroot)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	return cmd
 }

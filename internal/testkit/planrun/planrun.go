@@ -6,6 +6,7 @@ package planrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,6 +27,9 @@ type Runner struct {
 	Servers map[int]*zktest.Server
 	// Zkproxy runs a zkproxy command (Action.Args); nil skips them.
 	Zkproxy func(ctx context.Context, args []string) error
+	// Released waits until zkproxy holds no session (WaitReleased); nil
+	// skips it.
+	Released func(ctx context.Context) error
 	// Check runs after each step's actions (nil: none). A returned error
 	// stops the run.
 	Check func(ctx context.Context, step mitosis.Step) error
@@ -94,30 +98,24 @@ func (r *Runner) Do(ctx context.Context, a mitosis.Action) error {
 		}
 		return r.Zkproxy(ctx, a.Args)
 	}
+	if a.Kind == mitosis.WaitReleased {
+		if r.Released == nil {
+			return nil
+		}
+		return r.Released(ctx)
+	}
 	if a.Kind == mitosis.StartAll {
-		// Stop every member first, then start them together, as "restart
-		// every destination member at once" means.
+		// Stop every member at once, then start them together, as
+		// "restart every destination member at once" means.
 		for _, id := range a.Nodes {
-			s, err := r.server(id)
-			if err != nil {
-				return err
-			}
-			if err := s.Stop(); err != nil {
+			if _, err := r.server(id); err != nil {
 				return err
 			}
 		}
-		var wg sync.WaitGroup
-		errs := make([]error, len(a.Nodes))
-		for i, id := range a.Nodes {
-			wg.Go(func() { errs[i] = r.Servers[id].Start() })
+		if err := r.each(a.Nodes, (*zktest.Server).Stop); err != nil {
+			return err
 		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return r.each(a.Nodes, (*zktest.Server).Start)
 	}
 	s, err := r.server(a.Node)
 	if err != nil {
@@ -143,6 +141,16 @@ func (r *Runner) Do(ctx context.Context, a mitosis.Action) error {
 		return RunScript(ctx, filepath.Join(r.Dir, a.File))
 	}
 	return fmt.Errorf("planrun: unknown action kind %q", a.Kind)
+}
+
+func (r *Runner) each(nodes []int, f func(*zktest.Server) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, id := range nodes {
+		wg.Go(func() { errs[i] = f(r.Servers[id]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // RunScript runs a plan's shell script (a firewall script) with sh.
