@@ -505,7 +505,16 @@ func (v *verifier) ownQuorum(side string, ms []Member, file func(int) string) {
 		mv := v.view(m.ID)
 		switch {
 		case !mv.serving():
-			v.fail(name, m.String(), "not serving: "+orNotServing(mv), fmt.Sprintf("start ZooKeeper on %s with %s", m.Host, file(m.ID)))
+			what := "not serving: " + orNotServing(mv)
+			if side == "source" && v.res.Stage == StageCleaned {
+				// A member the clean-up did not restart still runs the joint
+				// configuration; once its leader restarts it cannot elect:
+				// with the destination firewalled it never sees a majority
+				// of the joint membership (FastLeaderElection counts votes
+				// against its own QuorumVerifier).
+				what += "; a member left on the joint configuration cannot elect with the destination gone"
+			}
+			v.fail(name, m.String(), what, fmt.Sprintf("install %s on %s and restart it", file(m.ID), m.Host))
 		case !slices.Equal(mv.Members, want):
 			what := fmt.Sprintf("runs members %v, not %v", mv.Members, want)
 			if side == "source" && len(mv.Members) > len(want) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/mitosis"
@@ -64,9 +65,11 @@ func (r *Runner) StepTitled(prefix string) (mitosis.Step, error) {
 func (r *Runner) Step(ctx context.Context, s mitosis.Step) error {
 	r.logf("step %d: %s", s.N, s.Title)
 	for _, a := range s.Actions {
+		start := time.Now()
 		if err := r.Do(ctx, a); err != nil {
 			return fmt.Errorf("step %d (%s): %s: %w", s.N, s.Title, a.Command, err)
 		}
+		r.logf("  %s: %s", a.Command, time.Since(start).Round(time.Millisecond))
 	}
 	if r.Check != nil {
 		if err := r.Check(ctx, s); err != nil {
