@@ -328,7 +328,7 @@ func (d *demo) startSource() *zktest.Mitosis {
 }
 
 func (d *demo) startWorkload(ctx context.Context) (*kafkaload.JavaWorkload, error) {
-	prog := zktest.JavaProgram(d.tb, kafkaload.JavaSource)
+	prog := zktest.JavaProgram(d.tb, kafkaload.JavaWorkloadSource)
 	w, err := kafkaload.StartJava(ctx, prog, kafkaload.JavaConfig{Connect: d.proxyAddr + "/kafka", Brokers: d.o.brokers, Writers: d.o.writers, Stderr: d.tb.log})
 	if err != nil {
 		return nil, err
