@@ -18,9 +18,10 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
 	"github.com/zkproxy/zkproxy/internal/certfile"
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/proxy"
 )
@@ -38,6 +39,8 @@ const (
 	keyDestination      = "destination"
 	keyAdminListen      = "admin-listen"
 	keyAdminToken       = "admin-token"
+	keyAdminTLSCert     = "admin-tls-cert"
+	keyAdminTLSKey      = "admin-tls-key"
 	keyDataDir          = "data-dir"
 	keyLogFormat        = "log-format"
 	keyLogLevel         = "log-level"
@@ -72,9 +75,11 @@ var (
 
 // serveConfig is the validated configuration of `zkproxy serve`.
 type serveConfig struct {
-	Listen          string
-	AdminListen     string
-	AdminToken      string
+	Listen      string
+	AdminListen string
+	AdminToken  string
+	// AdminTLS, when set, makes the admin listener speak HTTPS only.
+	AdminTLS        *tls.Config
 	DataDir         string
 	LogFormat       string
 	LogLevel        string
@@ -83,7 +88,7 @@ type serveConfig struct {
 	// TLS, when set, makes the client listener speak TLS only.
 	TLS *tls.Config
 	// Certs are the certificates read from files, by use (listener,
-	// source, destination), reloaded when the files change.
+	// admin, source, destination), reloaded when the files change.
 	Certs   map[string]*certfile.Reloader
 	Proxy   proxy.Config
 	Cutover cutover.Config
@@ -98,7 +103,9 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.StringSlice(keySource, nil, "source ensemble members, host:port, comma-separated (required)")
 	fs.StringSlice(keyDestination, nil, "destination ensemble members, host:port, comma-separated")
 	fs.String(keyAdminListen, "127.0.0.1:9181", "admin HTTP address (/metrics, /healthz, /readyz); empty disables it")
-	fs.String(keyAdminToken, "", "bearer token required by mutating admin calls; mandatory when the admin address is not loopback")
+	fs.String(keyAdminToken, "", "bearer token required by every admin call but /healthz, /readyz, /metrics and GET /cutover (session ids are credentials); mandatory when the admin address is not loopback")
+	fs.String(keyAdminTLSCert, "", "PEM certificate (chain) the admin listener presents; with admin-tls-key it serves HTTPS only")
+	fs.String(keyAdminTLSKey, "", "PEM private key of admin-tls-cert")
 	fs.String(keyDataDir, "/var/lib/zkproxy", "directory for persistent state (the cutover phase)")
 	fs.String(keyLogFormat, "text", "log format: text or json")
 	fs.String(keyLogLevel, "info", "log level: debug, info, warn or error")
@@ -136,7 +143,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 // knownKeys are the keys a config file may contain; anything else is a typo
 // and fails the start rather than being silently ignored.
 var knownKeys = []string{
-	keyListen, keySource, keyDestination, keyAdminListen, keyAdminToken, keyDataDir,
+	keyListen, keySource, keyDestination, keyAdminListen, keyAdminToken, keyAdminTLSCert, keyAdminTLSKey, keyDataDir,
 	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
 	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyCheckInterval, keyPeers, keyFourLetterWords,
@@ -308,7 +315,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 				bad(keyPeers, "%q is not an admin URL (http://host:port)", p)
 			}
 		}
-		cfg.Cutover.PeerSessions = bridge.PeerSessions(peers, nil)
+		cfg.Cutover.PeerSessions = admin.PeerSessions(peers, cfg.AdminToken, nil)
 	}
 	if cfg.AdminListen != "" {
 		if err := checkListenAddr(cfg.AdminListen); err != nil {
@@ -332,8 +339,9 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 	} else if err := checkDataDir(cfg.DataDir); err != nil {
 		bad(keyDataDir, "%v", err)
 	}
-	var listenerCert, sourceCert, destinationCert *certfile.Reloader
+	var listenerCert, adminCert, sourceCert, destinationCert *certfile.Reloader
 	cfg.TLS = listenerTLS(str(keyTLSCert), str(keyTLSKey), str(keyTLSClientCA), &listenerCert, bad)
+	cfg.AdminTLS = adminTLS(cfg.AdminListen, str(keyAdminTLSCert), str(keyAdminTLSKey), &adminCert, bad)
 	memberTLSOf := func(k memberTLSKeys, members []string, cert **certfile.Reloader) *tls.Config {
 		on, err := cast.ToBoolE(v.Get(k.on))
 		if err != nil {
@@ -352,7 +360,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 	src := memberTLSOf(sourceTLSKeys, cfg.Proxy.Source, &sourceCert)
 	dst := memberTLSOf(destinationTLSKeys, cfg.Proxy.Destination, &destinationCert)
 	cfg.Certs = map[string]*certfile.Reloader{}
-	for use, r := range map[string]*certfile.Reloader{"listener": listenerCert, "source": sourceCert, "destination": destinationCert} {
+	for use, r := range map[string]*certfile.Reloader{"listener": listenerCert, "admin": adminCert, "source": sourceCert, "destination": destinationCert} {
 		if r != nil {
 			cfg.Certs[use] = r
 		}
@@ -364,7 +372,7 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 		cfg.Proxy.MemberTLS = policy
 		// The sync checks and the split barrier ask the members
 		// four-letter words over the same connections as sessions.
-		cfg.Cutover.CheckDial = policy.DialContext
+		cfg.Cutover.Members = fourlw.Members{Dial: policy.DialContext}
 	}
 	if err := cfg.Proxy.Validate(); err != nil {
 		problems = append(problems, err.Error())
