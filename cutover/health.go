@@ -23,13 +23,13 @@ import (
 // (Controller.LastCheck, the check metrics and so the dashboard's "Mitosis
 // sync" row), with Ready meaning "destination healthy".
 func DestinationHealth(ctx context.Context, cfg CheckConfig) *Report {
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 3 * time.Second
+	if cfg.Members == nil {
+		cfg.Members = fourlw.Members{}
 	}
 	rep := &Report{CheckedAt: time.Now(), Members: make([]MemberStatus, len(cfg.Destination))}
 	var wg sync.WaitGroup
 	for i, addr := range cfg.Destination {
-		wg.Go(func() { rep.Members[i] = probe(ctx, cfg, addr, Destination) })
+		wg.Go(func() { rep.Members[i] = probe(ctx, cfg.Members, addr, Destination) })
 	}
 	wg.Wait()
 	var notServing, wrongSize, leaders []string
@@ -63,9 +63,7 @@ func DestinationHealth(ctx context.Context, cfg CheckConfig) *Report {
 		item("destination quorum", true, fmt.Sprintf("leader %s, %d members", leaders[0], len(cfg.Destination)))
 	}
 	if len(leaders) == 1 {
-		qctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		ans, err := fourlw.Query(qctx, cfg.Dial, leaders[0], "mntr")
-		cancel()
+		ans, err := cfg.Members.Query(ctx, leaders[0], "mntr")
 		var kv map[string]string
 		if err == nil {
 			kv, err = fourlw.ParseMntr(ans)
@@ -98,7 +96,7 @@ func detailOr(problems []string, ok string) string {
 
 // checkHealth is the background check after the split (watchSync).
 func (c *Controller) checkHealth(ctx context.Context) {
-	rep := DestinationHealth(ctx, CheckConfig{Destination: c.cfg.Destination, Dial: c.cfg.CheckDial})
+	rep := DestinationHealth(ctx, CheckConfig{Destination: c.cfg.Destination, Members: c.cfg.Members})
 	c.m.observeCheck(rep)
 	c.mu.Lock()
 	c.lastCheck = rep

@@ -15,18 +15,9 @@ import (
 
 // FourLetter asks one member a four-letter word and returns the whole answer
 // (fourlw.Query's contract: ErrNotWhitelisted, ErrNotServing, ErrEmptyAnswer).
+// fourlw.Members implements it.
 type FourLetter interface {
 	Query(ctx context.Context, addr, cmd string) (string, error)
-}
-
-// Dialer is the FourLetter that asks over the network with dial (nil: a
-// net.Dialer).
-func Dialer(dial fourlw.DialFunc) FourLetter { return dialer{dial} }
-
-type dialer struct{ dial fourlw.DialFunc }
-
-func (d dialer) Query(ctx context.Context, addr, cmd string) (string, error) {
-	return fourlw.Query(ctx, d.dial, addr, cmd)
 }
 
 // Setting is one zoo.cfg key=value line.

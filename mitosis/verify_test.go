@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/testkit/planrun"
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/mitosis"
@@ -71,7 +72,7 @@ func create(t *testing.T, connect string, paths ...string) {
 // directory.
 func planFor(t *testing.T, ctx context.Context, src, dst *zktest.Ensemble, firstDstID int, dormant []int, dataDir string) (*mitosis.Plan, string) {
 	t.Helper()
-	source, err := mitosis.ReadSource(ctx, mitosis.Dialer(nil), addrsOf(src))
+	source, err := mitosis.ReadSource(ctx, fourlw.Members{}, addrsOf(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func planFor(t *testing.T, ctx context.Context, src, dst *zktest.Ensemble, first
 
 func verify(t *testing.T, ctx context.Context, stage string, p *mitosis.Plan, sessions mitosis.Sessions) *mitosis.Result {
 	t.Helper()
-	res, err := mitosis.Verify(ctx, stage, mitosis.VerifyConfig{Plan: p, FourLetter: mitosis.Dialer(nil), Sessions: sessions,
+	res, err := mitosis.Verify(ctx, stage, mitosis.VerifyConfig{Plan: p, FourLetter: fourlw.Members{}, Sessions: sessions,
 		Probe: mitosis.LocalProber{}, MaxLag: 1000})
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,8 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/spf13/cobra"
 
-	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/admin"
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/mitosis"
 )
 
@@ -102,7 +103,7 @@ It refuses, with the reason, what it cannot plan.`,
 				spec.Template = &t
 			}
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			src, err := mitosis.ReadSource(qctx, mitosis.Dialer(nil), source)
+			src, err := mitosis.ReadSource(qctx, fourlw.Members{}, source)
 			cancel()
 			if err != nil {
 				return err
@@ -167,7 +168,7 @@ type adminSessions struct{ c *adminClient }
 
 func (a adminSessions) ProxiedSessions(ctx context.Context) ([]mitosis.ProxiedSession, error) {
 	var ans struct {
-		Sessions []bridge.SessionRow `json:"sessions"`
+		Sessions []admin.SessionRow `json:"sessions"`
 	}
 	if _, err := a.c.call(ctx, "GET", "/sessions", &ans); err != nil {
 		return nil, err
@@ -214,7 +215,7 @@ Exit status: 0 every check passed (warnings allowed), 1 a check failed, 2 verify
 			if err != nil {
 				return &exitError{exitCannotCheck, err}
 			}
-			cfg := mitosis.VerifyConfig{Plan: p, FourLetter: mitosis.Dialer(nil), Probe: mitosis.LocalProber{}, MaxLag: maxLag, LocalAddrs: localAddrs}
+			cfg := mitosis.VerifyConfig{Plan: p, FourLetter: fourlw.Members{}, Probe: mitosis.LocalProber{}, MaxLag: maxLag, LocalAddrs: localAddrs}
 			if !noAdmin {
 				cfg.Sessions = adminSessions{c}
 			}
