@@ -26,12 +26,12 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	switch {
 	case s.closeSent:
 		s.mu.Unlock()
-		s.close("client closed its session")
+		s.close(closeClientSession, "client closed its session")
 		return
 	case s.memberClose != "":
 		reason := s.memberClose
 		s.mu.Unlock()
-		s.close(fmt.Sprintf("member %s closed the connection after it %s", up.member, reason))
+		s.close(closeMemberClosed, fmt.Sprintf("member %s closed the connection after it %s", up.member, reason))
 		return
 	case s.usedSASL:
 		s.mu.Unlock()
@@ -39,7 +39,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 		// (ZK-PROTOCOL §6.3, §10.1): a re-attached session would lose its
 		// identity, so the client must reconnect and authenticate again.
 		s.srv.m.reattaches.WithLabelValues("sasl").Inc()
-		s.close(fmt.Sprintf("upstream %s lost and the session used SASL, which cannot be replayed", up.member))
+		s.close(closeUpstreamLostSASL, fmt.Sprintf("upstream %s lost and the session used SASL, which cannot be replayed", up.member))
 		return
 	case inFlight > 0:
 		s.mu.Unlock()
@@ -50,7 +50,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 		// with its session, as when a real server dies.
 		s.srv.members.markFailed(up.member)
 		s.srv.m.reattaches.WithLabelValues("closed_in_flight").Inc()
-		s.close(fmt.Sprintf("upstream %s lost with %d requests in flight (%v)", up.member, inFlight, cause))
+		s.close(closeUpstreamLostInFlight, fmt.Sprintf("upstream %s lost with %d requests in flight (%v)", up.member, inFlight, cause))
 		return
 	case s.state == StateDraining && s.moving:
 		// Move is waiting for the drain; with nothing in flight it can go
@@ -87,7 +87,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	done()
 	if err != nil {
 		s.srv.m.reattaches.WithLabelValues(reattachFailure(err)).Inc()
-		s.close(fmt.Sprintf("re-attach after losing %s failed: %v", up.member, err))
+		s.close(closeReattachFailed, fmt.Sprintf("re-attach after losing %s failed: %v", up.member, err))
 		return
 	}
 	s.srv.m.reattaches.WithLabelValues("ok").Inc()
