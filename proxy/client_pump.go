@@ -180,7 +180,7 @@ func (s *Session) waitForRoom() error {
 }
 
 // clientPing forwards a client ping while the session is active, and
-// answers it locally otherwise (ZK-PROTOCOL §9.2: the clients do not match
+// answers it locally otherwise (docs/protocol.md §9.2: the clients do not match
 // ping replies against their request queues, so a local answer is safe).
 func (s *Session) clientPing(raw []byte) error {
 	s.sendMu.Lock()

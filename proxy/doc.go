@@ -3,7 +3,7 @@
 // for byte, and keeps enough per-session state to re-attach the session to
 // another member without the client noticing: after a member fails
 // (failover inside the ensemble) or when cutover moves it to another
-// ensemble. ZK-PROTOCOL.md §9 is the design this follows.
+// ensemble. docs/protocol.md §9 is the design this follows.
 //
 // # Per connection
 //
@@ -18,7 +18,7 @@
 // upstream with the queue entries that describe them) before Session.mu
 // (state); Session.cwmu serialises whole frames to the client.
 //
-// Tracked per session (ZK-PROTOCOL §9.1): id, password, requested and
+// Tracked per session (docs/protocol.md §9.1): id, password, requested and
 // negotiated timeouts, the readOnly byte, lastZxidSeen (max zxid over
 // ordinary replies), the FIFO of forwarded requests (each reply must match
 // its head), the FIFO of ping owners (client or proxy), auth packets whose

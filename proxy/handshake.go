@@ -201,7 +201,7 @@ func (s *Session) claimID(id jute.SessionID) {
 // mirrorReadOnly returns the ConnectResponse frame to send to a client
 // that did (or did not) send the trailing readOnly byte: the member's raw
 // frame when it already matches, else a re-encoding with the client's
-// choice, which is what a server would have sent it (ZK-PROTOCOL §2.2).
+// choice, which is what a server would have sent it (docs/protocol.md §2.2).
 func mirrorReadOnly(raw []byte, resp *jute.ConnectResponse, clientHasReadOnly bool) []byte {
 	if resp == nil || resp.HasReadOnly == clientHasReadOnly {
 		return raw

@@ -90,7 +90,7 @@ func (s *Session) Release() {
 }
 
 // Move re-establishes the session on a member of target without closing
-// the client connection (ZK-PROTOCOL §9.2 DRAINING → CONNECTING →
+// the client connection (docs/protocol.md §9.2 DRAINING → CONNECTING →
 // REPLAY_AUTH → REPLAY_WATCHES → RESUME). It waits for a failover in
 // progress to finish, holds new client requests (bounded by the session's
 // limits), waits for the replies to those in flight, closes the old
@@ -178,7 +178,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	oldMember := "(none)"
 	if old != nil {
 		// The old connection must be gone before the session is
-		// revalidated elsewhere (ZK-PROTOCOL §5.2): it drops the stale
+		// revalidated elsewhere (docs/protocol.md §5.2): it drops the stale
 		// watches there and no write can be in flight on two members.
 		oldMember = old.member
 		old.conn.Close()

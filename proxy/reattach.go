@@ -12,7 +12,7 @@ import (
 )
 
 // upstreamLost handles the end of the current upstream connection
-// (ZK-PROTOCOL §9.2): re-attach invisibly when nothing was in flight,
+// (docs/protocol.md §9.2): re-attach invisibly when nothing was in flight,
 // close the client when an outcome is unknown or the member meant to close.
 func (s *Session) upstreamLost(up *upstream, cause error) {
 	s.mu.Lock()
@@ -36,7 +36,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	case s.usedSASL:
 		s.mu.Unlock()
 		// SASL tokens are bound to the connection and cannot be replayed
-		// (ZK-PROTOCOL §6.3, §10.1): a re-attached session would lose its
+		// (docs/protocol.md §6.3, §10.1): a re-attached session would lose its
 		// identity, so the client must reconnect and authenticate again.
 		s.srv.m.reattaches.WithLabelValues("sasl").Inc()
 		s.close(closeUpstreamLostSASL, fmt.Sprintf("upstream %s lost and the session used SASL, which cannot be replayed", up.member))
@@ -44,7 +44,7 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	case inFlight > 0:
 		s.mu.Unlock()
 		// A member that loses the session drops what was in flight with no
-		// reply (ZK-PROTOCOL §2.5, §10.2), so the outcome of those
+		// reply (docs/protocol.md §2.5, §10.2), so the outcome of those
 		// requests is unknown and must not be retried by the proxy: the
 		// client gets ConnectionLoss and reconnects through the proxy
 		// with its session, as when a real server dies.
@@ -121,7 +121,7 @@ func (s *Session) answerPings(n int, zxid jute.Zxid) {
 
 // reattach opens the session on a member of members before deadline:
 // ConnectRequest with the same id, password, lastZxidSeen, requested
-// timeout and readOnly byte, then auth and watch replay (ZK-PROTOCOL §9.2
+// timeout and readOnly byte, then auth and watch replay (docs/protocol.md §9.2
 // CONNECTING → REPLAY_AUTH → REPLAY_WATCHES).
 func (s *Session) reattach(ctx context.Context, members []string, deadline time.Time) (*upstream, error) {
 	s.mu.Lock()
@@ -277,7 +277,7 @@ func (s *Session) awaitOwnReply(up *upstream, xid jute.Xid) (jute.ReplyHeader, e
 }
 
 // resume makes up the session's upstream and releases the held requests
-// in their original order (ZK-PROTOCOL §9.2 RESUME). ensemble, when not
+// in their original order (docs/protocol.md §9.2 RESUME). ensemble, when not
 // nil, becomes the ensemble failovers stay in.
 func (s *Session) resume(up *upstream, ensemble []string) {
 	s.sendMu.Lock()

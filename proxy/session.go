@@ -14,7 +14,7 @@ import (
 	"github.com/zkproxy/zkproxy/jute"
 )
 
-// SessionState is where a session is in its life (ZK-PROTOCOL §9.2).
+// SessionState is where a session is in its life (docs/protocol.md §9.2).
 type SessionState int32
 
 const (
@@ -170,7 +170,7 @@ type SessionInfo struct {
 	UpstreamTimeout time.Duration
 	ReadOnly        bool
 	// UsedSASL: the client authenticated with SASL on this connection,
-	// which cannot be replayed (ZK-PROTOCOL §6.3): a move loses it.
+	// which cannot be replayed (docs/protocol.md §6.3): a move loses it.
 	UsedSASL bool
 	// Holding reports a Hold in force.
 	Holding bool

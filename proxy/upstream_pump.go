@@ -198,7 +198,7 @@ func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err erro
 // startPinger keeps the member's session alive on the member's own
 // negotiated timeout: the client paces its pings by the timeout it was
 // told, which a re-attached member may have negotiated lower
-// (ZK-PROTOCOL §5.4, §10.12). A ping goes out after a third of the timeout
+// (docs/protocol.md §5.4, §10.12). A ping goes out after a third of the timeout
 // without any frame sent, like ClientCnxn's readTimeout/2.
 func (s *Session) startPinger(up *upstream) {
 	interval := max(up.timeout/3, 10*time.Millisecond)
