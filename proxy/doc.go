@@ -5,6 +5,19 @@
 // (failover inside the ensemble) or when cutover moves it to another
 // ensemble. docs/protocol.md §9 is the design this follows.
 //
+// # Where things are
+//
+// server.go accepts connections and owns the session tables; session.go
+// the Session, its state and its close; handshake.go the first frames
+// (ConnectRequest or four-letter word); client_pump.go client → member
+// (forward, hold, ping answers, writes to the client); upstream_pump.go
+// member → client (reply accounting, the proxy's pings); reattach.go the
+// failover (re-attach, auth and watch replay, resume); move.go what cutover
+// asks of a session (Move, Hold and Release, Disconnect); closereason.go
+// why a session closed, as counted. upstream.go dials members, watches.go
+// and outstanding.go keep the tracked state, framereader.go, framewriter.go
+// and parker*.go the I/O.
+//
 // # Per connection
 //
 // One goroutine per client connection runs the handshake and ends; a
