@@ -19,25 +19,6 @@ func (s *Session) Disconnect(ctx context.Context, reason string) {
 	s.drainAndClose(ctx, closeDisconnected, reason)
 }
 
-// resumeDrained ends a drain that timed out: the session goes back to
-// active on up, the held requests are released. Nothing happens if up is no
-// longer the session's upstream.
-func (s *Session) resumeDrained(up *upstream) {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	s.mu.Lock()
-	if s.up != up || s.state != StateDraining {
-		s.mu.Unlock()
-		return
-	}
-	s.state = StateActive
-	s.stateGaugeLocked()
-	held := s.releaseHeldLocked()
-	s.cond.Broadcast()
-	s.mu.Unlock()
-	s.writeHeld(up, held)
-}
-
 // Hold drains the session and then holds its client requests, in order and
 // within the session's limits, until Release; client pings are answered by
 // the proxy meanwhile. It is the per-session half of cutover's split
@@ -200,6 +181,25 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	s.logger().Info("session re-attached", "from", oldMember, "to", up.member, "reason", "move",
 		"drain", drained.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// resumeDrained ends a drain that timed out: the session goes back to
+// active on up, the held requests are released. Nothing happens if up is no
+// longer the session's upstream.
+func (s *Session) resumeDrained(up *upstream) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if s.up != up || s.state != StateDraining {
+		s.mu.Unlock()
+		return
+	}
+	s.state = StateActive
+	s.stateGaugeLocked()
+	held := s.releaseHeldLocked()
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.writeHeld(up, held)
 }
 
 // drainAndClose is the graceful end used by Server.Shutdown and Disconnect:
