@@ -17,11 +17,6 @@ import (
 // Defaults applied by Config for zero-valued fields. They follow the
 // ZooKeeper server's own limits where one exists.
 const (
-	// DefaultMaxClientConns bounds client connections. ZooKeeper itself has
-	// no global cap, only maxClientCnxns per source IP; a proxy holds two
-	// file descriptors per session, so the default stays below half of a
-	// common 20,000 open-files limit with room for listeners and logs.
-	DefaultMaxClientConns = 8192
 	// DefaultMaxReplyFrameSize is the largest member→client frame. The
 	// server does not limit its replies (a getChildren of a big znode can
 	// be several MB) and the 3.5 client and Kafka accept 4 MiB
@@ -54,6 +49,25 @@ const (
 	DefaultMemberBackoff = 5 * time.Second
 )
 
+// DefaultMaxClientConns is the bound on client connections when
+// Config.MaxClientConns is zero, derived from the open-files limit nofile
+// (RLIMIT_NOFILE): ZooKeeper itself has no global cap, only maxClientCnxns
+// per source IP, but a session holds two descriptors (client and member
+// connection) and running out of descriptors fails every accept and every
+// re-attach dial alike. So (nofile − reserve) / 2, where the reserve —
+// min(256, nofile/4) — stays free for the listeners, the admin server,
+// member probes (four-letter words, cutover checks), TLS files and logs:
+// 65,536 → 32,640 sessions, 1,024 → 384. Without a known limit (ok false)
+// it is 8192.
+func DefaultMaxClientConns(nofile uint64, ok bool) int {
+	if !ok {
+		return 8192
+	}
+	nofile = min(nofile, 1<<22) // RLIM_INFINITY and the like
+	reserve := min(256, nofile/4)
+	return max(1, int((nofile-reserve)/2))
+}
+
 // DefaultFourLetterWords are the words the proxy answers unless
 // Config.FourLetterWords says otherwise: what monitoring polls, nothing that
 // lists sessions.
@@ -70,7 +84,8 @@ type Config struct {
 	Destination []string
 
 	// MaxClientConns bounds accepted client connections (handshaking and
-	// established). Zero means DefaultMaxClientConns. Connections beyond
+	// established). Zero means DefaultMaxClientConns of the process's
+	// open-files limit, which New logs. Connections beyond
 	// it are closed at once and counted (reason "max_client_conns").
 	MaxClientConns int
 	// MaxFrameSize bounds one client→member frame. Zero means
@@ -162,7 +177,7 @@ type Config struct {
 // withDefaults returns c with every zero value replaced by its default.
 func (c Config) withDefaults() Config {
 	if c.MaxClientConns == 0 {
-		c.MaxClientConns = DefaultMaxClientConns
+		c.MaxClientConns = DefaultMaxClientConns(openFilesLimit())
 	}
 	if c.MaxFrameSize == 0 {
 		c.MaxFrameSize = jute.DefaultMaxFrameSize

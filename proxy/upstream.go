@@ -25,7 +25,7 @@ var (
 	// ConnectResponse.
 	errMemberRefused = errors.New("member closed the connection without a ConnectResponse")
 	// errSessionExpired: the member answered timeOut 0 — the session is
-	// unknown, expired or the password is wrong (ZK-PROTOCOL §2.5).
+	// unknown, expired or the password is wrong (docs/protocol.md §2.5).
 	errSessionExpired = errors.New("session expired")
 )
 
@@ -164,7 +164,7 @@ func (s *Server) connectMember(ctx context.Context, member string, connectFrame 
 }
 
 // Ready reports whether a member of the target ensemble is serving. It asks
-// `srvr` (whitelisted by default, ZK-PROTOCOL §7.1) rather than opening a
+// `srvr` (whitelisted by default, docs/protocol.md §7.1) rather than opening a
 // session: a ConnectRequest with a real session id would close that
 // session's live connection, and one with id 0 costs a quorum write.
 // `ruok` is no use either, the server answers imok even when not serving.

@@ -47,7 +47,7 @@ func (s *Session) endUpstream(up *upstream, err error) {
 	close(up.done)
 	var fe *fatalError
 	if errors.As(err, &fe) {
-		s.close(fe.Error())
+		s.close(reasonOf(fe.err, closeMemberProtocol), fe.Error())
 		return
 	}
 	s.upstreamLost(up, err)
@@ -78,7 +78,7 @@ func (s *Session) readUpstream(up *upstream) (err error) {
 	err = up.r.Serve(up)
 	if errors.Is(err, jute.ErrFrameTooLarge) {
 		s.srv.m.framesOverLimit.WithLabelValues("upstream").Inc()
-		return &fatalError{fmt.Errorf("member %s sent a frame over max-reply-frame-size: %w", up.member, err)}
+		return &fatalError{closeErrorf(closeMemberFrameTooLarge, "member %s sent a frame over max-reply-frame-size: %w", up.member, err)}
 	}
 	return err
 }
@@ -118,7 +118,7 @@ func (up *upstream) flush() error {
 	if len(up.pending) == 0 {
 		return nil
 	}
-	werr := up.sess.writeClientFrames(up.pending, up.r.readAt)
+	werr := up.sess.writeClientAt(up.r.readAt, nil, up.pending)
 	clear(up.pending)
 	up.pending = up.pending[:0]
 	if werr != nil {
@@ -210,7 +210,7 @@ func (s *Session) onReply(payload []byte, now time.Time) (forward bool, replaced
 // startPinger keeps the member's session alive on the member's own
 // negotiated timeout: the client paces its pings by the timeout it was
 // told, which a re-attached member may have negotiated lower
-// (ZK-PROTOCOL §5.4, §10.12). A ping goes out after a third of the timeout
+// (docs/protocol.md §5.4, §10.12). A ping goes out after a third of the timeout
 // without any frame sent, like ClientCnxn's readTimeout/2.
 func (s *Session) startPinger(up *upstream) {
 	interval := max(up.timeout/3, 10*time.Millisecond)
