@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -41,14 +40,14 @@ func (s *Session) pumpClient(now time.Time) {
 // A client that sent closeSession and then dropped its connection closed
 // its session: the C client's zookeeper_close may close its socket before
 // the answer arrives, which its kernel then answers with a reset.
-func (s *Session) clientEndReason(err error) string {
+func (s *Session) clientEndReason(err error) (closeReason, string) {
 	s.mu.Lock()
 	closing := s.closeSent
 	s.mu.Unlock()
 	if closing {
-		return "client closed its session, then its connection: " + err.Error()
+		return closeClientSession, "client closed its session, then its connection: " + err.Error()
 	}
-	return err.Error()
+	return reasonOf(err, closeClientClosed), err.Error()
 }
 
 func (s *Session) resumeClient() {
@@ -104,7 +103,7 @@ func (s *Session) onClientFrame(f frame) error {
 	h, err := jute.PeekRequestHeader(f.Payload())
 	if err != nil {
 		s.srv.m.decodeErrors.WithLabelValues("request_header").Inc()
-		return &clientFrameError{fmt.Errorf("malformed request header: %w", err)}
+		return &clientFrameError{closeErrorf(closeMalformed, "malformed request header: %w", err)}
 	}
 	s.st.countRequest(h.Op)
 	if h.Op == jute.OpPing {
@@ -117,7 +116,7 @@ func (s *Session) onClientFrame(f frame) error {
 	// request reusing them for another op would be unanswerable.
 	if h.Xid == jute.XidNotification || h.Xid == jute.XidPing || (h.Xid == jute.XidAuth && h.Op != jute.OpAuth) {
 		s.srv.m.decodeErrors.WithLabelValues("reserved_xid").Inc()
-		return &clientFrameError{fmt.Errorf("request %s uses reserved xid %d", h.Op, h.Xid)}
+		return &clientFrameError{closeErrorf(closeReservedXid, "request %s uses reserved xid %d", h.Op, h.Xid)}
 	}
 	req := pendingRequest{xid: h.Xid, op: h.Op, start: s.clientR.readAt}
 	sw, err := parseRequest(f.Payload(), &req)
@@ -127,6 +126,7 @@ func (s *Session) onClientFrame(f frame) error {
 		s.srv.m.decodeErrors.WithLabelValues("request").Inc()
 		s.logger().Debug("undecodable request forwarded as is", "err", err)
 	}
+	raw = s.screenConfigRequest(raw, f.Payload(), &req)
 	if err := s.forward(raw, req, sw); err != nil {
 		return &clientFrameError{err}
 	}
@@ -137,23 +137,23 @@ func (s *Session) clientReadError(err error) error {
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF):
-		return errors.New("client closed the connection")
+		return closeErrorf(closeClientClosed, "client closed the connection")
 	case errors.Is(err, jute.ErrFrameTooLarge), errors.Is(err, jute.ErrNegativeFrameLength):
 		// NIOServerCnxn.readLength closes the connection on such a length
 		// ("Len error"); the client sees a connection loss, as with a
 		// real server.
 		s.srv.m.framesOverLimit.WithLabelValues("client").Inc()
-		return fmt.Errorf("client frame over max-frame-size: %w", err)
+		return closeErrorf(closeFrameTooLarge, "client frame over max-frame-size: %w", err)
 	case errors.As(err, &ne) && ne.Timeout():
 		// ZooKeeper expires a session whose client sent nothing for the
 		// session timeout; the proxy's own pings would otherwise keep a
 		// half-open client's session alive for ever.
-		return fmt.Errorf("client silent for the session timeout %s (half-open connection?)", s.clientTimeout)
+		return closeErrorf(closeClientTimeout, "client silent for the session timeout %s (half-open connection?)", s.clientTimeout)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		s.srv.m.decodeErrors.WithLabelValues("truncated_frame").Inc()
-		return fmt.Errorf("client connection ended inside a frame: %w", err)
+		return closeErrorf(closeTruncatedFrame, "client connection ended inside a frame: %w", err)
 	}
-	return fmt.Errorf("reading from client: %w", err)
+	return closeErrorf(closeClientClosed, "reading from client: %w", err)
 }
 
 // waitForRoom blocks while the session is at its outstanding or
@@ -178,11 +178,11 @@ func (s *Session) waitForRoom() error {
 		}
 		s.cond.Wait()
 	}
-	return errors.New(s.closeReason)
+	return s.closedErrorLocked()
 }
 
 // clientPing forwards a client ping while the session is active, and
-// answers it locally otherwise (ZK-PROTOCOL §9.2: the clients do not match
+// answers it locally otherwise (docs/protocol.md §9.2: the clients do not match
 // ping replies against their request queues, so a local answer is safe).
 func (s *Session) clientPing(raw []byte) error {
 	s.sendMu.Lock()
@@ -190,7 +190,7 @@ func (s *Session) clientPing(raw []byte) error {
 	if s.closedLocked() {
 		s.mu.Unlock()
 		s.sendMu.Unlock()
-		return errors.New(s.closeReason)
+		return s.closedErrorLocked()
 	}
 	if s.canForwardLocked() {
 		up := s.up
@@ -226,7 +226,7 @@ func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) 
 	s.mu.Lock()
 	if s.closedLocked() {
 		s.mu.Unlock()
-		return errors.New(s.closeReason)
+		return s.closedErrorLocked()
 	}
 	if !s.canForwardLocked() {
 		s.held = append(s.held, heldRequest{frame: slices.Clone(raw), req: req, sw: sw})
@@ -291,14 +291,18 @@ func (s *Session) writeUpstreamAt(up *upstream, frame []byte, now time.Time) {
 	up.lastSend.Store(now.UnixNano())
 }
 
-// writeClient writes one complete frame to the client. A client that does
-// not read for its session timeout is closed, as a server would expire it.
+// writeClient writes one complete frame to the client (see writeClientAt).
 func (s *Session) writeClient(frame []byte) error {
-	return s.writeClientAt(frame, time.Now())
+	return s.writeClientAt(time.Now(), frame, nil)
 }
 
-// writeClientAt is writeClient with the current time already known.
-func (s *Session) writeClientAt(frame []byte, now time.Time) error {
+// writeClientAt writes frame to the client or, when batch is not nil, the
+// frames of batch with one writev; now is the current time. A client that
+// does not read for its session timeout is closed, as a server would
+// expire it; before a timeout is negotiated the handshake timeout bounds
+// the write. One frame is passed apart from a batch so that writing it
+// allocates nothing.
+func (s *Session) writeClientAt(now time.Time, frame []byte, batch [][]byte) error {
 	s.cwmu.Lock()
 	defer s.cwmu.Unlock()
 	timeout := s.clientTimeout
@@ -306,42 +310,24 @@ func (s *Session) writeClientAt(frame []byte, now time.Time) error {
 		timeout = s.srv.cfg.HandshakeTimeout
 	}
 	s.clientWDL.extendAt(now, timeout, s.client.SetWriteDeadline)
-	n, err := writeFrame(s.client, s.clientR.raw, frame)
-	s.st.clientBytesOut.Add(uint64(n))
-	if err == nil {
-		s.sent.Add(1)
-		s.st.packetsSent.Add(1)
+	var n, frames int
+	var err error
+	if batch == nil {
+		n, err = writeFrame(s.client, s.clientR.raw, frame)
+		frames = 1
+	} else {
+		n, err = writeFrames(s.client, s.clientR.raw, batch)
+		frames = len(batch)
 	}
+	s.st.clientBytesOut.Add(uint64(n))
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("client stopped reading for the session timeout %s", timeout)
+			return closeErrorf(closeClientNotReading, "client stopped reading for the session timeout %s", timeout)
 		}
-		return fmt.Errorf("writing to client: %w", err)
+		return closeErrorf(closeClientClosed, "writing to client: %w", err)
 	}
-	return nil
-}
-
-// writeClientFrames writes frames to the client with one writev.
-func (s *Session) writeClientFrames(frames [][]byte, now time.Time) error {
-	if len(frames) == 1 {
-		return s.writeClientAt(frames[0], now)
-	}
-	s.cwmu.Lock()
-	defer s.cwmu.Unlock()
-	s.clientWDL.extendAt(now, s.clientTimeout, s.client.SetWriteDeadline)
-	n, err := writeFrames(s.client, s.clientR.raw, frames)
-	s.st.clientBytesOut.Add(uint64(n))
-	if err == nil {
-		s.sent.Add(uint64(len(frames)))
-		s.st.packetsSent.Add(uint64(len(frames)))
-	}
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("client stopped reading for the session timeout %s", s.clientTimeout)
-		}
-		return fmt.Errorf("writing to client: %w", err)
-	}
+	s.sent.Add(uint64(frames))
+	s.st.packetsSent.Add(uint64(frames))
 	return nil
 }

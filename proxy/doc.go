@@ -3,7 +3,20 @@
 // for byte, and keeps enough per-session state to re-attach the session to
 // another member without the client noticing: after a member fails
 // (failover inside the ensemble) or when cutover moves it to another
-// ensemble. ZK-PROTOCOL.md §9 is the design this follows.
+// ensemble. docs/protocol.md §9 is the design this follows.
+//
+// # Where things are
+//
+// server.go accepts connections and owns the session tables; session.go
+// the Session, its state and its close; handshake.go the first frames
+// (ConnectRequest or four-letter word); client_pump.go client → member
+// (forward, hold, ping answers, writes to the client); upstream_pump.go
+// member → client (reply accounting, the proxy's pings); reattach.go the
+// failover (re-attach, auth and watch replay, resume); move.go what cutover
+// asks of a session (Move, Hold and Release, Disconnect); closereason.go
+// why a session closed, as counted. upstream.go dials members, watches.go
+// and outstanding.go keep the tracked state, framereader.go, framewriter.go
+// and parker*.go the I/O.
 //
 // # Per connection
 //
@@ -18,7 +31,7 @@
 // upstream with the queue entries that describe them) before Session.mu
 // (state); Session.cwmu serialises whole frames to the client.
 //
-// Tracked per session (ZK-PROTOCOL §9.1): id, password, requested and
+// Tracked per session (docs/protocol.md §9.1): id, password, requested and
 // negotiated timeouts, the readOnly byte, lastZxidSeen (max zxid over
 // ordinary replies), the FIFO of forwarded requests (each reply must match
 // its head), the FIFO of ping owners (client or proxy), auth packets whose

@@ -16,7 +16,7 @@ import (
 // established; if not, the connection is closed.
 func (s *Session) handshakeOrClose() bool {
 	if err := s.handshake(); err != nil {
-		s.close(err.Error())
+		s.close(closeHandshakeFailed, err.Error())
 		s.client.Close()
 		return false
 	}
@@ -134,8 +134,8 @@ func (s *Session) openOnMember(req *jute.ConnectRequest, connectFrame []byte, ta
 		}
 		if err != nil {
 			if errors.Is(err, errMemberRefused) {
-				s.logger().Warn("member closed a new connection right after the ConnectRequest",
-					"member", member, "session", req.SessionID, "last_zxid_seen", req.LastZxidSeen,
+				s.srv.warnRepeated("member_refused "+member, "member closed a new connection right after the ConnectRequest",
+					"client", s.clientAddr, "member", member, "session", req.SessionID, "last_zxid_seen", req.LastZxidSeen,
 					"likely_causes", refusalCauses)
 			}
 			failures = append(failures, err.Error())
@@ -176,7 +176,7 @@ func (s *Session) establish(req *jute.ConnectRequest, up *upstream, resp *jute.C
 	s.cwmu.Unlock()
 	s.mu.Lock()
 	if s.closedLocked() {
-		reason := s.closeReason
+		reason := s.closeDetail
 		s.mu.Unlock()
 		up.conn.Close()
 		return rejectf("", "closed during handshake: %s", reason)
@@ -195,14 +195,14 @@ func (s *Session) establish(req *jute.ConnectRequest, up *upstream, resp *jute.C
 func (s *Session) claimID(id jute.SessionID) {
 	s.id = id
 	if old := s.srv.claim(s); old != nil {
-		old.close("replaced by a new client connection of the same session")
+		old.close(closeReplaced, "replaced by a new client connection of the same session")
 	}
 }
 
 // mirrorReadOnly returns the ConnectResponse frame to send to a client
 // that did (or did not) send the trailing readOnly byte: the member's raw
 // frame when it already matches, else a re-encoding with the client's
-// choice, which is what a server would have sent it (ZK-PROTOCOL §2.2).
+// choice, which is what a server would have sent it (docs/protocol.md §2.2).
 func mirrorReadOnly(raw []byte, resp *jute.ConnectResponse, clientHasReadOnly bool) []byte {
 	if resp == nil || resp.HasReadOnly == clientHasReadOnly {
 		return raw

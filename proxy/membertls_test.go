@@ -191,7 +191,7 @@ func TestJavaTLSBothLegs(t *testing.T) {
 	}
 	// The one difference is ZooKeeper's, not the proxy's: a TLS
 	// connection's certificate becomes an identity of the session
-	// (X509AuthenticationProvider, ZK-PROTOCOL §6.2), and the member sees
+	// (X509AuthenticationProvider, docs/protocol.md §6.2), and the member sees
 	// the proxy's certificate.
 	const proxyIdentity = ", x509:CN=proxy-client"
 	found := false

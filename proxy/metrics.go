@@ -33,6 +33,8 @@ type metrics struct {
 	// session left to expire on the member (docs/session-expiry.md).
 	clientDeadlineExpiries prometheus.Counter
 	watchesReplayed        prometheus.Counter
+	reconfigRefused        prometheus.Counter
+	configRewrites         prometheus.Counter
 
 	clientConnections prometheus.Gauge
 	sessionsByState   [numEnsembleKinds][numSessionStates]prometheus.Gauge // ensemble, state
@@ -180,6 +182,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		clientDeadlineExpiries: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "client_silent_expiries_total",
 			Help: "Sessions whose client sent nothing for its negotiated timeout: the proxy closed the upstream without a CloseSession and left the session to expire on the member, on ZooKeeper's schedule.",
+		}),
+		reconfigRefused: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "reconfig_refused_total",
+			Help: "Client reconfig requests answered ReconfigDisabled by the proxy (allow-reconfig off).",
+		}),
+		configRewrites: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "config_rewrites_total",
+			Help: "Replies carrying /zookeeper/config whose membership the proxy replaced with its advertised addresses.",
 		}),
 		watchesReplayed: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "watches_replayed_total",

@@ -15,25 +15,8 @@ import (
 // request whose outcome the client cannot know (a write in flight on a
 // connection that closes may or may not have been applied). A ctx that has
 // ended closes at once.
-func (s *Session) Disconnect(ctx context.Context, reason string) { s.drainAndClose(ctx, reason) }
-
-// resumeDrained ends a drain that timed out: the session goes back to
-// active on up, the held requests are released. Nothing happens if up is no
-// longer the session's upstream.
-func (s *Session) resumeDrained(up *upstream) {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	s.mu.Lock()
-	if s.up != up || s.state != StateDraining {
-		s.mu.Unlock()
-		return
-	}
-	s.state = StateActive
-	s.stateGaugeLocked()
-	held := s.releaseHeldLocked()
-	s.cond.Broadcast()
-	s.mu.Unlock()
-	s.writeHeld(up, held)
+func (s *Session) Disconnect(ctx context.Context, reason string) {
+	s.drainAndClose(ctx, closeDisconnected, reason)
 }
 
 // Hold drains the session and then holds its client requests, in order and
@@ -91,7 +74,7 @@ func (s *Session) Release() {
 }
 
 // Move re-establishes the session on a member of target without closing
-// the client connection (ZK-PROTOCOL §9.2 DRAINING → CONNECTING →
+// the client connection (docs/protocol.md §9.2 DRAINING → CONNECTING →
 // REPLAY_AUTH → REPLAY_WATCHES → RESUME). It waits for a failover in
 // progress to finish, holds new client requests (bounded by the session's
 // limits), waits for the replies to those in flight, closes the old
@@ -146,7 +129,9 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	n := s.awaitDrainLocked(ctx)
 	s.moving = false
 	s.srv.m.moveDrainSeconds.Observe(time.Since(start).Seconds())
-	if s.closedLocked() {
+	if s.closedLocked() || s.stopping {
+		// Closing (Disconnect, Shutdown) counts as closed: drainAndClose
+		// may have taken the drained upstream away already.
 		err := s.closedMoveErrorLocked()
 		s.mu.Unlock()
 		s.srv.m.moves.WithLabelValues("closed").Inc()
@@ -177,7 +162,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	oldMember := "(none)"
 	if old != nil {
 		// The old connection must be gone before the session is
-		// revalidated elsewhere (ZK-PROTOCOL §5.2): it drops the stale
+		// revalidated elsewhere (docs/protocol.md §5.2): it drops the stale
 		// watches there and no write can be in flight on two members.
 		oldMember = old.member
 		old.conn.Close()
@@ -192,9 +177,9 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		reason := reattachFailure(err)
 		s.srv.m.moves.WithLabelValues(reason).Inc()
 		if errors.Is(err, errClientSilent) {
-			s.close(fmt.Sprintf("client silent for the session timeout %s while moving from %s to %v", s.clientTimeout, oldMember, target))
+			s.close(closeClientTimeout, fmt.Sprintf("client silent for the session timeout %s while moving from %s to %v", s.clientTimeout, oldMember, target))
 		} else {
-			s.close(fmt.Sprintf("move from %s to %v failed: %v", oldMember, target, err))
+			s.close(closeMoveFailed, fmt.Sprintf("move from %s to %v failed: %v", oldMember, target, err))
 		}
 		return &MoveError{Reason: reason, Disconnected: true, Err: fmt.Errorf("session %s to %v: %w", s.id, target, err)}
 	}
@@ -205,15 +190,54 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	return nil
 }
 
+// resumeDrained ends a drain that timed out: the session goes back to
+// active on up, the held requests are released. Nothing happens if up is no
+// longer the session's upstream.
+func (s *Session) resumeDrained(up *upstream) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if s.up != up || s.state != StateDraining {
+		s.mu.Unlock()
+		return
+	}
+	s.state = StateActive
+	s.stateGaugeLocked()
+	held := s.releaseHeldLocked()
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.writeHeld(up, held)
+}
+
 // drainAndClose is the graceful end used by Server.Shutdown and Disconnect:
 // forward nothing new, wait for in-flight replies (bounded by ctx), close
 // the client connection. The ZooKeeper session itself is left alive so the
 // client can resume it, through this proxy or another.
-func (s *Session) drainAndClose(ctx context.Context, reason string) {
+func (s *Session) drainAndClose(ctx context.Context, reason closeReason, detail string) {
 	defer s.wakeWhenDone(ctx)()
 	s.mu.Lock()
 	s.stopping = true
-	s.awaitDrainLocked(ctx) // a session without an upstream (handshake, re-attach) has nothing in flight there
+	// A session without an upstream (handshake, re-attach) has nothing in
+	// flight there.
+	drained := s.awaitDrainLocked(ctx) == 0
+	up := s.up
+	if drained && up != nil && !s.closedLocked() {
+		s.setUpLocked(nil) // the end of its pump below is no failover
+	} else {
+		up = nil
+	}
 	s.mu.Unlock()
-	s.close(reason)
+	if up != nil {
+		// The last replies are off the queues but may still wait in the
+		// upstream pump's batch for one write to the client (readUpstream);
+		// the pump writes them as it ends. Closing the client first would
+		// drop replies to requests the member applied.
+		up.conn.Close()
+		s.srv.unpark(up.r)
+		select {
+		case <-up.done:
+		case <-ctx.Done():
+		}
+	}
+	s.close(reason, detail)
 }

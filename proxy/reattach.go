@@ -12,7 +12,7 @@ import (
 )
 
 // upstreamLost handles the end of the current upstream connection
-// (ZK-PROTOCOL §9.2): re-attach invisibly when nothing was in flight,
+// (docs/protocol.md §9.2): re-attach invisibly when nothing was in flight,
 // close the client when an outcome is unknown or the member meant to close.
 func (s *Session) upstreamLost(up *upstream, cause error) {
 	s.mu.Lock()
@@ -26,31 +26,31 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	switch {
 	case s.closeSent:
 		s.mu.Unlock()
-		s.close("client closed its session")
+		s.close(closeClientSession, "client closed its session")
 		return
 	case s.memberClose != "":
 		reason := s.memberClose
 		s.mu.Unlock()
-		s.close(fmt.Sprintf("member %s closed the connection after it %s", up.member, reason))
+		s.close(closeMemberClosed, fmt.Sprintf("member %s closed the connection after it %s", up.member, reason))
 		return
 	case s.usedSASL:
 		s.mu.Unlock()
 		// SASL tokens are bound to the connection and cannot be replayed
-		// (ZK-PROTOCOL §6.3, §10.1): a re-attached session would lose its
+		// (docs/protocol.md §6.3, §10.1): a re-attached session would lose its
 		// identity, so the client must reconnect and authenticate again.
 		s.srv.m.reattaches.WithLabelValues("sasl").Inc()
-		s.close(fmt.Sprintf("upstream %s lost and the session used SASL, which cannot be replayed", up.member))
+		s.close(closeUpstreamLostSASL, fmt.Sprintf("upstream %s lost and the session used SASL, which cannot be replayed", up.member))
 		return
 	case inFlight > 0:
 		s.mu.Unlock()
 		// A member that loses the session drops what was in flight with no
-		// reply (ZK-PROTOCOL §2.5, §10.2), so the outcome of those
+		// reply (docs/protocol.md §2.5, §10.2), so the outcome of those
 		// requests is unknown and must not be retried by the proxy: the
 		// client gets ConnectionLoss and reconnects through the proxy
 		// with its session, as when a real server dies.
 		s.srv.members.markFailed(up.member)
 		s.srv.m.reattaches.WithLabelValues("closed_in_flight").Inc()
-		s.close(fmt.Sprintf("upstream %s lost with %d requests in flight (%v)", up.member, inFlight, cause))
+		s.close(closeUpstreamLostInFlight, fmt.Sprintf("upstream %s lost with %d requests in flight (%v)", up.member, inFlight, cause))
 		return
 	case s.state == StateDraining && s.moving:
 		// Move is waiting for the drain; with nothing in flight it can go
@@ -88,10 +88,10 @@ func (s *Session) upstreamLost(up *upstream, cause error) {
 	if err != nil {
 		s.srv.m.reattaches.WithLabelValues(reattachFailure(err)).Inc()
 		if errors.Is(err, errClientSilent) {
-			s.close(fmt.Sprintf("client silent for the session timeout %s while re-attaching after losing %s", s.clientTimeout, up.member))
+			s.close(closeClientTimeout, fmt.Sprintf("client silent for the session timeout %s while re-attaching after losing %s", s.clientTimeout, up.member))
 			return
 		}
-		s.close(fmt.Sprintf("re-attach after losing %s failed: %v", up.member, err))
+		s.close(closeReattachFailed, fmt.Sprintf("re-attach after losing %s failed: %v", up.member, err))
 		return
 	}
 	s.srv.m.reattaches.WithLabelValues("ok").Inc()
@@ -128,9 +128,9 @@ func (s *Session) answerPings(n int, zxid jute.Zxid) {
 // reattach opens the session on a member of members before deadline:
 // ConnectRequest with the same id, password, lastZxidSeen and readOnly
 // byte and the client's requested timeout capped at what is left of its
-// deadline (reattachTimeout), then auth and watch replay (ZK-PROTOCOL §9.2
-// CONNECTING → REPLAY_AUTH → REPLAY_WATCHES). Once the client's deadline
-// has passed it gives up with errClientSilent.
+// deadline (reattachTimeout), then auth and watch replay (docs/protocol.md
+// §9.2 CONNECTING → REPLAY_AUTH → REPLAY_WATCHES). Once the client's
+// deadline has passed it gives up with errClientSilent.
 func (s *Session) reattach(ctx context.Context, members []string, deadline time.Time) (*upstream, error) {
 	s.mu.Lock()
 	req := jute.ConnectRequest{
@@ -281,7 +281,7 @@ func (s *Session) awaitOwnReply(up *upstream, xid jute.Xid) (jute.ReplyHeader, e
 		case xid:
 			return h, nil
 		case jute.XidNotification:
-			if _, err := s.onReply(f.Payload(), up.r.readAt); err != nil {
+			if _, _, err := s.onReply(f.Payload(), up.r.readAt); err != nil {
 				return h, err
 			}
 			if err := s.writeClient(f.Raw()); err != nil {
@@ -294,7 +294,7 @@ func (s *Session) awaitOwnReply(up *upstream, xid jute.Xid) (jute.ReplyHeader, e
 }
 
 // resume makes up the session's upstream and releases the held requests
-// in their original order (ZK-PROTOCOL §9.2 RESUME). ensemble, when not
+// in their original order (docs/protocol.md §9.2 RESUME). ensemble, when not
 // nil, becomes the ensemble failovers stay in.
 func (s *Session) resume(up *upstream, ensemble []string) {
 	s.sendMu.Lock()

@@ -21,13 +21,15 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // Server accepts ZooKeeper clients and proxies their sessions. Create it
 // with New; its methods are safe for concurrent use.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	m   *metrics
+	cfg      Config
+	log      *slog.Logger
+	warnings *logLimiter // repeated warnings (warnRepeated)
+	m        *metrics
 
-	target  atomic.Pointer[[]string]
-	members memberHealth
-	dialSeq atomic.Uint64
+	target     atomic.Pointer[[]string]
+	advertised atomic.Pointer[[]string] // see advertise
+	members    memberHealth
+	dialSeq    atomic.Uint64
 
 	mu        sync.Mutex
 	closing   bool
@@ -54,10 +56,17 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	if cfg.MaxClientConns == 0 {
+		nofile, ok := openFilesLimit()
+		log.Info("max-client-conns derived from the open-files limit",
+			"max_client_conns", DefaultMaxClientConns(nofile, ok), "open_files_limit", nofile, "limit_known", ok,
+			"formula", "(limit - min(256, limit/4)) / 2")
+	}
 	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:       cfg,
 		log:       log,
+		warnings:  newLogLimiter(repeatedWarningInterval),
 		m:         newMetrics(reg),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*Session]struct{}{},
@@ -94,6 +103,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	s.deriveAdvertise(ln.Addr())
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
@@ -115,7 +125,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				// Out of file descriptors or a transient error: back off
 				// like net/http.Server instead of spinning.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				s.warnRepeated("accept_failed", "accept failed; retrying", "err", err, "backoff", backoff)
 				select {
 				case <-time.After(backoff):
 				case <-s.done:
@@ -145,7 +155,7 @@ func (s *Server) accept(conn net.Conn) {
 		// ZooKeeper rejects a connection over maxClientCnxns by closing it
 		// (NIOServerCnxnFactory.AcceptThread.doAccept); do the same.
 		s.m.connectionsRejected.WithLabelValues("max_client_conns").Inc()
-		s.log.Warn("client connection rejected: max-client-conns reached",
+		s.warnRepeated("max_client_conns", "client connection rejected: max-client-conns reached",
 			"client", conn.RemoteAddr().String(), "limit", s.cfg.MaxClientConns)
 		conn.Close()
 		return
@@ -244,7 +254,7 @@ func (s *Server) Sessions() []*Session {
 func (s *Server) Shutdown(ctx context.Context) error {
 	sessions := s.beginClosing()
 	for _, sess := range sessions {
-		go sess.drainAndClose(ctx, "proxy shutting down")
+		go sess.drainAndClose(ctx, closeShutdown, "proxy shutting down")
 	}
 	finished := make(chan struct{})
 	go func() {
@@ -266,7 +276,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	sessions := s.beginClosing()
 	for _, sess := range sessions {
-		sess.close("proxy closed")
+		sess.close(closeShutdown, "proxy closed")
 	}
 	s.wg.Wait()
 	s.stopParker()

@@ -14,7 +14,7 @@ import (
 	"github.com/zkproxy/zkproxy/jute"
 )
 
-// SessionState is where a session is in its life (ZK-PROTOCOL §9.2).
+// SessionState is where a session is in its life (docs/protocol.md §9.2).
 type SessionState int32
 
 const (
@@ -121,15 +121,16 @@ type Session struct {
 	held        []heldRequest
 	heldBytes   int
 	usedSASL    bool
-	closeSent   bool   // the client sent closeSession
-	memberClose string // the member will close the connection after its last reply, and why
-	stopping    bool   // server shutdown: forward nothing new
-	barrier     bool   // Hold: forward nothing new until Release
-	moving      bool   // Move is waiting for the drain and takes over if the upstream goes
-	attaches    uint64 // completed upstream attachments (see SessionInfo.Attaches)
-	closeReason string
-	opened      bool // counted in sessions_open
-	ensKind     int  // ensembleKindNames index of ensemble
+	closeSent   bool        // the client sent closeSession
+	memberClose string      // the member will close the connection after its last reply, and why
+	stopping    bool        // server shutdown: forward nothing new
+	barrier     bool        // Hold: forward nothing new until Release
+	moving      bool        // Move is waiting for the drain and takes over if the upstream goes
+	attaches    uint64      // completed upstream attachments (see SessionInfo.Attaches)
+	closedBy    closeReason // why the session closed (state Closed)
+	closeDetail string      // the same in words, for the log
+	opened      bool        // counted in sessions_open
+	ensKind     int         // ensembleKindNames index of ensemble
 	// The zkproxy_sessions child this session is counted in, if any.
 	gaugeCounted         bool
 	gaugeEns, gaugeState int
@@ -173,7 +174,7 @@ type SessionInfo struct {
 	UpstreamTimeout time.Duration
 	ReadOnly        bool
 	// UsedSASL: the client authenticated with SASL on this connection,
-	// which cannot be replayed (ZK-PROTOCOL §6.3): a move loses it.
+	// which cannot be replayed (docs/protocol.md §6.3): a move loses it.
 	UsedSASL bool
 	// Holding reports a Hold in force.
 	Holding bool
@@ -289,15 +290,23 @@ func (s *Session) Info() SessionInfo {
 	return info
 }
 
+// closedErrorLocked is ErrSessionClosed with the reason the session closed.
+func (s *Session) closedErrorLocked() error {
+	if !s.closedLocked() {
+		return fmt.Errorf("%w: closing", ErrSessionClosed) // stopping: drainAndClose runs
+	}
+	return fmt.Errorf("%w: %s", ErrSessionClosed, s.closeDetail)
+}
+
 // close ends the client connection and the upstream, once; reason is
-// logged and counted.
-func (s *Session) close(reason string) {
+// counted, detail logged.
+func (s *Session) close(reason closeReason, detail string) {
 	s.mu.Lock()
 	if s.closedLocked() {
 		s.mu.Unlock()
 		return
 	}
-	s.closeReason = reason
+	s.closedBy, s.closeDetail = reason, detail
 	s.state = StateClosed
 	s.stateGaugeLocked()
 	up := s.up
@@ -327,9 +336,8 @@ func (s *Session) close(reason string) {
 	s.srv.m.heldRequestsNow.Sub(float64(held))
 	if opened {
 		s.srv.m.sessionsOpen.Dec()
-		label := closeLabel(reason)
-		s.srv.m.connectionsClosed.WithLabelValues(label).Inc()
-		if label == "client_timeout" {
+		s.srv.m.connectionsClosed.WithLabelValues(reason.String()).Inc()
+		if reason == closeClientTimeout {
 			// No CloseSession went upstream: the member expires the
 			// session one timeout after the last touch, which the rule
 			// kept within the client's deadline.
@@ -339,7 +347,7 @@ func (s *Session) close(reason string) {
 		if up != nil {
 			member = up.member
 		}
-		s.logger().Info("session closed", "reason", reason, "member", member,
+		s.logger().Info("session closed", "reason", detail, "label", reason.String(), "member", member,
 			"age", time.Since(s.created).Round(time.Millisecond), "dropped_held", held)
 	}
 }
@@ -363,9 +371,9 @@ func (s *Session) canForwardLocked() bool {
 }
 
 // closedMoveErrorLocked is the error of a Move or Hold that finds the
-// session closed.
+// session closed or closing.
 func (s *Session) closedMoveErrorLocked() *MoveError {
-	return &MoveError{Reason: "closed", Disconnected: true, Err: fmt.Errorf("%w: %s", ErrSessionClosed, s.closeReason)}
+	return &MoveError{Reason: "closed", Disconnected: true, Err: s.closedErrorLocked()}
 }
 
 // wakeWhenDone wakes the session's cond waiters when ctx ends, so that a
@@ -439,29 +447,4 @@ func (s *Session) endHoldLocked() {
 		s.srv.m.holdSeconds.Observe(time.Since(s.holdSince).Seconds())
 		s.holdSince = time.Time{}
 	}
-}
-
-// closeLabel maps a close reason to a bounded metric label.
-func closeLabel(reason string) string {
-	for _, p := range []struct{ prefix, label string }{
-		{"client closed the connection", "client_closed"},
-		{"client closed its session", "close_session"},
-		{"client silent", "client_timeout"},
-		{"client stopped reading", "client_not_reading"},
-		{"client frame over", "frame_too_large"},
-		{"client connection ended inside", "truncated_frame"},
-		{"malformed", "malformed"},
-		{"request ", "reserved_xid"},
-		{"upstream ", "upstream_lost_in_flight"},
-		{"member ", "member_closed"},
-		{"re-attach", "reattach_failed"},
-		{"move ", "move_failed"},
-		{"replaced", "replaced"},
-		{"proxy ", "proxy_shutdown"},
-	} {
-		if len(reason) >= len(p.prefix) && reason[:len(p.prefix)] == p.prefix {
-			return p.label
-		}
-	}
-	return "other"
 }

@@ -96,7 +96,7 @@ func (w *watchTracker) count() int {
 	return len(w.data) + len(w.exist) + len(w.child) + len(w.persistent) + len(w.recursive)
 }
 
-// replied applies a reply to a watch-setting request (ZK-PROTOCOL §4.2).
+// replied applies a reply to a watch-setting request (docs/protocol.md §4.2).
 // watch is the request's watch flag; arg is the addWatch mode. Errors other
 // than those listed arm nothing: DataTree registers a getData/getChildren
 // watch only once the node exists and the ACL check passed.

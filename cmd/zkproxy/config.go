@@ -59,6 +59,9 @@ const (
 	keyCheckInterval    = "cutover-check-interval"
 	keyPeers            = "peers"
 	keyFourLetterWords  = "four-letter-words"
+	keyAdvertise        = "advertise"
+	keyPassConfig       = "pass-config-through"
+	keyAllowReconfig    = "allow-reconfig"
 	keyParkIdleAfter    = "park-idle-after"
 	keyTLSCert          = "tls-cert"
 	keyTLSKey           = "tls-key"
@@ -115,7 +118,10 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Int(keyMaxOutstanding, 0, "maximum outstanding requests per session before reading from the client pauses (0: default)")
 	fs.Int(keyMaxBufferedBytes, 0, "maximum bytes buffered per session before reading pauses (0: default)")
 	fs.Duration(keyHandshakeTimeout, 0, "time a new client has to send its ConnectRequest (0: default)")
-	fs.StringSlice(keyFourLetterWords, proxy.DefaultFourLetterWords, "four-letter words the proxy answers itself on the client port (ruok, isro, srvr, stat, mntr, cons, or *); cons lists session ids, from which passwords derive: keep it off on reachable ports")
+	fs.StringSlice(keyFourLetterWords, proxy.DefaultFourLetterWords, "four-letter words allowed on the client port: the proxy's own (ruok, isro, srvr, stat, mntr, cons, conf) and member words relayed only when listed (dump, envi, wchc, wchp, crst, srst, stmk), or *; cons, dump, wchc and wchp list session ids, from which passwords derive: keep them off on reachable ports")
+	fs.StringSlice(keyAdvertise, nil, "client addresses (host:port) of every zkproxy replica, shown to clients as the ensemble's members in /zookeeper/config, getConfig and conf (default: the listen address, the host name when listening on every interface)")
+	fs.Bool(keyPassConfig, false, "show clients the members' real /zookeeper/config and conf; clients that follow it (Curator) then connect to members directly")
+	fs.Bool(keyAllowReconfig, false, "forward reconfig requests to the members instead of answering ReconfigDisabled")
 	fs.String(keyParkIdleAfter, proxy.DefaultParkIdleAfter.String(), "idle time after which a session's two pumps give up their goroutines and wait on one shared poller (Linux); off keeps a goroutine per direction")
 	fs.StringSlice(keyLocalAddrs, nil, "local IP addresses upstream connections are spread over (to stay under maxClientCnxns per source IP)")
 	fs.Duration(keyShutdownTimeout, 30*time.Second, "how long SIGTERM waits for sessions to finish in-flight requests")
@@ -147,7 +153,7 @@ var knownKeys = []string{
 	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
 	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
 	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyCheckInterval, keyPeers, keyFourLetterWords,
-	keyParkIdleAfter, keyTLSCert, keyTLSKey, keyTLSClientCA,
+	keyAdvertise, keyPassConfig, keyAllowReconfig, keyParkIdleAfter, keyTLSCert, keyTLSKey, keyTLSClientCA,
 	sourceTLSKeys.on, sourceTLSKeys.ca, sourceTLSKeys.cert, sourceTLSKeys.key, sourceTLSKeys.serverName,
 	destinationTLSKeys.on, destinationTLSKeys.ca, destinationTLSKeys.cert, destinationTLSKeys.key, destinationTLSKeys.serverName,
 }
@@ -270,6 +276,9 @@ func loadServeConfig(v *viper.Viper) (serveConfig, error) {
 			HandshakeTimeout:           duration(keyHandshakeTimeout),
 			LocalAddrs:                 list(keyLocalAddrs),
 			FourLetterWords:            list(keyFourLetterWords),
+			Advertise:                  list(keyAdvertise),
+			PassConfigThrough:          boolean(keyPassConfig),
+			AllowReconfig:              boolean(keyAllowReconfig),
 			ParkIdleAfter:              parkIdleAfter(v.Get(keyParkIdleAfter), bad),
 		},
 	}

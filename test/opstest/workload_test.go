@@ -400,7 +400,7 @@ func TestWorkloadMovesMetrics(t *testing.T) {
 		t.Errorf("cons through the proxy: %d lines with %s, want 1:\n%s", sessionLines, sid, consAns)
 	}
 	if _, err := fourlw.ParseConf(fourLetter("conf")); err != nil {
-		t.Errorf("conf relayed to the member: %v", err)
+		t.Errorf("conf answered by the proxy: %v", err)
 	}
 
 	// Closing the session.

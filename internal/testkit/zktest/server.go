@@ -40,6 +40,8 @@ type options struct {
 	extra             []string // extra zoo.cfg lines
 	jvmFlags          []string
 	tlsCA             *CA // non-nil: serve TLS on SecureClientPort too
+	clientInServers   bool
+	dataDirPattern    string // non-empty: the dataDir, "{id}" replaced (WithDataDirPattern)
 }
 
 func defaultOptions() options {
@@ -59,6 +61,11 @@ func defaultOptions() options {
 
 // Option changes a server's configuration.
 type Option func(*options)
+
+// WithClientAddrInServerLines writes each member's client address into its
+// server line (server.N=ip:2888:3888;ip:2181, the official Docker image's
+// format), so /zookeeper/config names every member's client address.
+func WithClientAddrInServerLines() Option { return func(o *options) { o.clientInServers = true } }
 
 // WithTickTime sets tickTime in milliseconds (default 200).
 func WithTickTime(ms int) Option { return func(o *options) { o.tickTime = ms } }
@@ -120,6 +127,9 @@ type Server struct {
 	exited  chan struct{} // closed when cmd has been waited for
 	waitErr error
 	starts  int
+	// cfgFile, when set (UseConfigFile), is written as zoo.cfg instead of
+	// the generated configuration.
+	cfgFile []byte
 }
 
 func newServer(t TB, id int, opts []Option) *Server {
@@ -181,7 +191,12 @@ func Standalone(t TB, opts ...Option) *Server {
 
 func (s *Server) keyStorePath() string { return filepath.Join(s.dir, "keystore.pem") }
 
-func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
+func (s *Server) dataDir() string {
+	if p := s.opts.dataDirPattern; p != "" {
+		return strings.ReplaceAll(p, "{id}", strconv.Itoa(s.ID))
+	}
+	return filepath.Join(s.dir, "data")
+}
 
 // LogPath is the server's log file (stdout and stderr of every run, appended).
 func (s *Server) LogPath() string { return filepath.Join(s.dir, "server.log") }
@@ -232,7 +247,11 @@ func (s *Server) config() string {
 	// (default 60) would count all of them together.
 	b.WriteString("maxClientCnxns=0\n")
 	for _, p := range s.peers {
-		fmt.Fprintf(&b, "server.%d=%s:%d:%d\n", p.ID, p.IP, QuorumPort, ElectionPort)
+		fmt.Fprintf(&b, "server.%d=%s:%d:%d", p.ID, p.IP, QuorumPort, ElectionPort)
+		if o.clientInServers {
+			fmt.Fprintf(&b, ";%s:%d", p.IP, ClientPort)
+		}
+		b.WriteString("\n")
 	}
 	if o.tlsCA != nil {
 		// zoo.cfg keys QuorumPeerConfig does not know become zookeeper.*
@@ -265,7 +284,11 @@ func (s *Server) Start() error {
 		}
 	}
 	cfgPath := filepath.Join(s.dir, "zoo.cfg")
-	if err := os.WriteFile(cfgPath, []byte(s.config()), 0o644); err != nil {
+	cfg := []byte(s.config())
+	if s.cfgFile != nil {
+		cfg = s.cfgFile
+	}
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		return fmt.Errorf("start %v: %w", s, err)
 	}
 	logf, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
