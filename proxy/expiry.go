@@ -14,8 +14,8 @@ import (
 // errClientSilent ends a session whose client sent nothing for its whole
 // negotiated timeout while the proxy was re-attaching it: the proxy does
 // not open the session anywhere on its own once the client's deadline has
-// passed. The close reason starts with "client silent", like the client
-// pump's own silence, so both are counted as client_silent_expiries.
+// passed. The session closes with closeClientTimeout, like the client
+// pump's own silence, and both count in client_silent_expiries_total.
 var errClientSilent = errors.New("client silent past its session deadline")
 
 // noteClientFrame records that a client frame was read at at: the client's
