@@ -168,10 +168,10 @@ func (s *Server) Stats() Stats {
 	}
 	for _, sess := range s.Sessions() {
 		sess.mu.Lock()
-		if sess.opened && !sess.closed {
+		if sess.opened && !sess.closedLocked() {
 			st.Sessions++
 			st.SessionsByState[sess.state.String()]++
-			st.Outstanding += sess.outstanding.len() + len(sess.pendingAuth) + len(sess.held)
+			st.Outstanding += sess.queuedLocked()
 			st.Held += len(sess.held)
 			st.Watches += sess.watches.count()
 			st.MaxLastZxid = max(st.MaxLastZxid, sess.lastZxid)
@@ -300,7 +300,7 @@ func (s *Session) connStats() connStats {
 	defer s.mu.Unlock()
 	c := connStats{
 		addr:     s.clientAddr,
-		queued:   s.outstanding.len() + len(s.pendingAuth) + len(s.held),
+		queued:   s.queuedLocked(),
 		recved:   s.recved.Load(),
 		sent:     s.sent.Load(),
 		created:  s.created,

@@ -280,7 +280,7 @@ func (d *demo) run() bool {
 	if !d.do("Kafka-like workload through zkproxy",
 		fmt.Sprintf("Java ZooKeeper 3.8 client (Kafka's): %d brokers register ephemerals with a CheckedEphemeral multi,\nelect a controller (/controller ephemeral, exists watch), watch /brokers/ids and /config/changes;\n%d writers create serial-numbered znodes, one after another. Session timeout 18 s, as Kafka.", d.o.brokers, d.o.writers),
 		func() error {
-			prog := zktest.JavaProgram(d.tb, kafkaload.JavaSource)
+			prog := zktest.JavaProgram(d.tb, kafkaload.JavaWorkloadSource)
 			var err error
 			w, err = kafkaload.StartJava(ctx, prog, kafkaload.JavaConfig{Connect: d.proxyAddr + "/kafka", Brokers: d.o.brokers, Writers: d.o.writers, Stderr: d.tb.log})
 			if err != nil {

@@ -47,10 +47,34 @@ const maxAnswer = 4 << 20
 // DialFunc dials a server; nil means a net.Dialer.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Query sends cmd to addr and returns the whole answer. The server closes the
-// connection after answering (NIOServerCnxn.checkFourLetterWord), so the
-// answer is everything up to EOF.
+// Query sends cmd to addr and returns the whole answer, with the server's
+// refusals as errors: ErrNotWhitelisted, ErrNotServing, and ErrEmptyAnswer
+// for a connection closed without a word.
 func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error) {
+	answer, err := QueryRaw(ctx, dial, addr, cmd)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case strings.Contains(answer, "is not executed because it is not in the whitelist"):
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrNotWhitelisted)
+	case strings.Contains(answer, "not currently serving requests"):
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrNotServing)
+	case answer == "":
+		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrEmptyAnswer)
+	}
+	return answer, nil
+}
+
+// QueryRaw sends cmd to addr and returns the answer as the server wrote it,
+// refusals and empty answers included: for whoever passes the answer on
+// (the proxy relaying a word to a member) or checks the words themselves
+// (tests). The server closes the connection after answering
+// (NIOServerCnxn.checkFourLetterWord), so the answer is everything up to
+// EOF, at most 4 MiB (ErrAnswerTooLarge beyond). Without a deadline on ctx
+// the exchange gets 5 seconds. On a read error it returns what arrived
+// before the error with it.
+func QueryRaw(ctx context.Context, dial DialFunc, addr, cmd string) (string, error) {
 	if len(cmd) != 4 {
 		return "", fmt.Errorf("fourlw: %q is not a four-letter word", cmd)
 	}
@@ -77,21 +101,12 @@ func Query(ctx context.Context, dial DialFunc, addr, cmd string) (string, error)
 		if ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
-		return "", fmt.Errorf("fourlw %s %s: reading: %w", cmd, addr, err)
+		return string(b), fmt.Errorf("fourlw %s %s: reading: %w", cmd, addr, err)
 	}
 	if len(b) > maxAnswer {
 		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrAnswerTooLarge)
 	}
-	answer := string(b)
-	switch {
-	case strings.Contains(answer, "is not executed because it is not in the whitelist"):
-		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrNotWhitelisted)
-	case strings.Contains(answer, "not currently serving requests"):
-		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrNotServing)
-	case answer == "":
-		return "", fmt.Errorf("fourlw %s %s: %w", cmd, addr, ErrEmptyAnswer)
-	}
-	return answer, nil
+	return string(b), nil
 }
 
 // Srvr is the parsed answer to srvr.
@@ -102,6 +117,16 @@ type Srvr struct {
 	NodeCount int
 	// Connections and Outstanding as the server counts them.
 	Connections, Outstanding int
+}
+
+// Serving reports whether the mode is one in which the server serves
+// read-write clients (a read-only server serves reads only).
+func (s Srvr) Serving() bool {
+	switch s.Mode {
+	case "standalone", "leader", "follower", "observer":
+		return true
+	}
+	return false
 }
 
 // Epoch is the leader epoch in the high 32 bits of the zxid.

@@ -28,8 +28,11 @@ func TestParseSrvr(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Mode != "leader" || s.Zxid != 0x30000001c || s.Epoch() != 3 || s.NodeCount != 23 || s.Connections != 2 {
+	if s.Mode != "leader" || s.Zxid != 0x30000001c || s.Epoch() != 3 || s.NodeCount != 23 || s.Connections != 2 || !s.Serving() {
 		t.Fatalf("parsed %+v", s)
+	}
+	if ro, err := ParseSrvr("Zxid: 0x1\nMode: read-only\n"); err != nil || ro.Serving() {
+		t.Fatalf("read-only member: %+v, %v", ro, err)
 	}
 	if _, err := ParseSrvr("imok"); err == nil {
 		t.Fatal("an answer without Zxid/Mode parsed")
@@ -184,11 +187,33 @@ func TestQueryAnswerBounds(t *testing.T) {
 	if _, err := Query(ctx, answering(append(full, 'y')), "m:2181", "dump"); !errors.Is(err, ErrAnswerTooLarge) {
 		t.Fatalf("an answer over the limit: %v", err)
 	}
+	if _, err := Query(ctx, answering([]byte("This ZooKeeper instance is not currently serving requests\n")), "m:2181", "srvr"); !errors.Is(err, ErrNotServing) {
+		t.Fatalf("member not serving: %v", err)
+	}
 	if _, err := Query(ctx, answering(nil), "m:2181", "hash"); !errors.Is(err, ErrEmptyAnswer) {
 		t.Fatalf("no answer: %v", err)
 	}
 	if _, err := Query(ctx, answering([]byte("dump is not executed because it is not in the whitelist.\n")), "m:2181", "dump"); !errors.Is(err, ErrNotWhitelisted) {
 		t.Fatalf("refused word: %v", err)
+	}
+}
+
+// TestQueryRaw: the raw answer carries the server's refusals as it wrote
+// them (what the proxy relays), where Query turns them into errors.
+func TestQueryRaw(t *testing.T) {
+	ctx := context.Background()
+	refusal := "dump is not executed because it is not in the whitelist.\n"
+	if ans, err := QueryRaw(ctx, answering([]byte(refusal)), "m:2181", "dump"); err != nil || ans != refusal {
+		t.Fatalf("refused word: %q, %v", ans, err)
+	}
+	if ans, err := QueryRaw(ctx, answering(nil), "m:2181", "hash"); err != nil || ans != "" {
+		t.Fatalf("no answer: %q, %v", ans, err)
+	}
+	if _, err := QueryRaw(ctx, answering(append(bytes.Repeat([]byte("x"), maxAnswer), 'y')), "m:2181", "dump"); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Fatalf("an answer over the limit: %v", err)
+	}
+	if _, err := QueryRaw(ctx, answering(nil), "m:2181", "stats"); err == nil {
+		t.Fatal("a five-letter word was sent")
 	}
 }
 

@@ -40,7 +40,7 @@ func startChaos(t *testing.T, o rig.Options) *chaos {
 	o.Dial = c.dial.dial
 	c.r = rig.New(t, o)
 	c.p = c.r.Proxies[0]
-	prog := zktest.JavaProgram(t, kafkaload.JavaSource)
+	prog := zktest.JavaProgram(t, kafkaload.JavaWorkloadSource)
 	c.cs = clients{
 		rig.StartGo(t, c.ctx, kafkaload.Config{Addr: c.p.Addr, Root: "/chaos/go", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond}),
 		startJava(t, c.ctx, prog, kafkaload.JavaConfig{Connect: c.p.Addr + "/chaos/java", Brokers: 3, Writers: 2, WriteInterval: 20 * time.Millisecond}),

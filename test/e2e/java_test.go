@@ -18,7 +18,7 @@ import (
 func TestJavaWorkloadCutover(t *testing.T) {
 	r := rig.New(t, rig.Options{})
 	ctx := rig.CtxFor(t, 5*time.Minute)
-	prog := zktest.JavaProgram(t, kafkaload.JavaSource)
+	prog := zktest.JavaProgram(t, kafkaload.JavaWorkloadSource)
 	p := r.Proxies[0]
 	j := startJava(t, ctx, prog, kafkaload.JavaConfig{Connect: p.Addr + "/kafka", Brokers: 4, Writers: 2})
 	time.Sleep(500 * time.Millisecond)

@@ -75,7 +75,7 @@ func runStress(t *testing.T, proxies int) {
 		addr := r.Proxies[i%proxies].Addr
 		if i%4 == 0 {
 			if prog == nil {
-				prog = zktest.JavaProgram(t, kafkaload.JavaSource)
+				prog = zktest.JavaProgram(t, kafkaload.JavaWorkloadSource)
 			}
 			cs = append(cs, startJava(t, ctx, prog, kafkaload.JavaConfig{
 				Connect: fmt.Sprintf("%s/stress/j%d", addr, i), Brokers: 3, Writers: 2,

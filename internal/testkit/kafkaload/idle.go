@@ -1,14 +1,15 @@
 package kafkaload
 
 import (
-	"bufio"
 	_ "embed"
 	"fmt"
-	"io"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // The idle clients, one per real client library (see IdleClient). Each
@@ -54,67 +55,73 @@ func WantIdleReport(root string, kazoo bool) []string {
 // exits. Tests move the session under it between READY and GO.
 type IdleClient struct {
 	// ID is the session id the program printed.
-	ID     int64
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  *bufio.Scanner
-	stderr *tailBuffer // the program's stderr (the C client logs there)
+	ID   int64
+	proc *zktest.Process
+
+	ready    chan struct{} // closed at the first READY line
+	readyErr error         // a READY line without a session id; set before ready closes
+	mu       sync.Mutex
+	report   []string // the "T " lines so far
 }
 
-// StartIdleClient starts cmd and waits for its READY line. The caller
-// calls Kill when done (harmless after Report).
+// StartIdleClient starts cmd (from zktest.JavaProgram, zktest.CProgram or
+// zktest.PythonCommand, with the source above) and waits for its READY
+// line. The caller calls Kill when done (harmless after Report).
 func StartIdleClient(cmd *exec.Cmd) (*IdleClient, error) {
-	stdin, err := cmd.StdinPipe()
+	c := &IdleClient{ready: make(chan struct{})}
+	proc, err := zktest.StartProcess(cmd, c.readLine, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("idle client: %w", err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	c := &IdleClient{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout), stderr: &tailBuffer{max: 64 << 10}}
-	cmd.Stderr = c.stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	for c.lines.Scan() {
-		if rest, ok := strings.CutPrefix(c.lines.Text(), "READY "); ok {
-			id, err := strconv.ParseUint(strings.TrimPrefix(rest, "0x"), 16, 64)
-			if err != nil {
-				c.Kill()
-				return nil, fmt.Errorf("idle client: bad READY line %q", c.lines.Text())
-			}
-			c.ID = int64(id)
-			return c, nil
+	c.proc = proc
+	select {
+	case <-c.ready:
+		if c.readyErr != nil {
+			c.Kill()
+			return nil, c.readyErr
 		}
+		return c, nil
+	case <-proc.Exited():
+		return nil, fmt.Errorf("idle client never got ready: %v\n%s", proc.Err(), proc.Stderr())
 	}
-	c.Kill()
-	return nil, fmt.Errorf("idle client never got ready: %s", c.stderr.String())
+}
+
+// readLine takes the session id from the READY line and collects the
+// report.
+func (c *IdleClient) readLine(line string) {
+	if rest, ok := strings.CutPrefix(line, "READY "); ok && !isClosed(c.ready) {
+		id, err := strconv.ParseUint(strings.TrimPrefix(rest, "0x"), 16, 64)
+		if err != nil {
+			c.readyErr = fmt.Errorf("idle client: bad READY line %q", line)
+		}
+		c.ID = int64(id)
+		close(c.ready)
+		return
+	}
+	if rest, ok := strings.CutPrefix(line, "T "); ok {
+		c.mu.Lock()
+		c.report = append(c.report, rest)
+		c.mu.Unlock()
+	}
 }
 
 // Report tells the program "GO" and returns its "T " lines (without the
 // prefix) once it has exited.
 func (c *IdleClient) Report() ([]string, error) {
-	io.WriteString(c.stdin, "GO\n")
-	var got []string
-	for c.lines.Scan() {
-		if rest, ok := strings.CutPrefix(c.lines.Text(), "T "); ok {
-			got = append(got, rest)
-		}
-	}
-	if err := c.cmd.Wait(); err != nil {
-		return got, fmt.Errorf("idle client: %w\n%s", err, c.stderr.String())
+	// A program that died before GO says why in its exit status below.
+	_ = c.proc.Send("GO")
+	<-c.proc.Exited()
+	c.mu.Lock()
+	got := slices.Clone(c.report)
+	c.mu.Unlock()
+	if err := c.proc.Err(); err != nil {
+		return got, fmt.Errorf("idle client: %w\n%s", err, c.proc.Stderr())
 	}
 	return got, nil
 }
 
-// Stderr returns what the program wrote to stderr so far.
-func (c *IdleClient) Stderr() string { return c.stderr.String() }
+// Stderr returns the tail of what the program wrote to stderr.
+func (c *IdleClient) Stderr() string { return c.proc.Stderr() }
 
 // Kill stops the program if it still runs.
-func (c *IdleClient) Kill() {
-	if c.cmd.ProcessState == nil {
-		c.cmd.Process.Kill()
-		c.cmd.Wait()
-	}
-}
+func (c *IdleClient) Kill() { c.proc.Kill() }

@@ -1,14 +1,12 @@
 package kafkaload
 
 import (
-	"bufio"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,12 +16,13 @@ import (
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
-// JavaSource is the Java workload program (java/KafkaWorkload.java): the
-// same Kafka-like workload as the Go one, on the Java ZooKeeper 3.8 client
-// Kafka brokers use. Compile it with zktest.JavaProgram.
+// JavaWorkloadSource is the Java workload program
+// (java/KafkaWorkload.java): the same Kafka-like workload as the Go one, on
+// the Java ZooKeeper 3.8 client Kafka brokers use. Compile it with
+// zktest.JavaProgram and run it with StartJava.
 //
 //go:embed java/KafkaWorkload.java
-var JavaSource string
+var JavaWorkloadSource string
 
 // Client is a running workload, Go (Workload) or Java (JavaWorkload).
 type Client interface {
@@ -61,12 +60,9 @@ type JavaConfig struct {
 
 // JavaWorkload is a running Java workload process.
 type JavaWorkload struct {
-	cfg    JavaConfig
-	root   string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	exited chan struct{}
-	stderr *tailBuffer
+	cfg  JavaConfig
+	root string
+	proc *zktest.Process
 
 	ready   chan struct{}
 	stopped chan struct{}
@@ -82,7 +78,6 @@ type JavaWorkload struct {
 	maxOp     map[string]time.Duration
 	gen       int
 	errs      []string
-	exitErr   error
 }
 
 // javaLine is one output line of KafkaWorkload.java.
@@ -102,9 +97,9 @@ type javaLine struct {
 	Sessions map[string]string `json:"sessions"`
 }
 
-// StartJava starts prog (compiled from JavaSource) and waits until every
-// session is connected, the tree exists and the brokers are registered. ctx
-// bounds the start only; the process runs until Close.
+// StartJava starts prog (compiled from JavaWorkloadSource) and waits until
+// every session is connected, the tree exists and the brokers are
+// registered. ctx bounds the start only; the process runs until Close.
 func StartJava(ctx context.Context, prog *zktest.Java, cfg JavaConfig) (*JavaWorkload, error) {
 	if cfg.Brokers == 0 {
 		cfg.Brokers = 3
@@ -129,7 +124,7 @@ func StartJava(ctx context.Context, prog *zktest.Java, cfg JavaConfig) (*JavaWor
 		root = strings.TrimRight(cfg.Connect[i:], "/")
 	}
 	w := &JavaWorkload{
-		cfg: cfg, root: root, exited: make(chan struct{}), stderr: &tailBuffer{max: 64 << 10, also: cfg.Stderr},
+		cfg: cfg, root: root,
 		ready: make(chan struct{}), stopped: make(chan struct{}), probed: make(chan bool, 1), resetCh: make(chan struct{}, 1),
 		sessions: map[string]int64{}, acked: map[string]int{}, uncertain: map[string]map[int]bool{},
 		states: map[string]map[string]int64{}, watches: map[string]map[string]int64{}, maxOp: map[string]time.Duration{},
@@ -139,30 +134,21 @@ func StartJava(ctx context.Context, prog *zktest.Java, cfg JavaConfig) (*JavaWor
 	}
 	// The process must outlive ctx (which only bounds the start): it gets
 	// its own context and is ended by Close.
-	w.cmd = prog.Command(context.Background(), cfg.Connect, strconv.Itoa(cfg.Brokers), strconv.Itoa(cfg.Writers),
+	cmd := prog.Command(context.Background(), cfg.Connect, strconv.Itoa(cfg.Brokers), strconv.Itoa(cfg.Writers),
 		strconv.FormatInt(cfg.SessionTimeout.Milliseconds(), 10), strconv.FormatInt(max(1, cfg.WriteInterval.Milliseconds()), 10), cfg.Prefix)
-	w.cmd.Stderr = w.stderr
-	stdin, err := w.cmd.StdinPipe()
+	proc, err := zktest.StartProcess(cmd, w.applyLine, cfg.Stderr)
 	if err != nil {
 		return nil, fmt.Errorf("java workload: %w", err)
 	}
-	stdout, err := w.cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("java workload: %w", err)
-	}
-	w.stdin = stdin
-	if err := w.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("java workload: %w", err)
-	}
-	go w.readOutput(stdout)
+	w.proc = proc
 	select {
 	case <-w.ready:
 		return w, nil
-	case <-w.exited:
-		return nil, fmt.Errorf("java workload exited before it was ready: %v\n%s", w.exitErr, w.stderr.String())
+	case <-proc.Exited():
+		return nil, fmt.Errorf("java workload exited before it was ready: %v\n%s", proc.Err(), proc.Stderr())
 	case <-ctx.Done():
 		w.Close()
-		return nil, fmt.Errorf("java workload not ready: %w\n%s", context.Cause(ctx), w.stderr.String())
+		return nil, fmt.Errorf("java workload not ready: %w\n%s", context.Cause(ctx), proc.Stderr())
 	}
 }
 
@@ -170,23 +156,14 @@ func (w *JavaWorkload) writerName(i int) string { return fmt.Sprintf("%sw%d", w.
 
 func (w *JavaWorkload) brokerName(i int) string { return fmt.Sprintf("%sbroker-%d", w.cfg.Prefix, i) }
 
-// readOutput applies each line until the process exits.
-func (w *JavaWorkload) readOutput(stdout io.Reader) {
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l javaLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			w.fail("unparsable output %q: %v", sc.Text(), err)
-			continue
-		}
-		w.apply(l)
+// applyLine applies one line of KafkaWorkload.java's output.
+func (w *JavaWorkload) applyLine(line string) {
+	var l javaLine
+	if err := json.Unmarshal([]byte(line), &l); err != nil {
+		w.fail("unparsable output %q: %v", line, err)
+		return
 	}
-	err := w.cmd.Wait()
-	w.mu.Lock()
-	w.exitErr = err
-	w.mu.Unlock()
-	close(w.exited)
+	w.apply(l)
 }
 
 func (w *JavaWorkload) fail(format string, args ...any) {
@@ -271,8 +248,8 @@ func (w *JavaWorkload) apply(l javaLine) {
 }
 
 func (w *JavaWorkload) command(line string) error {
-	if _, err := io.WriteString(w.stdin, line+"\n"); err != nil {
-		return fmt.Errorf("java workload %q: %w", line, err)
+	if err := w.proc.Send(line); err != nil {
+		return fmt.Errorf("java workload: %w", err)
 	}
 	return nil
 }
@@ -300,8 +277,10 @@ func (w *JavaWorkload) Snapshot() Report {
 			r.WatchEvents += n
 		}
 	}
-	if w.exitErr != nil || isClosed(w.exited) {
-		r.Errors = append(r.Errors, fmt.Sprintf("java workload exited: %v", w.exitErr))
+	select {
+	case <-w.proc.Exited():
+		r.Errors = append(r.Errors, fmt.Sprintf("java workload exited: %v", w.proc.Err()))
+	default:
 	}
 	return r
 }
@@ -324,7 +303,7 @@ func (w *JavaWorkload) ResetLatency() {
 	}
 	select {
 	case <-w.resetCh:
-	case <-w.exited:
+	case <-w.proc.Exited():
 	case <-time.After(10 * time.Second):
 		w.fail("java workload did not confirm the latency reset")
 	}
@@ -343,7 +322,7 @@ func (w *JavaWorkload) WatchesFire(ctx context.Context) error {
 		if !ok {
 			return errors.New("java workload: probe writes failed (see Errors)")
 		}
-	case <-w.exited:
+	case <-w.proc.Exited():
 		return errors.New("java workload exited")
 	case <-ctx.Done():
 		return fmt.Errorf("java workload: probe: %w", context.Cause(ctx))
@@ -392,7 +371,7 @@ func (w *JavaWorkload) Stop() Report {
 	} else {
 		select {
 		case <-w.stopped:
-		case <-w.exited:
+		case <-w.proc.Exited():
 		case <-time.After(60 * time.Second):
 			w.fail("java workload did not stop within 60s")
 		}
@@ -419,42 +398,7 @@ func (w *JavaWorkload) Verify(ctx context.Context, addr string) (Verification, e
 
 // Close closes stdin (the program closes its sessions and exits) and waits
 // up to 20s before killing it.
-func (w *JavaWorkload) Close() {
-	_ = w.stdin.Close()
-	select {
-	case <-w.exited:
-	case <-time.After(20 * time.Second):
-		_ = w.cmd.Process.Kill()
-		<-w.exited
-	}
-}
+func (w *JavaWorkload) Close() { w.proc.Close(20 * time.Second) }
 
 // Stderr returns the tail of the JVM's log.
-func (w *JavaWorkload) Stderr() string { return w.stderr.String() }
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu   sync.Mutex
-	max  int
-	buf  []byte
-	also io.Writer
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > b.max {
-		b.buf = slices.Clone(b.buf[len(b.buf)-b.max:])
-	}
-	if b.also != nil {
-		_, _ = b.also.Write(p)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
+func (w *JavaWorkload) Stderr() string { return w.proc.Stderr() }

@@ -1,5 +1,13 @@
-// Package workload runs a Kafka-like ZooKeeper workload (go-zookeeper
-// sessions) through zkproxy and checks afterwards that nothing was lost:
+// Package kafkaload is the load for correctness tests and the demo: a
+// Kafka-like ZooKeeper workload run through zkproxy while sessions are
+// moved, which records what its clients were told (a Ledger) and checks
+// afterwards against the tree that nothing was lost (CheckLedger). It
+// reports pauses and connection-state changes but is no benchmark: for
+// throughput and latency figures use benchload. The workload runs on
+// go-zookeeper (Start) or in a JVM on the Java client Kafka brokers use
+// (StartJava, java/KafkaWorkload.java); IdleClient runs a quiet Kafka-like
+// client in Java, C or kazoo, to show a session moved under it goes
+// unnoticed. The workload:
 //
 //   - brokers register ephemeral /brokers/ids/<n>, keep a child watch on
 //     /brokers/ids and an exists watch on /controller, and race for the

@@ -109,7 +109,7 @@ func TestWorkloadsVerifyClean(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	prog := zktest.JavaProgram(t, JavaSource)
+	prog := zktest.JavaProgram(t, JavaWorkloadSource)
 	j, err := StartJava(ctx, prog, JavaConfig{Connect: srv.ClientAddr() + "/kafka/a", Brokers: 3, Writers: 2})
 	if err != nil {
 		t.Fatal(err)

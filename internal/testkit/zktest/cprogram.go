@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 )
 
 // CClientHeader is the ZooKeeper C client's header (Debian
@@ -41,22 +42,33 @@ func compileC(src string) (*C, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile C: %w", err)
 	}
-	dir, err := cachedBuild("c", cacheKey(src, string(header)), func(dir string) error {
-		file := filepath.Join(dir, "prog.c")
+	path, err := gccBuild("c", src, string(header), "prog",
+		[]string{"-DTHREADED", "-O1", "-Wall", "-Werror"}, []string{"-lzookeeper_mt", "-lpthread"})
+	if err != nil {
+		return nil, err
+	}
+	return &C{Path: path}, nil
+}
+
+// gccBuild compiles the C source src with gcc into the build cache, once
+// per source text (and keyExtra, e.g. a header it includes), and returns
+// the path of the product: gcc flags... -o product source libs...
+func gccBuild(kind, src, keyExtra, product string, flags, libs []string) (string, error) {
+	dir, err := cachedBuild(kind, cacheKey(src, keyExtra), func(dir string) error {
+		file := filepath.Join(dir, "source.c")
 		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 			return err
 		}
-		cmd := exec.Command("gcc", "-DTHREADED", "-O1", "-Wall", "-Werror", "-o", filepath.Join(dir, "prog"), file,
-			"-lzookeeper_mt", "-lpthread")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		args := append(append(slices.Clone(flags), "-o", filepath.Join(dir, product), file), libs...)
+		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("gcc: %w\n%s", err, out)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	return &C{Path: filepath.Join(dir, "prog")}, nil
+	return filepath.Join(dir, product), nil
 }
 
 // Command returns a command that runs the program with args and SIGKILL if
@@ -71,12 +83,9 @@ func (c *C) Command(ctx context.Context, args ...string) *exec.Cmd {
 // Run runs the program to completion and returns its stdout (the C
 // client logs to stderr). A non-zero exit is an error that includes both.
 func (c *C) Run(ctx context.Context, args ...string) (string, error) {
-	cmd := c.Command(ctx, args...)
-	var stderr safeBuffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := c.Command(ctx, args...).Output()
 	if err != nil {
-		return string(out), fmt.Errorf("C program: %w\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+		return string(out), fmt.Errorf("C program: %w\nstdout:\n%s\nstderr:\n%s", err, out, exitStderr(err))
 	}
 	return string(out), nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 )
 
 // Ensemble is a group of servers that (currently) form one ZooKeeper
@@ -115,7 +117,7 @@ func (e *Ensemble) WaitServing(ctx context.Context) error {
 // Status is one member's srvr answer (or the error getting it).
 type Status struct {
 	Server *Server
-	Srvr   Srvr
+	Srvr   fourlw.Srvr
 	Err    error
 }
 

@@ -1,14 +1,11 @@
 package zktest
 
 import (
-	"bufio"
 	"context"
 	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,11 +23,8 @@ var javaClientSource string
 // on. The JVM is killed in t.Cleanup; its stderr (client logs at WARN) is
 // attached to the test output when the test fails.
 type JavaClient struct {
-	t      TB
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stderr safeBuffer
-	exited chan struct{}
+	t    TB
+	proc *Process
 
 	callMu sync.Mutex // one command at a time
 	// abandoned counts replies still owed to calls whose context ended
@@ -67,54 +61,29 @@ func (e *ClientError) Error() string { return "java client: " + e.Code + ": " + 
 func StartJavaClient(t TB) *JavaClient {
 	t.Helper()
 	j := JavaProgram(t, javaClientSource)
-	c := &JavaClient{t: t, replies: make(chan string, 1), changed: make(chan struct{}), exited: make(chan struct{})}
-	c.cmd = j.Command(context.Background())
-	c.cmd.Stderr = &c.stderr
-	stdin, err := c.cmd.StdinPipe()
+	c := &JavaClient{t: t, replies: make(chan string, 1), changed: make(chan struct{})}
+	proc, err := StartProcess(j.Command(context.Background()), c.demux, nil)
 	if err != nil {
 		t.Fatalf("zktest: java client: %v", err)
 	}
-	stdout, err := c.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("zktest: java client: %v", err)
-	}
-	c.stdin = stdin
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("zktest: java client: %v", err)
-	}
-	go c.readOutput(stdout)
+	c.proc = proc
 	t.Cleanup(func() {
-		_ = c.cmd.Process.Kill()
-		<-c.exited
+		proc.Kill()
 		if t.Failed() {
-			t.Logf("zktest: java client (pid %d) stderr:\n%s", c.cmd.Process.Pid, tail(c.stderr.String(), 16<<10))
+			t.Logf("zktest: java client (pid %d) stderr:\n%s", proc.PID(), proc.Stderr())
 		}
 	})
 	return c
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
+// demux sorts the program's output into replies and events.
+func (c *JavaClient) demux(line string) {
+	switch {
+	case strings.HasPrefix(line, "R "):
+		c.replies <- line[2:]
+	case strings.HasPrefix(line, "E "):
+		c.addEvent(line[2:])
 	}
-	return s
-}
-
-// readOutput demultiplexes replies and events until the process exits.
-func (c *JavaClient) readOutput(stdout io.Reader) {
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "R "):
-			c.replies <- line[2:]
-		case strings.HasPrefix(line, "E "):
-			c.addEvent(line[2:])
-		}
-	}
-	_ = c.cmd.Wait()
-	close(c.exited)
 }
 
 func (c *JavaClient) addEvent(s string) {
@@ -146,14 +115,14 @@ func (c *JavaClient) Do(ctx context.Context, args ...string) (string, error) {
 		select {
 		case <-c.replies:
 			c.abandoned--
-		case <-c.exited:
+		case <-c.proc.Exited():
 			return "", fmt.Errorf("java client %q: process exited", line)
 		case <-ctx.Done():
 			return "", fmt.Errorf("java client %q: waiting for an earlier command's reply: %w", line, ctx.Err())
 		}
 	}
-	if _, err := io.WriteString(c.stdin, line+"\n"); err != nil {
-		return "", fmt.Errorf("java client %q: %w", line, err)
+	if err := c.proc.Send(line); err != nil {
+		return "", fmt.Errorf("java client: %w", err)
 	}
 	select {
 	case r := <-c.replies:
@@ -162,7 +131,7 @@ func (c *JavaClient) Do(ctx context.Context, args ...string) (string, error) {
 		}
 		code, msg, _ := strings.Cut(strings.TrimPrefix(r, "ERR "), " ")
 		return "", &ClientError{Code: code, Message: msg}
-	case <-c.exited:
+	case <-c.proc.Exited():
 		return "", fmt.Errorf("java client %q: process exited", line)
 	case <-ctx.Done():
 		// The reply may still come: the next call skips it.

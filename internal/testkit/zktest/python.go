@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"time"
 )
 
@@ -43,31 +42,9 @@ func Python(t TB, script string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := PythonCommand(ctx, t, script, args...)
-	var stderr safeBuffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := PythonCommand(ctx, t, script, args...).Output()
 	if err != nil {
-		t.Fatalf("zktest: python: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+		t.Fatalf("zktest: python: %v\nstdout:\n%s\nstderr:\n%s", err, out, exitStderr(err))
 	}
 	return string(out)
-}
-
-// safeBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type safeBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	return len(p), nil
-}
-
-func (b *safeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }

@@ -2,7 +2,6 @@ package zktest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -388,10 +387,6 @@ func (s *Server) RestartWith(peers []*Server) error {
 	s.SetPeers(peers)
 	return s.Start()
 }
-
-// ErrNotServing is returned by Srvr and Mntr while the server runs but does not
-// serve clients (LOOKING, syncing, or without quorum).
-var ErrNotServing = errors.New("zktest: server is not currently serving requests")
 
 // WaitServing polls srvr until the server serves clients (mode standalone,
 // leader, follower or observer). A follower serves only after it has synced

@@ -8,24 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func TestParseSrvr(t *testing.T) {
-	raw := "Zookeeper version: 3.8.0-debian, built on 2022-08-14 18:00 UTC\nLatency min/avg/max: 0/0.0/0\nReceived: 3\nSent: 2\nConnections: 1\nOutstanding: 0\nZxid: 0x10000002a\nMode: follower\nNode count: 7\n"
-	st, err := parseSrvr(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode != "follower" || st.Zxid != 0x10000002a || st.NodeCount != 7 || !st.Serving() {
-		t.Fatalf("parseSrvr = %+v", st)
-	}
-	if _, err := parseSrvr("This ZooKeeper instance is not currently serving requests\n"); err != ErrNotServing {
-		t.Fatalf("not serving: err = %v, want ErrNotServing", err)
-	}
-	if _, err := parseSrvr("garbage"); err == nil {
-		t.Fatal("garbage: no error")
-	}
-}
+	"github.com/zkproxy/zkproxy/internal/fourlw"
+)
 
 func TestLoopbackIPUnique(t *testing.T) {
 	seen := map[string]bool{}
@@ -169,7 +154,7 @@ func TestEnsembleAndMitosis(t *testing.T) {
 	}
 	for _, s := range m.Destination.Members[:2] {
 		for {
-			if _, err := s.Srvr(); errors.Is(err, ErrNotServing) {
+			if _, err := s.Srvr(); errors.Is(err, fourlw.ErrNotServing) {
 				break
 			}
 			if ctx.Err() != nil {

@@ -1,6 +1,10 @@
-// Package loadgen drives a ZooKeeper server (directly or through a relay)
-// with go-zookeeper sessions and measures throughput and latency. cmd/zkbench
-// is its command line; the relay comparison benchmark uses it in-process.
+// Package benchload is the load for benchmarks: it drives a ZooKeeper
+// server (directly, through zkproxy or through another relay) with
+// go-zookeeper sessions that send one kind of request, as fast as they can
+// or at a fixed rate, and measures throughput and a latency histogram.
+// cmd/zkbench is its command line; the relay comparison benchmarks
+// (test/relaybench) use it in-process. It counts errors and checks nothing
+// else: the load that proves a migration lost nothing is kafkaload's.
 package benchload
 
 import (
@@ -126,7 +130,7 @@ func (quietLogger) Printf(string, ...any) {}
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Op != OpRead && cfg.Op != OpWrite {
-		return nil, fmt.Errorf("loadgen: unknown op %q (want read or write)", cfg.Op)
+		return nil, fmt.Errorf("benchload: unknown op %q (want read or write)", cfg.Op)
 	}
 	conns := make([]*zk.Conn, 0, cfg.Sessions)
 	defer func() {
@@ -257,7 +261,7 @@ func measure(ctx context.Context, conns []*zk.Conn, paths []string, cfg Config, 
 		total.Latency.Merge(&results[i].Latency)
 	}
 	if total.Ops == 0 {
-		return total, fmt.Errorf("loadgen: no request succeeded against %s (%d errors)", cfg.Addr, total.Errors)
+		return total, fmt.Errorf("benchload: no request succeeded against %s (%d errors)", cfg.Addr, total.Errors)
 	}
 	return total, nil
 }

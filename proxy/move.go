@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Disconnect closes the client connection (not the ZooKeeper session): the
+// client reconnects through the proxy with its session. Cutover uses it as
+// the fallback when a session cannot move transparently. It first lets the
+// requests in flight finish, until ctx ends, holding new ones: those fail
+// with ConnectionLoss but were never sent, so the fallback leaves no
+// request whose outcome the client cannot know (a write in flight on a
+// connection that closes may or may not have been applied). A ctx that has
+// ended closes at once.
+func (s *Session) Disconnect(ctx context.Context, reason string) { s.drainAndClose(ctx, reason) }
+
+// resumeDrained ends a drain that timed out: the session goes back to
+// active on up, the held requests are released. Nothing happens if up is no
+// longer the session's upstream.
+func (s *Session) resumeDrained(up *upstream) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if s.up != up || s.state != StateDraining {
+		s.mu.Unlock()
+		return
+	}
+	s.state = StateActive
+	s.stateGaugeLocked()
+	held := s.releaseHeldLocked()
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.writeHeld(up, held)
+}
+
+// Hold drains the session and then holds its client requests, in order and
+// within the session's limits, until Release; client pings are answered by
+// the proxy meanwhile. It is the per-session half of cutover's split
+// barrier: while held, the session may lose its upstream and re-attach
+// (inside its ensemble) without the client seeing anything, because
+// nothing is in flight. Hold returns once nothing is in flight. If ctx ends
+// first it releases the session again and returns ErrDrainTimeout in a
+// MoveError. The caller must bound the hold well under the session timeout:
+// a held client's requests get no answer.
+func (s *Session) Hold(ctx context.Context) error {
+	defer s.wakeWhenDone(ctx)()
+	s.mu.Lock()
+	if s.closedLocked() {
+		err := s.closedMoveErrorLocked()
+		s.mu.Unlock()
+		return err
+	}
+	s.barrier = true
+	s.beginHoldLocked()
+	n := s.awaitDrainLocked(ctx)
+	if s.closedLocked() {
+		err := s.closedMoveErrorLocked()
+		s.mu.Unlock()
+		return err
+	}
+	if n > 0 {
+		s.mu.Unlock()
+		s.Release()
+		return &MoveError{Reason: "drain_timeout", Err: fmt.Errorf("%w: %d still in flight", ErrDrainTimeout, n)}
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Release ends a Hold: the held requests go upstream in order if the
+// session is attached, or when its re-attach completes.
+func (s *Session) Release() {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	s.barrier = false
+	var held []heldRequest
+	up := s.up
+	if s.canForwardLocked() {
+		held = s.releaseHeldLocked()
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.writeHeld(up, held)
+}
+
+// Move re-establishes the session on a member of target without closing
+// the client connection (ZK-PROTOCOL §9.2 DRAINING → CONNECTING →
+// REPLAY_AUTH → REPLAY_WATCHES → RESUME). It waits for a failover in
+// progress to finish, holds new client requests (bounded by the session's
+// limits), waits for the replies to those in flight, closes the old
+// upstream, opens the session on target with the same id, password and
+// lastZxidSeen, replays auth and watches, then releases the held requests
+// in order. Client pings are answered throughout.
+//
+// ctx bounds the whole move; it should end well within the session
+// timeout. If it ends while requests are still in flight, Move returns
+// ErrDrainTimeout and the session stays where it was, untouched. Once the
+// old upstream is closed there is no way back: if the target does not take
+// the session (refused, expired, auth replay failed, ctx ended), Move
+// closes the client connection — the client reconnects through the proxy
+// with its session — and returns the error. On success, failovers stay in
+// target from then on.
+func (s *Session) Move(ctx context.Context, target []string) error {
+	return s.move(ctx, target, target)
+}
+
+// move is Move onto a member of candidates, after which failovers stay in
+// ensemble (candidates is a subset of it).
+func (s *Session) move(ctx context.Context, candidates, target []string) error {
+	if len(candidates) == 0 {
+		return &MoveError{Reason: "bad_target", Err: errors.New("empty target")}
+	}
+	defer s.wakeWhenDone(ctx)()
+
+	s.mu.Lock()
+	for !s.closedLocked() && s.state != StateActive && ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	if s.closedLocked() {
+		err := s.closedMoveErrorLocked()
+		s.mu.Unlock()
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		state := s.state
+		s.mu.Unlock()
+		return &MoveError{Reason: "busy", Err: fmt.Errorf("session is %s: %w", state, err)}
+	}
+	if s.usedSASL {
+		s.mu.Unlock()
+		s.srv.m.moves.WithLabelValues("sasl").Inc()
+		return &MoveError{Reason: "sasl", Err: errors.New("the session authenticated with SASL, which cannot be replayed on a new connection")}
+	}
+	start := time.Now()
+	s.state = StateDraining
+	s.beginHoldLocked()
+	s.stateGaugeLocked()
+	s.moving = true
+	n := s.awaitDrainLocked(ctx)
+	s.moving = false
+	s.srv.m.moveDrainSeconds.Observe(time.Since(start).Seconds())
+	if s.closedLocked() {
+		err := s.closedMoveErrorLocked()
+		s.mu.Unlock()
+		s.srv.m.moves.WithLabelValues("closed").Inc()
+		return err
+	}
+	if n > 0 {
+		up := s.up
+		s.mu.Unlock()
+		// Back to active on the same upstream, unless it was lost in the
+		// meantime: then the ordinary failover (moving is false) owns the
+		// session.
+		s.resumeDrained(up)
+		s.srv.m.moves.WithLabelValues("drain_timeout").Inc()
+		return &MoveError{Reason: "drain_timeout", Err: fmt.Errorf("%w: %d still in flight on %s", ErrDrainTimeout, n, up.member)}
+	}
+	old := s.up
+	s.setUpLocked(nil)
+	s.state = StateReattaching
+	s.stateGaugeLocked()
+	orphans := s.pings.clientPings()
+	s.pings.clear()
+	zxid := s.lastZxid
+	budget := time.Now().Add(s.clientTimeout)
+	if old != nil {
+		budget = time.Unix(0, old.lastRecv.Load()).Add(old.timeout)
+	}
+	s.mu.Unlock()
+	oldMember := "(none)"
+	if old != nil {
+		// The old connection must be gone before the session is
+		// revalidated elsewhere (ZK-PROTOCOL §5.2): it drops the stale
+		// watches there and no write can be in flight on two members.
+		oldMember = old.member
+		old.conn.Close()
+		s.srv.unpark(old.r)
+		<-old.done
+	}
+	s.answerPings(orphans, zxid)
+	drained := time.Since(start)
+
+	up, err := s.reattach(ctx, candidates, budget)
+	if err != nil {
+		reason := reattachFailure(err)
+		s.srv.m.moves.WithLabelValues(reason).Inc()
+		s.close(fmt.Sprintf("move from %s to %v failed: %v", oldMember, target, err))
+		return &MoveError{Reason: reason, Disconnected: true, Err: fmt.Errorf("session %s to %v: %w", s.id, target, err)}
+	}
+	s.resume(up, target)
+	s.srv.m.moves.WithLabelValues("ok").Inc()
+	s.logger().Info("session re-attached", "from", oldMember, "to", up.member, "reason", "move",
+		"drain", drained.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// drainAndClose is the graceful end used by Server.Shutdown and Disconnect:
+// forward nothing new, wait for in-flight replies (bounded by ctx), close
+// the client connection. The ZooKeeper session itself is left alive so the
+// client can resume it, through this proxy or another.
+func (s *Session) drainAndClose(ctx context.Context, reason string) {
+	defer s.wakeWhenDone(ctx)()
+	s.mu.Lock()
+	s.stopping = true
+	s.awaitDrainLocked(ctx) // a session without an upstream (handshake, re-attach) has nothing in flight there
+	s.mu.Unlock()
+	s.close(reason)
+}
