@@ -409,27 +409,26 @@ func (l *configLoader) list(key string) []string {
 }
 
 func (l *configLoader) nonNegInt(key string) int {
-	n, err := cast.ToIntE(l.v.Get(key))
-	if err != nil {
-		l.bad(key, "not an integer: %q", fmt.Sprint(l.v.Get(key)))
-		return 0
-	}
-	if n < 0 {
-		l.bad(key, "must not be negative, got %d", n)
-	}
-	return n
+	return nonNegative(l, key, "an integer", cast.ToIntE)
 }
 
 func (l *configLoader) duration(key string) time.Duration {
-	d, err := cast.ToDurationE(l.v.Get(key))
+	return nonNegative(l, key, "a duration (e.g. 10s)", cast.ToDurationE)
+}
+
+// nonNegative converts key with convert, reporting a value that is not
+// what (e.g. "an integer") or is negative.
+func nonNegative[T int | time.Duration](l *configLoader, key, what string, convert func(any) (T, error)) T {
+	raw := l.v.Get(key)
+	x, err := convert(raw)
 	if err != nil {
-		l.bad(key, "not a duration (e.g. 10s): %q", fmt.Sprint(l.v.Get(key)))
+		l.bad(key, "not %s: %q", what, fmt.Sprint(raw))
 		return 0
 	}
-	if d < 0 {
-		l.bad(key, "must not be negative, got %s", d)
+	if x < 0 {
+		l.bad(key, "must not be negative, got %v", x)
 	}
-	return d
+	return x
 }
 
 func (l *configLoader) boolean(key string) bool {
