@@ -62,7 +62,8 @@ var ErrPeersOnSource = errors.New("cutover: peer zkproxies still have sessions o
 type barrier struct {
 	since, deadline time.Time
 	sessions        map[int64]*heldSession
-	stop            chan struct{}
+	stop            chan struct{} // closed once, through stopOnce, to end watchBarrier
+	stopOnce        sync.Once
 	done            chan struct{}
 	longest         time.Duration
 	notHeld         int
@@ -92,10 +93,23 @@ func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, 
 		return nil, &TransitionError{From: st, Event: EventSplit, Reason: "the barrier needs every session on the destination and no split recorded yet"}
 	}
 	if c.barrier != nil {
-		c.mu.Unlock()
+		defer c.mu.Unlock()
 		return &SplitPlan{Barrier: c.barrierStatus(), Message: "barrier already up: apply the firewall now"}, nil
 	}
+	if c.raising {
+		c.mu.Unlock()
+		return nil, ErrHoldUp
+	}
+	// Claimed under the lock: the checks and holdAll below run without it,
+	// and a second caller must not raise a second barrier meanwhile.
+	c.raising = true
 	c.mu.Unlock()
+	installed := false
+	defer func() {
+		if !installed {
+			c.endRaising()
+		}
+	}()
 
 	plan := &SplitPlan{}
 	leader, rep, err := c.jointLeader(ctx)
@@ -156,11 +170,8 @@ func (c *Controller) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, 
 		return plan, fmt.Errorf("%w: destination not identical to the leader: %s", ErrNotReady, failed(items))
 	}
 
-	c.mu.Lock()
-	c.barrier = b
-	c.m.barrierUp.Set(1)
-	c.mu.Unlock()
-	go c.watchBarrier(b)
+	c.install(b)
+	installed = true
 	plan.Barrier = c.Status().Barrier
 	plan.Message = fmt.Sprintf("barrier up: apply the firewall now; it releases by itself at %s", b.deadline.Format(time.RFC3339))
 	c.log.Warn("cutover: split barrier up: apply the firewall now", "sessions", len(b.sessions), "max_hold", c.cfg.BarrierMaxHold)
@@ -254,7 +265,28 @@ func (c *Controller) watchBarrier(b *barrier) {
 	}
 }
 
+// install makes b the barrier that is up and starts watching it. The
+// caller claimed c.raising.
+func (c *Controller) install(b *barrier) {
+	c.mu.Lock()
+	c.barrier = b
+	c.raising = false
+	c.m.barrierUp.Set(1)
+	c.mu.Unlock()
+	go c.watchBarrier(b)
+}
+
+// endRaising gives up the claim to raise a barrier, for a caller that did
+// not install one.
+func (c *Controller) endRaising() {
+	c.mu.Lock()
+	c.raising = false
+	c.mu.Unlock()
+}
+
 // ReleaseBarrier lowers the barrier: every session still held is released.
+// It reports whether this call lowered it; callers at the same time (an
+// operator's release, a split record, Close) find it lowered.
 func (c *Controller) ReleaseBarrier(reason string) bool {
 	c.mu.Lock()
 	b := c.barrier
@@ -262,17 +294,18 @@ func (c *Controller) ReleaseBarrier(reason string) bool {
 	if b == nil {
 		return false
 	}
-	close(b.stop)
+	b.stopOnce.Do(func() { close(b.stop) })
 	<-b.done
-	c.endBarrier(b, reason)
-	return true
+	return c.endBarrier(b, reason)
 }
 
-func (c *Controller) endBarrier(b *barrier, reason string) {
+// endBarrier lowers b unless another caller did already; it reports
+// whether this call did.
+func (c *Controller) endBarrier(b *barrier, reason string) bool {
 	c.mu.Lock()
 	if c.barrier != b {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.barrier = nil
 	c.lastBarrier = BarrierStatus{Since: b.since, Deadline: b.deadline, LastEnd: reason}
@@ -288,6 +321,7 @@ func (c *Controller) endBarrier(b *barrier, reason string) {
 	c.mu.Unlock()
 	c.m.barrierSeconds.Observe(c.now().Sub(b.since).Seconds())
 	c.log.Info("cutover: split barrier down", "reason", reason, "up_for", c.now().Sub(b.since), "longest_hold", b.longest)
+	return true
 }
 
 // releaseAll releases every session of b not yet released.
@@ -342,7 +376,8 @@ func (c *Controller) jointLeader(ctx context.Context) (MemberStatus, *Report, er
 // the same zxid and, at the newest zxid both recorded a digest for, the
 // same tree digest (hash, ZooKeeper 3.6+; DataTree digests are logged every
 // 128 transactions). Writes by clients not behind zkproxy can still move
-// the leader on, so it retries for a moment.
+// the leader on, so it retries for a moment — every client request is held
+// meanwhile, so an ended ctx ends the wait at once.
 func (c *Controller) splitChecks(ctx context.Context) ([]Item, bool) {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -350,7 +385,11 @@ func (c *Controller) splitChecks(ctx context.Context) ([]Item, bool) {
 		if ok || time.Now().After(deadline) || ctx.Err() != nil {
 			return items, ok
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return items, ok
+		case <-c.after(100 * time.Millisecond):
+		}
 	}
 }
 
@@ -365,12 +404,7 @@ func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
 	if leader == nil {
 		return []Item{{Name: "leader", OK: false, Detail: "no member leads"}}, false
 	}
-	hash := func(addr string) ([]fourlw.Digest, error) {
-		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		return fourlw.QueryHash(qctx, c.cfg.CheckDial, addr)
-	}
-	leaderDigests, _ := hash(leader.Addr)
+	leaderDigests, _ := c.cfg.Members.Hash(ctx, leader.Addr)
 	var items []Item
 	ok := true
 	for _, m := range rep.Members {
@@ -380,7 +414,7 @@ func (c *Controller) splitChecksOnce(ctx context.Context) ([]Item, bool) {
 		same := m.zxid == leader.zxid || idleNewEpoch(leader, &m)
 		items = append(items, Item{Name: "zxid " + m.Addr, OK: same, Detail: fmt.Sprintf("%s, leader %s", m.Zxid, leader.Zxid)})
 		ok = ok && same
-		digests, err := hash(m.Addr)
+		digests, err := c.cfg.Members.Hash(ctx, m.Addr)
 		if err != nil {
 			items = append(items, Item{Name: "digest " + m.Addr, OK: false, Detail: "hash: " + err.Error()})
 			ok = false
@@ -412,8 +446,12 @@ func compareDigests(a, b []fourlw.Digest) (equal bool, at int64, found bool) {
 	return false, 0, false
 }
 
-// ErrHoldUp refuses a second hold or barrier while one is up.
-var ErrHoldUp = errors.New("cutover: a hold is already up")
+// ErrHoldUp refuses a second hold or barrier while one is up or being
+// raised.
+var ErrHoldUp = errors.New("cutover: a hold or split barrier is already up or being raised")
+
+// ErrMoveRunning refuses a hold while sessions are being moved.
+var ErrMoveRunning = errors.New("cutover: hold refused: sessions are being moved; hold after the move ends")
 
 // Hold is the split barrier's mechanism for planned member restarts — the
 // rolling restarts of the join and of the source after the split. A member
@@ -428,16 +466,25 @@ var ErrHoldUp = errors.New("cutover: a hold is already up")
 // running move allows it.
 func (c *Controller) Hold(ctx context.Context, members []string) (BarrierStatus, error) {
 	c.mu.Lock()
-	if c.barrier != nil {
+	if c.barrier != nil || c.raising {
+		st := c.barrierStatus()
 		c.mu.Unlock()
-		return c.Status().Barrier, ErrHoldUp
+		return st, ErrHoldUp
 	}
 	if c.running != nil {
-		st := c.state
+		phase := c.state.Phase
 		c.mu.Unlock()
-		return BarrierStatus{}, &TransitionError{From: st, Event: EventStart, Reason: "sessions are being moved; hold after the move ends"}
+		return BarrierStatus{}, fmt.Errorf("%w (phase %s)", ErrMoveRunning, phase)
 	}
+	// Claimed under the lock: holdAll runs without it (see PrepareSplit).
+	c.raising = true
 	c.mu.Unlock()
+	installed := false
+	defer func() {
+		if !installed {
+			c.endRaising()
+		}
+	}()
 	var keep func(SessionView) bool
 	if len(members) > 0 {
 		keep = func(v SessionView) bool { return slices.Contains(members, v.Member) }
@@ -449,11 +496,8 @@ func (c *Controller) Hold(ctx context.Context, members []string) (BarrierStatus,
 		c.releaseAll(b)
 		return BarrierStatus{}, err
 	}
-	c.mu.Lock()
-	c.barrier = b
-	c.m.barrierUp.Set(1)
-	c.mu.Unlock()
-	go c.watchBarrier(b)
+	c.install(b)
+	installed = true
 	c.log.Warn("cutover: hold up: restart the member now", "members", members, "sessions", len(b.sessions), "max_hold", c.cfg.BarrierMaxHold)
 	return c.Status().Barrier, nil
 }

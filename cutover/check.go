@@ -20,10 +20,9 @@ type CheckConfig struct {
 	// MaxLag is how many transactions a destination member may trail the
 	// joint leader by; zero means 0 (exactly caught up).
 	MaxLag int64
-	// Dial reaches members; nil uses net.Dialer.
-	Dial fourlw.DialFunc
-	// Timeout bounds each four-letter query; zero means 3s.
-	Timeout time.Duration
+	// Members answers the four-letter words the check asks; nil asks over
+	// TCP (fourlw.Members), each query bounded by fourlw.DefaultTimeout.
+	Members Members
 	// PeerSessions lists the sessions of the other zkproxies in front of
 	// the same ensembles (an HA pair's partner): they count as proxied, not
 	// as direct clients. problems name peers that could not be asked. Nil:
@@ -35,12 +34,26 @@ type CheckConfig struct {
 	SkipDirect bool
 }
 
+// Members is how cutover reaches ZooKeeper outside of sessions: the sync
+// check and the split barrier ask members four-letter words (srvr, conf,
+// mntr, cons, dump, hash), which must be in each member's
+// 4lw.commands.whitelist. fourlw.Members implements it.
+type Members interface {
+	// Query sends word to the member at addr and returns its answer; a
+	// member that is not serving answers with an error wrapping
+	// fourlw.ErrNotServing.
+	Query(ctx context.Context, addr, word string) (string, error)
+	// Hash returns the member's tree digests, oldest first; none while it
+	// has logged none.
+	Hash(ctx context.Context, addr string) ([]fourlw.Digest, error)
+}
+
 // SessionView is what the check needs to know of one proxied session.
 type SessionView struct {
 	ID           int64
 	LastZxidSeen int64
 	// SASL: the session authenticated with SASL, which cannot be replayed
-	// on a new connection (ZK-PROTOCOL.md §6.3).
+	// on a new connection (docs/protocol.md §6.3).
 	SASL bool
 	// Ensemble and Member the session is attached to now.
 	Ensemble Ensemble
@@ -130,72 +143,98 @@ func (r *Report) Reason() string {
 // useful) and compares the destination against the source: one quorum, one
 // leader, caught up, no session ahead, same znode count.
 func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report {
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 3 * time.Second
+	if cfg.Members == nil {
+		cfg.Members = fourlw.Members{}
 	}
-	rep := &Report{CheckedAt: time.Now()}
-	var all []string
-	all = append(all, cfg.Source...)
-	all = append(all, cfg.Destination...)
-	rep.Members = make([]MemberStatus, len(all))
+	r := &checkRun{ctx: ctx, cfg: cfg, sessions: sessions, rep: &Report{CheckedAt: time.Now()}}
+	r.probeMembers()
+	r.oneQuorum()
+	r.caughtUp()
+	r.sessionsNotAhead()
+	r.unmovableSessions()
+	if !cfg.SkipDirect {
+		r.directSessions()
+	}
+	r.rep.Ready = true
+	for _, it := range r.rep.Items {
+		r.rep.Ready = r.rep.Ready && it.OK
+	}
+	return r.rep
+}
+
+// checkRun is one sync check: what the steps share while they add their
+// items to rep.
+type checkRun struct {
+	ctx      context.Context
+	cfg      CheckConfig
+	sessions []SessionView
+	rep      *Report
+
+	leader  *MemberStatus   // the one leader; nil unless exactly one
+	dest    []*MemberStatus // reachable destination members
+	serving []*MemberStatus // reachable members with a mode
+}
+
+func (r *checkRun) add(name string, ok bool, format string, args ...any) {
+	r.rep.Items = append(r.rep.Items, Item{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+}
+
+// probeMembers asks every member of both ensembles at once.
+func (r *checkRun) probeMembers() {
+	all := append(slices.Clone(r.cfg.Source), r.cfg.Destination...)
+	r.rep.Members = make([]MemberStatus, len(all))
 	var wg sync.WaitGroup
 	for i, addr := range all {
 		ens := Source
-		if i >= len(cfg.Source) {
+		if i >= len(r.cfg.Source) {
 			ens = Destination
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rep.Members[i] = probe(ctx, cfg, addr, ens)
-		}()
+		wg.Go(func() { r.rep.Members[i] = probe(r.ctx, r.cfg.Members, addr, ens) })
 	}
 	wg.Wait()
-
-	add := func(name string, ok bool, format string, args ...any) {
-		rep.Items = append(rep.Items, Item{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
-	}
-
-	// 1. One quorum: exactly one leader among every reachable member, and
-	// every serving member in the leader's epoch with the same config
-	// version. Two leaders means the ensembles are already split (or were
-	// never joined); a different epoch or config means a member follows
-	// another quorum.
-	var leaders []*MemberStatus
-	var dest, serving []*MemberStatus
-	for i := range rep.Members {
-		m := &rep.Members[i]
-		if m.Mode == "leader" {
-			leaders = append(leaders, m)
-		}
+	for i := range r.rep.Members {
+		m := &r.rep.Members[i]
 		if m.Ensemble == Destination && m.Reachable {
-			dest = append(dest, m)
+			r.dest = append(r.dest, m)
 		}
 		if m.Reachable && m.Mode != "" {
-			serving = append(serving, m)
+			r.serving = append(r.serving, m)
 		}
 	}
-	var leader *MemberStatus
+}
+
+// oneQuorum: exactly one leader among every reachable member, the
+// destination members serving, and every serving member in the leader's
+// epoch with the same config version. Two leaders means the ensembles are
+// already split (or were never joined); a different epoch or config means a
+// member follows another quorum.
+func (r *checkRun) oneQuorum() {
+	var leaders []*MemberStatus
+	for i := range r.rep.Members {
+		if r.rep.Members[i].Mode == "leader" {
+			leaders = append(leaders, &r.rep.Members[i])
+		}
+	}
 	switch len(leaders) {
 	case 1:
-		leader = leaders[0]
-		rep.Leader = leader.Addr
-		add("one leader", true, "%s (%s, server id %d) leads, epoch %d, zxid %s", leader.Addr, leader.Ensemble, leader.ServerID, leader.Epoch, leader.Zxid)
+		r.leader = leaders[0]
+		r.rep.Leader = r.leader.Addr
+		r.add("one leader", true, "%s (%s, server id %d) leads, epoch %d, zxid %s", r.leader.Addr, r.leader.Ensemble, r.leader.ServerID, r.leader.Epoch, r.leader.Zxid)
 	case 0:
-		add("one leader", false, "no reachable member leads (election in progress, or members unreachable)")
+		r.add("one leader", false, "no reachable member leads (election in progress, or members unreachable)")
 	default:
 		var names []string
 		for _, l := range leaders {
 			names = append(names, l.Addr+" ("+string(l.Ensemble)+")")
 		}
-		add("one leader", false, "%d leaders: %s — the ensembles are not one quorum (already split?)", len(leaders), strings.Join(names, ", "))
+		r.add("one leader", false, "%d leaders: %s — the ensembles are not one quorum (already split?)", len(leaders), strings.Join(names, ", "))
 	}
 
-	if len(dest) == 0 {
-		add("destination serves", false, "no destination member reachable")
+	if len(r.dest) == 0 {
+		r.add("destination serves", false, "no destination member reachable")
 	} else {
 		var bad []string
-		for _, m := range dest {
+		for _, m := range r.dest {
 			if m.Mode != "follower" && m.Mode != "leader" && m.Mode != "observer" {
 				reason := m.Mode
 				if reason == "" {
@@ -204,141 +243,147 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 				bad = append(bad, m.Addr+": "+reason)
 			}
 		}
-		add("destination serves", len(bad) == 0, "%d of %d destination members reachable and serving as part of a quorum%s",
-			len(dest)-len(bad), len(cfg.Destination), listIf(bad))
+		r.add("destination serves", len(bad) == 0, "%d of %d destination members reachable and serving as part of a quorum%s",
+			len(r.dest)-len(bad), len(r.cfg.Destination), listIf(bad))
 	}
 
-	if leader != nil {
-		var bad []string
-		for _, m := range serving {
-			if m.Epoch != leader.Epoch && !idleNewEpoch(leader, m) {
-				bad = append(bad, fmt.Sprintf("%s epoch %d", m.Addr, m.Epoch))
-			}
-			if m.ConfigVersion != leader.ConfigVersion {
-				bad = append(bad, fmt.Sprintf("%s config version %s (leader %s)", m.Addr, m.ConfigVersion, leader.ConfigVersion))
-			}
+	if r.leader == nil {
+		return
+	}
+	var bad []string
+	for _, m := range r.serving {
+		if m.Epoch != r.leader.Epoch && !idleNewEpoch(r.leader, m) {
+			bad = append(bad, fmt.Sprintf("%s epoch %d", m.Addr, m.Epoch))
 		}
-		add("same quorum", len(bad) == 0, "every serving member in epoch %d with config version %s (%d members)%s",
-			leader.Epoch, leader.ConfigVersion, leader.Members, listIf(bad))
+		if m.ConfigVersion != r.leader.ConfigVersion {
+			bad = append(bad, fmt.Sprintf("%s config version %s (leader %s)", m.Addr, m.ConfigVersion, r.leader.ConfigVersion))
+		}
 	}
+	r.add("same quorum", len(bad) == 0, "every serving member in epoch %d with config version %s (%d members)%s",
+		r.leader.Epoch, r.leader.ConfigVersion, r.leader.Members, listIf(bad))
+}
 
-	// 2. Caught up: each destination member's zxid within MaxLag of the
-	// leader's, and its znode count equal to the leader's.
-	if leader != nil {
-		var lagging, counts []string
-		skipped := 0
-		for _, m := range dest {
-			if m.Mode == "" {
-				continue
-			}
-			lag := leader.zxid - m.zxid
-			if idleNewEpoch(leader, m) {
-				lag = 0
-			}
-			if (m.Epoch != leader.Epoch && lag != 0) || lag > cfg.MaxLag {
-				lagging = append(lagging, fmt.Sprintf("%s at %s (%d behind)", m.Addr, m.Zxid, lag))
-			}
-			// Counts are comparable only at the same point in history;
-			// under a write load the member may trail by a few
-			// transactions (allowed by MaxLag above). srvr reads the zxid
-			// and the node count at different moments, so a mismatch at
-			// the same zxid is probed again before it counts.
-			if m.zxid == leader.zxid && m.NodeCount != leader.NodeCount {
-				again, lagain := probe(ctx, cfg, m.Addr, m.Ensemble), probe(ctx, cfg, leader.Addr, leader.Ensemble)
-				if again.zxid == lagain.zxid && again.NodeCount != lagain.NodeCount {
-					counts = append(counts, fmt.Sprintf("%s has %d at the same zxid (leader %d)", m.Addr, again.NodeCount, lagain.NodeCount))
-				} else if again.zxid != lagain.zxid {
-					skipped++
-				}
-			} else if m.zxid != leader.zxid {
+// caughtUp: each destination member's zxid within MaxLag of the leader's,
+// and its znode count equal to the leader's.
+func (r *checkRun) caughtUp() {
+	leader := r.leader
+	if leader == nil {
+		return
+	}
+	var lagging, counts []string
+	skipped := 0
+	for _, m := range r.dest {
+		if m.Mode == "" {
+			continue
+		}
+		lag := leader.zxid - m.zxid
+		if idleNewEpoch(leader, m) {
+			lag = 0
+		}
+		if (m.Epoch != leader.Epoch && lag != 0) || lag > r.cfg.MaxLag {
+			lagging = append(lagging, fmt.Sprintf("%s at %s (%d behind)", m.Addr, m.Zxid, lag))
+		}
+		// Counts are comparable only at the same point in history; under
+		// a write load the member may trail by a few transactions (allowed
+		// by MaxLag above). srvr reads the zxid and the node count at
+		// different moments, so a mismatch at the same zxid is probed
+		// again before it counts.
+		if m.zxid == leader.zxid && m.NodeCount != leader.NodeCount {
+			again, lagain := probe(r.ctx, r.cfg.Members, m.Addr, m.Ensemble), probe(r.ctx, r.cfg.Members, leader.Addr, leader.Ensemble)
+			if again.zxid == lagain.zxid && again.NodeCount != lagain.NodeCount {
+				counts = append(counts, fmt.Sprintf("%s has %d at the same zxid (leader %d)", m.Addr, again.NodeCount, lagain.NodeCount))
+			} else if again.zxid != lagain.zxid {
 				skipped++
 			}
+		} else if m.zxid != leader.zxid {
+			skipped++
 		}
-		add("caught up", len(lagging) == 0, "destination members within %d transactions of leader zxid %s%s", cfg.MaxLag, leader.Zxid, listIf(lagging))
-		note := ""
-		if skipped > 0 {
-			note = fmt.Sprintf(" (%d members at another zxid not compared)", skipped)
-		}
-		add("znode counts agree", len(counts) == 0, "leader has %d znodes%s%s", leader.NodeCount, note, listIf(counts))
 	}
+	r.add("caught up", len(lagging) == 0, "destination members within %d transactions of leader zxid %s%s", r.cfg.MaxLag, leader.Zxid, listIf(lagging))
+	note := ""
+	if skipped > 0 {
+		note = fmt.Sprintf(" (%d members at another zxid not compared)", skipped)
+	}
+	r.add("znode counts agree", len(counts) == 0, "leader has %d znodes%s%s", leader.NodeCount, note, listIf(counts))
+}
 
-	// 3. No proxied session is ahead of the destination members it may use:
-	// a member behind a client's lastZxidSeen refuses it without a reply
-	// (ZooKeeperServer.processConnectRequest).
+// sessionsNotAhead: no proxied session is ahead of the destination members
+// it may use — a member behind a client's lastZxidSeen refuses it without a
+// reply (ZooKeeperServer.processConnectRequest) — and which destination
+// members sessions may move to (Usable).
+func (r *checkRun) sessionsNotAhead() {
 	var maxSeen int64
-	for _, s := range sessions {
+	for _, s := range r.sessions {
 		maxSeen = max(maxSeen, s.LastZxidSeen)
 	}
 	// Under a write load a member may trail a session's last zxid by a few
 	// transactions for a moment; it catches up within milliseconds and a
 	// refused connect is retried, so the same MaxLag applies.
+	leader := r.leader
 	var behind []string
-	for _, m := range dest {
+	for _, m := range r.dest {
 		if m.Mode == "" {
 			continue
 		}
-		if maxSeen-m.zxid > cfg.MaxLag {
+		if maxSeen-m.zxid > r.cfg.MaxLag {
 			behind = append(behind, fmt.Sprintf("%s at %s", m.Addr, m.Zxid))
-		} else if leader != nil && ((m.Epoch == leader.Epoch && leader.zxid-m.zxid <= cfg.MaxLag) || idleNewEpoch(leader, m)) {
-			rep.Usable = append(rep.Usable, m.Addr)
+		} else if leader != nil && ((m.Epoch == leader.Epoch && leader.zxid-m.zxid <= r.cfg.MaxLag) || idleNewEpoch(leader, m)) {
+			r.rep.Usable = append(r.rep.Usable, m.Addr)
 		}
 	}
-	add("sessions not ahead", len(behind) == 0,
-		"highest last zxid seen by %d proxied sessions is 0x%x (allowed lag %d)%s", len(sessions), maxSeen, cfg.MaxLag, listIf(behind))
+	r.add("sessions not ahead", len(behind) == 0,
+		"highest last zxid seen by %d proxied sessions is 0x%x (allowed lag %d)%s", len(r.sessions), maxSeen, r.cfg.MaxLag, listIf(behind))
+}
 
-	// 4. Sessions that cannot move transparently. Which sessions are local
-	// is not visible from outside the server, so every session on a member
-	// holding local sessions is treated as one.
+// unmovableSessions lists the sessions that cannot move transparently.
+// Which sessions are local is not visible from outside the server, so every
+// session on a member holding local sessions is treated as one.
+func (r *checkRun) unmovableSessions() {
 	local := map[string]bool{}
-	for _, m := range rep.Members {
+	for _, m := range r.rep.Members {
 		if m.LocalSessions > 0 {
 			local[m.Addr] = true
 		}
 	}
-	for _, s := range sessions {
+	for _, s := range r.sessions {
 		if s.Ensemble == Destination {
 			continue
 		}
 		id := fmt.Sprintf("0x%016x", uint64(s.ID))
 		switch {
 		case s.SASL:
-			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "sasl: SASL authentication cannot be replayed on a new connection", s.ID, "sasl"})
+			r.rep.Unmovable = append(r.rep.Unmovable, Unmovable{id, "sasl: SASL authentication cannot be replayed on a new connection", s.ID, "sasl"})
 		case local[s.Member]:
-			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "local_session: its member holds local sessions (localSessionsEnabled=true), unknown to other members", s.ID, "local_session"})
-		case !slices.ContainsFunc(dest, func(m *MemberStatus) bool { return m.Mode != "" && s.LastZxidSeen-m.zxid <= cfg.MaxLag }):
-			rep.Unmovable = append(rep.Unmovable, Unmovable{id, "zxid_ahead: last zxid seen is ahead of every destination member", s.ID, "zxid_ahead"})
+			r.rep.Unmovable = append(r.rep.Unmovable, Unmovable{id, "local_session: its member holds local sessions (localSessionsEnabled=true), unknown to other members", s.ID, "local_session"})
+		case !slices.ContainsFunc(r.dest, func(m *MemberStatus) bool { return m.Mode != "" && s.LastZxidSeen-m.zxid <= r.cfg.MaxLag }):
+			r.rep.Unmovable = append(r.rep.Unmovable, Unmovable{id, "zxid_ahead: last zxid seen is ahead of every destination member", s.ID, "zxid_ahead"})
 		}
 	}
-	add("sessions movable", true, "%d sessions will move live, %d will reconnect instead", len(sessions)-len(rep.Unmovable), len(rep.Unmovable))
+	r.add("sessions movable", true, "%d sessions will move live, %d will reconnect instead", len(r.sessions)-len(r.rep.Unmovable), len(r.rep.Unmovable))
+}
 
-	// 5. Clients of the same tenants that do not come through the proxy:
-	// the cutover cannot move them, and the split leaves them behind.
-	if !cfg.SkipDirect {
-		proxied := make(map[int64]bool, len(sessions))
-		for _, s := range sessions {
-			proxied[s.ID] = true
-		}
-		var problems []string
-		peers := map[int64]bool{}
-		if cfg.PeerSessions != nil {
-			ids, peerProblems := cfg.PeerSessions(ctx)
-			for _, id := range ids {
-				peers[id] = true
-			}
-			problems = append(problems, peerProblems...)
-		}
-		direct, peersOnSource, memberProblems := findDirect(ctx, cfg, rep.Members, rep.Leader, proxied, peers)
-		rep.PeersOnSource = peersOnSource
-		problems = append(problems, memberProblems...)
-		rep.Direct, rep.directLooked, rep.directIncomplete = direct, true, len(problems) > 0
-		rep.Items = append(rep.Items, directItem(direct, problems))
+// directSessions finds the clients of the same tenants that do not come
+// through the proxy: the cutover cannot move them, and the split leaves
+// them behind.
+func (r *checkRun) directSessions() {
+	proxied := make(map[int64]bool, len(r.sessions))
+	for _, s := range r.sessions {
+		proxied[s.ID] = true
 	}
-
-	rep.Ready = true
-	for _, it := range rep.Items {
-		rep.Ready = rep.Ready && it.OK
+	var problems []string
+	peers := map[int64]bool{}
+	if r.cfg.PeerSessions != nil {
+		ids, peerProblems := r.cfg.PeerSessions(r.ctx)
+		for _, id := range ids {
+			peers[id] = true
+		}
+		problems = append(problems, peerProblems...)
 	}
-	return rep
+	direct, peersOnSource, memberProblems := findDirect(r.ctx, r.cfg, r.rep.Members, r.rep.Leader, proxied, peers)
+	r.rep.PeersOnSource = peersOnSource
+	problems = append(problems, memberProblems...)
+	r.rep.Direct, r.rep.directLooked, r.rep.directIncomplete = direct, true, len(problems) > 0
+	r.rep.Items = append(r.rep.Items, directItem(direct, problems))
 }
 
 // idleNewEpoch: right after an election the leader reports the new epoch's
@@ -357,14 +402,10 @@ func listIf(items []string) string {
 	return "; not: " + strings.Join(items, ", ")
 }
 
-func probe(ctx context.Context, cfg CheckConfig, addr string, ens Ensemble) MemberStatus {
+// probe asks one member srvr, then conf and mntr.
+func probe(ctx context.Context, members Members, addr string, ens Ensemble) MemberStatus {
 	m := MemberStatus{Addr: addr, Ensemble: ens}
-	query := func(cmd string) (string, error) {
-		qctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		defer cancel()
-		return fourlw.Query(qctx, cfg.Dial, addr, cmd)
-	}
-	ans, err := query("srvr")
+	ans, err := members.Query(ctx, addr, "srvr")
 	if err != nil {
 		m.Reachable = errors.Is(err, fourlw.ErrNotServing)
 		m.Error = err.Error()
@@ -377,14 +418,14 @@ func probe(ctx context.Context, cfg CheckConfig, addr string, ens Ensemble) Memb
 		return m
 	}
 	m.Mode, m.zxid, m.Zxid, m.Epoch, m.NodeCount = s.Mode, s.Zxid, fmt.Sprintf("0x%x", s.Zxid), s.Epoch(), s.NodeCount
-	if ans, err := query("conf"); err == nil {
+	if ans, err := members.Query(ctx, addr, "conf"); err == nil {
 		if c, err := fourlw.ParseConf(ans); err == nil {
 			m.ServerID, m.ConfigVersion, m.Members = c.ServerID, c.Version, len(c.Members)
 		}
 	} else {
 		m.Error = "conf: " + err.Error()
 	}
-	if ans, err := query("mntr"); err == nil {
+	if ans, err := members.Query(ctx, addr, "mntr"); err == nil {
 		if kv, err := fourlw.ParseMntr(ans); err == nil {
 			m.LocalSessions, _ = strconv.Atoi(kv["zk_local_sessions"])
 		}

@@ -1,6 +1,8 @@
 package cutover
 
 import (
+	"github.com/zkproxy/zkproxy/internal/fourlw"
+
 	"context"
 	"fmt"
 	"net"
@@ -86,7 +88,7 @@ func runCheck(members map[string]fakeMember, maxLag int64, sessions ...SessionVi
 		Source:      []string{"s1:2181", "s2:2181", "s3:2181"},
 		Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
 		MaxLag:      maxLag,
-		Dial:        fakeDial(members),
+		Members:     fourlw.Members{Dial: fakeDial(members)},
 	}, sessions)
 }
 
@@ -304,7 +306,7 @@ func TestCheckCountsPeerSessions(t *testing.T) {
 	check := func(peers func(context.Context) ([]int64, []string)) *Report {
 		return Check(context.Background(), CheckConfig{
 			Source: []string{"s1:2181", "s2:2181", "s3:2181"}, Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
-			Dial: fakeDial(members), PeerSessions: peers,
+			Members: fourlw.Members{Dial: fakeDial(members)}, PeerSessions: peers,
 		}, []SessionView{{ID: 0x100, LastZxidSeen: 0x300000040, Ensemble: Source, Member: "s1:2181"}})
 	}
 

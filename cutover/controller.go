@@ -1,11 +1,12 @@
 package cutover
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,8 +63,9 @@ type Config struct {
 	MoveTimeout time.Duration
 	// Store persists the phase; its Dir must exist.
 	Store Store
-	// CheckDial overrides how the sync check reaches members; nil dials TCP.
-	CheckDial fourlw.DialFunc
+	// Members answers the sync check's and the split barrier's
+	// four-letter words; nil asks over TCP (fourlw.Members).
+	Members Members
 	// BarrierMaxHold bounds how long the split barrier holds requests
 	// before it releases by itself; zero means 10s. Keep it well under the
 	// session timeout (Kafka: 18s).
@@ -84,6 +86,8 @@ type Controller struct {
 	log   *slog.Logger
 	m     *metrics
 	now   func() time.Time
+	// after is time.After; tests see the split checks' retry wait with it.
+	after func(time.Duration) <-chan time.Time
 
 	mu       sync.Mutex
 	state    State
@@ -92,6 +96,7 @@ type Controller struct {
 	running  chan struct{}      // closed when the move loop ends
 
 	barrier     *barrier      // the split barrier, while up
+	raising     bool          // a hold or barrier is being raised (holdAll runs without c.mu)
 	lastBarrier BarrierStatus // the last barrier, once down
 	lastCheck   *Report       // the last full sync check
 
@@ -101,11 +106,12 @@ type Controller struct {
 
 // Progress counts the sessions of the current (or last) move.
 type Progress struct {
-	Total   int            `json:"total"`
-	Moved   int            `json:"moved"`
-	Failed  int            `json:"failed"`
-	Pending int            `json:"pending"`
-	Reasons map[string]int `json:"reasons"`
+	Total   int `json:"total"`
+	Moved   int `json:"moved"`
+	Failed  int `json:"failed"`
+	Pending int `json:"pending"`
+	// Reasons counts fallbacks by reason; in JSON it is Status.Reasons.
+	Reasons map[string]int `json:"-"`
 }
 
 // Status is the answer to GET /cutover.
@@ -136,10 +142,13 @@ func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registe
 	if cfg.BarrierMaxHold <= 0 {
 		cfg.BarrierMaxHold = 10 * time.Second
 	}
+	if cfg.Members == nil {
+		cfg.Members = fourlw.Members{}
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Controller{cfg: cfg, proxy: p, log: log, m: newMetrics(reg), now: time.Now}
+	c := &Controller{cfg: cfg, proxy: p, log: log, m: newMetrics(reg), now: time.Now, after: time.After}
 	st, err := cfg.Store.Load()
 	if err != nil {
 		return nil, err
@@ -238,7 +247,7 @@ func (c *Controller) check(ctx context.Context, direct bool) *Report {
 		views = append(views, s.View())
 	}
 	return Check(ctx, CheckConfig{
-		Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Dial: c.cfg.CheckDial,
+		Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Members: c.cfg.Members,
 		PeerSessions: c.cfg.PeerSessions, SkipDirect: !direct,
 	}, views)
 }
@@ -405,22 +414,29 @@ func (c *Controller) launch(ens Ensemble, targets []string, rep *Report) {
 
 // moveAll moves every session not yet on ens, MoveConcurrency at a time,
 // until none is left; sessions that connect meanwhile already land on ens.
+// Sessions count as pending from their batch's start; those an abort keeps
+// from starting are taken off the count again.
 func (c *Controller) moveAll(ctx context.Context, ens Ensemble, targets []string, unmovable map[int64]string) {
 	attempted := map[int64]bool{}
 	for ctx.Err() == nil {
-		var todo []Session
+		type candidate struct {
+			s Session
+			v SessionView
+		}
+		var todo []candidate
 		for _, s := range c.proxy.Sessions() {
 			v := s.View()
 			if v.Ensemble != ens && !attempted[v.ID] {
-				todo = append(todo, s)
+				todo = append(todo, candidate{s, v})
 				attempted[v.ID] = true
 			}
 		}
 		if len(todo) == 0 {
 			return
 		}
-		// Oldest first is arbitrary but stable; sort by id for logs.
-		sort.Slice(todo, func(i, j int) bool { return todo[i].View().ID < todo[j].View().ID })
+		// By session id: any order would do, a stable one makes the
+		// move log read in order.
+		slices.SortFunc(todo, func(a, b candidate) int { return cmp.Compare(a.v.ID, b.v.ID) })
 		c.mu.Lock()
 		c.progress.Total += len(todo)
 		c.progress.Pending += len(todo)
@@ -428,7 +444,8 @@ func (c *Controller) moveAll(ctx context.Context, ens Ensemble, targets []string
 
 		sem := make(chan struct{}, c.cfg.MoveConcurrency)
 		var wg sync.WaitGroup
-		for _, s := range todo {
+		launched := 0
+		for _, t := range todo {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -436,11 +453,18 @@ func (c *Controller) moveAll(ctx context.Context, ens Ensemble, targets []string
 			if ctx.Err() != nil {
 				break
 			}
+			launched++
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				c.moveOne(ctx, s, ens, targets, unmovable)
+				c.moveOne(ctx, t.s, ens, targets, unmovable)
 			}()
+		}
+		if notStarted := len(todo) - launched; notStarted > 0 {
+			c.mu.Lock()
+			c.progress.Total -= notStarted
+			c.progress.Pending -= notStarted
+			c.mu.Unlock()
 		}
 		wg.Wait()
 	}

@@ -1,6 +1,8 @@
 package cutover
 
 import (
+	"github.com/zkproxy/zkproxy/internal/fourlw"
+
 	"context"
 	"errors"
 	"strings"
@@ -50,6 +52,12 @@ type scriptedSession struct {
 	block        chan struct{} // Move waits on it (or ctx) when set
 	disconnected atomic.Bool
 	reason       string
+	// holdGate, when set, makes Hold wait for it to close; entered gets a
+	// value as each Hold starts waiting.
+	holdGate chan struct{}
+	entered  chan struct{}
+	holds    atomic.Int64
+	releases atomic.Int64
 }
 
 func (s *scriptedSession) View() SessionView {
@@ -79,8 +87,16 @@ func (s *scriptedSession) Move(ctx context.Context, members []string) error {
 	return nil
 }
 
-func (s *scriptedSession) Hold(context.Context) error { return nil }
-func (s *scriptedSession) Release()                   {}
+func (s *scriptedSession) Hold(context.Context) error {
+	s.holds.Add(1)
+	if s.holdGate != nil {
+		s.entered <- struct{}{}
+		<-s.holdGate
+	}
+	return nil
+}
+
+func (s *scriptedSession) Release() { s.releases.Add(1) }
 
 func (s *scriptedSession) Disconnect(_ context.Context, reason string) {
 	s.mu.Lock()
@@ -99,7 +115,7 @@ func newTestController(t *testing.T, p *scriptedProxy, dir string) (*Controller,
 	reg := prometheus.NewRegistry()
 	c, err := NewController(Config{
 		Source: []string{"s1:2181", "s2:2181", "s3:2181"}, Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
-		Store: Store{Dir: dir}, MoveConcurrency: 2, MoveTimeout: time.Second, CheckDial: fakeDial(joint()),
+		Store: Store{Dir: dir}, MoveConcurrency: 2, MoveTimeout: time.Second, Members: fourlw.Members{Dial: fakeDial(joint())},
 	}, p, nil, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +220,7 @@ func TestStartRefusedWhenNotInSync(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := NewController(Config{
 		Source: []string{"s1:2181", "s2:2181", "s3:2181"}, Destination: []string{"d4:2181", "d5:2181"},
-		Store: Store{Dir: t.TempDir()}, CheckDial: fakeDial(members),
+		Store: Store{Dir: t.TempDir()}, Members: fourlw.Members{Dial: fakeDial(members)},
 	}, p, nil, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -244,9 +260,12 @@ func TestAbortStopsMovingAndKeepsMovedSessions(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// Abort waits for the moves in progress (2 at a time here), so it
-	// returns once they end: unblock them shortly after it is called.
+	// returns once they end: unblock them once it has taken effect (the
+	// phase changes before Abort waits, with the controller's lock free).
 	go func() {
-		time.Sleep(100 * time.Millisecond)
+		for c.Status().Phase != PhaseAborted {
+			time.Sleep(time.Millisecond)
+		}
 		close(block)
 	}()
 	if err := c.Abort(); err != nil {
@@ -254,8 +273,9 @@ func TestAbortStopsMovingAndKeepsMovedSessions(t *testing.T) {
 	}
 	st := c.Status()
 	// Session 1 moved before the abort; the two moves already running
-	// finished; the fourth was never started.
-	if st.Phase != PhaseAborted || st.Sessions.Moved != 3 || st.Sessions.Pending != 1 {
+	// finished; the fourth was never started, so it is not pending either
+	// (nothing will move it) and not counted.
+	if st.Phase != PhaseAborted || st.Sessions.Moved != 3 || st.Sessions.Pending != 0 || st.Sessions.Total != 3 {
 		t.Fatalf("after abort %+v", st)
 	}
 	if p.sessions[0].View().Ensemble != Destination || p.sessions[3].View().Ensemble != Source {
@@ -295,7 +315,7 @@ func TestBackgroundSyncCheckPublishesMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := NewController(Config{
 		Source: []string{"s1:2181", "s2:2181", "s3:2181"}, Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
-		Store: Store{Dir: t.TempDir()}, CheckDial: fakeDial(members), CheckInterval: 10 * time.Millisecond,
+		Store: Store{Dir: t.TempDir()}, Members: fourlw.Members{Dial: fakeDial(members)}, CheckInterval: 10 * time.Millisecond,
 	}, p, nil, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -330,16 +350,23 @@ func TestBackgroundSyncCheckPublishesMetrics(t *testing.T) {
 		t.Errorf("%d destination lag series, want 2 (d6 is not running)", n)
 	}
 
+	// Close returns once the background check has stopped: nothing can
+	// run a check after it.
 	c.Close()
-	last := testutil.ToFloat64(c.m.lastCheck)
-	time.Sleep(50 * time.Millisecond)
-	if testutil.ToFloat64(c.m.lastCheck) != last {
-		t.Fatal("the background check ran after Close")
+	select {
+	case <-c.watchDone:
+	default:
+		t.Fatal("the background check still runs after Close")
 	}
 
-	// Without an interval only on-demand checks publish.
+	// Without an interval only on-demand checks publish: no background
+	// check is started at all.
 	quiet, _ := newTestController(t, &scriptedProxy{}, t.TempDir())
-	time.Sleep(30 * time.Millisecond)
+	select {
+	case <-quiet.watchDone:
+	default:
+		t.Fatal("a background check runs without an interval")
+	}
 	if v := testutil.ToFloat64(quiet.m.lastCheck); v != 0 {
 		t.Fatalf("a check ran without an interval (last at %v)", v)
 	}
@@ -361,7 +388,7 @@ func TestDirectSessionMetricsUnknownWhenMembersRefuse(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := NewController(Config{
 		Source: []string{"s1:2181", "s2:2181", "s3:2181"}, Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
-		Store: Store{Dir: t.TempDir()}, CheckDial: fakeDial(members),
+		Store: Store{Dir: t.TempDir()}, Members: fourlw.Members{Dial: fakeDial(members)},
 	}, &scriptedProxy{}, nil, reg)
 	if err != nil {
 		t.Fatal(err)

@@ -43,11 +43,6 @@ type DirectSession struct {
 // word not whitelisted, say), so the caller can say the list may be
 // incomplete.
 func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, leader string, proxied, peers map[int64]bool) (direct []DirectSession, peersOnSource []string, problems []string) {
-	query := func(addr, cmd string) (string, error) {
-		qctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		defer cancel()
-		return fourlw.Query(qctx, cfg.Dial, addr, cmd)
-	}
 	var serving []string
 	for _, m := range members {
 		if m.Mode != "" {
@@ -69,7 +64,7 @@ func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, le
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ans, err := query(addr, "cons")
+			ans, err := cfg.Members.Query(ctx, addr, "cons")
 			if err == nil {
 				conns[i], err = fourlw.ParseCons(ans)
 			}
@@ -80,7 +75,7 @@ func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, le
 	var dumpErr error
 	for _, addr := range serving {
 		var ans string
-		if ans, dumpErr = query(addr, "dump"); dumpErr == nil {
+		if ans, dumpErr = cfg.Members.Query(ctx, addr, "dump"); dumpErr == nil {
 			if owners, dumpErr = fourlw.ParseEphemerals(ans); dumpErr == nil {
 				break
 			}

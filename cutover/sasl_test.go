@@ -21,7 +21,7 @@ var saslSessionJava string
 // TestSASLSessionReconnectsAcrossCutover: a Java client authenticated with
 // SASL DIGEST-MD5 (Kafka with zookeeper.set.acl=true), writing a znode only
 // its SASL identity may touch, through zkproxy across a real cutover. SASL is
-// bound to its connection and cannot be replayed (ZK-PROTOCOL §6.3), so the
+// bound to its connection and cannot be replayed (docs/protocol.md §6.3), so the
 // check lists the session as unmovable and the cutover disconnects it
 // (reason sasl): the client sees exactly one Disconnected, reconnects through
 // zkproxy to the destination with the same session, authenticates again and
@@ -109,8 +109,17 @@ func TestSASLSessionReconnectsAcrossCutover(t *testing.T) {
 	// The join restarts the session's member: a SASL session cannot
 	// re-attach invisibly either, so it reconnects then (a hold around the
 	// restart does not change that). What the cutover does is counted from
-	// here.
-	time.Sleep(time.Second)
+	// the moment the client's last connection has authenticated again.
+	settled := func() bool {
+		evMu.Lock()
+		defer evMu.Unlock()
+		return events["SyncConnected"] > 0 && events["SaslAuthenticated"] == events["SyncConnected"] && events["Disconnected"] < events["SyncConnected"]
+	}
+	for deadline := time.Now().Add(60 * time.Second); !settled(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the client did not settle after the join: %v", eventsSince(nil))
+		}
+	}
 	t.Logf("connection events before the cutover (join included): %v", eventsSince(nil))
 	mark := eventsSince(nil)
 	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
@@ -131,11 +140,12 @@ func TestSASLSessionReconnectsAcrossCutover(t *testing.T) {
 			t.Fatalf("session 0x%s not on a destination member", sid)
 		}
 	}
-	time.Sleep(time.Second) // SASL again, and ACL'd writes on the destination
-	cutoverEvents := eventsSince(mark)
-	t.Logf("connection events from the cutover on: %v", cutoverEvents)
-	if len(cutoverEvents) != 3 || cutoverEvents["Disconnected"] != 1 || cutoverEvents["SyncConnected"] != 1 || cutoverEvents["SaslAuthenticated"] != 1 {
-		t.Errorf("from the cutover on the client saw %v, want one Disconnected, SyncConnected and SaslAuthenticated each", cutoverEvents)
+	// SASL again on the new connection, then ACL'd writes on the
+	// destination (OPS below counts them).
+	for deadline := time.Now().Add(30 * time.Second); eventsSince(mark)["SaslAuthenticated"] == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no SASL authentication after the cutover: %v", eventsSince(mark))
+		}
 	}
 
 	stdin.Close()
@@ -154,6 +164,13 @@ func TestSASLSessionReconnectsAcrossCutover(t *testing.T) {
 		t.Fatalf("Java client: %v\n%s", err, stderr.String())
 	}
 	t.Logf("Java client:\n%s", strings.Join(all, "\n"))
+	// The client has exited: every event since the mark is in.
+	cutoverEvents := eventsSince(mark)
+	delete(cutoverEvents, "Closed") // the client's own close at the end
+	t.Logf("connection events from the cutover on: %v", cutoverEvents)
+	if len(cutoverEvents) != 3 || cutoverEvents["Disconnected"] != 1 || cutoverEvents["SyncConnected"] != 1 || cutoverEvents["SaslAuthenticated"] != 1 {
+		t.Errorf("from the cutover on the client saw %v, want one Disconnected, SyncConnected and SaslAuthenticated each", cutoverEvents)
+	}
 	want := map[string]string{"SESSION": sid, "EPHEMERAL": sid, "WHOAMI sasl:bob": "", "DONE": ""}
 	for k, v := range want {
 		if got, ok := out[k]; !ok || got != v {

@@ -211,7 +211,7 @@ func TestLimitsAndFourLetterWords(t *testing.T) {
 			t.Fatalf("ruok: %q", out)
 		}
 	})
-	t.Run("srvr answered by the proxy, conf relayed from a member", func(t *testing.T) {
+	t.Run("srvr and conf answered by the proxy, wchs relayed from a member", func(t *testing.T) {
 		c := dialRaw(t, px.Addr)
 		io.WriteString(c, "srvr")
 		out, _ := readAllTimeout(c, 10*time.Second)
@@ -221,14 +221,20 @@ func TestLimitsAndFourLetterWords(t *testing.T) {
 		c = dialRaw(t, px.Addr)
 		io.WriteString(c, "conf")
 		out, _ = readAllTimeout(c, 10*time.Second)
-		want, err := server.FourLetter("conf")
+		if !strings.Contains(string(out), "\nmembership: \n") || strings.Contains(string(out), server.IP) {
+			t.Fatalf("conf through the proxy: %q", out)
+		}
+		c = dialRaw(t, px.Addr)
+		io.WriteString(c, "wchs")
+		out, _ = readAllTimeout(c, 10*time.Second)
+		want, err := server.FourLetter("wchs")
 		if err != nil {
 			t.Fatal(err)
 		}
 		gotFirst, _, _ := strings.Cut(string(out), "\n")
 		wantFirst, _, _ := strings.Cut(want, "\n")
 		if gotFirst == "" || gotFirst != wantFirst {
-			t.Fatalf("conf through the proxy: %q, direct: %q", gotFirst, wantFirst)
+			t.Fatalf("wchs through the proxy: %q, direct: %q", gotFirst, wantFirst)
 		}
 	})
 	t.Run("ready", func(t *testing.T) {

@@ -36,7 +36,7 @@ func BenchmarkTrackGetData(b *testing.B) {
 		s.mu.Lock()
 		s.enqueueLocked(req, pr, nil)
 		s.mu.Unlock()
-		if _, err := s.onReply(reply, time.Now()); err != nil {
+		if _, _, err := s.onReply(reply, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -58,7 +58,7 @@ func BenchmarkTrackSetData(b *testing.B) {
 		s.mu.Lock()
 		s.enqueueLocked(req, pr, nil)
 		s.mu.Unlock()
-		if _, err := s.onReply(reply, time.Now()); err != nil {
+		if _, _, err := s.onReply(reply, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}

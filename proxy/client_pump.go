@@ -126,6 +126,7 @@ func (s *Session) onClientFrame(f frame) error {
 		s.srv.m.decodeErrors.WithLabelValues("request").Inc()
 		s.logger().Debug("undecodable request forwarded as is", "err", err)
 	}
+	raw = s.screenConfigRequest(raw, f.Payload(), &req)
 	if err := s.forward(raw, req, sw); err != nil {
 		return &clientFrameError{err}
 	}

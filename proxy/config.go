@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,10 +57,7 @@ const (
 // DefaultFourLetterWords are the words the proxy answers unless
 // Config.FourLetterWords says otherwise: what monitoring polls, nothing that
 // lists sessions.
-var DefaultFourLetterWords = []string{"ruok", "isro", "srvr", "stat", "mntr"}
-
-// proxyWords are the words the proxy can answer itself.
-var proxyWords = map[string]bool{"ruok": true, "isro": true, "srvr": true, "stat": true, "mntr": true, "cons": true}
+var DefaultFourLetterWords = []string{"ruok", "isro", "srvr", "stat", "mntr", "conf"}
 
 // Config configures a Server. Every zero-valued field means the documented
 // default; Validate reports what cannot be used.
@@ -111,16 +109,35 @@ type Config struct {
 	// connection is tried only after the others. Zero means
 	// DefaultMemberBackoff.
 	MemberBackoff time.Duration
-	// FourLetterWords lists the four-letter words the proxy answers from its
-	// own view on the client port (ruok, isro, srvr, stat, mntr, cons; "*"
-	// for all). Nil means DefaultFourLetterWords. A proxy word not listed
-	// gets ZooKeeper's "not in the whitelist" answer. cons is off by
-	// default: it lists session ids, and a session's password is derived
-	// from its id (ZooKeeperServer.generatePasswd), so anyone who can reach
-	// the client port could take sessions over. Words only a member can
-	// answer (conf, dump, hash, ...) are relayed, and the member's own
-	// 4lw.commands.whitelist decides.
+	// FourLetterWords lists the four-letter words allowed on the client
+	// port beyond those that reveal nothing (wchs, hash, gtmk, dirs, which
+	// are always relayed to a member): the proxy's own words (ruok, isro,
+	// srvr, stat, mntr, cons, conf; see answerFourLetterWord) and the
+	// member words that reveal sessions or hosts or change a member (dump,
+	// envi, wchc, wchp, crst, srst, stmk), relayed only when listed; "*"
+	// allows every word. Nil means DefaultFourLetterWords. A word not
+	// allowed gets ZooKeeper's "not in the whitelist" answer. cons, dump,
+	// wchc and wchp are off by default: they list session ids, and a
+	// session's password is derived from its id
+	// (ZooKeeperServer.generatePasswd), so anyone who can reach the client
+	// port could take sessions over.
 	FourLetterWords []string
+
+	// Advertise lists the client addresses (host:port) of every zkproxy
+	// replica in front of the ensembles: clients reading the membership
+	// (/zookeeper/config, getConfig, conf) see these as the members. Nil
+	// means DefaultAdvertise of the first listener Serve is given.
+	Advertise []string
+	// PassConfigThrough hands clients the members' real membership
+	// (/zookeeper/config and conf) instead of the proxies'. A client that
+	// follows it (Curator's EnsembleTracker) then reconnects to members
+	// directly, bypassing the proxy.
+	PassConfigThrough bool
+	// AllowReconfig forwards reconfig requests to the members. False
+	// answers each with ReconfigDisabled (counted and logged): through a
+	// proxy, a client's view of the membership is the proxies', and
+	// changing the ensemble is an operator's job done on the members.
+	AllowReconfig bool
 
 	// LocalAddrs are local IP addresses that upstream connections are
 	// spread over, round-robin, so one proxy stays under a member's
@@ -188,8 +205,22 @@ func (c Config) Validate() error {
 		bad("source", "required: at least one member host:port")
 	}
 	for _, w := range c.FourLetterWords {
-		if w != "*" && !proxyWords[w] {
-			bad("four-letter-words", "%q is not a word the proxy answers (ruok, isro, srvr, stat, mntr, cons or *)", w)
+		if w != "*" && !proxyWords[w] && !guardedMemberWords[w] && !harmlessMemberWords[w] {
+			bad("four-letter-words", "%q cannot be listed (proxy words: ruok, isro, srvr, stat, mntr, cons, conf; "+
+				"member words: dump, envi, wchc, wchp, crst, srst, stmk, wchs, hash, gtmk, dirs; or *)", w)
+		}
+	}
+	for _, a := range c.Advertise {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			bad("advertise", "%q is not host:port", a)
+			continue
+		}
+		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+			bad("advertise", "%q: bad port", a)
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			bad("advertise", "%q: a client cannot connect to the wildcard address", a)
 		}
 	}
 	checkMembers := func(key string, members []string) {

@@ -13,9 +13,23 @@ import (
 	"github.com/zkproxy/zkproxy/jute"
 )
 
-// fourLetterAnswerLimit bounds a relayed four-letter answer (`dump` or
-// `cons` on a busy member can be large).
-const fourLetterAnswerLimit = 4 << 20
+// Four-letter words on the client port fall in three groups. A session id
+// is a credential (ZooKeeperServer.generatePasswd derives the password from
+// it), and the members' addresses let a client bypass the proxy, so no word
+// allowed by default reveals either.
+var (
+	// proxyWords are answered from the proxy's own view.
+	proxyWords = map[string]bool{"ruok": true, "isro": true, "srvr": true, "stat": true, "mntr": true, "cons": true, "conf": true}
+	// harmlessMemberWords are relayed to a member: they carry neither a
+	// session id nor a host detail (wchs: watch counts; hash: tree
+	// digests; gtmk: the trace mask; dirs: the data directories' sizes).
+	harmlessMemberWords = map[string]bool{"wchs": true, "hash": true, "gtmk": true, "dirs": true}
+	// guardedMemberWords are relayed only when Config.FourLetterWords
+	// lists them: dump (every session id with its ephemeral nodes), wchc
+	// and wchp (watches by session id), envi (host name, paths, JVM), and
+	// crst, srst and stmk, which change a member's counters or trace mask.
+	guardedMemberWords = map[string]bool{"dump": true, "envi": true, "wchc": true, "wchp": true, "crst": true, "srst": true, "stmk": true}
+)
 
 // answerFourLetterWord answers a four-letter word sent on the client port.
 //
@@ -25,8 +39,8 @@ const fourLetterAnswerLimit = 4 << 20
 // session are the proxy's, and relaying a member's answer would describe
 // some other connection set (and change with every probe, as the member
 // picked changes). They keep ZooKeeper's line formats (StatCommand,
-// MonitorCommand, ConsCommand, IsReadOnlyCommand in FourLetterCommands)
-// so existing parsers and exporters keep working:
+// MonitorCommand, ConsCommand, IsReadOnlyCommand, ConfCommand in
+// FourLetterCommands) so existing parsers and exporters keep working:
 //
 //   - ruok: "imok" — the process behind this port is alive (a member
 //     answers imok even when not serving, so relaying adds nothing but a
@@ -44,47 +58,53 @@ const fourLetterAnswerLimit = 4 << 20
 //     with the proxy's upstream member and session state added.
 //   - isro: "rw" — the proxy forwards writes (a read-only member refuses
 //     them on its own, as it would for a direct client).
+//   - conf: a member's tick and session-timeout bounds, the proxy's client
+//     port, and the membership naming the proxies with the members' config
+//     version (rewriteConfAnswer); with Config.PassConfigThrough, a
+//     member's conf as it is.
 //
-// Every other word (conf, envi, dump, wchs, hash, ...) describes a server's
-// configuration or data, which only a member has: it is relayed to one
-// member of the target ensemble and its answer copied back, and the
-// member's 4lw.commands.whitelist decides whether it is allowed. As on a
-// server, the connection is closed after the answer.
-//
-// The proxy's own words are answered only when Config.FourLetterWords
-// allows them (cons, which lists session ids, is off by default); a word
-// not allowed gets the answer FourLetterCommands gives a word outside
-// 4lw.commands.whitelist.
+// Words only a member can answer are relayed to one member of the target
+// ensemble and its answer copied back (its 4lw.commands.whitelist still
+// applies): the harmless ones always, the guarded ones when listed. Any
+// word not allowed gets the answer FourLetterCommands gives a word outside
+// 4lw.commands.whitelist. As on a server, the connection is closed after
+// the answer.
 func (s *Session) answerFourLetterWord(cmd string, deadline time.Time) {
 	s.srv.m.fourLetterWords.WithLabelValues(fourLetterLabel(cmd)).Inc()
-	if proxyWords[cmd] && !s.srv.fourLetterAllowed(cmd) {
+	if cmd == "telnet close" {
+		return
+	}
+	if !harmlessMemberWords[cmd] && !s.srv.fourLetterAllowed(cmd) {
 		io.WriteString(s.client, cmd+" is not executed because it is not in the whitelist.\n")
 		return
 	}
 	var answer string
-	switch cmd {
-	case "ruok":
+	switch {
+	case cmd == "ruok":
 		answer = "imok"
-	case "isro":
+	case cmd == "isro":
 		answer = "rw"
-	case "srvr":
+	case cmd == "srvr":
 		answer = s.srv.srvrAnswer(false)
-	case "stat":
+	case cmd == "stat":
 		answer = s.srv.srvrAnswer(true)
-	case "mntr":
+	case cmd == "mntr":
 		answer = s.srv.mntrAnswer()
-	case "cons":
+	case cmd == "cons":
 		answer = s.srv.consAnswer()
-	case "telnet close":
-		return
+	case cmd == "conf" && !s.srv.cfg.PassConfigThrough:
+		member, _ := s.askMember("conf", deadline)
+		answer = rewriteConfAnswer(string(member), s.srv.advertise())
 	default:
-		s.relayFourLetterWord(cmd, deadline)
+		if out, ok := s.askMember(cmd, deadline); ok {
+			s.client.Write(out)
+		}
 		return
 	}
 	io.WriteString(s.client, answer)
 }
 
-// fourLetterAllowed reports whether the proxy answers cmd itself.
+// fourLetterAllowed reports whether Config.FourLetterWords allows cmd.
 func (s *Server) fourLetterAllowed(cmd string) bool {
 	words := s.cfg.FourLetterWords
 	if words == nil {
@@ -98,22 +118,22 @@ func (s *Server) fourLetterAllowed(cmd string) bool {
 	return false
 }
 
-// relayFourLetterWord sends cmd to a member of the target ensemble and
-// copies its answer to the client.
-func (s *Session) relayFourLetterWord(cmd string, deadline time.Time) {
+// askMember sends cmd to the members of the target ensemble in turn and
+// returns the first answer (ok false: none answered).
+func (s *Session) askMember(cmd string, deadline time.Time) ([]byte, bool) {
 	opCtx, done := s.operationContext()
 	defer done()
 	ctx, cancel := context.WithDeadline(opCtx, deadline)
 	defer cancel()
 	for _, member := range s.srv.members.order(s.srv.Target()) {
-		out, err := s.srv.fourLetter(ctx, member, cmd, fourLetterAnswerLimit)
-		if err != nil && len(out) == 0 {
-			s.logger().Debug("four-letter word relay failed", "command", cmd, "member", member, "err", err)
+		out, err := s.srv.fourLetter(ctx, member, cmd)
+		if err != nil {
+			s.logger().Debug("four-letter word to a member failed", "command", cmd, "member", member, "err", err)
 			continue
 		}
-		s.client.Write(out)
-		return
+		return out, true
 	}
+	return nil, false
 }
 
 // Stats is a snapshot of the proxy's counters, for srvr/mntr and the admin
@@ -250,7 +270,6 @@ func (s *Server) mntrAnswer() string {
 	kv("zkproxy_client_bytes_out", st.ClientBytesOut)
 	kv("zkproxy_upstream_bytes_in", st.UpstreamBytesIn)
 	kv("zkproxy_upstream_bytes_out", st.UpstreamBytesOut)
-	kv("zkproxy_target", strings.Join(st.Target, ","))
 	return b.String()
 }
 

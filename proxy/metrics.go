@@ -29,6 +29,8 @@ type metrics struct {
 	fourLetterWords      *prometheus.CounterVec // command
 	proxyPings           prometheus.Counter
 	watchesReplayed      prometheus.Counter
+	reconfigRefused      prometheus.Counter
+	configRewrites       prometheus.Counter
 
 	clientConnections prometheus.Gauge
 	sessionsByState   [numEnsembleKinds][numSessionStates]prometheus.Gauge // ensemble, state
@@ -172,6 +174,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		proxyPings: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "upstream_keepalive_pings_total",
 			Help: "Pings the proxy sent upstream itself because the client's were too slow for the member's timeout.",
+		}),
+		reconfigRefused: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "reconfig_refused_total",
+			Help: "Client reconfig requests answered ReconfigDisabled by the proxy (allow-reconfig off).",
+		}),
+		configRewrites: f.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "config_rewrites_total",
+			Help: "Replies carrying /zookeeper/config whose membership the proxy replaced with its advertised addresses.",
 		}),
 		watchesReplayed: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "watches_replayed_total",

@@ -36,6 +36,9 @@ type pendingRequest struct {
 	// ordinary xid (go-zookeeper does that; the Java client uses -4),
 	// logged for replay when its reply succeeds.
 	auth []byte
+	// config is set when the reply carries /zookeeper/config or answers a
+	// refused reconfig (see screenConfigRequest).
+	config *configReply
 }
 
 // requestFIFO is the queue of forwarded ordinary requests in wire order. A

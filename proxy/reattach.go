@@ -264,7 +264,7 @@ func (s *Session) awaitOwnReply(up *upstream, xid jute.Xid) (jute.ReplyHeader, e
 		case xid:
 			return h, nil
 		case jute.XidNotification:
-			if _, err := s.onReply(f.Payload(), up.r.readAt); err != nil {
+			if _, _, err := s.onReply(f.Payload(), up.r.readAt); err != nil {
 				return h, err
 			}
 			if err := s.writeClient(f.Raw()); err != nil {

@@ -25,9 +25,10 @@ type Server struct {
 	log *slog.Logger
 	m   *metrics
 
-	target  atomic.Pointer[[]string]
-	members memberHealth
-	dialSeq atomic.Uint64
+	target     atomic.Pointer[[]string]
+	advertised atomic.Pointer[[]string] // see advertise
+	members    memberHealth
+	dialSeq    atomic.Uint64
 
 	mu        sync.Mutex
 	closing   bool
@@ -94,6 +95,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	s.deriveAdvertise(ln.Addr())
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)

@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/jute"
 )
@@ -173,7 +172,7 @@ func (s *Server) Ready(ctx context.Context) error {
 	members := s.members.order(s.Target())
 	var problems []string
 	for _, m := range members {
-		out, err := s.fourLetter(ctx, m, "srvr", 64<<10)
+		out, err := s.fourLetter(ctx, m, "srvr")
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", m, err))
 			continue
@@ -207,35 +206,22 @@ func firstLine(b []byte) string {
 	return line
 }
 
-// fourLetter sends cmd to member and returns its answer (at most limit
-// bytes; the member closes the connection after answering).
-func (s *Server) fourLetter(ctx context.Context, member, cmd string, limit int64) ([]byte, error) {
-	conn, err := s.dial(ctx, member)
-	if err != nil {
-		return nil, err
+// fourLetter sends cmd to member, reached as sessions reach it (local
+// addresses, TLS), and returns its answer as sent, refusals included.
+func (s *Server) fourLetter(ctx context.Context, member, cmd string) ([]byte, error) {
+	var conn net.Conn
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		c, err := s.dial(ctx, addr)
+		conn = c
+		return c, err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	conn.SetDeadline(deadline)
-	// A TLS member's refusal of the proxy's certificate shows here, after
-	// the handshake (TLS 1.3): name it as the TLS failure it is.
-	tlsRefusal := func(err error) error {
+	out, err := fourlw.QueryRaw(ctx, dial, member, cmd)
+	// A TLS member's refusal of the proxy's certificate shows after the
+	// handshake (TLS 1.3): name it as the TLS failure it is.
+	if err != nil && conn != nil {
 		if he, ok := membertls.Refused(conn, member, err); ok {
-			return he
+			return nil, he
 		}
-		return err
 	}
-	if _, err := io.WriteString(conn, cmd); err != nil {
-		return nil, fmt.Errorf("sending %s: %w", cmd, tlsRefusal(err))
-	}
-	out, err := io.ReadAll(io.LimitReader(bufio.NewReader(conn), limit))
-	if err != nil {
-		return out, fmt.Errorf("reading %s answer: %w", cmd, tlsRefusal(err))
-	}
-	return out, nil
+	return []byte(out), err
 }

@@ -88,11 +88,14 @@ func (s *Session) readUpstream(up *upstream) (err error) {
 func (up *upstream) onFrame(f frame) error {
 	at := up.r.readAt
 	up.lastRecv.Store(at.UnixNano())
-	forward, err := up.sess.onReply(f.Payload(), at)
+	forward, replaced, err := up.sess.onReply(f.Payload(), at)
 	if err != nil {
 		return &fatalError{fmt.Errorf("member %s: %w", up.member, err)}
 	}
-	if forward {
+	switch {
+	case replaced != nil:
+		up.pending = append(up.pending, replaced)
+	case forward:
 		up.pending = append(up.pending, f.Raw())
 	}
 	return nil
@@ -134,12 +137,14 @@ func (up *upstream) flush() error {
 func (up *upstream) readTimeout() time.Duration { return up.timeout / 2 }
 
 // onReply updates the session state for one member frame and reports
-// whether the client must see it.
-func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err error) {
+// whether the client must see it and, when the client must see another
+// frame in its place (a rewritten /zookeeper/config, a refused reconfig;
+// see screenConfigRequest), that frame.
+func (s *Session) onReply(payload []byte, now time.Time) (forward bool, replaced []byte, err error) {
 	h, err := jute.PeekReplyHeader(payload)
 	if err != nil {
 		s.srv.m.decodeErrors.WithLabelValues("reply_header").Inc()
-		return false, fmt.Errorf("malformed reply header: %w", err)
+		return false, nil, fmt.Errorf("malformed reply header: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -150,20 +155,20 @@ func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err erro
 			// Keep the watches (over-registration is harmless) and let
 			// the client judge the frame.
 			s.srv.m.decodeErrors.WithLabelValues("notification").Inc()
-			return true, nil
+			return true, nil, nil
 		}
 		s.watches.fired(ev.Type, ev.Path)
 		s.srv.m.notifications.Inc()
-		return true, nil
+		return true, nil, nil
 	case h.Xid == jute.XidPing:
 		fromProxy, ok := s.pings.pop()
 		if !ok {
-			return false, errors.New("ping reply with no ping in flight")
+			return false, nil, errors.New("ping reply with no ping in flight")
 		}
 		if !fromProxy {
 			s.st.countResponse(jute.OpPing, h.Err)
 		}
-		return !fromProxy, nil
+		return !fromProxy, nil, nil
 	case h.Xid == jute.XidAuth && len(s.pendingAuth) > 0:
 		frame := s.pendingAuth[0]
 		s.pendingAuth = s.pendingAuth[1:]
@@ -173,12 +178,12 @@ func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err erro
 			s.memberClose = fmt.Sprintf("auth failed (%s)", h.Err)
 		}
 		s.cond.Broadcast()
-		return true, nil
+		return true, nil, nil
 	}
 	req, err := s.outstanding.match(h.Xid)
 	if err != nil {
 		s.srv.m.decodeErrors.WithLabelValues("reply_xid").Inc()
-		return false, err
+		return false, nil, err
 	}
 	s.cond.Broadcast()
 	s.st.observeReply(req.op, h.Err, now, &req)
@@ -192,7 +197,14 @@ func (s *Session) onReply(payload []byte, now time.Time) (forward bool, err erro
 	if closesConnection(h.Err) {
 		s.memberClose = fmt.Sprintf("%s answered %s", req.op, h.Err)
 	}
-	return true, nil
+	if req.config != nil {
+		// A reply the proxy cannot rewrite must not reach the client as
+		// it is (it names the members): the error closes the client's
+		// connection, and the client reconnects.
+		frame, err := s.configReplyFrame(req.config, payload)
+		return err == nil, frame, err
+	}
+	return true, nil, nil
 }
 
 // startPinger keeps the member's session alive on the member's own

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -32,9 +31,9 @@ type memberCheck struct {
 // destination that does not serve yet is normal before the join and only
 // reported.
 func preflight(ctx context.Context, cfg serveConfig, w io.Writer) error {
-	dial := cfg.Cutover.CheckDial
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
+	members := cfg.Cutover.Members
+	if members == nil {
+		members = fourlw.Members{}
 	}
 	var checks []*memberCheck
 	for _, e := range []struct {
@@ -50,7 +49,7 @@ func preflight(ctx context.Context, cfg serveConfig, w io.Writer) error {
 		wg.Go(func() {
 			qctx, cancel := context.WithTimeout(ctx, checkTimeout)
 			defer cancel()
-			ans, err := fourlw.Query(qctx, dial, c.addr, "srvr")
+			ans, err := members.Query(qctx, c.addr, "srvr")
 			if err == nil {
 				c.srvr, err = fourlw.ParseSrvr(ans)
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,8 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
 )
 
 // checkRetry is how often `cutover check --wait` asks again.
@@ -26,6 +27,7 @@ const checkRetry = 2 * time.Second
 type adminClient struct {
 	base   string
 	token  string
+	caFile string
 	output string
 	http   *http.Client
 }
@@ -36,7 +38,8 @@ func (c *adminClient) bind(cmd *cobra.Command) {
 		def = "http://127.0.0.1:9181"
 	}
 	cmd.PersistentFlags().StringVar(&c.base, "admin", def, "admin API base URL (env ZKPROXY_ADMIN_URL)")
-	cmd.PersistentFlags().StringVar(&c.token, "token", os.Getenv("ZKPROXY_ADMIN_TOKEN"), "bearer token for mutating calls (env ZKPROXY_ADMIN_TOKEN)")
+	cmd.PersistentFlags().StringVar(&c.token, "token", os.Getenv("ZKPROXY_ADMIN_TOKEN"), "bearer token: the proxy's admin-token (env ZKPROXY_ADMIN_TOKEN)")
+	cmd.PersistentFlags().StringVar(&c.caFile, "admin-ca", os.Getenv("ZKPROXY_ADMIN_CA"), "PEM CA certificates an https admin URL's certificate must chain to (default: the system's roots; env ZKPROXY_ADMIN_CA)")
 	cmd.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output: table or json")
 }
 
@@ -56,6 +59,13 @@ func (c *adminClient) call(ctx context.Context, method, path string, out any) (i
 	}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}
+		if c.caFile != "" {
+			pool, err := loadCertPool(c.caFile)
+			if err != nil {
+				return 0, fmt.Errorf("--admin-ca: %w", err)
+			}
+			c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -451,7 +461,7 @@ func newSessionsCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ans struct {
-				Sessions []bridge.SessionRow `json:"sessions"`
+				Sessions []admin.SessionRow `json:"sessions"`
 			}
 			if _, err := c.call(cmd.Context(), "GET", "/sessions", &ans); err != nil {
 				return err

@@ -13,7 +13,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
@@ -26,13 +26,13 @@ import (
 func TestCutoverCLI(t *testing.T) {
 	m := zktest.NewMitosis(t)
 	ip := zktest.LoopbackIP(t)
-	listen, admin := net.JoinHostPort(ip, "2181"), net.JoinHostPort(ip, "9181")
+	listen, adminAddr := net.JoinHostPort(ip, "2181"), net.JoinHostPort(ip, "9181")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	serveCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(serveCtx, []string{"serve", "--listen", listen, "--admin-listen", admin, "--data-dir", t.TempDir(),
+		done <- run(serveCtx, []string{"serve", "--listen", listen, "--admin-listen", adminAddr, "--data-dir", t.TempDir(),
 			"--source", m.Source.ConnectString(), "--destination", m.Destination.ConnectString(),
 			"--cutover-check-interval", "300ms", "--log-level", "warn"}, io.Discard, io.Discard)
 	}()
@@ -44,12 +44,12 @@ func TestCutoverCLI(t *testing.T) {
 	}()
 	cli := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := run(ctx, append(args, "--admin", "http://"+admin), &out, &out)
+		err := run(ctx, append(args, "--admin", "http://"+adminAddr), &out, &out)
 		t.Logf("$ zkproxy %s\n%s(err: %v)", strings.Join(args, " "), out.String(), err)
 		return out.String(), err
 	}
 	metric := func(name string) string {
-		r, err := http.Get("http://" + admin + "/metrics")
+		r, err := http.Get("http://" + adminAddr + "/metrics")
 		if err != nil {
 			return ""
 		}
@@ -134,7 +134,7 @@ func TestCutoverCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rows []bridge.SessionRow
+	var rows []admin.SessionRow
 	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 1 || rows[0].Ensemble != "destination" {
 		t.Fatalf("sessions after the cutover: %v %+v", err, rows)
 	}

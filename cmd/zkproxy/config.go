@@ -19,9 +19,10 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
 	"github.com/zkproxy/zkproxy/internal/certfile"
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/proxy"
 )
@@ -39,6 +40,8 @@ const (
 	keyDestination      = "destination"
 	keyAdminListen      = "admin-listen"
 	keyAdminToken       = "admin-token"
+	keyAdminTLSCert     = "admin-tls-cert"
+	keyAdminTLSKey      = "admin-tls-key"
 	keyDataDir          = "data-dir"
 	keyLogFormat        = "log-format"
 	keyLogLevel         = "log-level"
@@ -57,6 +60,9 @@ const (
 	keyCheckInterval    = "cutover-check-interval"
 	keyPeers            = "peers"
 	keyFourLetterWords  = "four-letter-words"
+	keyAdvertise        = "advertise"
+	keyPassConfig       = "pass-config-through"
+	keyAllowReconfig    = "allow-reconfig"
 	keyParkIdleAfter    = "park-idle-after"
 	keyTLSCert          = "tls-cert"
 	keyTLSKey           = "tls-key"
@@ -73,9 +79,11 @@ var (
 
 // serveConfig is the validated configuration of `zkproxy serve`.
 type serveConfig struct {
-	Listen          string
-	AdminListen     string
-	AdminToken      string
+	Listen      string
+	AdminListen string
+	AdminToken  string
+	// AdminTLS, when set, makes the admin listener speak HTTPS only.
+	AdminTLS        *tls.Config
 	DataDir         string
 	LogFormat       string
 	LogLevel        string
@@ -84,7 +92,7 @@ type serveConfig struct {
 	// TLS, when set, makes the client listener speak TLS only.
 	TLS *tls.Config
 	// Certs are the certificates read from files, by use (listener,
-	// source, destination), reloaded when the files change.
+	// admin, source, destination), reloaded when the files change.
 	Certs   map[string]*certfile.Reloader
 	Proxy   proxy.Config
 	Cutover cutover.Config
@@ -100,7 +108,9 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.StringSlice(keySource, nil, "source ensemble members, host:port, comma-separated (required)")
 	fs.StringSlice(keyDestination, nil, "destination ensemble members, host:port, comma-separated")
 	fs.String(keyAdminListen, "127.0.0.1:9181", "admin HTTP address (/metrics, /healthz, /readyz); empty disables it")
-	fs.String(keyAdminToken, "", "bearer token required by mutating admin calls; mandatory when the admin address is not loopback")
+	fs.String(keyAdminToken, "", "bearer token required by every admin call but /healthz, /readyz, /metrics and GET /cutover (session ids are credentials); mandatory when the admin address is not loopback")
+	fs.String(keyAdminTLSCert, "", "PEM certificate (chain) the admin listener presents; with admin-tls-key it serves HTTPS only")
+	fs.String(keyAdminTLSKey, "", "PEM private key of admin-tls-cert")
 	fs.String(keyDataDir, "/var/lib/zkproxy", "directory for persistent state (the cutover phase)")
 	fs.String(keyLogFormat, "text", "log format: text or json")
 	fs.String(keyLogLevel, "info", "log level: debug, info, warn or error")
@@ -110,7 +120,10 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Int(keyMaxOutstanding, 0, "maximum outstanding requests per session before reading from the client pauses (0: default)")
 	fs.Int(keyMaxBufferedBytes, 0, "maximum bytes buffered per session before reading pauses (0: default)")
 	fs.Duration(keyHandshakeTimeout, 0, "time a new client has to send its ConnectRequest (0: default)")
-	fs.StringSlice(keyFourLetterWords, proxy.DefaultFourLetterWords, "four-letter words the proxy answers itself on the client port (ruok, isro, srvr, stat, mntr, cons, or *); cons lists session ids, from which passwords derive: keep it off on reachable ports")
+	fs.StringSlice(keyFourLetterWords, proxy.DefaultFourLetterWords, "four-letter words allowed on the client port: the proxy's own (ruok, isro, srvr, stat, mntr, cons, conf) and member words relayed only when listed (dump, envi, wchc, wchp, crst, srst, stmk), or *; cons, dump, wchc and wchp list session ids, from which passwords derive: keep them off on reachable ports")
+	fs.StringSlice(keyAdvertise, nil, "client addresses (host:port) of every zkproxy replica, shown to clients as the ensemble's members in /zookeeper/config, getConfig and conf (default: the listen address, the host name when listening on every interface)")
+	fs.Bool(keyPassConfig, false, "show clients the members' real /zookeeper/config and conf; clients that follow it (Curator) then connect to members directly")
+	fs.Bool(keyAllowReconfig, false, "forward reconfig requests to the members instead of answering ReconfigDisabled")
 	fs.String(keyParkIdleAfter, proxy.DefaultParkIdleAfter.String(), "idle time after which a session's two pumps give up their goroutines and wait on one shared poller (Linux); off keeps a goroutine per direction")
 	fs.StringSlice(keyLocalAddrs, nil, "local IP addresses upstream connections are spread over (to stay under maxClientCnxns per source IP)")
 	fs.Duration(keyShutdownTimeout, 30*time.Second, "how long SIGTERM waits for sessions to finish in-flight requests")
@@ -200,7 +213,7 @@ func loadServeConfig(v *viper.Viper, flags *pflag.FlagSet) (serveConfig, error) 
 	}
 	if peers := l.list(keyPeers); len(peers) > 0 {
 		l.checkPeers(peers)
-		cfg.Cutover.PeerSessions = bridge.PeerSessions(peers, nil)
+		cfg.Cutover.PeerSessions = admin.PeerSessions(peers, cfg.AdminToken, nil)
 	}
 	l.loadTLS(&cfg)
 	if err := cfg.Proxy.Validate(); err != nil {
@@ -259,6 +272,9 @@ func (l *configLoader) convert() serveConfig {
 			HandshakeTimeout:           l.duration(keyHandshakeTimeout),
 			LocalAddrs:                 l.list(keyLocalAddrs),
 			FourLetterWords:            l.list(keyFourLetterWords),
+			Advertise:                  l.list(keyAdvertise),
+			PassConfigThrough:          l.boolean(keyPassConfig),
+			AllowReconfig:              l.boolean(keyAllowReconfig),
 			ParkIdleAfter:              parkIdleAfter(l.v.Get(keyParkIdleAfter), l.bad),
 		},
 	}
@@ -334,16 +350,17 @@ func (l *configLoader) checkLogging(cfg serveConfig) {
 	}
 }
 
-// loadTLS reads the certificates of the client listener and of the
-// connections to each ensemble's members, and puts the member policy into
+// loadTLS reads the certificates of the client and admin listeners and of
+// the connections to each ensemble's members, and puts the member policy into
 // the proxy's and the cutover checks' configuration.
 func (l *configLoader) loadTLS(cfg *serveConfig) {
-	var listenerCert, sourceCert, destinationCert *certfile.Reloader
+	var listenerCert, adminCert, sourceCert, destinationCert *certfile.Reloader
 	cfg.TLS = listenerTLS(l.str(keyTLSCert), l.str(keyTLSKey), l.str(keyTLSClientCA), &listenerCert, l.bad)
+	cfg.AdminTLS = adminTLS(cfg.AdminListen, l.str(keyAdminTLSCert), l.str(keyAdminTLSKey), &adminCert, l.bad)
 	src := l.memberTLS(sourceTLSKeys, cfg.Proxy.Source, &sourceCert)
 	dst := l.memberTLS(destinationTLSKeys, cfg.Proxy.Destination, &destinationCert)
 	cfg.Certs = map[string]*certfile.Reloader{}
-	for use, r := range map[string]*certfile.Reloader{"listener": listenerCert, "source": sourceCert, "destination": destinationCert} {
+	for use, r := range map[string]*certfile.Reloader{"listener": listenerCert, "admin": adminCert, "source": sourceCert, "destination": destinationCert} {
 		if r != nil {
 			cfg.Certs[use] = r
 		}
@@ -357,7 +374,7 @@ func (l *configLoader) loadTLS(cfg *serveConfig) {
 	cfg.Proxy.MemberTLS = policy
 	// The sync checks and the split barrier ask the members four-letter
 	// words over the same connections as sessions.
-	cfg.Cutover.CheckDial = policy.DialContext
+	cfg.Cutover.Members = fourlw.Members{Dial: policy.DialContext}
 }
 
 // memberTLS reads one ensemble's member TLS keys; nil when TLS is off.

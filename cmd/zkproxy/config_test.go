@@ -278,6 +278,33 @@ func TestListenerTLS(t *testing.T) {
 	})
 }
 
+// TestAdminTLS: admin-tls-cert and admin-tls-key make the admin listener
+// HTTPS, their certificate reloaded like the others; every problem names
+// its key.
+func TestAdminTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := zktest.NewCA(t)
+	cert, key := ca.Issue(t, "proxy", "127.0.0.1")
+	base := []string{"--source", "127.0.0.1:2181", "--data-dir", dir}
+
+	cfg, err := loadFor(t, append(base, "--admin-tls-cert", cert, "--admin-tls-key", key)...)
+	if err != nil || cfg.AdminTLS == nil || cfg.AdminTLS.GetCertificate == nil || cfg.Certs["admin"] == nil {
+		t.Fatalf("certificate and key: TLS %v, reloader %v, %v", cfg.AdminTLS, cfg.Certs["admin"], err)
+	}
+	if cfg, err := loadFor(t, base...); err != nil || cfg.AdminTLS != nil {
+		t.Fatalf("no admin TLS keys: TLS %v, %v", cfg.AdminTLS, err)
+	}
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not pem"), 0o600)
+	expectConfigErrors(t, base, []configErrorCase{
+		{[]string{"--admin-tls-cert", cert}, []string{"admin-tls-key: required with admin-tls-cert"}},
+		{[]string{"--admin-tls-key", key}, []string{"admin-tls-cert: required with admin-tls-key"}},
+		{[]string{"--admin-tls-cert", cert, "--admin-tls-key", garbage}, []string{"admin-tls-cert: loading " + cert}},
+		{[]string{"--admin-tls-cert", cert, "--admin-tls-key", key, "--admin-listen", ""}, []string{"admin-tls-cert: has no effect without admin-listen"}},
+		{[]string{"--admin-tls-cert", cert, "--tls-cert", cert}, []string{"admin-tls-key: required with admin-tls-cert", "tls-key: required with tls-cert"}},
+	})
+}
+
 func TestMemberTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := zktest.NewCA(t)
@@ -285,8 +312,8 @@ func TestMemberTLS(t *testing.T) {
 	base := []string{"--source", "10.0.0.1:2281,10.0.0.2:2281", "--destination", "10.0.1.1:2181", "--data-dir", dir}
 
 	cfg, err := loadFor(t, base...)
-	if err != nil || cfg.Proxy.MemberTLS != nil || cfg.Cutover.CheckDial != nil {
-		t.Fatalf("no TLS keys: policy %v, check dial set %v, %v", cfg.Proxy.MemberTLS, cfg.Cutover.CheckDial != nil, err)
+	if err != nil || cfg.Proxy.MemberTLS != nil || cfg.Cutover.Members != nil {
+		t.Fatalf("no TLS keys: policy %v, check dial set %v, %v", cfg.Proxy.MemberTLS, cfg.Cutover.Members != nil, err)
 	}
 
 	// TLS to the source only: the destination stays plain, so a cutover
@@ -306,7 +333,7 @@ func TestMemberTLS(t *testing.T) {
 	if c := p.For("10.0.1.1:2181"); c != nil {
 		t.Errorf("destination member reached over TLS: %+v", c)
 	}
-	if cfg.Cutover.CheckDial == nil {
+	if cfg.Cutover.Members == nil {
 		t.Error("the sync checks do not dial over TLS")
 	}
 

@@ -20,7 +20,7 @@ import (
 
 	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
 	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/proxy"
 )
@@ -100,7 +100,7 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	}
 	// The controller restores the persisted phase and routes new
 	// connections before the listener accepts the first client.
-	ctl, err := cutover.NewController(cfg.Cutover, bridge.Cutover(p, cfg.Proxy.Destination), log, reg)
+	ctl, err := cutover.NewController(cfg.Cutover, proxyadapter.New(p, cfg.Proxy.Destination), log, reg)
 	if err != nil {
 		return fmt.Errorf("starting cutover controller: %w", err)
 	}
@@ -124,18 +124,21 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 			ln.Close()
 			return fmt.Errorf("listening for admin HTTP on %s: %w", cfg.AdminListen, err)
 		}
+		if cfg.AdminTLS != nil {
+			aln = tls.NewListener(aln, cfg.AdminTLS)
+		}
 		h := admin.NewHandler(admin.Options{
 			Gatherer: reg, Ready: p.Ready, Pprof: cfg.Pprof, Token: cfg.AdminToken, Logger: log,
 		})
-		cutover.RegisterHTTP(h, ctl)
-		bridge.RegisterSessions(h, p, cfg.Proxy.Destination)
-		bridge.RegisterStatus(h, bridge.NewStatus(bridge.StatusConfig{
+		admin.RegisterCutover(h, ctl)
+		admin.RegisterSessions(h, p, cfg.Proxy.Destination)
+		admin.RegisterStatus(h, admin.NewStatus(admin.StatusConfig{
 			Version: version, Source: cfg.Proxy.Source, Destination: cfg.Proxy.Destination,
-			Dial: cfg.Cutover.CheckDial, MemberTLS: cfg.Proxy.MemberTLS, // TLS members are probed over TLS
+			Members: cfg.Cutover.Members, MemberTLS: cfg.Proxy.MemberTLS, // TLS members are probed over TLS
 		}, p, ctl))
 		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { adminErr <- adminSrv.Serve(aln) }()
-		log.Info("admin listening", "addr", aln.Addr().String())
+		log.Info("admin listening", "addr", aln.Addr().String(), "tls", describeTLS(cfg.AdminTLS), "token", cfg.AdminToken != "")
 	}
 
 	serveErr := make(chan error, 1)

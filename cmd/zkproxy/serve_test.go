@@ -26,22 +26,27 @@ func TestServeTLS(t *testing.T) {
 	listen := net.JoinHostPort(ip, "2181")
 	ca := zktest.NewCA(t)
 	cert, key := ca.Issue(t, "proxy", ip)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--listen", listen, "--source", server.ClientAddr(), "--admin-listen", "",
-			"--data-dir", t.TempDir(), "--tls-cert", cert, "--tls-key", key}, io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	startServe(t, "--listen", listen, "--source", server.ClientAddr(), "--admin-listen", "",
+		"--data-dir", t.TempDir(), "--tls-cert", cert, "--tls-key", key)
 
 	roots := ca.Pool()
 	openSession(t, func() (net.Conn, error) {
 		return tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", listen, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	})
+}
+
+// startServe runs `zkproxy serve` with args until the test ends; an error
+// from it fails the test.
+func startServe(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"serve"}, args...), io.Discard, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	})
 }
 
@@ -191,5 +196,63 @@ func TestServeCheck(t *testing.T) {
 	if _, err := check("--source", server.ClientAddr(), "--destination-tls-ca", ca.CertFile); err == nil ||
 		!strings.Contains(err.Error(), "destination-tls-ca: has no effect without destination-tls=true") {
 		t.Errorf("check with a bad configuration: %v", err)
+	}
+}
+
+// TestServeAdminTLS: with admin-tls-cert and admin-tls-key the admin API
+// answers over HTTPS only, and with admin-token set the session list needs
+// the token while the health probe does not.
+func TestServeAdminTLS(t *testing.T) {
+	ip := zktest.LoopbackIP(t)
+	adminAddr := net.JoinHostPort(ip, "9181")
+	ca := zktest.NewCA(t)
+	cert, key := ca.Issue(t, "proxy", ip)
+	// No member needs to run: nothing here opens a session.
+	startServe(t, "--listen", net.JoinHostPort(ip, "2181"), "--source", "127.0.0.1:1",
+		"--admin-listen", adminAddr, "--admin-token", "t0ken", "--admin-tls-cert", cert, "--admin-tls-key", key,
+		"--data-dir", t.TempDir())
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}}}
+	get := func(path, token string) (int, error) {
+		req, err := http.NewRequest(http.MethodGet, "https://"+adminAddr+path, nil)
+		if err != nil {
+			return 0, err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	var code int
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, err = get("/healthz", ""); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin API over HTTPS: %v", err)
+		}
+	}
+	if code != http.StatusOK {
+		t.Fatalf("/healthz over HTTPS: %d", code)
+	}
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {"wrong", http.StatusUnauthorized}, {"t0ken", http.StatusOK}} {
+		if code, err := get("/sessions", tc.token); err != nil || code != tc.want {
+			t.Errorf("/sessions with token %q: %d, %v; want %d", tc.token, code, err, tc.want)
+		}
+	}
+	// Plain HTTP is not served.
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + adminAddr + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("the admin API answered plain HTTP")
+		}
 	}
 }

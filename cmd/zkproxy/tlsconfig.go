@@ -52,6 +52,33 @@ func listenerTLS(certFile, keyFile, clientCAFile string, reloader **certfile.Rel
 	return cfg
 }
 
+// adminTLS builds the admin listener's TLS configuration from PEM files
+// (both empty: plain HTTP). The certificate is read again when its files
+// change; its reloader is stored in *reloader. Problems are reported through
+// bad, each naming its key.
+func adminTLS(adminListen, certFile, keyFile string, reloader **certfile.Reloader, bad func(key, format string, args ...any)) *tls.Config {
+	switch {
+	case certFile == "" && keyFile == "":
+		return nil
+	case adminListen == "":
+		bad(keyAdminTLSCert, "has no effect without %s", keyAdminListen)
+		return nil
+	case certFile == "":
+		bad(keyAdminTLSCert, "required with %s", keyAdminTLSKey)
+		return nil
+	case keyFile == "":
+		bad(keyAdminTLSKey, "required with %s", keyAdminTLSCert)
+		return nil
+	}
+	certs, err := certfile.New(certFile, keyFile)
+	if err != nil {
+		bad(keyAdminTLSCert, "loading %s with the key in %s: %v", certFile, keyFile, err)
+		return nil
+	}
+	*reloader = certs
+	return &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
+}
+
 // describeTLS is the listener's TLS mode for the start-up log line.
 func describeTLS(cfg *tls.Config) string {
 	switch {

@@ -168,7 +168,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "zkproxy_tls_certificate_expiry_timestamp_seconds",
-		Help: "Expiry (notAfter, Unix time) of the certificate in use, by use: listener, source or destination (client certificates).",
+		Help: "Expiry (notAfter, Unix time) of the certificate in use, by use: listener, admin, source or destination (client certificates).",
 	}, []string{"use"})}
 	reg.MustRegister(m.expiry)
 	return m

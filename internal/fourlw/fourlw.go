@@ -109,6 +109,43 @@ func QueryRaw(ctx context.Context, dial DialFunc, addr, cmd string) (string, err
 	return string(b), nil
 }
 
+// DefaultTimeout bounds one query of Members whose Timeout is zero.
+const DefaultTimeout = 3 * time.Second
+
+// Members asks ensemble members four-letter words: the one way zkproxy's
+// sync check, split barrier and status probe reach ZooKeeper outside of
+// sessions. The zero value dials TCP and bounds each query by
+// DefaultTimeout.
+type Members struct {
+	// Dial reaches a member (membertls.Policy.DialContext for members on
+	// their secure port); nil dials TCP.
+	Dial DialFunc
+	// Timeout bounds one query; zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Query sends word to the member at addr and returns its whole answer
+// (see the package function Query).
+func (m Members) Query(ctx context.Context, addr, word string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout())
+	defer cancel()
+	return Query(ctx, m.Dial, addr, word)
+}
+
+// Hash asks the member at addr for its tree digests (see QueryHash).
+func (m Members) Hash(ctx context.Context, addr string) ([]Digest, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout())
+	defer cancel()
+	return QueryHash(ctx, m.Dial, addr)
+}
+
+func (m Members) timeout() time.Duration {
+	if m.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return m.Timeout
+}
+
 // Srvr is the parsed answer to srvr.
 type Srvr struct {
 	Version   string

@@ -121,7 +121,7 @@ func Refused(conn net.Conn, member string, err error) (*HandshakeError, bool) {
 }
 
 // DialContext dials addr in TCP, then over TLS if the policy lists it; it
-// fits fourlw.DialFunc and cutover's CheckDial.
+// fits fourlw.DialFunc (fourlw.Members.Dial, what the cutover controller and the status probe ask members through).
 func (p *Policy) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 	if err != nil {

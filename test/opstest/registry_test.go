@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
 	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/proxy"
 )
@@ -72,7 +72,7 @@ func zkproxyRegistry(t *testing.T) (*recordingRegisterer, map[string]metricDesc)
 	t.Cleanup(func() { p.Close() })
 	ctl, err := cutover.NewController(cutover.Config{
 		Source: source, Destination: destination, Store: cutover.Store{Dir: t.TempDir()},
-	}, bridge.Cutover(p, destination), log, rec)
+	}, proxyadapter.New(p, destination), log, rec)
 	if err != nil {
 		t.Fatal(err)
 	}

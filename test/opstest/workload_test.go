@@ -22,7 +22,7 @@ import (
 
 	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
 	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/jute"
@@ -49,14 +49,14 @@ func startZkproxy(t *testing.T, source []string) *rig {
 		t.Fatal(err)
 	}
 	ctl, err := cutover.NewController(cutover.Config{Source: source, Store: cutover.Store{Dir: t.TempDir()}},
-		bridge.Cutover(p, nil), log, reg)
+		proxyadapter.New(p, nil), log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := admin.NewHandler(admin.Options{Gatherer: reg, Ready: p.Ready, Logger: log})
-	cutover.RegisterHTTP(h, ctl)
-	bridge.RegisterSessions(h, p, nil)
-	bridge.RegisterStatus(h, bridge.NewStatus(bridge.StatusConfig{Version: "opstest", Source: source}, p, ctl))
+	admin.RegisterCutover(h, ctl)
+	admin.RegisterSessions(h, p, nil)
+	admin.RegisterStatus(h, admin.NewStatus(admin.StatusConfig{Version: "opstest", Source: source}, p, ctl))
 
 	ip := zktest.LoopbackIP(t)
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "2181"))
@@ -400,7 +400,7 @@ func TestWorkloadMovesMetrics(t *testing.T) {
 		t.Errorf("cons through the proxy: %d lines with %s, want 1:\n%s", sessionLines, sid, consAns)
 	}
 	if _, err := fourlw.ParseConf(fourLetter("conf")); err != nil {
-		t.Errorf("conf relayed to the member: %v", err)
+		t.Errorf("conf answered by the proxy: %v", err)
 	}
 
 	// Closing the session.

@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zkproxy/zkproxy/cutover"
-	"github.com/zkproxy/zkproxy/internal/bridge"
+	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
 	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
@@ -207,15 +207,15 @@ func (r *Rig) Start(p *Proxy, o Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var checkDial fourlw.DialFunc
+	var members cutover.Members
 	if r.MemberTLS != nil {
-		checkDial = r.MemberTLS.DialContext // as cmd/zkproxy wires it
+		members = fourlw.Members{Dial: r.MemberTLS.DialContext} // as cmd/zkproxy wires it
 	}
 	ctl, err := cutover.NewController(cutover.Config{
 		Source: r.Source, Destination: r.Dest, MaxLag: 1000,
 		MoveConcurrency: o.MoveConcurrency, MoveTimeout: o.MoveTimeout, BarrierMaxHold: o.BarrierMaxHold,
-		Store: cutover.Store{Dir: p.Dir}, CheckDial: checkDial, PeerSessions: r.peerSessions(p, o),
-	}, bridge.Cutover(srv, r.Dest), log, p.Reg)
+		Store: cutover.Store{Dir: p.Dir}, Members: members, PeerSessions: r.peerSessions(p, o),
+	}, proxyadapter.New(srv, r.Dest), log, p.Reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 const (
 	ZooKeeperJar   = "/usr/share/java/zookeeper.jar"
 	SLF4JSimpleJar = "/usr/share/java/slf4j-simple.jar"
+	// CuratorJar is Apache Curator 5's framework (libcurator-framework-java).
+	CuratorJar = "/usr/share/java/curator-framework.jar"
 )
 
 // jvmFlags keeps test JVMs small and quick to start on a shared 2-core

@@ -17,6 +17,9 @@ type Java struct {
 	Class string
 	// Dir holds the compiled classes.
 	Dir string
+	// Jars are the jars beyond the ZooKeeper client the program was
+	// compiled against and runs with.
+	Jars []string
 }
 
 var publicClassRE = regexp.MustCompile(`(?m)^\s*public\s+(?:final\s+)?class\s+([A-Za-z_][A-Za-z0-9_]*)`)
@@ -27,27 +30,41 @@ var publicClassRE = regexp.MustCompile(`(?m)^\s*public\s+(?:final\s+)?class\s+([
 // cached under the user cache dir, keyed by a hash of the source.
 func JavaProgram(t TB, javaSource string) *Java {
 	t.Helper()
+	return JavaProgramWith(t, javaSource)
+}
+
+// JavaProgramWith is JavaProgram with more jars on the class path, e.g.
+// CuratorJar (each jar's manifest Class-Path brings its dependencies).
+// A missing jar fails the test, naming the package that ships it.
+func JavaProgramWith(t TB, javaSource string, jars ...string) *Java {
+	t.Helper()
 	RequireIntegration(t)
-	j, err := compileJava(javaSource)
+	for _, jar := range jars {
+		if _, err := os.Stat(jar); err != nil {
+			t.Fatalf("zktest: %s missing (run scripts/test-deps.sh): %v", jar, err)
+		}
+	}
+	j, err := compileJava(javaSource, jars)
 	if err != nil {
 		t.Fatalf("zktest: %v", err)
 	}
 	return j
 }
 
-func compileJava(src string) (*Java, error) {
+func compileJava(src string, jars []string) (*Java, error) {
 	m := publicClassRE.FindStringSubmatch(src)
 	if m == nil {
 		return nil, fmt.Errorf("compile java: no public class in source")
 	}
 	class := m[1]
-	dir, err := cachedBuild("java", cacheKey(src, ZooKeeperJar), func(dir string) error {
+	classpath := strings.Join(append([]string{ZooKeeperJar}, jars...), ":")
+	dir, err := cachedBuild("java", cacheKey(src, classpath), func(dir string) error {
 		file := filepath.Join(dir, class+".java")
 		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 			return err
 		}
 		cmd := exec.Command("javac", "-J-Xmx128m", "-J-XX:TieredStopAtLevel=1", "-nowarn",
-			"-cp", ZooKeeperJar, "-d", dir, file)
+			"-cp", classpath, "-d", dir, file)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("javac %s: %w\n%s", class, err, out)
 		}
@@ -56,7 +73,7 @@ func compileJava(src string) (*Java, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Java{Class: class, Dir: dir}, nil
+	return &Java{Class: class, Dir: dir, Jars: jars}, nil
 }
 
 // nettyExtraJars are Netty parts the Netty client socket
@@ -73,7 +90,7 @@ func (j *Java) Command(ctx context.Context, args ...string) *exec.Cmd {
 	jargs := append([]string{"-Xmx64m"}, jvmFlags...)
 	jargs = append(jargs,
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-		"-cp", strings.Join(append([]string{j.Dir, ZooKeeperJar, SLF4JSimpleJar}, nettyExtraJars...), ":"), j.Class)
+		"-cp", strings.Join(append(append([]string{j.Dir, ZooKeeperJar, SLF4JSimpleJar}, nettyExtraJars...), j.Jars...), ":"), j.Class)
 	jargs = append(jargs, args...)
 	cmd := exec.CommandContext(ctx, "java", jargs...)
 	dieWithParent(cmd)

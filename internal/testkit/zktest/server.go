@@ -40,6 +40,7 @@ type options struct {
 	extra             []string // extra zoo.cfg lines
 	jvmFlags          []string
 	tlsCA             *CA // non-nil: serve TLS on SecureClientPort too
+	clientInServers   bool
 }
 
 func defaultOptions() options {
@@ -59,6 +60,11 @@ func defaultOptions() options {
 
 // Option changes a server's configuration.
 type Option func(*options)
+
+// WithClientAddrInServerLines writes each member's client address into its
+// server line (server.N=ip:2888:3888;ip:2181, the official Docker image's
+// format), so /zookeeper/config names every member's client address.
+func WithClientAddrInServerLines() Option { return func(o *options) { o.clientInServers = true } }
 
 // WithTickTime sets tickTime in milliseconds (default 200).
 func WithTickTime(ms int) Option { return func(o *options) { o.tickTime = ms } }
@@ -232,7 +238,11 @@ func (s *Server) config() string {
 	// (default 60) would count all of them together.
 	b.WriteString("maxClientCnxns=0\n")
 	for _, p := range s.peers {
-		fmt.Fprintf(&b, "server.%d=%s:%d:%d\n", p.ID, p.IP, QuorumPort, ElectionPort)
+		fmt.Fprintf(&b, "server.%d=%s:%d:%d", p.ID, p.IP, QuorumPort, ElectionPort)
+		if o.clientInServers {
+			fmt.Fprintf(&b, ";%s:%d", p.IP, ClientPort)
+		}
+		b.WriteString("\n")
 	}
 	if o.tlsCA != nil {
 		// zoo.cfg keys QuorumPeerConfig does not know become zookeeper.*

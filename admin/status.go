@@ -1,4 +1,4 @@
-package bridge
+package admin
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
 	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/proxy"
@@ -41,8 +41,9 @@ type StatusConfig struct {
 	// ProbeTimeout bounds one member's probe; zero means
 	// DefaultProbeTimeout.
 	ProbeTimeout time.Duration
-	// Dial reaches members; nil dials TCP.
-	Dial fourlw.DialFunc
+	// Members answers the srvr probes (the same the cutover controller asks
+	// through); nil asks over TCP.
+	Members cutover.Members
 	// MemberTLS says which members the proxy reaches over TLS (nil: none),
 	// shown per member.
 	MemberTLS *membertls.Policy
@@ -57,7 +58,6 @@ type Status struct {
 	cfg     StatusConfig
 	srv     *proxy.Server
 	ctl     *cutover.Controller
-	bridge  *cutoverProxy
 	started time.Time
 	now     func() time.Time
 
@@ -76,8 +76,11 @@ func NewStatus(cfg StatusConfig, srv *proxy.Server, ctl *cutover.Controller) *St
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout
 	}
+	if cfg.Members == nil {
+		cfg.Members = fourlw.Members{}
+	}
 	return &Status{
-		cfg: cfg, srv: srv, ctl: ctl, bridge: &cutoverProxy{srv: srv, destination: cfg.Destination},
+		cfg: cfg, srv: srv, ctl: ctl,
 		started: time.Now(), now: time.Now,
 	}
 }
@@ -256,7 +259,7 @@ func (s *Status) countSessions() SessionCounts {
 	for _, sess := range s.srv.Sessions() {
 		info := sess.Info()
 		c.Total++
-		c.ByEnsemble[string(s.bridge.ensembleOf(info.Ensemble))]++
+		c.ByEnsemble[string(proxyadapter.EnsembleOf(s.cfg.Destination, info.Ensemble))]++
 		c.ByState[info.State.String()]++
 		c.ByMember[info.Member]++
 	}
@@ -322,7 +325,7 @@ func (s *Status) probe(addr string) MemberStatus {
 	// srvr is the one word every 3.5+ server allows by default
 	// (FourLetterCommands.isEnabled), so the probe works without changing
 	// the members' 4lw.commands.whitelist.
-	answer, err := fourlw.Query(ctx, s.cfg.Dial, addr, "srvr")
+	answer, err := s.cfg.Members.Query(ctx, addr, "srvr")
 	if err == nil {
 		var srvr fourlw.Srvr
 		srvr, err = fourlw.ParseSrvr(answer)
@@ -335,9 +338,10 @@ func (s *Status) probe(addr string) MemberStatus {
 	return m
 }
 
-// RegisterStatus serves GET /status on h.
-func RegisterStatus(h *admin.Handler, st *Status) {
+// RegisterStatus serves GET /status on h, behind the token: the sync
+// check's warnings name sessions by id.
+func RegisterStatus(h *Handler, st *Status) {
 	h.Handle("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		admin.WriteJSON(w, http.StatusOK, st.Report(r.Context()))
+		WriteJSON(w, http.StatusOK, st.Report(r.Context()))
 	})
 }

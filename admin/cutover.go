@@ -1,4 +1,4 @@
-package cutover
+package admin
 
 import (
 	"errors"
@@ -6,12 +6,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/zkproxy/zkproxy/admin"
+	"github.com/zkproxy/zkproxy/cutover"
 )
 
-// RegisterHTTP serves the cutover API on h:
+// RegisterCutover serves the cutover API on h:
 //
-//	GET  /cutover                 phase and move progress
+//	GET  /cutover                 phase and move progress (public: no session ids)
 //	GET  /cutover/check           the sync check report
 //	POST /cutover/start           ?dry_run=true only checks; ?force=true skips the check
 //	POST /cutover/abort
@@ -24,54 +24,54 @@ import (
 //	                              member: for the leader); each is released when it re-attached
 //
 // Refused transitions answer 409 with the reason.
-func RegisterHTTP(h *admin.Handler, c *Controller) {
-	h.Handle("GET /cutover", func(w http.ResponseWriter, _ *http.Request) {
-		admin.WriteJSON(w, http.StatusOK, c.Status())
+func RegisterCutover(h *Handler, c *cutover.Controller) {
+	h.HandlePublic("GET /cutover", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, c.Status())
 	})
 	h.Handle("GET /cutover/check", func(w http.ResponseWriter, r *http.Request) {
-		admin.WriteJSON(w, http.StatusOK, c.Check(r.Context()))
+		WriteJSON(w, http.StatusOK, c.Check(r.Context()))
 	})
 	h.HandleMutating("POST /cutover/start", func(w http.ResponseWriter, r *http.Request) {
 		if flag(r, "dry_run") {
-			admin.WriteJSON(w, http.StatusOK, map[string]any{"dry_run": true, "check": c.Check(r.Context())})
+			WriteJSON(w, http.StatusOK, map[string]any{"dry_run": true, "check": c.Check(r.Context())})
 			return
 		}
 		rep, err := c.Start(r.Context(), flag(r, "force"))
 		if err != nil {
-			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "check": rep, "status": c.Status()})
+			WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "check": rep, "status": c.Status()})
 			return
 		}
-		admin.WriteJSON(w, http.StatusAccepted, map[string]any{"status": c.Status(), "check": rep})
+		WriteJSON(w, http.StatusAccepted, map[string]any{"status": c.Status(), "check": rep})
 	})
 	h.HandleMutating("POST /cutover/abort", func(w http.ResponseWriter, _ *http.Request) {
 		if err := c.Abort(); err != nil {
-			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
+			WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
 			return
 		}
-		admin.WriteJSON(w, http.StatusOK, c.Status())
+		WriteJSON(w, http.StatusOK, c.Status())
 	})
 	h.HandleMutating("POST /cutover/rollback", func(w http.ResponseWriter, r *http.Request) {
 		if err := c.Rollback(r.Context()); err != nil {
-			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
+			WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
 			return
 		}
-		admin.WriteJSON(w, http.StatusAccepted, c.Status())
+		WriteJSON(w, http.StatusAccepted, c.Status())
 	})
 	h.HandleMutating("POST /cutover/split", func(w http.ResponseWriter, r *http.Request) {
 		if flag(r, "prepare") {
 			plan, err := c.PrepareSplit(r.Context(), flag(r, "force"))
 			if err != nil {
-				admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "plan": plan, "status": c.Status()})
+				WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "plan": plan, "status": c.Status()})
 				return
 			}
-			admin.WriteJSON(w, http.StatusOK, map[string]any{"plan": plan, "status": c.Status()})
+			WriteJSON(w, http.StatusOK, map[string]any{"plan": plan, "status": c.Status()})
 			return
 		}
 		if err := c.RecordSplit(); err != nil {
-			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
+			WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "status": c.Status()})
 			return
 		}
-		admin.WriteJSON(w, http.StatusOK, c.Status())
+		WriteJSON(w, http.StatusOK, c.Status())
 	})
 	h.HandleMutating("POST /hold", func(w http.ResponseWriter, r *http.Request) {
 		var members []string
@@ -82,17 +82,17 @@ func RegisterHTTP(h *admin.Handler, c *Controller) {
 		}
 		st, err := c.Hold(r.Context(), members)
 		if err != nil {
-			admin.WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "barrier": st})
+			WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "barrier": st})
 			return
 		}
-		admin.WriteJSON(w, http.StatusOK, map[string]any{"barrier": st, "message": "hold up: restart the member now"})
+		WriteJSON(w, http.StatusOK, map[string]any{"barrier": st, "message": "hold up: restart the member now"})
 	})
 	h.HandleMutating("POST /cutover/barrier/release", func(w http.ResponseWriter, _ *http.Request) {
 		if !c.ReleaseBarrier("released by the operator") {
-			admin.WriteError(w, http.StatusConflict, "no split barrier is up")
+			WriteError(w, http.StatusConflict, "no split barrier is up")
 			return
 		}
-		admin.WriteJSON(w, http.StatusOK, c.Status())
+		WriteJSON(w, http.StatusOK, c.Status())
 	})
 }
 
@@ -104,8 +104,10 @@ func flag(r *http.Request, name string) bool {
 // conflictOr500: refused transitions and a failed sync check are the
 // operator's to resolve (409); anything else is zkproxy's failure.
 func conflictOr500(err error) int {
-	var te *TransitionError
-	if errors.As(err, &te) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrLeaderOnDestination) || errors.Is(err, ErrHoldUp) {
+	var te *cutover.TransitionError
+	switch {
+	case errors.As(err, &te), errors.Is(err, cutover.ErrNotReady), errors.Is(err, cutover.ErrLeaderOnDestination),
+		errors.Is(err, cutover.ErrPeersOnSource), errors.Is(err, cutover.ErrHoldUp), errors.Is(err, cutover.ErrMoveRunning):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

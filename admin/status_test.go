@@ -1,4 +1,4 @@
-package bridge
+package admin
 
 import (
 	"context"
@@ -20,8 +20,9 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
+	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 	"github.com/zkproxy/zkproxy/proxy"
 )
@@ -65,7 +66,7 @@ func (d *answeringDial) dial(_ context.Context, _, addr string) (net.Conn, error
 }
 
 // newStatusRig builds a proxy and a controller (not serving) and a Status.
-func newStatusRig(t *testing.T, cfg StatusConfig) (*Status, *admin.Handler) {
+func newStatusRig(t *testing.T, cfg StatusConfig) (*Status, *Handler) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
@@ -76,13 +77,13 @@ func newStatusRig(t *testing.T, cfg StatusConfig) (*Status, *admin.Handler) {
 	t.Cleanup(func() { p.Close() })
 	ctl, err := cutover.NewController(cutover.Config{
 		Source: cfg.Source, Destination: cfg.Destination, Store: cutover.Store{Dir: t.TempDir()},
-	}, Cutover(p, cfg.Destination), log, reg)
+	}, proxyadapter.New(p, cfg.Destination), log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ctl.Close)
 	st := NewStatus(cfg, p, ctl)
-	h := admin.NewHandler(admin.Options{})
+	h := NewHandler(Options{})
 	RegisterStatus(h, st)
 	return st, h
 }
@@ -112,7 +113,7 @@ func TestStatusJSONShape(t *testing.T) {
 	d := &answeringDial{up: map[string]bool{"127.0.0.1:1": true, "127.0.0.1:2": true}}
 	st, h := newStatusRig(t, StatusConfig{
 		Version: "v1.2.3", Source: []string{"127.0.0.1:1", "127.0.0.1:2"}, Destination: []string{"127.0.0.1:3"},
-		Dial: d.dial,
+		Members: fourlw.Members{Dial: d.dial},
 	})
 	raw, rep := getStatus(t, h)
 
@@ -218,7 +219,7 @@ func TestStatusProbeCache(t *testing.T) {
 		defer mu.Unlock()
 		return clock
 	}
-	st, h := newStatusRig(t, StatusConfig{Source: []string{"127.0.0.1:1"}, ProbeInterval: 5 * time.Second, Dial: d.dial})
+	st, h := newStatusRig(t, StatusConfig{Source: []string{"127.0.0.1:1"}, ProbeInterval: 5 * time.Second, Members: fourlw.Members{Dial: d.dial}})
 	st.now = now
 
 	getStatus(t, h)
@@ -271,32 +272,7 @@ func TestStatusRealZooKeeper(t *testing.T) {
 	dest := net.JoinHostPort(zktest.LoopbackIP(t), "2181")
 	st, h := newStatusRig(t, StatusConfig{Version: "test", Source: []string{zks.ClientAddr()}, Destination: []string{dest}})
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(zktest.LoopbackIP(t), "2181"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- st.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		st.srv.Close()
-		if err := <-done; !errors.Is(err, proxy.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-
-	conn, events, err := zk.Connect([]string{ln.Addr().String()}, 10*time.Second, zk.WithLogger(zkLogger{t}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for connected := false; !connected; {
-		select {
-		case ev := <-events:
-			connected = ev.State == zk.StateHasSession
-		case <-ctx.Done():
-			t.Fatal("no session through the proxy")
-		}
-	}
+	conn := connectThrough(ctx, t, serveOnLoopback(t, st.srv))
 	if _, err := conn.Create("/status-test", []byte("x"), 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
@@ -336,3 +312,42 @@ func TestStatusRealZooKeeper(t *testing.T) {
 type zkLogger struct{ t *testing.T }
 
 func (l zkLogger) Printf(format string, args ...any) { l.t.Logf("go-zookeeper: "+format, args...) }
+
+// serveOnLoopback serves p on a fresh loopback address until the test ends
+// and returns the address.
+func serveOnLoopback(t *testing.T, p *proxy.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(zktest.LoopbackIP(t), "2181"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		p.Close()
+		if err := <-done; !errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// connectThrough opens a go-zookeeper session through the proxy at addr
+// and waits until it has one; the test's end closes it.
+func connectThrough(ctx context.Context, t *testing.T, addr string) *zk.Conn {
+	t.Helper()
+	conn, events, err := zk.Connect([]string{addr}, 10*time.Second, zk.WithLogger(zkLogger{t}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	for connected := false; !connected; {
+		select {
+		case ev := <-events:
+			connected = ev.State == zk.StateHasSession
+		case <-ctx.Done():
+			t.Fatal("no session through the proxy")
+		}
+	}
+	return conn
+}

@@ -1,4 +1,4 @@
-package bridge
+package admin
 
 import (
 	"context"
@@ -16,10 +16,12 @@ import (
 const peerTimeout = 3 * time.Second
 
 // PeerSessions asks the admin API of each peer zkproxy (base URLs) for its
-// sessions (GET /sessions, which needs no token), for the sync check's
+// sessions (GET /sessions), for the sync check's
 // cutover.CheckConfig.PeerSessions: an HA pair's partner carries sessions of
-// the same tenants, and they are not clients left out of the proxy.
-func PeerSessions(peers []string, client *http.Client) func(ctx context.Context) ([]int64, []string) {
+// the same tenants, and they are not clients left out of the proxy. token,
+// when not empty, is sent as the bearer token: the peers of an HA pair share
+// one, since /sessions needs it. client nil: a client with a 3 s timeout.
+func PeerSessions(peers []string, token string, client *http.Client) func(ctx context.Context) ([]int64, []string) {
 	if client == nil {
 		client = &http.Client{Timeout: peerTimeout}
 	}
@@ -31,7 +33,7 @@ func PeerSessions(peers []string, client *http.Client) func(ctx context.Context)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ids[i], errs[i] = peerSessions(ctx, client, peer)
+				ids[i], errs[i] = peerSessions(ctx, client, peer, token)
 			}()
 		}
 		wg.Wait()
@@ -47,12 +49,15 @@ func PeerSessions(peers []string, client *http.Client) func(ctx context.Context)
 	}
 }
 
-func peerSessions(ctx context.Context, client *http.Client, peer string) ([]int64, error) {
+func peerSessions(ctx context.Context, client *http.Client, peer, token string) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+"/sessions", nil)
 	if err != nil {
 		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
