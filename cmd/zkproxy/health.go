@@ -23,8 +23,8 @@ import (
 // HEALTHCHECK: the distroless image has no shell and no curl.
 func newHealthCommand() *cobra.Command {
 	var (
-		adminURL, token, caFile string
-		ready                   bool
+		adminURL, token, caFile, serverName string
+		ready                               bool
 		timeout                 time.Duration
 	)
 	cmd := &cobra.Command{
@@ -36,9 +36,11 @@ and exits 0 when the answer is 200, 1 otherwise.
 
 Without --admin, the address comes from the serve configuration this process
 sees (ZKPROXY_ADMIN_LISTEN, or admin-listen in the ZKPROXY_CONFIG file; default
-127.0.0.1:9181), a wildcard host asked on loopback, so inside the container it
-needs no arguments. The token (--token, ZKPROXY_ADMIN_TOKEN or the file's
-admin-token) is sent when one is configured.`,
+127.0.0.1:9181), a wildcard host asked on loopback, over https when
+admin-tls-cert is set, so inside the container it needs no arguments. An https
+certificate is verified against --ca (default: the system's roots) and
+--server-name (default: the URL's host). The token (--token,
+ZKPROXY_ADMIN_TOKEN or the file's admin-token) is sent when one is configured.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if adminURL == "" || token == "" {
@@ -53,7 +55,7 @@ admin-token) is sent when one is configured.`,
 					token = serveSide.token
 				}
 			}
-			client, err := healthClient(adminURL, caFile, timeout)
+			client, err := healthClient(adminURL, caFile, serverName, timeout)
 			if err != nil {
 				return err
 			}
@@ -72,6 +74,7 @@ admin-token) is sent when one is configured.`,
 	cmd.Flags().StringVar(&adminURL, "admin", os.Getenv("ZKPROXY_ADMIN_URL"), "admin API base URL, http:// or https:// (env ZKPROXY_ADMIN_URL; default: from the serve configuration)")
 	cmd.Flags().StringVar(&token, "token", "", "bearer token sent with the request (default: ZKPROXY_ADMIN_TOKEN or the config file's admin-token)")
 	cmd.Flags().StringVar(&caFile, "ca", os.Getenv("ZKPROXY_ADMIN_CA"), "PEM CA certificates an https admin certificate must chain to (env ZKPROXY_ADMIN_CA; default: the system's roots)")
+	cmd.Flags().StringVar(&serverName, "server-name", os.Getenv("ZKPROXY_ADMIN_SERVER_NAME"), "name the https admin certificate is verified against (env ZKPROXY_ADMIN_SERVER_NAME; default: the URL's host)")
 	cmd.Flags().BoolVar(&ready, "ready", false, "ask /readyz (ready for clients) instead of /healthz (alive)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long (keep it under the HEALTHCHECK --timeout)")
 	return cmd
@@ -107,24 +110,30 @@ func serveAdminSettings() (adminSettings, error) {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1" // a wildcard listener answers on loopback too
 	}
-	s.url = "http://" + net.JoinHostPort(host, port)
+	scheme := "http"
+	if strings.TrimSpace(v.GetString(keyAdminTLSCert)) != "" {
+		scheme = "https"
+	}
+	s.url = scheme + "://" + net.JoinHostPort(host, port)
 	return s, nil
 }
 
 // healthClient is an HTTP client giving up after timeout; for https it
-// verifies the admin certificate against caFile when one is given.
-func healthClient(base, caFile string, timeout time.Duration) (*http.Client, error) {
+// verifies the admin certificate against caFile (default: the system's
+// roots) and serverName (default: the URL's host).
+func healthClient(base, caFile, serverName string, timeout time.Duration) (*http.Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("admin URL %q is not http(s)://host:port", base)
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pool, err := loadCertPool(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("--ca: %w", err)
 		}
-		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		transport.TLSClientConfig.RootCAs = pool
 	}
 	return &http.Client{Timeout: timeout, Transport: transport}, nil
 }

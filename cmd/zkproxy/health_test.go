@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -103,37 +101,61 @@ func TestHealthCommand(t *testing.T) {
 	}
 }
 
-// TestHealthOverHTTPS: an https admin URL is verified against --ca, and the
-// configured token goes with the request.
+// TestHealthOverHTTPS asks a real `zkproxy serve` whose admin API speaks
+// HTTPS only: found from the serve configuration (admin-tls-cert set means
+// https), verified against --ca and --server-name; another CA or a name the
+// certificate does not carry fails, saying so.
 func TestHealthOverHTTPS(t *testing.T) {
+	ip := zktest.LoopbackIP(t)
+	adminAddr := net.JoinHostPort(ip, "9181")
 	ca := zktest.NewCA(t)
-	cert, key := ca.Issue(t, "zkproxy-admin", "127.0.0.1")
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		t.Fatal(err)
+	cert, key := ca.Issue(t, "zkproxy-admin", ip)
+	startServe(t, "--listen", net.JoinHostPort(ip, "2181"), "--source", "127.0.0.1:2181",
+		"--admin-listen", adminAddr, "--admin-tls-cert", cert, "--admin-tls-key", key, "--data-dir", t.TempDir())
+	base := "https://" + adminAddr
+
+	t.Setenv("ZKPROXY_ADMIN_URL", "")
+	t.Setenv("ZKPROXY_ADMIN_LISTEN", adminAddr)
+	t.Setenv("ZKPROXY_ADMIN_TLS_CERT", cert)
+	var out string
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out, err = health(t, "--ca", ca.CertFile); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zkproxy health over https never passed: %v", err)
+		}
 	}
+	if want := "healthy: GET " + base + "/healthz: ok\n"; out != want {
+		t.Errorf("health printed %q, want %q", out, want)
+	}
+	if _, err := health(t, "--ca", ca.CertFile, "--server-name", ip); err != nil {
+		t.Errorf("health with the certificate's address as server name: %v", err)
+	}
+	if _, err := health(t, "--ca", ca.CertFile, "--server-name", "zkproxy.example"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("health verifying a name the certificate lacks: %v", err)
+	}
+	if _, err := health(t, "--ca", zktest.NewCA(t).CertFile); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("health trusting another CA: %v", err)
+	}
+}
+
+// TestHealthSendsToken: the configured token goes with the request (the
+// admin API asks none for /healthz, so the request is looked at here).
+func TestHealthSendsToken(t *testing.T) {
 	h := admin.NewHandler(admin.Options{})
-	gotAuth := make(chan string, 4)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	gotAuth := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotAuth <- r.Header.Get("Authorization")
 		h.ServeHTTP(w, r)
 	}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below is expected
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-	srv.StartTLS()
 	defer srv.Close()
-
 	t.Setenv("ZKPROXY_ADMIN_TOKEN", "s3cret")
-	out, err := health(t, "--admin", srv.URL, "--ca", ca.CertFile)
-	if err != nil || out != "healthy: GET "+srv.URL+"/healthz: ok\n" {
-		t.Fatalf("health over https: %q, %v", out, err)
+	if out, err := health(t, "--admin", srv.URL); err != nil || out != "healthy: GET "+srv.URL+"/healthz: ok\n" {
+		t.Fatalf("health: %q, %v", out, err)
 	}
 	if auth := <-gotAuth; auth != "Bearer s3cret" {
 		t.Errorf("Authorization %q, want the configured token", auth)
-	}
-
-	// Another CA: the certificate is refused, and the line says so.
-	if _, err := health(t, "--admin", srv.URL, "--ca", zktest.NewCA(t).CertFile); err == nil || !strings.Contains(err.Error(), "certificate") {
-		t.Errorf("health trusting another CA: %v", err)
 	}
 }
