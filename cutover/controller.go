@@ -179,9 +179,9 @@ func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registe
 	return c, nil
 }
 
-// watchSync runs the sync check every interval until Close, skipping it
-// once the split is recorded (the ensembles are apart for good; the check
-// would only report two leaders).
+// watchSync runs the sync check every interval until Close; once the split
+// is recorded (the ensembles are apart for good) it checks the
+// destination's health instead (DestinationHealth).
 func (c *Controller) watchSync(ctx context.Context, interval time.Duration) {
 	defer close(c.watchDone)
 	t := time.NewTicker(interval)
@@ -192,6 +192,8 @@ func (c *Controller) watchSync(ctx context.Context, interval time.Duration) {
 		c.mu.Unlock()
 		if !split {
 			c.Check(ctx)
+		} else {
+			c.checkHealth(ctx) // health.go
 		}
 		select {
 		case <-ctx.Done():

@@ -1,5 +1,7 @@
-// Command zkdemo runs a real ZooKeeper "mitosis" through zkproxy on this
-// machine, narrating each step of shared/seeds/yelp-zookeeper-mitosis.txt,
+// Command zkdemo runs a real ZooKeeper "mitosis" (Yelp's procedure) through
+// zkproxy on this machine, driven by the files and runbook steps `zkproxy
+// mitosis plan` generates and checked with `zkproxy mitosis verify` at every
+// stage the runbook names,
 // with a Kafka-like workload on the Java ZooKeeper client (the client Kafka
 // brokers use) connected through zkproxy the whole time. It ends with a
 // report: acknowledged and lost writes, expired sessions, client
@@ -23,13 +25,16 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/planrun"
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+	"github.com/zkproxy/zkproxy/mitosis"
 )
 
 func main() {
@@ -157,17 +162,26 @@ type stage struct {
 	took time.Duration
 }
 
-type demo struct {
-	o      options
-	tb     *demoTB
-	stages []stage
-	step   int
-	ctx    context.Context
-
-	proxyAddr, adminURL string
+// verifyResult is one `zkproxy mitosis verify` run of the migration.
+type verifyResult struct {
+	step  int
+	stage string
+	pass  bool
+	took  time.Duration
 }
 
-const totalSteps = 11
+type demo struct {
+	o        options
+	tb       *demoTB
+	stages   []stage
+	verifies []verifyResult
+	step     int
+	total    int
+	ctx      context.Context
+
+	proxyAddr, adminURL string
+	planDir             string
+}
 
 func newDemo(o options) (*demo, error) {
 	bin, err := filepath.Abs(o.zkproxyBin)
@@ -196,7 +210,7 @@ func newDemo(o options) (*demo, error) {
 // do runs one narrated stage and records its time.
 func (d *demo) do(title, what string, f func() error) bool {
 	d.step++
-	fmt.Printf("\n[%d/%d] %s\n", d.step, totalSteps, title)
+	fmt.Printf("\n[%d/%d] %s\n", d.step, d.total, title)
 	if what != "" {
 		fmt.Printf("      %s\n", strings.ReplaceAll(what, "\n", "\n      "))
 	}
@@ -212,11 +226,11 @@ func (d *demo) do(title, what string, f func() error) bool {
 	return true
 }
 
-// cli runs a zkproxy CLI command against the demo's proxy and shows it.
-func (d *demo) cli(args ...string) error {
-	args = append(args, "--admin", d.adminURL)
-	fmt.Printf("      $ zkproxy %s\n", strings.Join(args[:len(args)-2], " "))
-	cmd := exec.Command(d.o.zkproxyBin, args...)
+// zkproxy runs a zkproxy command against the demo's proxy and shows it.
+func (d *demo) zkproxy(ctx context.Context, args ...string) error {
+	fmt.Printf("      $ zkproxy %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, d.o.zkproxyBin, args...)
+	cmd.Env = append(os.Environ(), "ZKPROXY_ADMIN_URL="+d.adminURL)
 	cmd.Stdout = &indent{w: os.Stdout, prefix: "        "}
 	cmd.Stderr = cmd.Stdout
 	return cmd.Run()
@@ -236,9 +250,7 @@ func (i *indent) Write(p []byte) (int, error) {
 			i.mid = true
 		}
 		b.WriteRune(c)
-		if c == '\n' {
-			i.mid = false
-		} else if c == '\r' {
+		if c == '\n' || c == '\r' {
 			i.mid = false
 		}
 	}
@@ -246,164 +258,198 @@ func (i *indent) Write(p []byte) (int, error) {
 	return len(p), err
 }
 
-func addrs(e *zktest.Ensemble, n int) []string {
+func addrs(e *zktest.Ensemble) []string {
 	var out []string
-	for _, s := range e.Members[:n] {
+	for _, s := range e.Members {
 		out = append(out, s.ClientAddr())
 	}
 	return out
 }
 
+// setupStages are the narrated stages before the plan's own steps, and
+// the final write check after them.
+const setupStages = 4 + 1
+
 func (d *demo) run() bool {
 	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Minute)
 	defer cancel()
-	fmt.Println("zkproxy demo: a real ZooKeeper mitosis (Yelp's procedure) with every client behind zkproxy.")
+	fmt.Println("zkproxy demo: a real ZooKeeper mitosis (Yelp's procedure) with every client behind zkproxy,")
+	fmt.Println("driven by the files and commands `zkproxy mitosis plan` generates, verified at every stage.")
 	fmt.Printf("Working directory and logs: %s\n", d.tb.base)
-
+	d.total = setupStages
 	var m *zktest.Mitosis
 	if !d.do("Source ensemble", "Three ZooKeeper 3.8 nodes (myid 1-3), each on its own loopback address.", func() error {
-		m = zktest.NewMitosis(d.tb, zktest.WithHeapMB(96))
-		fmt.Printf("      source: %s\n", strings.Join(addrs(m.Source, 3), ", "))
-		fmt.Printf("      destination (not started yet): %s; node 6 stays dormant until the split\n", strings.Join(addrs(m.Destination, 3), ", "))
+		m = d.startSource()
 		return nil
-	}) {
-		return false
-	}
-
-	if !d.do("zkproxy in front of the source", "Clients connect to zkproxy only: zookeeper.connect=<zkproxy>/kafka.", func() error {
+	}) || !d.do("zkproxy in front of the source", "Clients connect to zkproxy only: zookeeper.connect=<zkproxy>/kafka.", func() error {
 		return d.startProxy(m)
 	}) {
 		return false
 	}
-
 	var w *kafkaload.JavaWorkload
 	if !d.do("Kafka-like workload through zkproxy",
 		fmt.Sprintf("Java ZooKeeper 3.8 client (Kafka's): %d brokers register ephemerals with a CheckedEphemeral multi,\nelect a controller (/controller ephemeral, exists watch), watch /brokers/ids and /config/changes;\n%d writers create serial-numbered znodes, one after another. Session timeout 18 s, as Kafka.", d.o.brokers, d.o.writers),
-		func() error {
-			prog := zktest.JavaProgram(d.tb, kafkaload.JavaWorkloadSource)
-			var err error
-			w, err = kafkaload.StartJava(ctx, prog, kafkaload.JavaConfig{Connect: d.proxyAddr + "/kafka", Brokers: d.o.brokers, Writers: d.o.writers, Stderr: d.tb.log})
-			if err != nil {
-				return err
-			}
-			d.tb.Cleanup(w.Close)
-			time.Sleep(time.Second)
-			fmt.Printf("      %d sessions connected; %d writes acknowledged so far\n", len(w.Snapshot().Sessions), w.Snapshot().AckedWrites)
-			return nil
-		}) {
-		return false
-	}
-
-	joinBase := w.Snapshot()
-	w.ResetLatency()
-	if !d.do("Stage one: DNA replication (join)",
-		"Destination nodes 4 and 5 start empty with the five-node joint zoo.cfg and sync from the source leader;\nthen a rolling restart moves the source members onto the joint config, leader last, one at a time.\nBefore each restart zkproxy holds the sessions on that member (all of them for the leader, whose\nrestart makes every member drop its clients), so nothing is in flight when the member goes away.",
-		func() error {
-			leader, err := m.JoinAround(ctx, func(s *zktest.Server, leader bool, restart func() error) error {
-				args := []string{"cutover", "hold", "--member", s.ClientAddr()}
-				if leader {
-					args = []string{"cutover", "hold"}
-				}
-				if err := d.cli(args...); err != nil {
-					return err
-				}
-				fmt.Printf("      restarting %s (leader: %t) onto the joint config\n", s, leader)
-				if err := restart(); err != nil {
-					return err
-				}
-				if err := d.waitReleased(ctx); err != nil {
-					return err
-				}
-				return d.cli("cutover", "release")
-			})
-			if err == nil {
-				fmt.Printf("      joint ensemble of 5 serving; leader %s\n", leader)
-			}
+		func() (err error) {
+			w, err = d.startWorkload(ctx)
 			return err
 		}) {
 		return false
 	}
-	base := w.Snapshot()
-	joinPause := base.MaxOpLatency
-	w.ResetLatency()
-
-	if !d.do("Is mitosis sync confirmed?", "", func() error {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			err := d.cli("cutover", "check")
-			if err == nil || time.Now().After(deadline) {
-				return err
-			}
-			fmt.Println("      not yet; checking again")
-			time.Sleep(time.Second)
-		}
-	}) {
-		return false
-	}
-
-	if !d.do("Cutover: move every live session to the destination",
-		"Each session: hold new requests, drain in-flight, re-open with the same id/password/last zxid on\nnode 4 or 5, replay auth, re-register watches, release. New connections go to the destination.",
-		func() error { return d.cli("cutover", "start") }) {
-		return false
-	}
-	afterCutover := w.Snapshot()
-
-	if !d.do("Split barrier", "zkproxy checks leader placement, zxid and digest parity, then holds every request\n(pings are answered) so nothing is in flight when the destination drops its connections.\nThe joint leader is usually node 5 (highest id wins an election with equal zxids): the source then\nre-elects at the split, which would drop clients connected to it directly; zkproxy finds none here.",
-		func() error {
-			return d.cli("cutover", "split", "--prepare")
-		}) {
-		return false
-	}
-
-	if !d.do("Stage two: mitosis (firewall split, destination restart)",
-		"iptables REJECT (TCP) between destination and source addresses, both directions; then nodes 4 and 5\nrestart with the destination's own three-node zoo.cfg and node 6 starts empty; they elect a leader.",
-		func() error {
-			if err := m.Firewall(ctx); err != nil {
-				return err
-			}
-			fmt.Println("      firewall up")
-			leader, err := m.RestartDestination(ctx)
-			if err != nil {
-				return err
-			}
-			tl := m.Timeline()
-			fmt.Printf("      destination leader %s; destination served nobody for %s\n", leader, tl.DestinationUnavailable().Round(time.Millisecond))
-			return d.waitReleased(ctx)
-		}) {
-		return false
-	}
-
-	if !d.do("Record the split", "From here on the source is gone for good: rollback is refused.", func() error {
-		return d.cli("cutover", "split")
-	}) {
-		return false
-	}
-
-	if !d.do("Clean up the source", "Rolling restart of the source with its original three-node zoo.cfg, then the firewall rules go.", func() error {
-		if _, err := m.RestartSource(ctx); err != nil {
-			return err
-		}
-		return m.RemoveFirewall()
-	}) {
-		return false
-	}
-
-	var v kafkaload.Verification
-	var final, cut, split kafkaload.Report
-	if !d.do("Check every write", "Stop the workload; read every serial back from node 6, the formerly dormant destination node.", func() error {
-		if err := w.WatchesFire(ctx); err != nil {
-			return fmt.Errorf("watches after the migration: %w", err)
-		}
-		final = w.Stop()
-		cut = afterCutover.Since(base)
-		split = final.Since(afterCutover)
-		var err error
-		v, err = w.Verify(ctx, m.Dormant().ClientAddr())
+	var p *mitosis.Plan
+	if !d.do("zkproxy mitosis plan", "The plan reads the source live (conf, srvr) and writes every zoo.cfg, the firewall scripts and RUNBOOK.md.\nThe demo runs the runbook's steps as written: its files, its zkproxy commands, its verify checks.", func() (err error) {
+		p, err = d.makePlan(ctx, m)
 		return err
 	}) {
 		return false
 	}
-	return d.report(joinBase, base, final, cut, split, v, joinPause)
+	d.total += len(p.Steps)
+	snaps, ok := d.migrate(ctx, m, p, w)
+	if !ok {
+		return false
+	}
+	var v kafkaload.Verification
+	var final kafkaload.Report
+	if !d.do("Check every write", "Stop the workload; read every serial back from node 6, the formerly dormant destination node.", func() (err error) {
+		final, v, err = d.checkWrites(ctx, w, m)
+		return err
+	}) {
+		return false
+	}
+	return d.report(snaps, final, v)
+}
+
+// startSource starts the source ensemble; every server's dataDir is where
+// the plan's destination files will say (--destination-data-dir).
+func (d *demo) startSource() *zktest.Mitosis {
+	m := zktest.NewMitosis(d.tb, zktest.WithHeapMB(96), zktest.WithDataDirPattern(filepath.Join(d.tb.base, "data", "zk{id}")))
+	fmt.Printf("      source: %s\n", strings.Join(addrs(m.Source), ", "))
+	fmt.Printf("      destination (not started yet): %s; node 6 stays dormant until the split\n", strings.Join(addrs(m.Destination), ", "))
+	return m
+}
+
+func (d *demo) startWorkload(ctx context.Context) (*kafkaload.JavaWorkload, error) {
+	prog := zktest.JavaProgram(d.tb, kafkaload.JavaWorkloadSource)
+	w, err := kafkaload.StartJava(ctx, prog, kafkaload.JavaConfig{Connect: d.proxyAddr + "/kafka", Brokers: d.o.brokers, Writers: d.o.writers, Stderr: d.tb.log})
+	if err != nil {
+		return nil, err
+	}
+	d.tb.Cleanup(w.Close)
+	time.Sleep(time.Second) // let the workload get going before the narration counts it
+	fmt.Printf("      %d sessions connected; %d writes acknowledged so far\n", len(w.Snapshot().Sessions), w.Snapshot().AckedWrites)
+	return w, nil
+}
+
+// makePlan runs `zkproxy mitosis plan` against the live source, with
+// source member 1's zoo.cfg for the settings conf does not show.
+func (d *demo) makePlan(ctx context.Context, m *zktest.Mitosis) (*mitosis.Plan, error) {
+	d.planDir = filepath.Join(d.tb.base, "plan")
+	tmpl := filepath.Join(d.tb.base, "source-zoo.cfg")
+	if err := os.WriteFile(tmpl, m.Source.Members[0].ConfigFile(), 0o644); err != nil {
+		return nil, err
+	}
+	args := []string{"mitosis", "plan", "--source", strings.Join(addrs(m.Source), ","), "--out", d.planDir,
+		"--source-zoo-cfg", tmpl, "--destination-data-dir", filepath.Join(d.tb.base, "data", "zk{id}"),
+		"--dormant", "6", "--chroot", "/kafka", "--firewall-chain", fmt.Sprintf("ZKDEMO-%d", os.Getpid())}
+	for _, s := range m.Destination.Members {
+		args = append(args, "--destination", fmt.Sprintf("%d=%s:%d:%d", s.ID, s.IP, zktest.QuorumPort, zktest.ElectionPort))
+	}
+	if err := d.zkproxy(ctx, args...); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(d.planDir, "plan.json"))
+	if err != nil {
+		return nil, err
+	}
+	p, err := mitosis.ParsePlan(b)
+	if err != nil {
+		return nil, err
+	}
+	// Registered before any rule exists: Ctrl-C or a failure removes them.
+	d.tb.Cleanup(func() {
+		for _, m := range p.Destination {
+			if err := planrun.RunScript(context.Background(), filepath.Join(d.planDir, mitosis.FirewallFile("iptables", "remove", m.ID))); err != nil {
+				d.tb.Errorf("removing the firewall: %v", err)
+			}
+		}
+	})
+	fmt.Printf("      %d steps in %s\n", len(p.Steps), filepath.Join(d.planDir, "RUNBOOK.md"))
+	return p, nil
+}
+
+// snapshots are the workload's counters at the migration's milestones.
+type snapshots struct {
+	beforeJoin, joined, cutOver kafkaload.Report
+	joinPause                   time.Duration
+}
+
+// migrate runs every step of the plan as a narrated stage.
+func (d *demo) migrate(ctx context.Context, m *zktest.Mitosis, p *mitosis.Plan, w *kafkaload.JavaWorkload) (snapshots, bool) {
+	servers := map[int]*zktest.Server{}
+	for _, s := range append(slices.Clone(m.Source.Members), m.Destination.Members...) {
+		servers[s.ID] = s
+	}
+	r := &planrun.Runner{Plan: p, Dir: d.planDir, Servers: servers,
+		Zkproxy:  func(ctx context.Context, args []string) error { return d.zkproxy(ctx, args...) },
+		Released: d.waitReleased,
+		Check:    d.check,
+	}
+	var snaps snapshots
+	snaps.beforeJoin = w.Snapshot()
+	w.ResetLatency()
+	for _, s := range p.Steps {
+		var narration []string
+		if s.Note != "" {
+			narration = append(narration, s.Note)
+		}
+		for _, a := range s.Actions {
+			if a.Kind != mitosis.Zkproxy { // zkproxy commands show as they run
+				narration = append(narration, "$ "+a.Command)
+			}
+		}
+		if !d.do(s.Title, strings.Join(narration, "\n"), func() error {
+			if s.Check.Stage == mitosis.StageJoined && snaps.joined.AckedWrites == 0 {
+				// Every restart of the join is behind us.
+				snaps.joined = w.Snapshot()
+				snaps.joinPause = snaps.joined.MaxOpLatency
+				w.ResetLatency()
+			}
+			return r.Step(ctx, s)
+		}) {
+			return snaps, false
+		}
+		if s.Check.Stage == mitosis.StagePreSplit {
+			snaps.cutOver = w.Snapshot()
+		}
+	}
+	return snaps, true
+}
+
+// check runs a step's check: every `mitosis verify` (which must pass where
+// the runbook says so) is recorded for the report, and leftovers is shown;
+// the other checks only show state the narration already shows.
+func (d *demo) check(ctx context.Context, s mitosis.Step) error {
+	if s.Check.Stage == "" {
+		if slices.Contains(s.Check.Args, "leftovers") {
+			return d.zkproxy(ctx, s.Check.Args...)
+		}
+		return nil
+	}
+	start := time.Now()
+	err := d.zkproxy(ctx, s.Check.Args...)
+	d.verifies = append(d.verifies, verifyResult{step: s.N, stage: s.Check.Stage, pass: err == nil, took: time.Since(start)})
+	if err != nil && s.Check.MustPass {
+		return fmt.Errorf("%s: %w", s.Check.Command, err)
+	}
+	return nil
+}
+
+func (d *demo) checkWrites(ctx context.Context, w *kafkaload.JavaWorkload, m *zktest.Mitosis) (kafkaload.Report, kafkaload.Verification, error) {
+	if err := w.WatchesFire(ctx); err != nil {
+		return kafkaload.Report{}, kafkaload.Verification{}, fmt.Errorf("watches after the migration: %w", err)
+	}
+	final := w.Stop()
+	v, err := w.Verify(ctx, m.Dormant().ClientAddr())
+	return final, v, err
 }
 
 func (d *demo) startProxy(m *zktest.Mitosis) error {
@@ -417,8 +463,8 @@ func (d *demo) startProxy(m *zktest.Mitosis) error {
 	}
 	cmd := exec.Command(d.o.zkproxyBin, "serve",
 		"--listen", d.proxyAddr, "--admin-listen", net.JoinHostPort(ip, "9181"),
-		"--source", strings.Join(addrs(m.Source, 3), ","),
-		"--destination", strings.Join(addrs(m.Destination, 3), ","),
+		"--source", strings.Join(addrs(m.Source), ","),
+		"--destination", strings.Join(addrs(m.Destination), ","),
 		"--data-dir", d.tb.TempDir(), "--cutover-max-lag", "1000")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -454,7 +500,7 @@ func (d *demo) startProxy(m *zktest.Mitosis) error {
 }
 
 // waitReleased waits until the barrier has released every session (each
-// re-attached to the restarted destination) or came down by itself.
+// re-attached to the restarted member) or came down by itself.
 func (d *demo) waitReleased(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -472,17 +518,19 @@ func (d *demo) waitReleased(ctx context.Context) error {
 			return fmt.Errorf("cutover status: %w", err)
 		}
 		if !st.Barrier.Up || st.Barrier.Held == 0 {
-			fmt.Println("      every session re-attached to the new destination ensemble and was released")
+			fmt.Println("      every held session re-attached and was released")
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return errors.New("sessions still held 30 s after the destination restart")
+			return errors.New("sessions still held 30 s after the restart")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func (d *demo) report(joinBase, base, final, cut, split kafkaload.Report, v kafkaload.Verification, joinPause time.Duration) bool {
+func (d *demo) report(s snapshots, final kafkaload.Report, v kafkaload.Verification) bool {
+	cut := s.cutOver.Since(s.joined)
+	split := final.Since(s.cutOver)
 	pauses := kafkaload.PausesOf(final)
 	fmt.Println("\n================ report ================")
 	fmt.Printf("acknowledged writes        %d\n", v.Acked)
@@ -491,19 +539,28 @@ func (d *demo) report(joinBase, base, final, cut, split kafkaload.Report, v kafk
 	fmt.Printf("ephemeral owners intact    %t\n", v.OwnersIntact)
 	fmt.Printf("sessions expired           %d\n", final.Expired)
 	fmt.Printf("client disconnects         %d during the join, %d during cutover, %d during the split\n",
-		base.Since(joinBase).Disconnects, cut.Disconnects, split.Disconnects)
+		s.joined.Since(s.beforeJoin).Disconnects, cut.Disconnects, split.Disconnects)
 	fmt.Printf("longest client pause       %s during the join; %s from the cutover on (per session %s)\n",
-		joinPause.Round(time.Millisecond), final.MaxOpLatency.Round(time.Millisecond), pauses)
-	fmt.Println("time per stage:")
-	for _, s := range d.stages {
-		fmt.Printf("  %-58s %s\n", s.name, s.took.Round(10*time.Millisecond))
+		s.joinPause.Round(time.Millisecond), final.MaxOpLatency.Round(time.Millisecond), pauses)
+	fmt.Println("mitosis verify, per runbook step:")
+	verified := true
+	for _, r := range d.verifies {
+		result := "PASS"
+		if !r.pass {
+			result, verified = "FAIL", false
+		}
+		fmt.Printf("  step %2d  %-10s %s  (%s)\n", r.step, r.stage, result, r.took.Round(time.Millisecond))
 	}
-	ok := v.Lost == 0 && final.Expired == 0 && v.OwnersIntact
-	if ok && final.Since(joinBase).Disconnects == 0 {
+	fmt.Println("time per stage:")
+	for _, st := range d.stages {
+		fmt.Printf("  %-66s %s\n", st.name, st.took.Round(10*time.Millisecond))
+	}
+	ok := v.Lost == 0 && final.Expired == 0 && v.OwnersIntact && verified
+	if ok && final.Since(s.beforeJoin).Disconnects == 0 {
 		fmt.Println("\nNo client saw a disconnect at any point of the migration.")
 	}
 	if ok {
-		fmt.Println("\nOK: no acknowledged write lost, no session expired; clients never changed their connect string.")
+		fmt.Println("\nOK: every stage verified, no acknowledged write lost, no session expired; clients never changed their connect string.")
 	}
 	return ok
 }

@@ -106,12 +106,9 @@ func TestHealthCommand(t *testing.T) {
 // https), verified against --ca and --server-name; another CA or a name the
 // certificate does not carry fails, saying so.
 func TestHealthOverHTTPS(t *testing.T) {
-	ip := zktest.LoopbackIP(t)
-	adminAddr := net.JoinHostPort(ip, "9181")
-	ca := zktest.NewCA(t)
-	cert, key := ca.Issue(t, "zkproxy-admin", ip)
-	startServe(t, "--listen", net.JoinHostPort(ip, "2181"), "--source", "127.0.0.1:2181",
-		"--admin-listen", adminAddr, "--admin-tls-cert", cert, "--admin-tls-key", key, "--data-dir", t.TempDir())
+	adminAddr, ca := startAdminTLSServe(t)
+	ip, _, _ := net.SplitHostPort(adminAddr)
+	cert := filepath.Join(t.TempDir(), "unread.pem") // health only looks whether admin-tls-cert is set
 	base := "https://" + adminAddr
 
 	t.Setenv("ZKPROXY_ADMIN_URL", "")

@@ -18,7 +18,7 @@ var version = "dev"
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "zkproxy:", err)
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }
 
@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
+	root.AddCommand(newMitosisCommand())
 	root.AddCommand(newServeCommand(), newCutoverCommand(), newSessionsCommand(), newHealthCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the zkproxy version",

@@ -217,7 +217,7 @@ func TestChaosSlowDestination(t *testing.T) {
 // TestChaosSplitDuringCutover has the operator start the split while the
 // cutover still runs. zkproxy refuses both to raise the split barrier and to
 // record the split — every session of the tenant must be on the destination
-// first (ZK-PROTOCOL.md §5.6, 4) — and Status says why and how far the
+// first (docs/protocol.md §5.6, 4) — and Status says why and how far the
 // cutover is. Once the cutover finishes, the split proceeds under load behind
 // the barrier, is recorded, no client sees Disconnected, nothing
 // acknowledged is lost and nothing expires.

@@ -1,5 +1,5 @@
 // Package e2e holds zkproxy's end-to-end tests: the whole Yelp mitosis
-// (shared/seeds/yelp-zookeeper-mitosis.txt) on real ZooKeeper 3.8 servers,
+// (docs/mitosis.md) on real ZooKeeper 3.8 servers,
 // with zkproxy and its cutover controller in front and Kafka-like workloads
 // (Go and Java clients, internal/testkit/kafkaload) running through it:
 //

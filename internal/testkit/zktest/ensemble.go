@@ -170,7 +170,7 @@ func (e *Ensemble) WaitLeader(ctx context.Context) (*Server, error) {
 }
 
 // WaitInSync waits until every member serves, exactly one leads, and all
-// report the same Zxid in srvr: the "mitosis sync" check of ZK-PROTOCOL.md §7.2.
+// report the same Zxid in srvr: the "mitosis sync" check of docs/protocol.md §7.2.
 // Call it with writes quiesced; under a steady write load the zxids may never
 // be observed equal.
 func (e *Ensemble) WaitInSync(ctx context.Context) error {

@@ -9,7 +9,7 @@ import (
 )
 
 // Mitosis drives the Yelp "ZooKeeper mitosis" procedure
-// (shared/seeds/yelp-zookeeper-mitosis.txt) on real servers: a 3-node source
+// (docs/mitosis.md) on real servers: a 3-node source
 // ensemble (myids 1-3) is joined by two empty destination nodes (4, 5) into a
 // 5-node joint ensemble, which is later split by firewall into the source
 // {1,2,3} and the destination {4,5,6}; node 6 stays dormant until the split.
@@ -135,7 +135,7 @@ func (m *Mitosis) JoinAround(ctx context.Context, around AroundRestart) (*Server
 
 // LeadFromSource makes a source member lead the joint ensemble, so that the
 // split does not cost the source an election (an election drops every client
-// connection on the source's followers, ZK-PROTOCOL.md §5.6). If a
+// connection on the source's followers, docs/protocol.md §5.6). If a
 // destination node leads, it stops nodes 4 and 5, waits for the source
 // members (3 of 5, still a quorum) to elect one of themselves, and starts 4
 // and 5 again. It returns the joint leader.

@@ -41,6 +41,7 @@ type options struct {
 	jvmFlags          []string
 	tlsCA             *CA // non-nil: serve TLS on SecureClientPort too
 	clientInServers   bool
+	dataDirPattern    string // non-empty: the dataDir, "{id}" replaced (WithDataDirPattern)
 }
 
 func defaultOptions() options {
@@ -126,6 +127,9 @@ type Server struct {
 	exited  chan struct{} // closed when cmd has been waited for
 	waitErr error
 	starts  int
+	// cfgFile, when set (UseConfigFile), is written as zoo.cfg instead of
+	// the generated configuration.
+	cfgFile []byte
 }
 
 func newServer(t TB, id int, opts []Option) *Server {
@@ -187,7 +191,12 @@ func Standalone(t TB, opts ...Option) *Server {
 
 func (s *Server) keyStorePath() string { return filepath.Join(s.dir, "keystore.pem") }
 
-func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
+func (s *Server) dataDir() string {
+	if p := s.opts.dataDirPattern; p != "" {
+		return strings.ReplaceAll(p, "{id}", strconv.Itoa(s.ID))
+	}
+	return filepath.Join(s.dir, "data")
+}
 
 // LogPath is the server's log file (stdout and stderr of every run, appended).
 func (s *Server) LogPath() string { return filepath.Join(s.dir, "server.log") }
@@ -275,7 +284,11 @@ func (s *Server) Start() error {
 		}
 	}
 	cfgPath := filepath.Join(s.dir, "zoo.cfg")
-	if err := os.WriteFile(cfgPath, []byte(s.config()), 0o644); err != nil {
+	cfg := []byte(s.config())
+	if s.cfgFile != nil {
+		cfg = s.cfgFile
+	}
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		return fmt.Errorf("start %v: %w", s, err)
 	}
 	logf, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -125,7 +125,7 @@ func TestEnsembleAndMitosis(t *testing.T) {
 		t.Logf("%v: %s zxid 0x%x err %v", st.Server, st.Srvr.Mode, st.Srvr.Zxid, st.Err)
 	}
 	// Move the joint leadership to the source side, as zkproxy's cutover
-	// wants before a split (ZK-PROTOCOL.md §5.6).
+	// wants before a split (docs/protocol.md §5.6).
 	jl, err = m.LeadFromSource(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,7 @@
 // written against the Java ZooKeeper 3.8 client that Kafka brokers use, for
 // zkproxy's end-to-end tests (driven by internal/testkit/kafkaload/java.go).
 //
-// What it does, as Kafka does (ZK-PROTOCOL.md §8):
+// What it does, as Kafka does (docs/protocol.md §8):
 //   - N broker sessions register /brokers/ids/<n> with Kafka's
 //     CheckedEphemeral: multi[create(EPHEMERAL, null data), setData(version 0)];
 //     on NODEEXISTS the registration stands if its ephemeralOwner is this

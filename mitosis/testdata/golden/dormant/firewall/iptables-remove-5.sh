@@ -1,0 +1,9 @@
+#!/bin/sh
+# zkproxy mitosis plan: remove the split firewall for zk5 (10.0.2.5). Run on that host as root.
+# Rejects every TCP connection between it and the source members 1,2,3, both ways.
+set -eu
+CHAIN=ZK-MITOSIS-5
+iptables -w -D INPUT -j "$CHAIN" 2>/dev/null || true
+iptables -w -D OUTPUT -j "$CHAIN" 2>/dev/null || true
+iptables -w -F "$CHAIN" 2>/dev/null || true
+iptables -w -X "$CHAIN" 2>/dev/null || true
