@@ -25,7 +25,7 @@ func newHealthCommand() *cobra.Command {
 	var (
 		adminURL, token, caFile, serverName string
 		ready                               bool
-		timeout                 time.Duration
+		timeout                             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "health",
