@@ -28,5 +28,15 @@ EXPOSE 2181 9181
 # used when no --*-tls-ca is given.
 ENV ZKPROXY_DATA_DIR=/var/lib/zkproxy
 USER nonroot:nonroot
+# Exec form: the image has no shell and no curl. `zkproxy health` GETs the
+# admin /healthz at the address the serve configuration gives it
+# (ZKPROXY_ADMIN_LISTEN or the config file, default 127.0.0.1:9181; a
+# wildcard host is asked on loopback), over https when admin-tls-cert is set
+# (verified against ZKPROXY_ADMIN_CA and ZKPROXY_ADMIN_SERVER_NAME), with
+# ZKPROXY_ADMIN_TOKEN when set. When the admin keys are given as serve flags
+# instead, set ZKPROXY_ADMIN_URL too; with the admin API off, override or
+# disable this check.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/zkproxy", "health", "--timeout", "4s"]
 ENTRYPOINT ["/usr/local/bin/zkproxy"]
 CMD ["serve"]

@@ -7,7 +7,7 @@ GO        ?= go
 FUZZTIME  ?= 1500000x
 TESTFLAGS ?= -race -count=1 -timeout 60m
 
-.PHONY: test test-short deps vet lint fuzz bench demo build soak
+.PHONY: test test-short deps vet lint rules fuzz bench demo build soak
 
 build:
 	$(GO) build ./...
@@ -21,7 +21,13 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 
-test: deps lint
+# The alert rules: promtool (Debian "prometheus") checks them and runs their
+# unit tests, one firing and one silent case per alert.
+rules: deps
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
+
+test: deps lint rules
 	$(GO) test $(TESTFLAGS) ./...
 	$(MAKE) fuzz
 

@@ -90,23 +90,17 @@ func (fr *FrameReader) Next() (Frame, error) {
 		copy(small, fr.buf)
 		fr.buf = small
 	}
-	// Grow with the bytes that actually arrive, at most doubling, so a peer
-	// announcing a large frame and sending nothing costs little memory.
+	// Fill the buffer before growing it, and grow by doubling, so a frame
+	// costs at most twice the bytes that actually arrived, whatever length
+	// its prefix announces: a peer announcing a large frame and sending
+	// nothing costs the initial buffer only.
 	for len(fr.buf) < total {
-		next := total
-		if c := cap(fr.buf); next > c {
-			grow := 2 * c
-			if grow < 4096 {
-				grow = 4096
-			}
-			if next > grow {
-				next = grow
-			}
-			bigger := make([]byte, len(fr.buf), next)
+		if len(fr.buf) == cap(fr.buf) {
+			bigger := make([]byte, len(fr.buf), min(2*cap(fr.buf), total))
 			copy(bigger, fr.buf)
 			fr.buf = bigger
 		}
-		start := len(fr.buf)
+		start, next := len(fr.buf), min(cap(fr.buf), total)
 		fr.buf = fr.buf[:next]
 		if _, err := io.ReadFull(fr.r, fr.buf[start:next]); err != nil {
 			if errors.Is(err, io.EOF) {

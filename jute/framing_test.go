@@ -60,19 +60,6 @@ func TestFrameReaderErrors(t *testing.T) {
 	}
 }
 
-func TestFrameReaderAnnouncedButNotSent(t *testing.T) {
-	// A peer announcing a maximal frame and sending 10 bytes must not make
-	// the reader allocate the announced size.
-	stream := append([]byte{0, 0x0f, 0xff, 0xff}, make([]byte, 10)...)
-	fr := NewFrameReader(bytes.NewReader(stream), 0)
-	if _, err := fr.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("got %v", err)
-	}
-	if c := cap(fr.buf); c > 8192 {
-		t.Fatalf("buffer grew to %d bytes for 10 received", c)
-	}
-}
-
 func TestFrameReaderShrinks(t *testing.T) {
 	var stream []byte
 	stream = AppendFrame(stream, make([]byte, 500000))

@@ -107,33 +107,40 @@ func FuzzFrameConnect(f *testing.F) {
 	}
 	f.Add([]byte("ruok"))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
-	f.Fuzz(func(t *testing.T, stream []byte) {
-		const limit = 1 << 12
-		fr := NewFrameReader(bytes.NewReader(stream), limit)
-		consumed := 0
-		for {
-			fm, err := fr.Next()
-			if err != nil {
-				break
+	f.Fuzz(checkFrameConnect)
+}
+
+// frameConnectLimit is FuzzFrameConnect's frame size limit.
+const frameConnectLimit = 1 << 12
+
+// checkFrameConnect is FuzzFrameConnect's property: every frame read off
+// stream is the stream's bytes, and decodes as each connect record either
+// with a typed error or re-encoding to the same bytes.
+func checkFrameConnect(t *testing.T, stream []byte) {
+	fr := NewFrameReader(bytes.NewReader(stream), frameConnectLimit)
+	consumed := 0
+	for {
+		fm, err := fr.Next()
+		if err != nil {
+			break
+		}
+		if fm.Len() > frameConnectLimit || !bytes.Equal(fm.Raw(), stream[consumed:consumed+len(fm.Raw())]) {
+			t.Fatalf("frame at %d does not match the stream", consumed)
+		}
+		consumed += len(fm.Raw())
+		for _, r := range []Record{new(ConnectRequest), new(ConnectResponse)} {
+			if err := Unmarshal(fm.Payload(), r); err != nil {
+				checkDecodeError(t, err, fm.Len())
+				continue
 			}
-			if fm.Len() > limit || !bytes.Equal(fm.Raw(), stream[consumed:consumed+len(fm.Raw())]) {
-				t.Fatalf("frame at %d does not match the stream", consumed)
-			}
-			consumed += len(fm.Raw())
-			for _, r := range []Record{new(ConnectRequest), new(ConnectResponse)} {
-				if err := Unmarshal(fm.Payload(), r); err != nil {
-					checkDecodeError(t, err, fm.Len())
-					continue
-				}
-				if got := Marshal(r); !bytes.Equal(got, fm.Payload()) {
-					t.Fatalf("%T re-encoded as %x, want %x", r, got, fm.Payload())
-				}
+			if got := Marshal(r); !bytes.Equal(got, fm.Payload()) {
+				t.Fatalf("%T re-encoded as %x, want %x", r, got, fm.Payload())
 			}
 		}
-		if len(stream) >= 4 {
-			FourLetterWord([4]byte(stream))
-		}
-	})
+	}
+	if len(stream) >= 4 {
+		FourLetterWord([4]byte(stream))
+	}
 }
 
 // checkDecodeError checks that a decoding error is typed and points inside

@@ -1,9 +1,6 @@
 package jute
 
-import (
-	"fmt"
-	"strings"
-)
+import "reflect"
 
 // Record is a jute record. Decode reads the record's fields in
 // zookeeper.jute order and leaves any error in d (check d.Err once after);
@@ -14,12 +11,20 @@ type Record interface {
 	Encode(e *Encoder)
 }
 
-// recordName is the record's type name without package, for errors.
+// recordName is the record's type name without package, for errors. It
+// reads the name off the type and allocates nothing: a stream of short
+// frames fails a decode per frame, and formatting the name with fmt (%T)
+// made each failure cost several allocations and a trip through fmt's
+// printer pool.
 func recordName(r Record) string {
 	if r == nil {
 		return "payload"
 	}
-	return strings.TrimPrefix(fmt.Sprintf("%T", r), "*jute.")
+	t := reflect.TypeOf(r)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Name()
 }
 
 // Unmarshal decodes r from b, which must hold exactly one record; leftover

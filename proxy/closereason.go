@@ -40,7 +40,7 @@ const (
 	// closeMemberClosed: the member closed the connection after a reply
 	// that said it would (auth failed, session expired).
 	closeMemberClosed
-	// closeMemberFrameTooLarge: a member frame over max-reply-frame-size.
+	// closeMemberFrameTooLarge: a member frame over Config.MaxReplyFrameSize.
 	closeMemberFrameTooLarge
 	// closeMemberProtocol: a member frame the session cannot account for
 	// (undecodable reply header, a reply to no request).

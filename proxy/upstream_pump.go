@@ -78,7 +78,7 @@ func (s *Session) readUpstream(up *upstream) (err error) {
 	err = up.r.Serve(up)
 	if errors.Is(err, jute.ErrFrameTooLarge) {
 		s.srv.m.framesOverLimit.WithLabelValues("upstream").Inc()
-		return &fatalError{closeErrorf(closeMemberFrameTooLarge, "member %s sent a frame over max-reply-frame-size: %w", up.member, err)}
+		return &fatalError{closeErrorf(closeMemberFrameTooLarge, "member %s sent a frame over the reply limit (the larger of 4 MiB and max-frame-size): %w", up.member, err)}
 	}
 	return err
 }

@@ -2,11 +2,12 @@
 # Installs what zkproxy's tests need, and only what is missing: the ZooKeeper 3.8
 # server and Java client (Debian "zookeeper"), a JDK so tests can compile small Java
 # client programs, the C client (tools, and its library and header for the C test
-# programs), kazoo, Apache Curator 5 (the config-rewrite tests), iptables for the mitosis split, and
-# HAProxy for the relay benchmark. Idempotent, quiet, near-instant when all is there.
+# programs), kazoo, Apache Curator 5 (the config-rewrite tests), iptables for the
+# mitosis split, HAProxy for the relay benchmark, and promtool (Debian "prometheus")
+# for the alert rules' tests. Idempotent, quiet, near-instant when all is there.
 set -euo pipefail
 
-packages=(zookeeper default-jdk-headless zookeeper-bin libzookeeper-mt-dev python3-kazoo iptables haproxy gcc libcurator-framework-java)
+packages=(zookeeper default-jdk-headless zookeeper-bin libzookeeper-mt-dev python3-kazoo iptables haproxy gcc libcurator-framework-java prometheus)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -107,15 +107,28 @@ func newCutoverCommand() *cobra.Command {
 		Short: "Check mitosis sync and move every session to the destination ensemble",
 	}
 	c.bind(root)
+	root.AddCommand(
+		newCheckCommand(c),
+		newStartCommand(c),
+		newStatusCommand(c),
+		newPostCommand(c, "abort", "Stop a running cutover or rollback (moved sessions stay moved)", "/cutover/abort", returnAtOnce),
+		newPostCommand(c, "rollback", "Move every session back to the source (refused after the split)", "/cutover/rollback", cutover.PhaseRollingBack),
+		newSplitCommand(c),
+		newHoldCommand(c),
+		newPostCommand(c, "release", "Lower the split barrier or a hold (without recording the split)", "/cutover/barrier/release", returnAtOnce),
+	)
+	return root
+}
 
-	var waitSync time.Duration
-	check := &cobra.Command{
+func newCheckCommand(c *adminClient) *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Is mitosis sync confirmed? Exits 1 when not (--wait: keeps asking until it is)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			deadline := time.Now().Add(waitSync)
+			deadline := time.Now().Add(wait)
 			for {
 				var rep cutover.Report
 				if _, err := c.call(ctx, "GET", "/cutover/check", &rep); err != nil {
@@ -139,10 +152,13 @@ func newCutoverCommand() *cobra.Command {
 			}
 		},
 	}
-	check.Flags().DurationVar(&waitSync, "wait", 0, "ask again every 2s until the check passes or this much time has gone by (e.g. 10m, while the destination catches up after the join)")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "ask again every 2s until the check passes or this much time has gone by (e.g. 10m, while the destination catches up after the join)")
+	return cmd
+}
 
+func newStartCommand(c *adminClient) *cobra.Command {
 	var force, dryRun, noWait bool
-	start := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "start",
 		Short: "Start the cutover (runs the sync check first) and wait for it to finish",
 		Args:  cobra.NoArgs,
@@ -174,11 +190,14 @@ func newCutoverCommand() *cobra.Command {
 			return c.waitMoves(cmd.Context(), out, cutover.PhaseCuttingOver)
 		},
 	}
-	start.Flags().BoolVar(&force, "force", false, "start even if the sync check fails")
-	start.Flags().BoolVar(&dryRun, "dry-run", false, "only run the sync check")
-	start.Flags().BoolVar(&noWait, "no-wait", false, "return at once instead of showing progress")
+	cmd.Flags().BoolVar(&force, "force", false, "start even if the sync check fails")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only run the sync check")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return at once instead of showing progress")
+	return cmd
+}
 
-	status := &cobra.Command{
+func newStatusCommand(c *adminClient) *cobra.Command {
+	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the cutover phase and session move progress",
 		Args:  cobra.NoArgs,
@@ -190,38 +209,36 @@ func newCutoverCommand() *cobra.Command {
 			return c.show(cmd.OutOrStdout(), &st, printStatus)
 		},
 	}
+}
 
-	simple := func(use, short, path string, waitPhase cutover.Phase) *cobra.Command {
-		var noWait bool
-		cmd := &cobra.Command{
-			Use:   use,
-			Short: short,
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				var st cutover.Status
-				if _, err := c.call(cmd.Context(), "POST", path, &st); err != nil {
-					return err
-				}
-				if waitPhase >= 0 && !noWait {
-					return c.waitMoves(cmd.Context(), cmd.OutOrStdout(), waitPhase)
-				}
-				return c.show(cmd.OutOrStdout(), &st, printStatus)
-			},
-		}
-		if waitPhase >= 0 {
-			cmd.Flags().BoolVar(&noWait, "no-wait", false, "return at once instead of showing progress")
-		}
-		return cmd
+// returnAtOnce is the waitPhase of a newPostCommand whose call starts nothing
+// that runs on.
+const returnAtOnce cutover.Phase = -1
+
+// newPostCommand is a subcommand that POSTs to path and shows the status it
+// answers with; when the call starts moves (rollback), it shows their
+// progress until the phase leaves waitPhase, unless --no-wait.
+func newPostCommand(c *adminClient, use, short, path string, waitPhase cutover.Phase) *cobra.Command {
+	var noWait bool
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st cutover.Status
+			if _, err := c.call(cmd.Context(), "POST", path, &st); err != nil {
+				return err
+			}
+			if waitPhase != returnAtOnce && !noWait {
+				return c.waitMoves(cmd.Context(), cmd.OutOrStdout(), waitPhase)
+			}
+			return c.show(cmd.OutOrStdout(), &st, printStatus)
+		},
 	}
-
-	root.AddCommand(check, start, status,
-		simple("abort", "Stop a running cutover or rollback (moved sessions stay moved)", "/cutover/abort", -1),
-		simple("rollback", "Move every session back to the source (refused after the split)", "/cutover/rollback", cutover.PhaseRollingBack),
-		newSplitCommand(c),
-		newHoldCommand(c),
-		simple("release", "Lower the split barrier or a hold (without recording the split)", "/cutover/barrier/release", -1),
-	)
-	return root
+	if waitPhase != returnAtOnce {
+		cmd.Flags().BoolVar(&noWait, "no-wait", false, "return at once instead of showing progress")
+	}
+	return cmd
 }
 
 func newHoldCommand(c *adminClient) *cobra.Command {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
@@ -102,6 +103,7 @@ type serveConfig struct {
 // zero, which proxy.Config documents as "ZooKeeper-like default".
 func bindServeFlags(fs *pflag.FlagSet) {
 	fs.String(keyConfig, "", "configuration file (yaml, toml or json); flags and ZKPROXY_* env override it")
+	markFlagOnly(fs, keyConfig)
 	fs.String(keyListen, ":2181", "address ZooKeeper clients connect to")
 	fs.StringSlice(keySource, nil, "source ensemble members, host:port, comma-separated (required)")
 	fs.StringSlice(keyDestination, nil, "destination ensemble members, host:port, comma-separated")
@@ -146,16 +148,29 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	}
 }
 
-// knownKeys are the keys a config file may contain; anything else is a typo
-// and fails the start rather than being silently ignored.
-var knownKeys = []string{
-	keyListen, keySource, keyDestination, keyAdminListen, keyAdminToken, keyAdminTLSCert, keyAdminTLSKey, keyDataDir,
-	keyLogFormat, keyLogLevel, keyPprof, keyMaxClientConns, keyMaxFrameSize, keyMaxOutstanding,
-	keyMaxBufferedBytes, keyHandshakeTimeout, keyLocalAddrs, keyShutdownTimeout,
-	keyMaxLag, keyMoveConcurrency, keyMoveTimeout, keyBarrierMaxHold, keyCheckInterval, keyPeers, keyFourLetterWords,
-	keyAdvertise, keyPassConfig, keyAllowReconfig, keyParkIdleAfter, keyTLSCert, keyTLSKey, keyTLSClientCA,
-	sourceTLSKeys.on, sourceTLSKeys.ca, sourceTLSKeys.cert, sourceTLSKeys.key, sourceTLSKeys.serverName,
-	destinationTLSKeys.on, destinationTLSKeys.ca, destinationTLSKeys.cert, destinationTLSKeys.key, destinationTLSKeys.serverName,
+// annotationFlagOnly marks a flag that is no configuration key (--config
+// itself, serve --check): a config file naming one fails like a typo.
+const annotationFlagOnly = "zkproxy/flag-only"
+
+// markFlagOnly marks the flag name of flags as no configuration key.
+func markFlagOnly(flags *pflag.FlagSet, name string) {
+	if err := flags.SetAnnotation(name, annotationFlagOnly, []string{"true"}); err != nil {
+		panic(fmt.Sprintf("marking flag %s: %v", name, err)) // a programming error: the flag is not declared
+	}
+}
+
+// configKeys returns the keys a config file may contain: every flag of
+// flags not marked flag-only, so a new flag is a known key without a second list
+// to keep in step; anything else in a file is a typo and fails the start
+// rather than being silently ignored.
+func configKeys(flags *pflag.FlagSet) map[string]bool {
+	keys := map[string]bool{}
+	flags.VisitAll(func(f *pflag.Flag) {
+		if _, flagOnly := f.Annotations[annotationFlagOnly]; !flagOnly {
+			keys[f.Name] = true
+		}
+	})
+	return keys
 }
 
 // newViper returns a viper (never the global one) reading flags, ZKPROXY_*
@@ -181,217 +196,264 @@ func newViper(fs *pflag.FlagSet) (*viper.Viper, error) {
 
 // loadServeConfig converts and validates every key, returning all problems
 // at once, each naming its key, so a bad deployment fails at start with the
-// whole list instead of one error per restart.
-func loadServeConfig(v *viper.Viper) (serveConfig, error) {
-	var problems []string
-	bad := func(key, format string, args ...any) {
-		problems = append(problems, fmt.Sprintf("%s: %s", key, fmt.Sprintf(format, args...)))
+// whole list instead of one error per restart. flags is the serve flag set:
+// its flags are the keys a config file may contain. Validation only reads; serve
+// creates the data directory when it starts (prepareDataDir).
+func loadServeConfig(v *viper.Viper, flags *pflag.FlagSet) (serveConfig, error) {
+	l := &configLoader{v: v}
+	l.checkFileKeys(configKeys(flags))
+	cfg := l.convert()
+	l.checkMembers(cfg)
+	l.checkAdmin(cfg)
+	l.checkLogging(cfg)
+	if cfg.DataDir == "" {
+		l.bad(keyDataDir, "required: where the cutover phase is persisted")
+	} else if err := checkDataDir(cfg.DataDir); err != nil {
+		l.bad(keyDataDir, "%v", err)
 	}
+	if peers := l.list(keyPeers); len(peers) > 0 {
+		l.checkPeers(peers)
+		cfg.Cutover.PeerSessions = admin.PeerSessions(peers, cfg.AdminToken, nil)
+	}
+	l.loadTLS(&cfg)
+	if err := cfg.Proxy.Validate(); err != nil {
+		l.problems = append(l.problems, err.Error())
+	}
+	if len(l.problems) > 0 {
+		sort.Strings(l.problems)
+		return cfg, &configError{problems: l.problems}
+	}
+	return cfg, nil
+}
 
-	if v.ConfigFileUsed() != "" {
-		known := make(map[string]bool, len(knownKeys))
-		for _, k := range knownKeys {
-			known[k] = true
-		}
-		for _, k := range v.AllKeys() {
-			if !known[k] && k != keyConfig && v.InConfig(k) {
-				bad(k, "unknown key in %s", v.ConfigFileUsed())
-			}
-		}
-	}
+// configLoader reads keys off a viper and collects every problem, each
+// prefixed with its key, instead of stopping at the first.
+type configLoader struct {
+	v        *viper.Viper
+	problems []string
+}
 
-	str := func(key string) string {
-		s, err := cast.ToStringE(v.Get(key))
-		if err != nil {
-			bad(key, "not a string: %v", err)
-		}
-		return strings.TrimSpace(s)
-	}
-	list := func(key string) []string {
-		raw := v.Get(key)
-		if s, ok := raw.(string); ok {
-			raw = strings.Split(s, ",") // env values arrive as one string
-		}
-		items, err := cast.ToStringSliceE(raw)
-		if err != nil {
-			bad(key, "not a list: %v", err)
-			return nil
-		}
-		var out []string
-		for _, it := range items {
-			for _, part := range strings.Split(it, ",") {
-				if part = strings.TrimSpace(part); part != "" {
-					out = append(out, part)
-				}
-			}
-		}
-		return out
-	}
-	nonNegInt := func(key string) int {
-		n, err := cast.ToIntE(v.Get(key))
-		if err != nil {
-			bad(key, "not an integer: %q", fmt.Sprint(v.Get(key)))
-			return 0
-		}
-		if n < 0 {
-			bad(key, "must not be negative, got %d", n)
-		}
-		return n
-	}
-	duration := func(key string) time.Duration {
-		d, err := cast.ToDurationE(v.Get(key))
-		if err != nil {
-			bad(key, "not a duration (e.g. 10s): %q", fmt.Sprint(v.Get(key)))
-			return 0
-		}
-		if d < 0 {
-			bad(key, "must not be negative, got %s", d)
-		}
-		return d
-	}
-	boolean := func(key string) bool {
-		b, err := cast.ToBoolE(v.Get(key))
-		if err != nil {
-			bad(key, "not a boolean: %q", fmt.Sprint(v.Get(key)))
-		}
-		return b
-	}
+func (l *configLoader) bad(key, format string, args ...any) {
+	l.problems = append(l.problems, fmt.Sprintf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
 
+// checkFileKeys reports every key of the config file that is not in known.
+func (l *configLoader) checkFileKeys(known map[string]bool) {
+	file := l.v.ConfigFileUsed()
+	if file == "" {
+		return
+	}
+	for _, k := range l.v.AllKeys() {
+		if !known[k] && l.v.InConfig(k) {
+			l.bad(k, "unknown key in %s", file)
+		}
+	}
+}
+
+// convert reads every plain key into its field; the checks that look at
+// several keys together follow in loadServeConfig.
+func (l *configLoader) convert() serveConfig {
 	cfg := serveConfig{
-		Listen:          str(keyListen),
-		AdminListen:     str(keyAdminListen),
-		AdminToken:      str(keyAdminToken),
-		DataDir:         str(keyDataDir),
-		LogFormat:       str(keyLogFormat),
-		LogLevel:        str(keyLogLevel),
-		Pprof:           boolean(keyPprof),
-		ShutdownTimeout: duration(keyShutdownTimeout),
+		Listen:          l.str(keyListen),
+		AdminListen:     l.str(keyAdminListen),
+		AdminToken:      l.str(keyAdminToken),
+		DataDir:         l.str(keyDataDir),
+		LogFormat:       l.str(keyLogFormat),
+		LogLevel:        l.str(keyLogLevel),
+		Pprof:           l.boolean(keyPprof),
+		ShutdownTimeout: l.duration(keyShutdownTimeout),
 		Proxy: proxy.Config{
-			Source:                     list(keySource),
-			Destination:                list(keyDestination),
-			MaxClientConns:             nonNegInt(keyMaxClientConns),
-			MaxFrameSize:               nonNegInt(keyMaxFrameSize),
-			MaxOutstandingPerSession:   nonNegInt(keyMaxOutstanding),
-			MaxBufferedBytesPerSession: nonNegInt(keyMaxBufferedBytes),
-			HandshakeTimeout:           duration(keyHandshakeTimeout),
-			LocalAddrs:                 list(keyLocalAddrs),
-			FourLetterWords:            list(keyFourLetterWords),
-			Advertise:                  list(keyAdvertise),
-			PassConfigThrough:          boolean(keyPassConfig),
-			AllowReconfig:              boolean(keyAllowReconfig),
-			ParkIdleAfter:              parkIdleAfter(v.Get(keyParkIdleAfter), bad),
+			Source:                     l.list(keySource),
+			Destination:                l.list(keyDestination),
+			MaxClientConns:             l.nonNegInt(keyMaxClientConns),
+			MaxFrameSize:               l.nonNegInt(keyMaxFrameSize),
+			MaxOutstandingPerSession:   l.nonNegInt(keyMaxOutstanding),
+			MaxBufferedBytesPerSession: l.nonNegInt(keyMaxBufferedBytes),
+			HandshakeTimeout:           l.duration(keyHandshakeTimeout),
+			LocalAddrs:                 l.list(keyLocalAddrs),
+			FourLetterWords:            l.list(keyFourLetterWords),
+			Advertise:                  l.list(keyAdvertise),
+			PassConfigThrough:          l.boolean(keyPassConfig),
+			AllowReconfig:              l.boolean(keyAllowReconfig),
+			ParkIdleAfter:              parkIdleAfter(l.v.Get(keyParkIdleAfter), l.bad),
 		},
 	}
 	cfg.Cutover = cutover.Config{
 		Source:          cfg.Proxy.Source,
 		Destination:     cfg.Proxy.Destination,
-		MaxLag:          int64(nonNegInt(keyMaxLag)),
-		MoveConcurrency: nonNegInt(keyMoveConcurrency),
-		MoveTimeout:     duration(keyMoveTimeout),
-		BarrierMaxHold:  duration(keyBarrierMaxHold),
-		CheckInterval:   duration(keyCheckInterval),
+		MaxLag:          int64(l.nonNegInt(keyMaxLag)),
+		MoveConcurrency: l.nonNegInt(keyMoveConcurrency),
+		MoveTimeout:     l.duration(keyMoveTimeout),
+		BarrierMaxHold:  l.duration(keyBarrierMaxHold),
+		CheckInterval:   l.duration(keyCheckInterval),
 		Store:           cutover.Store{Dir: cfg.DataDir},
 	}
+	return cfg
+}
 
+// checkMembers checks the client listener, the members of both ensembles
+// and the local addresses upstream connections leave from.
+func (l *configLoader) checkMembers(cfg serveConfig) {
+	p := cfg.Proxy
 	if err := checkListenAddr(cfg.Listen); err != nil {
-		bad(keyListen, "%v", err)
+		l.bad(keyListen, "%v", err)
 	}
-	if len(cfg.Proxy.Source) == 0 {
-		bad(keySource, "required: the members of the source ensemble, host:port, comma-separated")
+	if len(p.Source) == 0 {
+		l.bad(keySource, "required: the members of the source ensemble, host:port, comma-separated")
 	}
-	for _, key := range []string{keySource, keyDestination} {
-		members := cfg.Proxy.Source
-		if key == keyDestination {
-			members = cfg.Proxy.Destination
-		}
+	for key, members := range map[string][]string{keySource: p.Source, keyDestination: p.Destination} {
 		for _, m := range members {
 			if err := checkMemberAddr(m); err != nil {
-				bad(key, "%v", err)
+				l.bad(key, "%v", err)
 			}
 		}
 	}
-	if overlap := intersect(cfg.Proxy.Source, cfg.Proxy.Destination); len(overlap) > 0 {
-		bad(keyDestination, "members also in source: %s (the destination must be a different ensemble)", strings.Join(overlap, ", "))
+	if overlap := intersect(p.Source, p.Destination); len(overlap) > 0 {
+		l.bad(keyDestination, "members also in source: %s (the destination must be a different ensemble)", strings.Join(overlap, ", "))
 	}
-	for _, a := range cfg.Proxy.LocalAddrs {
+	for _, a := range p.LocalAddrs {
 		if _, err := netip.ParseAddr(a); err != nil {
-			bad(keyLocalAddrs, "%q is not an IP address", a)
+			l.bad(keyLocalAddrs, "%q is not an IP address", a)
 		}
 	}
-	if peers := list(keyPeers); len(peers) > 0 {
-		for _, p := range peers {
-			if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad(keyPeers, "%q is not an admin URL (http://host:port)", p)
-			}
-		}
-		cfg.Cutover.PeerSessions = admin.PeerSessions(peers, cfg.AdminToken, nil)
-	}
-	if cfg.AdminListen != "" {
-		if err := checkListenAddr(cfg.AdminListen); err != nil {
-			bad(keyAdminListen, "%v", err)
-		} else if !isLoopbackListen(cfg.AdminListen) && cfg.AdminToken == "" {
-			bad(keyAdminToken, "required when %s (%s) is not a loopback address: the admin API can move every session", keyAdminListen, cfg.AdminListen)
+}
+
+func (l *configLoader) checkPeers(peers []string) {
+	for _, p := range peers {
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			l.bad(keyPeers, "%q is not an admin URL (http://host:port)", p)
 		}
 	}
+}
+
+func (l *configLoader) checkAdmin(cfg serveConfig) {
+	if cfg.AdminListen == "" {
+		return
+	}
+	if err := checkListenAddr(cfg.AdminListen); err != nil {
+		l.bad(keyAdminListen, "%v", err)
+	} else if !isLoopbackListen(cfg.AdminListen) && cfg.AdminToken == "" {
+		l.bad(keyAdminToken, "required when %s (%s) is not a loopback address: the admin API can move every session", keyAdminListen, cfg.AdminListen)
+	}
+}
+
+func (l *configLoader) checkLogging(cfg serveConfig) {
 	switch cfg.LogFormat {
 	case "text", "json":
 	default:
-		bad(keyLogFormat, "must be text or json, got %q", cfg.LogFormat)
+		l.bad(keyLogFormat, "must be text or json, got %q", cfg.LogFormat)
 	}
 	switch strings.ToLower(cfg.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
-		bad(keyLogLevel, "must be debug, info, warn or error, got %q", cfg.LogLevel)
+		l.bad(keyLogLevel, "must be debug, info, warn or error, got %q", cfg.LogLevel)
 	}
-	if cfg.DataDir == "" {
-		bad(keyDataDir, "required: where the cutover phase is persisted")
-	} else if err := checkDataDir(cfg.DataDir); err != nil {
-		bad(keyDataDir, "%v", err)
-	}
+}
+
+// loadTLS reads the certificates of the client and admin listeners and of
+// the connections to each ensemble's members, and puts the member policy into
+// the proxy's and the cutover checks' configuration.
+func (l *configLoader) loadTLS(cfg *serveConfig) {
 	var listenerCert, adminCert, sourceCert, destinationCert *certfile.Reloader
-	cfg.TLS = listenerTLS(str(keyTLSCert), str(keyTLSKey), str(keyTLSClientCA), &listenerCert, bad)
-	cfg.AdminTLS = adminTLS(cfg.AdminListen, str(keyAdminTLSCert), str(keyAdminTLSKey), &adminCert, bad)
-	memberTLSOf := func(k memberTLSKeys, members []string, cert **certfile.Reloader) *tls.Config {
-		on, err := cast.ToBoolE(v.Get(k.on))
-		if err != nil {
-			// The other keys' problems wait until this one is fixed:
-			// each would only say it has no effect.
-			bad(k.on, "not a boolean: %q", fmt.Sprint(v.Get(k.on)))
-			return nil
-		}
-		ensemble, _ := strings.CutSuffix(k.on, "-tls")
-		if on && len(members) == 0 {
-			bad(k.on, "has no effect without %s members", ensemble)
-			return nil
-		}
-		return memberTLS(k, on, str(k.ca), str(k.cert), str(k.key), str(k.serverName), cert, bad)
-	}
-	src := memberTLSOf(sourceTLSKeys, cfg.Proxy.Source, &sourceCert)
-	dst := memberTLSOf(destinationTLSKeys, cfg.Proxy.Destination, &destinationCert)
+	cfg.TLS = listenerTLS(l.str(keyTLSCert), l.str(keyTLSKey), l.str(keyTLSClientCA), &listenerCert, l.bad)
+	cfg.AdminTLS = adminTLS(cfg.AdminListen, l.str(keyAdminTLSCert), l.str(keyAdminTLSKey), &adminCert, l.bad)
+	src := l.memberTLS(sourceTLSKeys, cfg.Proxy.Source, &sourceCert)
+	dst := l.memberTLS(destinationTLSKeys, cfg.Proxy.Destination, &destinationCert)
 	cfg.Certs = map[string]*certfile.Reloader{}
 	for use, r := range map[string]*certfile.Reloader{"listener": listenerCert, "admin": adminCert, "source": sourceCert, "destination": destinationCert} {
 		if r != nil {
 			cfg.Certs[use] = r
 		}
 	}
-	if src != nil || dst != nil {
-		policy := &membertls.Policy{}
-		policy.Add(cfg.Proxy.Source, src)
-		policy.Add(cfg.Proxy.Destination, dst)
-		cfg.Proxy.MemberTLS = policy
-		// The sync checks and the split barrier ask the members
-		// four-letter words over the same connections as sessions.
-		cfg.Cutover.Members = fourlw.Members{Dial: policy.DialContext}
+	if src == nil && dst == nil {
+		return
 	}
-	if err := cfg.Proxy.Validate(); err != nil {
-		problems = append(problems, err.Error())
-	}
+	policy := &membertls.Policy{}
+	policy.Add(cfg.Proxy.Source, src)
+	policy.Add(cfg.Proxy.Destination, dst)
+	cfg.Proxy.MemberTLS = policy
+	// The sync checks and the split barrier ask the members four-letter
+	// words over the same connections as sessions.
+	cfg.Cutover.Members = fourlw.Members{Dial: policy.DialContext}
+}
 
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return cfg, &configError{problems: problems}
+// memberTLS reads one ensemble's member TLS keys; nil when TLS is off.
+func (l *configLoader) memberTLS(k memberTLSKeys, members []string, cert **certfile.Reloader) *tls.Config {
+	on, err := cast.ToBoolE(l.v.Get(k.on))
+	if err != nil {
+		// The other keys' problems wait until this one is fixed: each
+		// would only say it has no effect.
+		l.bad(k.on, "not a boolean: %q", fmt.Sprint(l.v.Get(k.on)))
+		return nil
 	}
-	return cfg, nil
+	ensemble, _ := strings.CutSuffix(k.on, "-tls")
+	if on && len(members) == 0 {
+		l.bad(k.on, "has no effect without %s members", ensemble)
+		return nil
+	}
+	return memberTLS(k, on, l.str(k.ca), l.str(k.cert), l.str(k.key), l.str(k.serverName), cert, l.bad)
+}
+
+func (l *configLoader) str(key string) string {
+	s, err := cast.ToStringE(l.v.Get(key))
+	if err != nil {
+		l.bad(key, "not a string: %v", err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// list reads a comma-separated list: from a file as a list or one string,
+// from the environment as one string, from flags as a list.
+func (l *configLoader) list(key string) []string {
+	raw := l.v.Get(key)
+	if s, ok := raw.(string); ok {
+		raw = strings.Split(s, ",") // env values arrive as one string
+	}
+	items, err := cast.ToStringSliceE(raw)
+	if err != nil {
+		l.bad(key, "not a list: %v", err)
+		return nil
+	}
+	var out []string
+	for _, it := range items {
+		for _, part := range strings.Split(it, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+func (l *configLoader) nonNegInt(key string) int {
+	return nonNegative(l, key, "an integer", cast.ToIntE)
+}
+
+func (l *configLoader) duration(key string) time.Duration {
+	return nonNegative(l, key, "a duration (e.g. 10s)", cast.ToDurationE)
+}
+
+// nonNegative converts key with convert, reporting a value that is not
+// what (e.g. "an integer") or is negative.
+func nonNegative[T int | time.Duration](l *configLoader, key, what string, convert func(any) (T, error)) T {
+	raw := l.v.Get(key)
+	x, err := convert(raw)
+	if err != nil {
+		l.bad(key, "not %s: %q", what, fmt.Sprint(raw))
+		return 0
+	}
+	if x < 0 {
+		l.bad(key, "must not be negative, got %v", x)
+	}
+	return x
+}
+
+func (l *configLoader) boolean(key string) bool {
+	b, err := cast.ToBoolE(l.v.Get(key))
+	if err != nil {
+		l.bad(key, "not a boolean: %q", fmt.Sprint(l.v.Get(key)))
+	}
+	return b
 }
 
 // configError lists every configuration problem, one per line.
@@ -467,15 +529,32 @@ func isLoopbackListen(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// checkDataDir creates the directory if needed and proves it is writable, so
-// a cutover never discovers at its first phase change that it cannot persist.
+// checkDataDir checks, reading only, that dir can hold the cutover phase: if
+// it exists it must be a directory; if it does not, serve creates it at start
+// (prepareDataDir).
 func checkDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
+// prepareDataDir creates the data directory if needed and proves it is
+// writable, so a cutover never discovers at its first phase change that it
+// cannot persist. serve calls it before anything listens.
+func prepareDataDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("cannot create: %w", err)
+		return fmt.Errorf("data-dir %s: cannot create: %w", dir, err)
 	}
 	f, err := os.CreateTemp(dir, ".write-check-*")
 	if err != nil {
-		return fmt.Errorf("not writable: %w", err)
+		return fmt.Errorf("data-dir %s: not writable: %w", dir, err)
 	}
 	name := f.Name()
 	return errors.Join(f.Close(), os.Remove(filepath.Clean(name)))

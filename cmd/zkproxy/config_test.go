@@ -29,7 +29,7 @@ func loadFor(t *testing.T, args ...string) (serveConfig, error) {
 	if err != nil {
 		return serveConfig{}, err
 	}
-	return loadServeConfig(v)
+	return loadServeConfig(v, fs)
 }
 
 func TestEveryBadKeyIsNamedAtOnce(t *testing.T) {
@@ -152,6 +152,84 @@ func TestUnknownFileKeyFails(t *testing.T) {
 	_, err := loadFor(t, "--config", file)
 	if err == nil || !strings.Contains(err.Error(), "max-outstandig: unknown key") {
 		t.Fatalf("want unknown-key error, got %v", err)
+	}
+}
+
+// serveFlags returns the serve command's flag set, --check included.
+func serveFlags() *pflag.FlagSet {
+	return newServeCommand().Flags()
+}
+
+// TestEveryFlagIsAConfigKey: a flag added to the serve flag set is a key a
+// config file may name, with no second list to update; the flag-only ones
+// (--config, --check) are not, and an unknown key fails naming itself.
+func TestEveryFlagIsAConfigKey(t *testing.T) {
+	dir := t.TempDir()
+	fs := serveFlags()
+	fs.Int("brand-new-limit", 0, "a flag this test adds")
+	keys := configKeys(fs)
+	for _, want := range []string{"brand-new-limit", keyListen, keyMaxClientConns, sourceTLSKeys.serverName} {
+		if !keys[want] {
+			t.Errorf("%s is not a config key", want)
+		}
+	}
+	for _, flagOnly := range []string{keyConfig, flagCheck} {
+		if keys[flagOnly] {
+			t.Errorf("flag-only %s is a config key", flagOnly)
+		}
+	}
+
+	load := func(body string) error {
+		file := filepath.Join(dir, "zkproxy.yaml")
+		writeFile(t, file, "source: [127.0.0.1:2181]\ndata-dir: "+dir+"\n"+body)
+		if err := fs.Parse([]string{"--config", file}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := newViper(fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = loadServeConfig(v, fs)
+		return err
+	}
+	if err := load("brand-new-limit: 3\n"); err != nil {
+		t.Fatalf("the new flag as a file key: %v", err)
+	}
+	err := load("brand-new-limt: 3\ncheck: true\nmax-client-conns: 10\n")
+	if err == nil {
+		t.Fatal("unknown keys accepted")
+	}
+	for _, want := range []string{"brand-new-limt: unknown key in " + filepath.Join(dir, "zkproxy.yaml"), "check: unknown key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "max-client-conns") {
+		t.Errorf("a known key reported:\n%v", err)
+	}
+}
+
+// TestValidationLeavesTheDataDirAlone: loading the configuration only reads;
+// serve creates a missing data directory when it starts, and a data-dir
+// that is a file is reported at validation.
+func TestValidationLeavesTheDataDirAlone(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "zkproxy")
+	if _, err := loadFor(t, "--source", "127.0.0.1:2181", "--data-dir", dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("validation touched the data dir: stat says %v", err)
+	}
+	if err := prepareDataDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("prepareDataDir did not create it: %v", err)
+	}
+	file := filepath.Join(dir, "file")
+	writeFile(t, file, "")
+	if _, err := loadFor(t, "--source", "127.0.0.1:2181", "--data-dir", file); err == nil || !strings.Contains(err.Error(), "data-dir: "+file+" is not a directory") {
+		t.Fatalf("want a not-a-directory error, got %v", err)
 	}
 }
 
@@ -337,7 +415,7 @@ func TestSampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range knownKeys {
+	for key := range configKeys(serveFlags()) {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + `:`).Match(b) {
 			t.Errorf("deploy/zkproxy.yaml lacks %s", key)
 		}

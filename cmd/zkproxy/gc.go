@@ -16,7 +16,7 @@ import (
 // pumps' buffers are pooled), so collecting earlier costs a few more
 // collections during connection storms and nothing in steady state, and
 // it saves memory on every idle session: 5,000 idle sessions measured
-// 9.1 KiB RSS each at GOGC=100 and 7.8 KiB at 50 (README, Benchmarks).
+// 9.1 KiB RSS each at GOGC=100 and 7.8 KiB at 50 (docs/benchmarks.md).
 const defaultGCPercent = 50
 
 // applyGCDefault sets defaultGCPercent unless GOGC is set, and returns the

@@ -43,7 +43,7 @@ every bad key.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := loadServeConfig(v)
+			cfg, err := loadServeConfig(v, cmd.Flags())
 			if err != nil {
 				return err
 			}
@@ -55,6 +55,7 @@ every bad key.`,
 	}
 	bindServeFlags(cmd.Flags())
 	cmd.Flags().Bool(flagCheck, false, "validate the configuration, ask every member srvr the way the proxy will reach it (TLS included), print the result and exit; fails when no source member serves")
+	markFlagOnly(cmd.Flags(), flagCheck)
 	return cmd
 }
 
@@ -73,6 +74,9 @@ func newLogger(cfg serveConfig, w interface{ Write([]byte) (int, error) }) *slog
 // for up to ShutdownTimeout; a second signal closes everything at once.
 func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (int, error) }) error {
 	log := newLogger(cfg, logw)
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return err
+	}
 	gcPercent := applyGCDefault()
 	log.Debug("garbage collector target", "gogc", gcPercent)
 	reg := prometheus.NewRegistry()

@@ -50,6 +50,21 @@ func startServe(t *testing.T, args ...string) {
 	})
 }
 
+// startAdminTLSServe runs `zkproxy serve` with args and its admin API on
+// HTTPS only, with a certificate from a new CA for a fresh loopback address;
+// no member runs (nothing opens a session). It returns the admin address
+// and the CA.
+func startAdminTLSServe(t *testing.T, args ...string) (string, *zktest.CA) {
+	t.Helper()
+	ip := zktest.LoopbackIP(t)
+	adminAddr := net.JoinHostPort(ip, "9181")
+	ca := zktest.NewCA(t)
+	cert, key := ca.Issue(t, "proxy", ip)
+	startServe(t, append([]string{"--listen", net.JoinHostPort(ip, "2181"), "--source", "127.0.0.1:1",
+		"--admin-listen", adminAddr, "--admin-tls-cert", cert, "--admin-tls-key", key, "--data-dir", t.TempDir()}, args...)...)
+	return adminAddr, ca
+}
+
 // openSession dials the starting proxy with dial until it answers (10 s),
 // then opens a session and checks the ConnectResponse.
 func openSession(t *testing.T, dial func() (net.Conn, error)) {
@@ -203,14 +218,7 @@ func TestServeCheck(t *testing.T) {
 // answers over HTTPS only, and with admin-token set the session list needs
 // the token while the health probe does not.
 func TestServeAdminTLS(t *testing.T) {
-	ip := zktest.LoopbackIP(t)
-	adminAddr := net.JoinHostPort(ip, "9181")
-	ca := zktest.NewCA(t)
-	cert, key := ca.Issue(t, "proxy", ip)
-	// No member needs to run: nothing here opens a session.
-	startServe(t, "--listen", net.JoinHostPort(ip, "2181"), "--source", "127.0.0.1:1",
-		"--admin-listen", adminAddr, "--admin-token", "t0ken", "--admin-tls-cert", cert, "--admin-tls-key", key,
-		"--data-dir", t.TempDir())
+	adminAddr, ca := startAdminTLSServe(t, "--admin-token", "t0ken")
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}}}
 	get := func(path, token string) (int, error) {
 		req, err := http.NewRequest(http.MethodGet, "https://"+adminAddr+path, nil)

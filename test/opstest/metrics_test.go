@@ -15,9 +15,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// agreedMetrics are the metric names and label sets of
-// notes/METRICS.md, the contract between the proxy, cutover and the
-// dashboards.
+// agreedMetrics are the metric names and label sets the dashboard and the
+// alert rules are built on: the contract between the proxy, cutover and
+// deploy/. docs/metrics.md describes every registered metric
+// (TestMetricsReference keeps it so).
 var agreedMetrics = map[string][]string{
 	"zkproxy_connections_accepted_total":      nil,
 	"zkproxy_connections_rejected_total":      {"reason"},
@@ -57,7 +58,7 @@ var agreedMetrics = map[string][]string{
 
 	"zkproxy_cutover_barrier_up":      nil,
 	"zkproxy_cutover_barrier_seconds": nil,
-	// Registered by cutover with the split barrier; not in METRICS.md yet.
+	// Registered by cutover with the split barrier.
 	"zkproxy_cutover_barrier_session_hold_seconds": nil,
 	// The sync check's verdict, published by every full check.
 	"zkproxy_cutover_sync_ready":                   nil,
@@ -72,8 +73,7 @@ var agreedMetrics = map[string][]string{
 // pendingMetrics: PENDING — agreed metrics not registered yet. A name here
 // that is missing from the registry skips the checks instead of failing
 // them (and is logged once it is registered, so the entry gets removed).
-// Empty: every metric of notes/METRICS.md has landed (proxy 77c1a7a,
-// cutover fee2e25), so a missing metric fails.
+// Empty: every agreed metric has landed, so a missing metric fails.
 var pendingMetrics = map[string]bool{}
 
 func repoRoot(t *testing.T) string {
@@ -291,7 +291,7 @@ func TestDeployMetricsExist(t *testing.T) {
 	// The deploy files should cover every agreed metric an operator reads.
 	for name := range agreedMetrics {
 		if !used[name] {
-			t.Errorf("%s is agreed (notes/METRICS.md) but neither the dashboard nor the alerts use it", name)
+			t.Errorf("%s is agreed but neither the dashboard nor the alerts use it", name)
 		}
 	}
 	if len(pendingUsed) > 0 {
@@ -300,7 +300,7 @@ func TestDeployMetricsExist(t *testing.T) {
 	}
 }
 
-// TestAgreedMetrics checks the registered metrics against notes/METRICS.md:
+// TestAgreedMetrics checks the registered metrics against agreedMetrics:
 // every agreed name exists with its agreed labels (or is pending). Metrics
 // registered beyond the agreement are logged.
 func TestAgreedMetrics(t *testing.T) {
@@ -326,7 +326,7 @@ func TestAgreedMetrics(t *testing.T) {
 		if _, ok := agreedMetrics[name]; !ok {
 			// Not an error: a new metric must not break the build of the
 			// package that adds it; the dashboard simply does not show it.
-			t.Logf("NOTE: %s%s is registered but not agreed (notes/METRICS.md): add it to agreedMetrics and the dashboard",
+			t.Logf("NOTE: %s%s is registered but not agreed: add it to agreedMetrics and the dashboard",
 				name, labelString(descs[name].allLabels()))
 		}
 	}
