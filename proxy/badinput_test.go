@@ -26,12 +26,20 @@ import (
 func rawSession(t *testing.T, addr string, timeoutMS int32) (net.Conn, *jute.FrameReader, jute.ConnectResponse) {
 	t.Helper()
 	c := dialRaw(t, addr)
+	r, resp := handshakeRaw(t, c, timeoutMS)
+	return c, r, resp
+}
+
+// handshakeRaw sends a ConnectRequest for a new session on c and reads the
+// ConnectResponse.
+func handshakeRaw(t *testing.T, c net.Conn, timeoutMS int32) (*jute.FrameReader, jute.ConnectResponse) {
+	t.Helper()
 	req := jute.ConnectRequest{TimeOut: timeoutMS, Passwd: make([]byte, 16), HasReadOnly: true}
 	if _, err := c.Write(jute.AppendFrame(nil, jute.Marshal(&req))); err != nil {
 		t.Fatal(err)
 	}
 	r := jute.NewFrameReader(c, 0)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	f, err := r.Next()
 	if err != nil {
 		t.Fatalf("reading ConnectResponse: %v", err)
@@ -41,7 +49,7 @@ func rawSession(t *testing.T, addr string, timeoutMS int32) (net.Conn, *jute.Fra
 		t.Fatalf("ConnectResponse %+v: %v", resp, err)
 	}
 	c.SetReadDeadline(time.Time{})
-	return c, r, resp
+	return r, resp
 }
 
 // rawProxiedSession is rawSession through px, checking the negotiated

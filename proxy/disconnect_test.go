@@ -46,20 +46,7 @@ func TestDisconnectDeliversTheLastBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	req := jute.ConnectRequest{TimeOut: 10000, Passwd: make([]byte, 16)}
-	if _, err := c.Write(jute.AppendFrame(nil, jute.Marshal(&req))); err != nil {
-		t.Fatal(err)
-	}
-	r := jute.NewFrameReader(c, 0)
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	f, err := r.Next()
-	if err != nil {
-		t.Fatalf("reading ConnectResponse: %v", err)
-	}
-	var resp jute.ConnectResponse
-	if err := jute.Unmarshal(f.Payload(), &resp); err != nil || resp.TimeOut <= 0 {
-		t.Fatalf("ConnectResponse %+v: %v", resp, err)
-	}
+	r, resp := handshakeRaw(t, c, 10000)
 	var sess *Session
 	for _, s := range px.Sessions() {
 		if s.ID() == resp.SessionID {
@@ -112,6 +99,7 @@ func TestDisconnectDeliversTheLastBatch(t *testing.T) {
 	})
 	// Read slowly (4 KiB a millisecond): the pump's writes to this client
 	// block.
+	c.SetReadDeadline(time.Now().Add(time.Minute))
 	r = jute.NewFrameReader(slowReader{c}, 0)
 	replies := 0
 	for {
