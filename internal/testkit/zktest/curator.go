@@ -31,17 +31,7 @@ func StartCurator(t TB) *Curator {
 	t.Helper()
 	j := JavaProgramWith(t, curatorDriverSource, CuratorJar)
 	c := &Curator{replies: make(chan string, 1)}
-	proc, err := StartProcess(j.Command(context.Background()), c.demux, nil)
-	if err != nil {
-		t.Fatalf("zktest: curator driver: %v", err)
-	}
-	c.proc = proc
-	t.Cleanup(func() {
-		proc.Kill()
-		if t.Failed() {
-			t.Logf("zktest: curator driver (pid %d) stderr:\n%s", proc.PID(), proc.Stderr())
-		}
-	})
+	c.proc = startDriver(t, "curator driver", j, c.demux)
 	return c
 }
 

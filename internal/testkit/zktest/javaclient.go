@@ -62,18 +62,25 @@ func StartJavaClient(t TB) *JavaClient {
 	t.Helper()
 	j := JavaProgram(t, javaClientSource)
 	c := &JavaClient{t: t, replies: make(chan string, 1), changed: make(chan struct{})}
-	proc, err := StartProcess(j.Command(context.Background()), c.demux, nil)
+	c.proc = startDriver(t, "java client", j, c.demux)
+	return c
+}
+
+// startDriver starts a Java driver program that answers on stdout (lines
+// to onLine) and kills it in t.Cleanup, logging its stderr if t failed.
+func startDriver(t TB, name string, j *Java, onLine func(string)) *Process {
+	t.Helper()
+	proc, err := StartProcess(j.Command(context.Background()), onLine, nil)
 	if err != nil {
-		t.Fatalf("zktest: java client: %v", err)
+		t.Fatalf("zktest: %s: %v", name, err)
 	}
-	c.proc = proc
 	t.Cleanup(func() {
 		proc.Kill()
 		if t.Failed() {
-			t.Logf("zktest: java client (pid %d) stderr:\n%s", proc.PID(), proc.Stderr())
+			t.Logf("zktest: %s (pid %d) stderr:\n%s", name, proc.PID(), proc.Stderr())
 		}
 	})
-	return c
+	return proc
 }
 
 // demux sorts the program's output into replies and events.
