@@ -121,8 +121,20 @@ func steps(spec Spec, p *Plan) []Step {
 			hold = b.zkproxy("cutover", "hold")
 			note = "The leader last (as planned; if another member leads now, restart that one last instead): its restart makes every member drop its clients for the election, so zkproxy holds every session."
 		}
-		b.add(fmt.Sprintf("Restart source member %s onto the joint configuration", m), note, b.show("cutover", "status"),
-			hold, b.install(m, JointFile(m.ID)), b.service(Restart, m), b.wait(m), b.released(), b.zkproxy("cutover", "release"))
+		acts := []Action{hold, b.install(m, JointFile(m.ID)), b.service(Restart, m), b.wait(m)}
+		if m.ID == p.SourceLeader {
+			// The leader's restart is an election for every joint member:
+			// each drops its clients and re-syncs with the new leader, so
+			// wait for all of them, not only the restarted one, before
+			// releasing the sessions or verifying the joint ensemble.
+			for _, o := range append(append([]Member(nil), p.Source...), joined...) {
+				if o.ID != m.ID {
+					acts = append(acts, b.wait(o))
+				}
+			}
+		}
+		acts = append(acts, b.released(), b.zkproxy("cutover", "release"))
+		b.add(fmt.Sprintf("Restart source member %s onto the joint configuration", m), note, b.show("cutover", "status"), acts...)
 	}
 	b.add("Confirm the joint ensemble", "One quorum of every joint member, one config everywhere, the destination caught up.", b.verify(StageJoined))
 	b.add("Wait for mitosis sync", "", b.verify(StageJoined), b.zkproxy("cutover", "check", "--wait", "10m"))

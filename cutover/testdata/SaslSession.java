@@ -27,7 +27,7 @@ import org.apache.zookeeper.data.Stat;
 //
 // Arguments: connect string, JAAS file (section "SaslClient").
 // Output: "EV <state>" for each connection event as it happens, "READY <session
-// id>" once set up, then at the end "EVENT <state> <count>" lines,
+// id>" once set up, "OK <n>" after each successful write and read, then at the end "EVENT <state> <count>" lines,
 // "OPS ok=<n>", "ERROR <code> <count>" lines, "SESSION <id>", "WHOAMI <scheme>:<user>"
 // lines, "EPHEMERAL <owner id>", "DONE".
 public class SaslSession {
@@ -87,6 +87,10 @@ public class SaslSession {
                 zk.setData("/sasl-data", Integer.toString(i).getBytes(StandardCharsets.UTF_8), -1);
                 zk.getData("/sasl-data", false, null);
                 ok++;
+                synchronized (System.out) {
+                    System.out.println("OK " + ok);
+                    System.out.flush();
+                }
             } catch (KeeperException e) {
                 errors.merge(e.code().toString(), 1, Integer::sum);
             }
