@@ -198,6 +198,11 @@ func (s *Server) parkOrRewatch(fr *frameReader, rw *readWatch, setDeadline func(
 // that may have a parked pump calls it right after the Close, so the pump
 // runs its exit path (the pump cannot park on a closed connection).
 func (s *Server) unpark(fr *frameReader) {
+	// A session that fails its handshake is closed before its client
+	// reader exists: nothing of it can be parked.
+	if fr == nil {
+		return
+	}
 	if p := s.parker.Load(); p != nil {
 		p.unpark(fr)
 	}

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -137,6 +139,23 @@ func TestIdleTLSSessionsPark(t *testing.T) {
 		t.Error(err)
 	}
 	waitFor(t, "parked after the burst", 10*time.Second, func() bool { return parked() == 2 })
+
+	// A plaintext client on the TLS listener fails its handshake before it
+	// has a frame reader; closing it must leave the parked session alone
+	// (it once dereferenced the missing reader and took the process down).
+	plain, err := net.Dial("tcp", px.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Write([]byte("\x00\x00\x00\x2c not a TLS client hello")); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, plain) // until zkproxy closes it
+	plain.Close()
+	if data, _, err := conn.Get("/tlsparked"); err != nil || string(data) != "b" {
+		t.Fatalf("after a failed TLS handshake: get %q: %v", data, err)
+	}
+	waitFor(t, "parked after the failed handshake", 10*time.Second, func() bool { return parked() == 2 })
 	if n := rec.count(zk.StateDisconnected); n != 0 {
 		t.Errorf("client saw %d disconnects", n)
 	}
