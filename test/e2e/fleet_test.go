@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
+	"github.com/zkproxy/zkproxy/internal/testkit/rig"
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+)
+
+// fleetConnect is the connect string a Kafka broker uses with a fleet: every
+// replica, then the chroot.
+func fleetConnect(r *rig.Rig, chroot string) string {
+	var addrs []string
+	for _, p := range r.Proxies {
+		addrs = append(addrs, p.Addr)
+	}
+	return strings.Join(addrs, ",") + chroot
+}
+
+// noProxiedSessionOnSource fails when a source member's cons lists any of
+// the workload's sessions: once the fleet's cutover began, no replica may
+// connect one there.
+func noProxiedSessionOnSource(t *testing.T, r *rig.Rig, reports ...kafkaload.Report) {
+	t.Helper()
+	on := rig.SessionsOn(t, r.M.Source.Members)
+	var found []string
+	for _, rep := range reports {
+		for name, id := range rep.Sessions {
+			if m, ok := on[id]; ok {
+				found = append(found, fmt.Sprintf("%s(0x%x) on %s", name, id, m))
+			}
+		}
+	}
+	if len(found) > 0 {
+		t.Fatalf("sessions on source members after the cutover began: %v", found)
+	}
+}
+
+// startFleet is a joined mitosis with three replicas of one fleet and a
+// Java Kafka-like workload whose connect string lists all three.
+func startFleet(t *testing.T, o rig.Options) (*rig.Rig, *kafkaload.JavaWorkload, kafkaload.Report, context.Context) {
+	t.Helper()
+	o.Proxies, o.Fleet = 3, "kafka"
+	r := rig.New(t, o)
+	ctx := rig.CtxFor(t, 6*time.Minute)
+	prog := zktest.JavaProgram(t, kafkaload.JavaWorkloadSource)
+	j := startJava(t, ctx, prog, kafkaload.JavaConfig{Connect: fleetConnect(r, "/kafka"), Brokers: 6, Writers: 2})
+	time.Sleep(500 * time.Millisecond)
+	if _, err := r.M.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.WaitReady()
+	r.WaitOnSource(30*time.Second, j.Snapshot())
+	base := j.Snapshot()
+	j.ResetLatency()
+	return r, j, base, ctx
+}
+
+// TestFleetJavaCutover: three replicas, the Java workload listing all
+// three; the cutover started on replica 2 alone moves every session on
+// every replica live (no Disconnected, no Expired, nothing lost). The split
+// is then prepared and recorded on replica 2 alone; afterwards a replica
+// restarted with an empty data-dir and a brand-new replica both route to
+// the destination, and no source member ever lists a workload session again.
+func TestFleetJavaCutover(t *testing.T) {
+	r, j, base, ctx := startFleet(t, rig.Options{})
+	via := r.Proxies[1]
+	start := time.Now()
+	if _, err := via.Fleet.Start(ctx, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.WaitFleetDone(ctx, cutover.PhaseDestination)
+	t.Logf("fleet cutover took %s", time.Since(start).Round(time.Millisecond))
+	moved, failed := 0, 0
+	for _, p := range r.Proxies {
+		st := p.Ctl.Status()
+		t.Logf("%s: %s", p.Name, rig.Explain(st))
+		moved += st.Sessions.Moved
+		failed += st.Sessions.Failed
+	}
+	v := via.Fleet.Status(ctx)
+	t.Logf("fleet view from %s: epoch %d phase %s, %d replicas, totals %+v", via.Name, v.State.Epoch, v.State.Phase, len(v.Live), v.Totals)
+	if moved != 8 || failed != 0 || v.Totals.Replicas != 3 || v.Totals.Sessions.Source != 0 || v.Totals.Sessions.Destination != 8 {
+		t.Fatalf("not every session moved live: moved %d failed %d; fleet totals %+v", moved, failed, v.Totals)
+	}
+	r.WaitOnDestination(10*time.Second, j.Snapshot())
+	noProxiedSessionOnSource(t, r, j.Snapshot())
+	if err := j.WatchesFire(rig.CtxFor(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	cw := j.Snapshot().Since(base)
+	t.Logf("cutover: %s; %s", cw, kafkaload.PausesOf(cw))
+	if cw.Disconnects != 0 || cw.Expired != 0 || len(cw.Errors) != 0 {
+		t.Fatalf("clients noticed the fleet cutover: %s %v", cw, cw.Errors)
+	}
+
+	r.SplitBehindBarrierFleet(ctx, via, func(name string, f func()) {
+		s := time.Now()
+		f()
+		t.Logf("%s: %s", name, time.Since(s).Round(time.Millisecond))
+	})
+	noProxiedSessionOnSource(t, r, j.Snapshot())
+	sw := j.Snapshot().Since(base)
+	t.Logf("cutover and split: %s; %s", sw, kafkaload.PausesOf(sw))
+	if sw.Disconnects != 0 || sw.Expired != 0 || len(sw.Errors) != 0 {
+		t.Fatalf("clients noticed the split: %s %v", sw, sw.Errors)
+	}
+
+	// Replica 1 restarts with its data-dir lost (a pod without a volume):
+	// the fleet state, not the empty data-dir, decides.
+	p0 := r.Proxies[0]
+	p0.Stop(t)
+	p0.Dir = t.TempDir()
+	r.Start(p0, r.Opts)
+	fresh := r.AddProxy("zkproxy-new")
+	for _, p := range []*rig.Proxy{p0, fresh} {
+		st := p.Ctl.Status()
+		t.Logf("%s after the split, empty data-dir: %s", p.Name, rig.Explain(st))
+		if st.Phase != cutover.PhaseDestination || !st.Split || st.Target != cutover.Destination {
+			t.Fatalf("%s routes to %s after the split: %s", p.Name, st.Target, rig.Explain(st))
+		}
+	}
+	// Clients of the restarted replica came back (through it or the
+	// others) with their sessions, on the destination.
+	r.WaitOnDestination(60*time.Second, j.Snapshot())
+	noProxiedSessionOnSource(t, r, j.Snapshot())
+	time.Sleep(500 * time.Millisecond) // writes keep flowing on the destination
+	final := j.Stop().Since(base)
+	t.Logf("whole run: %s", final)
+	if final.Expired != 0 {
+		t.Fatalf("sessions expired: %s", final)
+	}
+	if final.AckedWrites <= sw.AckedWrites {
+		t.Fatalf("no write acknowledged after the restart: %s", final)
+	}
+	ver, err := j.Verify(ctx, r.M.Destination.Members[2].ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read back from the destination: %s", ver)
+	if !ver.OK() {
+		t.Fatalf("verification failed: %s %v", ver, ver.Problems)
+	}
+}
