@@ -2,12 +2,18 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/zkproxy/zkproxy/admin"
 	"github.com/zkproxy/zkproxy/cutover"
+	"github.com/zkproxy/zkproxy/fleet"
 	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
 	"github.com/zkproxy/zkproxy/internal/testkit/rig"
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
@@ -146,5 +152,108 @@ func TestFleetJavaCutover(t *testing.T) {
 	t.Logf("read back from the destination: %s", ver)
 	if !ver.OK() {
 		t.Fatalf("verification failed: %s %v", ver, ver.Problems)
+	}
+}
+
+// fleetAdmin serves p's admin API in a fleet as cmd/zkproxy does.
+func fleetAdmin(t *testing.T, p *rig.Proxy) *httptest.Server {
+	t.Helper()
+	h := admin.NewHandler(admin.Options{})
+	admin.RegisterFleetCutover(h, p.Ctl, p.Fleet)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// setFleetPhase writes phase into the fleet state (as an operator's action
+// elsewhere would) and waits until every replica applied it.
+func setFleetPhase(t *testing.T, ctx context.Context, r *rig.Rig, phase cutover.Phase) int64 {
+	t.Helper()
+	s := r.Proxies[0].Fleet.Store()
+	rd, err := s.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := rd.State
+	next.Phase, next.Epoch, next.Action, next.ChangedBy = phase, next.Epoch+1, fleet.ActionAbort, "test"
+	if _, err := s.Write(ctx, rd, next, rd.Side); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Proxies {
+		if _, err := rig.WaitFleet(ctx, p, "epoch applied", func(v fleet.View) bool {
+			for _, m := range v.Live {
+				if m.ID == p.Name {
+					return m.AppliedEpoch >= next.Epoch && m.Phase == cutover.PhaseDestination
+				}
+			}
+			return false
+		}); err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+	}
+	return next.Epoch
+}
+
+// TestFleetConcurrentStartRollback: an operator starts the cutover on one
+// replica while another rolls back on a second, both from the same fleet
+// state (epoch): exactly one call succeeds, the other gets 409 with the
+// reason, and every replica follows the winner.
+func TestFleetConcurrentStartRollback(t *testing.T) {
+	r := rig.New(t, rig.Options{Proxies: 2, Fleet: "race"})
+	ctx := rig.CtxFor(t, 3*time.Minute)
+	a, b := fleetAdmin(t, r.Proxies[0]), fleetAdmin(t, r.Proxies[1])
+	for round := range 4 {
+		epoch := setFleetPhase(t, ctx, r, cutover.PhaseAborted)
+		calls := []struct{ name, url string }{
+			{"start on zkproxy-0", fmt.Sprintf("%s/cutover/start?force=true&if_epoch=%d", a.URL, epoch)},
+			{"rollback on zkproxy-1", fmt.Sprintf("%s/cutover/rollback?if_epoch=%d", b.URL, epoch)},
+		}
+		if round%2 == 1 { // the other way round: each action wins and loses
+			calls[0].url, calls[1].url = fmt.Sprintf("%s/cutover/start?force=true&if_epoch=%d", b.URL, epoch), fmt.Sprintf("%s/cutover/rollback?if_epoch=%d", a.URL, epoch)
+			calls[0].name, calls[1].name = "start on zkproxy-1", "rollback on zkproxy-0"
+		}
+		type answer struct {
+			code int
+			body string
+		}
+		answers := make([]answer, 2)
+		var wg sync.WaitGroup
+		for i, c := range calls {
+			wg.Go(func() {
+				resp, err := http.Post(c.url, "", nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer resp.Body.Close()
+				var body struct {
+					Error string `json:"error"`
+				}
+				_ = json.NewDecoder(resp.Body).Decode(&body)
+				answers[i] = answer{resp.StatusCode, body.Error}
+			})
+		}
+		wg.Wait()
+		wins, losers := -1, 0
+		for i, an := range answers {
+			switch {
+			case an.code/100 == 2:
+				wins = i
+			case an.code == http.StatusConflict && strings.Contains(an.body, "another replica changed the fleet state first"):
+				losers++
+				t.Logf("round %d: %s: %d %s", round, calls[i].name, an.code, an.body)
+			default:
+				t.Fatalf("round %d: %s: unexpected answer %d %s", round, calls[i].name, an.code, an.body)
+			}
+		}
+		if wins < 0 || losers != 1 {
+			t.Fatalf("round %d: answers %+v: want exactly one 2xx and one 409", round, answers)
+		}
+		want := cutover.PhaseDestination
+		if strings.HasPrefix(calls[wins].name, "rollback") {
+			want = cutover.PhaseSource
+		}
+		t.Logf("round %d: %s won", round, calls[wins].name)
+		r.WaitFleetDone(ctx, want)
 	}
 }
