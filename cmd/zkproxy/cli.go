@@ -202,11 +202,14 @@ func newStatusCommand(c *adminClient) *cobra.Command {
 		Short: "Show the cutover phase and session move progress",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st cutover.Status
+			var st admin.FleetStatus
 			if _, err := c.call(cmd.Context(), "GET", "/cutover", &st); err != nil {
 				return err
 			}
-			return c.show(cmd.OutOrStdout(), &st, printStatus)
+			if st.Fleet.Name == "" {
+				return c.show(cmd.OutOrStdout(), &st.Status, printStatus)
+			}
+			return c.show(cmd.OutOrStdout(), &st, printFleetStatus)
 		},
 	}
 }
@@ -462,6 +465,7 @@ func newSessionsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ans struct {
 				Sessions []admin.SessionRow `json:"sessions"`
+				Fleet    *fleetSessions     `json:"fleet"`
 			}
 			if _, err := c.call(cmd.Context(), "GET", "/sessions", &ans); err != nil {
 				return err
@@ -478,6 +482,9 @@ func newSessionsCommand() *cobra.Command {
 					s.Watches, s.Outstanding, (time.Duration(s.AgeSeconds) * time.Second).String())
 			}
 			tw.Flush()
+			if ans.Fleet != nil {
+				printFleetSessions(&buf, ans.Fleet)
+			}
 			_, err := out.Write(buf.Bytes())
 			return err
 		},
