@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,7 +169,9 @@ func (r *Rig) SplitBehindBarrierFleet(ctx context.Context, via *Proxy, stage fun
 	t.Helper()
 	stage("split: barrier up on every replica", func() {
 		plan, err := via.Fleet.PrepareSplit(ctx, false)
-		if errors.Is(err, cutover.ErrLeaderOnDestination) {
+		// A destination leader costs only the source's own clients an
+		// election; a vanished replica is one the test killed.
+		if errors.Is(err, cutover.ErrLeaderOnDestination) || errors.Is(err, fleet.ErrReplicasNotReady) && strings.Contains(err.Error(), "vanished") {
 			t.Logf("%s: %v; going on with force", via.Name, err)
 			plan, err = via.Fleet.PrepareSplit(ctx, true)
 		}
