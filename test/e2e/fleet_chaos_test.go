@@ -175,4 +175,3 @@ func TestFleetChaos(t *testing.T) {
 	}
 	t.Logf("fleet chaos: %d runs\n%s", runs, strings.Join(results, "\n"))
 }
-
