@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -255,5 +256,90 @@ func TestFleetConcurrentStartRollback(t *testing.T) {
 		}
 		t.Logf("round %d: %s won", round, calls[wins].name)
 		r.WaitFleetDone(ctx, want)
+	}
+}
+
+// TestFleetReplicaCutOff cuts one replica's connections to every ZooKeeper
+// member (iptables REJECT between its own address, from which its fleet
+// connections leave, and the members'; removed in t.Cleanup): it reports
+// not ready (/readyz 503 naming the stale state) within the documented bound
+// (fleet-stale-after, plus one read's timeout and one re-read interval;
+// docs/fleet.md), while the others stay ready; the sessions it carries keep
+// working (their upstream connections leave from 127.0.0.1, which the rules
+// do not match). With the rules removed it is ready again.
+func TestFleetReplicaCutOff(t *testing.T) {
+	const staleAfter = 3 * time.Second
+	r := rig.New(t, rig.Options{Proxies: 3, Fleet: "cutoff", FleetStaleAfter: staleAfter})
+	ctx := rig.CtxFor(t, 4*time.Minute)
+	w := rig.StartGo(t, ctx, kafkaload.Config{Addr: r.Proxies[0].Addr, Root: "/cutoff", Brokers: 3, Writers: 2, Consumers: 1, WriteInterval: 20 * time.Millisecond})
+	cut := r.Proxies[0]
+	readyz := func(p *rig.Proxy) (int, string) {
+		h := admin.NewHandler(admin.Options{Ready: p.Fleet.Ready})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	for _, p := range r.Proxies {
+		if code, body := readyz(p); code != http.StatusOK {
+			t.Fatalf("%s not ready before the cut: %d %s", p.Name, code, body)
+		}
+	}
+	time.Sleep(time.Second)
+	base := w.Snapshot()
+	host, _, _ := net.SplitHostPort(cut.Addr)
+	fw, err := zktest.Partition(t, []string{host}, append(r.M.Source.IPs(), r.M.Destination.IPs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutAt := time.Now()
+	var code int
+	var body string
+	for code, body = readyz(cut); code == http.StatusOK; code, body = readyz(cut) {
+		if time.Since(cutAt) > time.Minute {
+			t.Fatalf("%s still ready a minute after the cut", cut.Name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("%s not ready %s after the cut (documented bound: fleet-stale-after %s + read timeout 2s + interval 0.5s): %d %s",
+		cut.Name, time.Since(cutAt).Round(time.Millisecond), staleAfter, code, strings.TrimSpace(body))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "fleet-stale-after") {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+	for _, p := range r.Proxies[1:] {
+		if code, body := readyz(p); code != http.StatusOK {
+			t.Fatalf("%s, not cut off, is not ready: %d %s", p.Name, code, body)
+		}
+	}
+	// The cut replica keeps serving its sessions on the side its last
+	// state names.
+	time.Sleep(2 * time.Second)
+	during := w.Snapshot().Since(base)
+	t.Logf("while cut off: %s", during)
+	if during.Disconnects != 0 || during.Expired != 0 || during.AckedWrites <= base.AckedWrites {
+		t.Fatalf("sessions of the cut-off replica suffered: %s", during)
+	}
+	if st := cut.Ctl.Status(); st.Target != cutover.Source {
+		t.Fatalf("cut-off replica changed its routing: %s", rig.Explain(st))
+	}
+	if err := fw.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	for code, body = readyz(cut); code != http.StatusOK; code, body = readyz(cut) {
+		if ctx.Err() != nil {
+			t.Fatalf("%s not ready again after the rules went: %d %s", cut.Name, code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	final := w.Stop().Since(base)
+	t.Logf("whole run: %s", final)
+	if final.Disconnects != 0 || final.Expired != 0 || len(final.Errors) != 0 {
+		t.Fatalf("clients noticed: %s %v", final, final.Errors)
+	}
+	v, err := w.Verify(ctx, r.Source[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.OK() {
+		t.Fatalf("verification: %s %v", v, v.Problems)
 	}
 }
