@@ -20,7 +20,7 @@ var ErrReplicasNotReady = errors.New("fleet: not every replica is ready for the 
 // different current epoch is a conflict. With no change (an idempotent
 // action) nothing is written. The caller holds f.act.
 func (f *Fleet) change(ctx context.Context, ifEpoch int64, build func(State) (State, bool, error)) (State, bool, error) {
-	r, err := f.store.Read(ctx)
+	r, err := f.readForAction(ctx)
 	if err != nil {
 		return State{}, false, fmt.Errorf("fleet: reading the state: %w", err)
 	}
@@ -45,6 +45,29 @@ func (f *Fleet) change(ctx context.Context, ifEpoch int64, build func(State) (St
 	f.log.Info("fleet: state changed", "epoch", next.Epoch, "action", string(next.Action), "phase", next.Phase.String(), "split", next.Split)
 	return next, true, nil
 }
+
+// readForAction reads the state for an operator's action. Neither ensemble
+// answering is often a moment of the split (the destination restarting,
+// the source re-electing behind the firewall): it asks again for up to
+// actionReadWait before giving up.
+func (f *Fleet) readForAction(ctx context.Context) (Reading, error) {
+	deadline := f.now().Add(actionReadWait)
+	for {
+		r, err := f.store.Read(ctx)
+		if !errors.Is(err, ErrNoAnswer) || f.now().After(deadline) {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// actionReadWait bounds readForAction's retries: an election's length on a
+// loaded machine.
+const actionReadWait = 15 * time.Second
 
 func (f *Fleet) transition(ctx context.Context, ifEpoch int64, ev cutover.Event) (State, error) {
 	f.act.Lock()
@@ -147,7 +170,7 @@ type SplitPlan struct {
 // once every live replica holds.
 func (f *Fleet) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, error) {
 	f.act.Lock()
-	r, err := f.store.Read(ctx)
+	r, err := f.readForAction(ctx)
 	if err != nil {
 		f.act.Unlock()
 		return nil, fmt.Errorf("fleet: reading the state: %w", err)
