@@ -79,15 +79,19 @@ func (l *configLoader) loadFleet(cfg *serveConfig) {
 	cfg.Fleet = f
 }
 
-// replicaID names this replica in the fleet: the host name and the client
-// port, unique as long as one host runs each port once.
+// replicaID names this replica in the fleet: the client listen address, with
+// the host name when it listens on every interface (a pod's name in a
+// StatefulSet); unique as long as one host runs each address once.
 func replicaID(listen string) string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "zkproxy"
+	host, port, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		name, err := os.Hostname()
+		if err != nil || name == "" {
+			name = "zkproxy"
+		}
+		host = name
 	}
-	_, port, _ := net.SplitHostPort(listen)
-	return host + ":" + port
+	return net.JoinHostPort(host, port)
 }
 
 // adminURL is how the other replicas reach this one's admin API.
