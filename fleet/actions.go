@@ -28,6 +28,7 @@ func (f *Fleet) change(ctx context.Context, ifEpoch int64, build func(State) (St
 		return State{}, false, fmt.Errorf("fleet: no state znode %s yet", f.store.StatePath())
 	}
 	if ifEpoch > 0 && r.State.Epoch != ifEpoch {
+		f.countConflict()
 		return r.State, false, fmt.Errorf("%w: epoch is %d, not %d (%s by %s at %s)", ErrConflict, r.State.Epoch, ifEpoch,
 			r.State.Action, r.State.ChangedBy, r.State.ChangedAt.Format(time.RFC3339Nano))
 	}
@@ -36,6 +37,9 @@ func (f *Fleet) change(ctx context.Context, ifEpoch int64, build func(State) (St
 		return r.State, false, err
 	}
 	w, err := f.store.Write(ctx, r, next, r.Side)
+	if errors.Is(err, ErrConflict) {
+		f.countConflict()
+	}
 	if err != nil {
 		return r.State, false, err
 	}
@@ -295,4 +299,10 @@ func (f *Fleet) Status(ctx context.Context) View {
 		v.Totals.BarrierUp = v.Totals.BarrierUp && m.BarrierUp
 	}
 	return v
+}
+
+func (f *Fleet) countConflict() {
+	if f.cfg.Metrics != nil {
+		f.cfg.Metrics.conflicts.Inc()
+	}
 }

@@ -49,6 +49,8 @@ type Config struct {
 	// SplitWait bounds how long split --prepare waits for every live
 	// replica to hold; zero means 10s.
 	SplitWait time.Duration
+	// Metrics, when set, receive the fleet's gauges and counters.
+	Metrics *Metrics
 }
 
 // Fleet is one replica's part of the fleet: it keeps the local controller
@@ -74,6 +76,7 @@ type Fleet struct {
 	pubSide   cutover.Ensemble
 	pubAt     time.Time
 	pending   sync.WaitGroup // barrier actions running in the background
+	rosterAt  time.Time      // last roster read for the metrics (loop only)
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -221,6 +224,21 @@ func (f *Fleet) loop(ctx context.Context) {
 // completed, and publishes this replica's member znode.
 func (f *Fleet) tick(ctx context.Context) (Reading, bool) {
 	r, err := f.store.Read(ctx)
+	m := f.cfg.Metrics
+	m.observeRead(r, err)
+	defer func() {
+		rerr := f.Ready(ctx)
+		m.setBool(m.readyGauge(), rerr == nil)
+		f.mu.Lock()
+		applied, last := f.applied, f.lastRead
+		f.mu.Unlock()
+		if m != nil {
+			m.appliedEpoch.Set(float64(applied))
+			if !last.IsZero() {
+				m.lastRead.Set(float64(last.UnixNano()) / 1e9)
+			}
+		}
+	}()
 	f.mu.Lock()
 	if err != nil {
 		if f.readErr == nil || f.readErr.Error() != err.Error() {
@@ -242,6 +260,13 @@ func (f *Fleet) tick(ctx context.Context) (Reading, bool) {
 	f.act.Unlock()
 	f.finishMoves(ctx, r)
 	f.publish(ctx, r.Side)
+	if f.cfg.Metrics != nil && f.now().Sub(f.rosterAt) >= 5*time.Second {
+		// Only for the replicas gauge: every 5s is plenty.
+		if ro, err := f.store.roster(ctx, r.Side, f.cfg.Store.Path); err == nil {
+			f.cfg.Metrics.observeRoster(ro)
+			f.rosterAt = f.now()
+		}
+	}
 	return r, true
 }
 

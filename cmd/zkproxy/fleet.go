@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/zkproxy/zkproxy/admin"
@@ -115,7 +116,7 @@ func adminURL(cfg serveConfig) string {
 
 // openFleet joins the fleet. Its connections to the members use the same
 // TLS as sessions do.
-func openFleet(cfg serveConfig, sessions func() fleet.SessionCounts, log *slog.Logger) (*fleet.Fleet, error) {
+func openFleet(cfg serveConfig, sessions func() fleet.SessionCounts, reg prometheus.Registerer, log *slog.Logger) (*fleet.Fleet, error) {
 	var dial func(network, address string, timeout time.Duration) (net.Conn, error)
 	if policy := cfg.Proxy.MemberTLS; policy.Enabled() {
 		dial = func(network, address string, timeout time.Duration) (net.Conn, error) {
@@ -126,7 +127,7 @@ func openFleet(cfg serveConfig, sessions func() fleet.SessionCounts, log *slog.L
 	}
 	return fleet.Open(fleet.Config{
 		Name: cfg.Fleet.Name, ReplicaID: replicaID(cfg.Listen), AdminURL: adminURL(cfg), Version: version,
-		StaleAfter: cfg.Fleet.StaleAfter, Sessions: sessions,
+		StaleAfter: cfg.Fleet.StaleAfter, Sessions: sessions, Metrics: fleet.NewMetrics(reg),
 		Store: fleet.StoreConfig{Path: cfg.Fleet.Path, Source: cfg.Proxy.Source, Destination: cfg.Proxy.Destination, Auth: cfg.Fleet.Auth, Dial: dial},
 	}, log)
 }
@@ -202,7 +203,7 @@ func bootstrapFleet(ctx context.Context, cfg serveConfig, f *fleet.Fleet, log *s
 // startFleet joins the fleet when one is configured (nil otherwise) and
 // bootstraps the data-dir from the fleet state; the sync check then asks
 // the other live replicas for their sessions, as peers did.
-func startFleet(ctx context.Context, cfg *serveConfig, adapter cutover.Proxy, log *slog.Logger) (*fleet.Fleet, error) {
+func startFleet(ctx context.Context, cfg *serveConfig, adapter cutover.Proxy, reg prometheus.Registerer, log *slog.Logger) (*fleet.Fleet, error) {
 	if cfg.Fleet.Name == "" {
 		return nil, nil
 	}
@@ -217,7 +218,7 @@ func startFleet(ctx context.Context, cfg *serveConfig, adapter cutover.Proxy, lo
 		}
 		return c
 	}
-	fl, err := openFleet(*cfg, sessions, log)
+	fl, err := openFleet(*cfg, sessions, reg, log)
 	if err != nil {
 		return nil, fmt.Errorf("joining fleet %s: %w", cfg.Fleet.Name, err)
 	}

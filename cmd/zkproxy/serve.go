@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	adapter := proxyadapter.New(p, cfg.Proxy.Destination)
 	// In a fleet the fleet state, read before any client is accepted,
 	// decides the phase the controller restores (fleet.go).
-	fl, err := startFleet(ctx, &cfg, adapter, log)
+	fl, err := startFleet(ctx, &cfg, adapter, reg, log)
 	if err != nil {
 		return err
 	}
