@@ -119,9 +119,9 @@ func (f *Fleet) RecordSplit(ctx context.Context, ifEpoch int64) error {
 // Hold holds the sessions on members (all: empty) on every replica.
 func (f *Fleet) Hold(ctx context.Context, members []string) (cutover.BarrierStatus, error) {
 	f.act.Lock()
-	defer f.act.Unlock()
 	bs, err := f.local.Hold(ctx, members)
 	if err != nil {
+		f.act.Unlock()
 		return bs, err
 	}
 	st, _, err := f.change(ctx, 0, func(s State) (State, bool, error) {
@@ -131,10 +131,52 @@ func (f *Fleet) Hold(ctx context.Context, members []string) (cutover.BarrierStat
 	})
 	if err != nil {
 		f.local.ReleaseBarrier("the fleet state could not be changed")
+		f.act.Unlock()
 		return bs, err
 	}
 	f.markApplied(st.Epoch)
+	f.act.Unlock()
+	f.publish(ctx, f.side())
+	// The operator restarts the member once this returns: every replica
+	// must hold by then, or its sessions there would see the restart.
+	if _, all, err := f.waitAllHold(ctx, st.Epoch); !all {
+		_ = f.ReleaseBarrier(context.WithoutCancel(ctx))
+		return bs, err
+	}
 	return bs, nil
+}
+
+// side is the ensemble whose copy won the last read.
+func (f *Fleet) side() cutover.Ensemble {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reading.Side
+}
+
+// waitAllHold waits (up to SplitWait) until every live replica applied
+// epoch and reports its barrier up. On failure it says which do not.
+func (f *Fleet) waitAllHold(ctx context.Context, epoch int64) ([]Member, bool, error) {
+	deadline := f.now().Add(f.cfg.SplitWait)
+	for {
+		ro, err := f.store.roster(ctx, f.side(), f.cfg.Store.Path)
+		var missing []string
+		if err != nil {
+			missing = append(missing, "member znodes unreadable: "+err.Error())
+		}
+		for _, m := range ro.Live {
+			if !m.BarrierUp || m.AppliedEpoch < epoch {
+				missing = append(missing, m.ID)
+			}
+		}
+		if err == nil && len(ro.Live) > 0 && len(missing) == 0 {
+			return ro.Live, true, nil
+		}
+		if f.now().After(deadline) || ctx.Err() != nil {
+			return ro.Live, false, fmt.Errorf("%w: not every live replica holds within %s (%s); released everywhere",
+				ErrReplicasNotReady, f.cfg.SplitWait, strings.Join(missing, ", "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // ReleaseBarrier lowers the split barrier or a hold on every replica.
@@ -223,27 +265,14 @@ func (f *Fleet) PrepareSplit(ctx context.Context, force bool) (*SplitPlan, error
 	f.publish(ctx, r.Side)
 
 	out := &SplitPlan{SplitPlan: plan}
-	deadline := f.now().Add(f.cfg.SplitWait)
-	for {
-		ro, err := f.store.roster(ctx, r.Side, f.cfg.Store.Path)
-		if err == nil {
-			out.Replicas, out.AllHold = ro.Live, len(ro.Live) > 0
-			for _, m := range ro.Live {
-				if !m.BarrierUp || m.AppliedEpoch < st.Epoch {
-					out.AllHold = false
-				}
-			}
-		}
-		if out.AllHold {
-			plan.Message = fmt.Sprintf("barrier up on all %d replicas: apply the firewall now", len(out.Replicas))
-			return out, nil
-		}
-		if f.now().After(deadline) || ctx.Err() != nil {
-			_ = f.ReleaseBarrier(context.WithoutCancel(ctx))
-			return out, fmt.Errorf("%w: not every live replica raised its barrier within %s; released", ErrReplicasNotReady, f.cfg.SplitWait)
-		}
-		time.Sleep(100 * time.Millisecond)
+	live, all, err := f.waitAllHold(ctx, st.Epoch)
+	out.Replicas, out.AllHold = live, all
+	if !all {
+		_ = f.ReleaseBarrier(context.WithoutCancel(ctx))
+		return out, err
 	}
+	plan.Message = fmt.Sprintf("barrier up on all %d replicas: apply the firewall now", len(live))
+	return out, nil
 }
 
 // View is the fleet part of GET /cutover.

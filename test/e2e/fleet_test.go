@@ -343,3 +343,44 @@ func TestFleetReplicaCutOff(t *testing.T) {
 		t.Fatalf("verification: %s %v", v, v.Problems)
 	}
 }
+
+// TestFleetHoldAndRelease: `cutover hold` on one replica holds on every
+// replica before it answers (the operator restarts the member right
+// after), and `release` on another lowers every replica's hold.
+func TestFleetHoldAndRelease(t *testing.T) {
+	r := rig.New(t, rig.Options{Proxies: 3, Fleet: "hold"})
+	ctx := rig.CtxFor(t, 2*time.Minute)
+	var ws []*kafkaload.Workload
+	for i, p := range r.Proxies {
+		ws = append(ws, rig.StartGo(t, ctx, kafkaload.Config{Addr: p.Addr, Root: fmt.Sprintf("/hold/%d", i), Brokers: 2, Writers: 1, WriteInterval: 20 * time.Millisecond}))
+	}
+	time.Sleep(time.Second)
+	if _, err := r.Proxies[1].Fleet.Hold(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Proxies {
+		bs := p.Ctl.Status().Barrier
+		t.Logf("%s: %+v", p.Name, bs)
+		if !bs.Up || bs.Held == 0 {
+			t.Fatalf("%s does not hold when hold returned: %+v", p.Name, bs)
+		}
+	}
+	if err := r.Proxies[2].Fleet.ReleaseBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Proxies {
+		for p.Ctl.Status().Barrier.Up {
+			if ctx.Err() != nil {
+				t.Fatalf("%s still holds after the fleet release", p.Name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("%s: %s", p.Name, p.Ctl.Status().Barrier.LastEnd)
+	}
+	for i, w := range ws {
+		rep := w.Stop()
+		if rep.Disconnects != 0 || rep.Expired != 0 || len(rep.Errors) != 0 {
+			t.Fatalf("workload %d: %s %v", i, rep, rep.Errors)
+		}
+	}
+}
