@@ -292,16 +292,17 @@ func (f *Fleet) apply(ctx context.Context, st State) {
 		case ActionHold, ActionPrepareSplit:
 			if !local.Barrier.Up {
 				// Holding waits for the requests in flight (bounded by
-				// the move timeout): off the loop, so reads go on.
+				// the move timeout): off the loop, so reads go on. The
+				// split barrier is a hold of every session here: the
+				// operator's replica ran the pre-split checks, and
+				// running them again would only spend the barrier's
+				// maximum hold time. Each held session is released when
+				// it re-attached after the destination's restart, or by
+				// the split's record, like the barrier's.
 				f.pending.Add(1)
 				go func() {
 					defer f.pending.Done()
-					var err error
-					if st.Action == ActionHold {
-						_, err = f.local.Hold(ctx, st.HoldMembers)
-					} else {
-						_, err = f.local.PrepareSplit(ctx, true)
-					}
+					_, err := f.local.Hold(ctx, st.HoldMembers)
 					f.logErr(string(st.Action), err)
 				}()
 			}

@@ -350,16 +350,28 @@ func (c *adminClient) waitMoves(ctx context.Context, out io.Writer, running cuto
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var st cutover.Status
-		if _, err := c.call(ctx, "GET", "/cutover", &st); err != nil {
+		var fs admin.FleetStatus
+		if _, err := c.call(ctx, "GET", "/cutover", &fs); err != nil {
 			return err
 		}
-		if c.output == "table" {
-			fmt.Fprintf(out, "\r%s", progressBar(st.Sessions, 40))
+		st := fs.Status
+		// In a fleet: the whole fleet's progress, until every replica
+		// finished (the fleet's phase moves on).
+		inFleet := fs.Fleet.Name != ""
+		progress := st.Sessions
+		if inFleet {
+			t := fs.Fleet.Totals
+			progress = cutover.Progress{Total: t.Moved + t.Failed + t.Pending, Moved: t.Moved, Failed: t.Failed, Pending: t.Pending}
 		}
-		if st.Phase != running {
+		if c.output == "table" {
+			fmt.Fprintf(out, "\r%s", progressBar(progress, 40))
+		}
+		if st.Phase != running && (!inFleet || fs.Fleet.State.Phase != running) {
 			if c.output == "table" {
 				fmt.Fprintln(out)
+			}
+			if inFleet {
+				return c.show(out, &fs, printFleetStatus)
 			}
 			return c.show(out, &st, printStatus)
 		}
