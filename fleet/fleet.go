@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -394,6 +395,9 @@ func (f *Fleet) member() Member {
 		Moved: st.Sessions.Moved, Failed: st.Sessions.Failed, Pending: st.Sessions.Pending,
 		BarrierUp: st.Barrier.Up, Held: st.Barrier.Held, UpdatedAt: f.now(),
 	}
+	for _, id := range f.store.SessionIDs() {
+		m.FleetSessions = append(m.FleetSessions, fmt.Sprintf("0x%016x", uint64(id)))
+	}
 	if err := f.Ready(context.Background()); err != nil {
 		m.NotReady = err.Error()
 	} else {
@@ -471,4 +475,23 @@ func (f *Fleet) halt() {
 		<-f.done
 	}
 	f.pending.Wait()
+}
+
+// IgnoredSessions are the ZooKeeper sessions of every live replica's fleet
+// machinery, this one's included (cutover.Config.IgnoreSessions): the
+// sync check must not count them as clients left out of the proxy.
+func (f *Fleet) IgnoredSessions(ctx context.Context) []int64 {
+	ids := f.store.SessionIDs()
+	ro, err := f.store.roster(ctx, f.side(), f.cfg.Store.Path)
+	if err != nil {
+		return ids
+	}
+	for _, m := range ro.Live {
+		for _, h := range m.FleetSessions {
+			if id, err := strconv.ParseUint(strings.TrimPrefix(h, "0x"), 16, 64); err == nil {
+				ids = append(ids, int64(id))
+			}
+		}
+	}
+	return ids
 }

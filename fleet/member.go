@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"slices"
 	"time"
 
@@ -32,6 +33,12 @@ type Member struct {
 	// BarrierUp and Held: its split barrier or hold.
 	BarrierUp bool `json:"barrier_up"`
 	Held      int  `json:"held"`
+	// FleetSessions are the replica's own ZooKeeper sessions (hex), so
+	// that the sync check of every replica counts them neither as proxied
+	// nor as clients left out (cutover.CheckConfig.IgnoreSessions). They
+	// grant nothing a world reader lacks: digest authentication belongs
+	// to a connection, not to a session.
+	FleetSessions []string `json:"fleet_sessions,omitempty"`
 	// Ready and NotReady: its readiness (fleet state fresh and readable).
 	Ready     bool      `json:"ready"`
 	NotReady  string    `json:"not_ready,omitempty"`
@@ -48,7 +55,11 @@ type SessionCounts struct {
 // unchanged replica does not rewrite its znode every round.
 func sameExceptTime(a, b Member) bool {
 	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
-	return a == b
+	if !slices.Equal(a.FleetSessions, b.FleetSessions) {
+		return false
+	}
+	a.FleetSessions, b.FleetSessions = nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // Roster is what the member znodes say about the fleet.

@@ -386,3 +386,15 @@ func (s *Store) children(ctx context.Context, name cutover.Ensemble, p string) (
 	}
 	return out, nil
 }
+
+// SessionIDs are the fleet's own ZooKeeper sessions (one per ensemble it
+// has a session with).
+func (s *Store) SessionIDs() []int64 {
+	var ids []int64
+	for _, sd := range s.sides {
+		if id := sd.conn.SessionID(); id != 0 && sd.conn.State() == zk.StateHasSession {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}

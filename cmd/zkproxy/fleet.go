@@ -227,6 +227,7 @@ func startFleet(ctx context.Context, cfg *serveConfig, adapter cutover.Proxy, re
 		return nil, err
 	}
 	cfg.Cutover.PeerSessions = fleetPeerSessions(&fl, adminURL(*cfg), cfg.AdminToken)
+	cfg.Cutover.IgnoreSessions = fl.IgnoredSessions
 	log.Info("fleet: joined", "fleet", cfg.Fleet.Name, "path", cfg.Fleet.Path, "replica", replicaID(cfg.Listen), "acl", cfg.Fleet.Auth != "")
 	return fl, nil
 }

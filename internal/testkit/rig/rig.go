@@ -220,13 +220,16 @@ func (r *Rig) Start(p *Proxy, o Options) {
 	if r.MemberTLS != nil {
 		members = fourlw.Members{Dial: r.MemberTLS.DialContext} // as cmd/zkproxy wires it
 	}
+	var ignore func(context.Context) []int64
 	if o.Fleet != "" {
 		r.joinFleet(p, o, srv, log)
+		ignore = p.Fleet.IgnoredSessions
 	}
 	ctl, err := cutover.NewController(cutover.Config{
 		Source: r.Source, Destination: r.Dest, MaxLag: 1000,
 		MoveConcurrency: o.MoveConcurrency, MoveTimeout: o.MoveTimeout, BarrierMaxHold: o.BarrierMaxHold,
 		Store: cutover.Store{Dir: p.Dir}, Members: members, PeerSessions: r.peerSessions(p, o),
+		IgnoreSessions: ignore,
 	}, proxyadapter.New(srv, r.Dest), log, p.Reg)
 	if err != nil {
 		t.Fatal(err)
