@@ -31,22 +31,43 @@ func fleetConnect(r *rig.Rig, chroot string) string {
 }
 
 // noProxiedSessionOnSource fails when a source member's cons lists any of
-// the workload's sessions: once the fleet's cutover began, no replica may
-// connect one there.
+// the workload's sessions, or any session at all but the replicas' own
+// fleet-state sessions (docs/fleet.md: each replica keeps one to the source
+// to read the state's copy there): once the fleet's cutover began, no
+// replica may connect a client session there.
 func noProxiedSessionOnSource(t *testing.T, r *rig.Rig, reports ...kafkaload.Report) {
 	t.Helper()
 	on := rig.SessionsOn(t, r.M.Source.Members)
-	var found []string
+	fleetOwn := map[int64]bool{}
+	for _, p := range r.Proxies {
+		if p.Fleet != nil {
+			for _, id := range p.Fleet.IgnoredSessions(rig.CtxFor(t, 10*time.Second)) {
+				fleetOwn[id] = true
+			}
+		}
+	}
+	workload := map[int64]string{}
 	for _, rep := range reports {
 		for name, id := range rep.Sessions {
-			if m, ok := on[id]; ok {
-				found = append(found, fmt.Sprintf("%s(0x%x) on %s", name, id, m))
-			}
+			workload[id] = name
+		}
+	}
+	var found []string
+	fleetSessions := 0
+	for id, m := range on {
+		switch {
+		case workload[id] != "":
+			found = append(found, fmt.Sprintf("%s(0x%x) on %s", workload[id], id, m))
+		case fleetOwn[id]:
+			fleetSessions++
+		default:
+			found = append(found, fmt.Sprintf("unknown session 0x%x on %s", id, m))
 		}
 	}
 	if len(found) > 0 {
 		t.Fatalf("sessions on source members after the cutover began: %v", found)
 	}
+	t.Logf("source members' cons: no client session; %d fleet-state sessions of the replicas", fleetSessions)
 }
 
 // startFleet is a joined mitosis with three replicas of one fleet and a
