@@ -58,7 +58,10 @@ func (f *Fleet) readForAction(ctx context.Context) (Reading, error) {
 	deadline := f.now().Add(actionReadWait)
 	for {
 		r, err := f.store.Read(ctx)
-		if !errors.Is(err, ErrNoAnswer) || f.now().After(deadline) {
+		// The destination's copy missing from a read after the cutover
+		// began is the same moment: it will answer again.
+		destinationSilent := err == nil && r.Side == cutover.Source && r.State.Began() && len(f.cfg.Store.Destination) > 0
+		if !errors.Is(err, ErrNoAnswer) && !destinationSilent || f.now().After(deadline) {
 			return r, err
 		}
 		select {

@@ -23,6 +23,12 @@ var ErrConflict = errors.New("another replica changed the fleet state first")
 // ErrNoAnswer: neither ensemble answered the read.
 var ErrNoAnswer = errors.New("fleet: no answer from either ensemble")
 
+// ErrDestinationOnly: once the cutover began, the state is written on the
+// destination only (the joint ensemble through its destination members
+// before the split); a read won by the source's copy then means the
+// destination did not answer (or lost its copy), and nothing is written.
+var ErrDestinationOnly = errors.New("fleet: the cutover began, so the fleet state is written on the destination only, and its copy did not answer")
+
 // StoreConfig says where the fleet state lives.
 type StoreConfig struct {
 	// Path is the fleet's znode, e.g. /zkproxy/<fleet>.
@@ -241,6 +247,12 @@ func (s *Store) Write(ctx context.Context, r Reading, next State, createOn cutov
 		return r, err
 	}
 	next.Format = FormatVersion
+	if r.Exists && r.Side == cutover.Source && (r.State.Began() || next.Began()) && s.side(cutover.Destination) != nil {
+		// Written on the source, this change would outrank the
+		// destination's copy by epoch and pull every later write to the
+		// old ensemble.
+		return r, fmt.Errorf("%w (%s)", ErrDestinationOnly, strings.Join(r.Unanswered, "; "))
+	}
 	if r.Exists {
 		sd := s.side(r.Side)
 		var stat *zk.Stat

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -213,6 +214,23 @@ func TestFleetReadRule(t *testing.T) {
 			t.Fatalf("epoch %d (%v), want %d", st.Epoch, err, c.want)
 		}
 	}
+	// Once the cutover began, a copy won on the source (the destination
+	// lost its copy, or did not answer) is never written: that write would
+	// outrank the destination's copy and pull every later one to the old
+	// ensemble.
+	plantState(t, sc, State{Phase: cutover.PhaseCuttingOver, Epoch: 9})
+	r = read()
+	if r.Side != cutover.Source {
+		t.Fatalf("higher source epoch: %+v", r.Copy)
+	}
+	if _, err := s.Write(ctx, r, r.State.bump(ActionAbort, "t", time.Now()), cutover.Destination); !errors.Is(err, ErrDestinationOnly) {
+		t.Fatalf("write on the source after the cutover began: %v", err)
+	}
+	if b, _, _ := sc.Get("/zkproxy/f/state"); !strings.Contains(string(b), `"epoch": 9`) {
+		t.Fatalf("source copy changed: %s", b)
+	}
+	plantState(t, sc, State{Phase: cutover.PhaseSource, Epoch: 5})
+
 	// One side silent: the other's copy is read, and the silent one named.
 	if err := dst.Kill(); err != nil {
 		t.Fatal(err)

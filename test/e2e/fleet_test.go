@@ -192,14 +192,20 @@ func fleetAdmin(t *testing.T, p *rig.Proxy) *httptest.Server {
 func setFleetPhase(t *testing.T, ctx context.Context, r *rig.Rig, phase cutover.Phase) int64 {
 	t.Helper()
 	s := r.Proxies[0].Fleet.Store()
-	rd, err := s.Read(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := rd.State
-	next.Phase, next.Epoch, next.Action, next.ChangedBy = phase, next.Epoch+1, fleet.ActionAbort, "test"
-	if _, err := s.Write(ctx, rd, next, rd.Side); err != nil {
-		t.Fatal(err)
+	var next fleet.State
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		// Right after the join the fleet's clients may still reconnect.
+		rd, err := s.Read(ctx)
+		if err == nil && rd.Side == cutover.Destination {
+			next = rd.State
+			next.Phase, next.Epoch, next.Action, next.ChangedBy = phase, next.Epoch+1, fleet.ActionAbort, "test"
+			if _, err = s.Write(ctx, rd, next, rd.Side); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("setting the fleet phase: %v (%+v)", err, rd.Copy)
+		}
 	}
 	for _, p := range r.Proxies {
 		if _, err := rig.WaitFleet(ctx, p, "epoch applied", func(v fleet.View) bool {
@@ -223,16 +229,25 @@ func setFleetPhase(t *testing.T, ctx context.Context, r *rig.Rig, phase cutover.
 func TestFleetConcurrentStartRollback(t *testing.T) {
 	r := rig.New(t, rig.Options{Proxies: 2, Fleet: "race"})
 	ctx := rig.CtxFor(t, 3*time.Minute)
+	// Joined: once the cutover began the state lives on the destination
+	// side (docs/fleet.md, the read rule).
+	if _, err := r.M.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
 	a, b := fleetAdmin(t, r.Proxies[0]), fleetAdmin(t, r.Proxies[1])
-	for round := range 4 {
+	for round := range 6 {
 		epoch := setFleetPhase(t, ctx, r, cutover.PhaseAborted)
 		calls := []struct{ name, url string }{
 			{"start on zkproxy-0", fmt.Sprintf("%s/cutover/start?force=true&if_epoch=%d", a.URL, epoch)},
 			{"rollback on zkproxy-1", fmt.Sprintf("%s/cutover/rollback?if_epoch=%d", b.URL, epoch)},
 		}
-		if round%2 == 1 { // the other way round: each action wins and loses
+		switch round % 3 {
+		case 1: // the other way round
 			calls[0].url, calls[1].url = fmt.Sprintf("%s/cutover/start?force=true&if_epoch=%d", b.URL, epoch), fmt.Sprintf("%s/cutover/rollback?if_epoch=%d", a.URL, epoch)
 			calls[0].name, calls[1].name = "start on zkproxy-1", "rollback on zkproxy-0"
+		case 2: // two operators rolling back at once: a pure race on the znode's version
+			calls[0].url, calls[0].name = fmt.Sprintf("%s/cutover/rollback?if_epoch=%d", a.URL, epoch), "rollback on zkproxy-0"
+			calls[1].url, calls[1].name = fmt.Sprintf("%s/cutover/rollback?if_epoch=%d", b.URL, epoch), "rollback on zkproxy-1"
 		}
 		type answer struct {
 			code int
