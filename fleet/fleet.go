@@ -225,6 +225,11 @@ func (f *Fleet) loop(ctx context.Context) {
 // completed, and publishes this replica's member znode.
 func (f *Fleet) tick(ctx context.Context) (Reading, bool) {
 	r, err := f.store.Read(ctx)
+	if err == nil && !r.Exists {
+		// Bootstrap created it: gone now means deleted. Keep the last
+		// state, and let readiness lapse after StaleAfter.
+		err = fmt.Errorf("fleet: the state znode %s is missing on every ensemble that answered (deleted?); keeping the last state", f.store.StatePath())
+	}
 	m := f.cfg.Metrics
 	m.observeRead(r, err)
 	defer func() {
