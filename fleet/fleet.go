@@ -133,27 +133,9 @@ func (f *Fleet) Bootstrap(ctx context.Context, local cutover.Store) error {
 	for {
 		r, err := f.store.Read(ctx)
 		if err == nil && !r.Exists {
-			createOn := cutover.Source
-			if localState.Split {
-				createOn = cutover.Destination
-			}
-			st := State{
-				Phase: localState.Phase, Split: localState.Split, Destination: f.cfg.Store.Destination,
-				StartedAt: localState.StartedAt, FinishedAt: localState.FinishedAt, SplitAt: localState.SplitAt,
-			}
-			if r, _ := cutover.Restored(localState, f.now()); r.Phase != localState.Phase {
-				st.Phase, st.FinishedAt = r.Phase, r.FinishedAt
-			}
-			if st.Began() {
-				st.StartedEpoch = 1
-			}
-			st = st.bump(ActionInit, f.cfg.ReplicaID, f.now())
-			r, err = f.store.Write(ctx, r, st, createOn)
+			r, err = f.create(ctx, r, localState)
 			if errors.Is(err, ErrConflict) {
 				continue // another replica created it: read it
-			}
-			if err == nil {
-				f.log.Info("fleet: state created from the local state", "znode", f.store.StatePath(), "ensemble", string(createOn), "phase", st.Phase.String())
 			}
 		}
 		if err == nil {
@@ -188,6 +170,32 @@ func (f *Fleet) Bootstrap(ctx context.Context, local cutover.Store) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// create makes the first state of a fleet from this replica's local state
+// (its data-dir): a fleet turned on for zkproxies already under way keeps
+// their phase.
+func (f *Fleet) create(ctx context.Context, r Reading, localState cutover.State) (Reading, error) {
+	createOn := cutover.Source
+	if localState.Split {
+		createOn = cutover.Destination
+	}
+	st := State{
+		Phase: localState.Phase, Split: localState.Split, Destination: f.cfg.Store.Destination,
+		StartedAt: localState.StartedAt, FinishedAt: localState.FinishedAt, SplitAt: localState.SplitAt,
+	}
+	if rs, _ := cutover.Restored(localState, f.now()); rs.Phase != localState.Phase {
+		st.Phase, st.FinishedAt = rs.Phase, rs.FinishedAt
+	}
+	if st.Began() {
+		st.StartedEpoch = 1
+	}
+	st = st.bump(ActionInit, f.cfg.ReplicaID, f.now())
+	w, err := f.store.Write(ctx, r, st, createOn)
+	if err == nil {
+		f.log.Info("fleet: state created from the local state", "znode", f.store.StatePath(), "ensemble", string(createOn), "phase", st.Phase.String())
+	}
+	return w, err
 }
 
 // Run keeps the local controller on the fleet state until Close.
@@ -225,8 +233,17 @@ func (f *Fleet) loop(ctx context.Context) {
 // completed, and publishes this replica's member znode.
 func (f *Fleet) tick(ctx context.Context) (Reading, bool) {
 	r, err := f.store.Read(ctx)
-	if err == nil && !r.Exists {
-		// Bootstrap created it: gone now means deleted. Keep the last
+	f.mu.Lock()
+	seen := f.haveRead
+	f.mu.Unlock()
+	switch {
+	case err == nil && !r.Exists && !seen:
+		// Bootstrap went on with the data-dir's state while no ensemble
+		// answered, and the fleet has no state yet: this replica makes it.
+		st := f.local.Status()
+		r, err = f.create(ctx, r, cutover.State{Phase: st.Phase, Split: st.Split, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt, SplitAt: st.SplitAt})
+	case err == nil && !r.Exists:
+		// It was read before: gone now means deleted. Keep the last
 		// state, and let readiness lapse after StaleAfter.
 		err = fmt.Errorf("fleet: the state znode %s is missing on every ensemble that answered (deleted?); keeping the last state", f.store.StatePath())
 	}
