@@ -72,7 +72,7 @@ type FormatError struct {
 }
 
 func (e *FormatError) Error() string {
-	return fmt.Sprintf("fleet: state znode %s on the %s ensemble is unreadable (fix or delete it deliberately; zkproxy refuses to guess or overwrite it): %v", e.Path, e.Side, e.Err)
+	return fmt.Sprintf("fleet: state znode %s on the %s ensemble is unreadable (fix it, or delete it with every replica stopped; zkproxy refuses to guess or overwrite it): %v", e.Path, e.Side, e.Err)
 }
 
 func (e *FormatError) Unwrap() error { return e.Err }

@@ -335,3 +335,68 @@ func TestFleetACL(t *testing.T) {
 		t.Fatalf("write with the credentials: %v", err)
 	}
 }
+
+// idleController is a cutover controller with nothing to move, for the
+// fleet's loop in package tests (the e2e tests drive real controllers).
+type idleController struct{ st cutover.Status }
+
+func (c *idleController) Status() cutover.Status                               { return c.st }
+func (c *idleController) Check(context.Context) *cutover.Report                { return &cutover.Report{Ready: true} }
+func (c *idleController) Start(context.Context, bool) (*cutover.Report, error) { return nil, nil }
+func (c *idleController) Abort() error                                         { return nil }
+func (c *idleController) Rollback(context.Context) error                       { return nil }
+func (c *idleController) RecordSplit() error                                   { return nil }
+func (c *idleController) PrepareSplit(context.Context, bool) (*cutover.SplitPlan, error) {
+	return nil, nil
+}
+func (c *idleController) Hold(context.Context, []string) (cutover.BarrierStatus, error) {
+	return cutover.BarrierStatus{}, nil
+}
+func (c *idleController) ReleaseBarrier(string) bool { return false }
+
+// TestFleetGarbageStateWhileRunning: a running replica that meets a garbage
+// state znode reports not ready at once, naming it, and writes nothing;
+// once fixed it is ready again.
+func TestFleetGarbageStateWhileRunning(t *testing.T) {
+	src := zktest.Standalone(t)
+	ctx := ctxFor(t, time.Minute)
+	f, err := Open(Config{Name: "f", ReplicaID: "r1", Interval: 100 * time.Millisecond,
+		Store: StoreConfig{Path: "/zkproxy/f", Source: []string{src.ClientAddr()}}}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitConnected(t, f.store)
+	if err := f.Bootstrap(ctx, cutover.Store{Dir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	f.Run(&idleController{st: cutover.Status{Phase: cutover.PhaseSource, Target: cutover.Source}})
+	if err := f.Ready(ctx); err != nil {
+		t.Fatalf("not ready after the bootstrap: %v", err)
+	}
+	sc := rawConn(t, src.ClientAddr())
+	plant(t, sc, "/zkproxy/f/state", []byte(`{"format": 7}`))
+	for {
+		err := f.Ready(ctx)
+		var fe *FormatError
+		if errors.As(err, &fe) {
+			t.Logf("not ready: %v", err)
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("still ready with a garbage state: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // several rounds of the loop
+	if b, _, err := sc.Get("/zkproxy/f/state"); err != nil || string(b) != `{"format": 7}` {
+		t.Fatalf("the garbage state was overwritten: %q %v", b, err)
+	}
+	plantState(t, sc, State{Phase: cutover.PhaseSource, Epoch: 3})
+	for f.Ready(ctx) != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("not ready again after the fix: %v", f.Ready(ctx))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
