@@ -7,7 +7,7 @@ GO        ?= go
 FUZZTIME  ?= 1500000x
 TESTFLAGS ?= -race -count=1 -timeout 60m
 
-.PHONY: test test-short deps vet lint rules fuzz bench demo build soak
+.PHONY: test test-short deps vet lint rules fuzz bench demo build soak soak-fleet
 
 build:
 	$(GO) build ./...
@@ -55,6 +55,13 @@ SOAK_CLIENTS  ?= 40
 soak: deps
 	ZKPROXY_SOAK_DURATION=$(SOAK_DURATION) ZKPROXY_SOAK_CLIENTS=$(SOAK_CLIENTS) \
 		$(GO) test -race -count=1 -timeout 90m -run TestStress -v ./test/e2e
+
+# The fleet migration (three replicas, Java workload) FLEET_CHAOS_RUNS times,
+# each with a random replica killed at a random stage; every run's seed,
+# victim, stage and result is logged (make test runs one).
+FLEET_CHAOS_RUNS ?= 10
+soak-fleet: deps
+	ZKPROXY_FLEET_CHAOS_RUNS=$(FLEET_CHAOS_RUNS) $(GO) test -race -count=1 -timeout 90m -run TestFleetChaos -v ./test/e2e
 
 # A real local mitosis through zkproxy, narrated, ending with a report.
 demo: deps

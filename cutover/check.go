@@ -28,6 +28,10 @@ type CheckConfig struct {
 	// as direct clients. problems name peers that could not be asked. Nil:
 	// no peers.
 	PeerSessions func(ctx context.Context) (ids []int64, problems []string)
+	// IgnoreSessions lists sessions of zkproxy's own machinery — a fleet's
+	// ZooKeeper clients (docs/fleet.md) — that are neither proxied nor
+	// clients left out: the look for direct sessions skips them. Nil: none.
+	IgnoreSessions func(ctx context.Context) []int64
 	// SkipDirect leaves out the look for sessions not through this proxy
 	// (cons on every member, dump on one): the split barrier's checks run
 	// while client requests are held and need only the members' state.
@@ -379,7 +383,13 @@ func (r *checkRun) directSessions() {
 		}
 		problems = append(problems, peerProblems...)
 	}
-	direct, peersOnSource, memberProblems := findDirect(r.ctx, r.cfg, r.rep.Members, r.rep.Leader, proxied, peers)
+	ignore := map[int64]bool{}
+	if r.cfg.IgnoreSessions != nil {
+		for _, id := range r.cfg.IgnoreSessions(r.ctx) {
+			ignore[id] = true
+		}
+	}
+	direct, peersOnSource, memberProblems := findDirect(r.ctx, r.cfg, r.rep.Members, r.rep.Leader, proxied, peers, ignore)
 	r.rep.PeersOnSource = peersOnSource
 	problems = append(problems, memberProblems...)
 	r.rep.Direct, r.rep.directLooked, r.rep.directIncomplete = direct, true, len(problems) > 0

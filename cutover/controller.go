@@ -70,8 +70,9 @@ type Config struct {
 	// before it releases by itself; zero means 10s. Keep it well under the
 	// session timeout (Kafka: 18s).
 	BarrierMaxHold time.Duration
-	// PeerSessions: see CheckConfig.
-	PeerSessions func(ctx context.Context) (ids []int64, problems []string)
+	// PeerSessions and IgnoreSessions: see CheckConfig.
+	PeerSessions   func(ctx context.Context) (ids []int64, problems []string)
+	IgnoreSessions func(ctx context.Context) []int64
 	// CheckInterval runs the sync check in the background this often while
 	// a destination is configured and no split is recorded, so its verdict
 	// is on /metrics during the join; zero: only on demand.
@@ -250,7 +251,7 @@ func (c *Controller) check(ctx context.Context, direct bool) *Report {
 	}
 	return Check(ctx, CheckConfig{
 		Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Members: c.cfg.Members,
-		PeerSessions: c.cfg.PeerSessions, SkipDirect: !direct,
+		PeerSessions: c.cfg.PeerSessions, IgnoreSessions: c.cfg.IgnoreSessions, SkipDirect: !direct,
 	}, views)
 }
 

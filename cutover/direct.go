@@ -42,7 +42,7 @@ type DirectSession struct {
 // member holds the whole tree). problems names what could not be asked (a
 // word not whitelisted, say), so the caller can say the list may be
 // incomplete.
-func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, leader string, proxied, peers map[int64]bool) (direct []DirectSession, peersOnSource []string, problems []string) {
+func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, leader string, proxied, peers, ignore map[int64]bool) (direct []DirectSession, peersOnSource []string, problems []string) {
 	var serving []string
 	for _, m := range members {
 		if m.Mode != "" {
@@ -103,7 +103,7 @@ func findDirect(ctx context.Context, cfg CheckConfig, members []MemberStatus, le
 	}
 	seen := map[int64]bool{}
 	add := func(id int64, client, member string) {
-		if id == 0 || proxied[id] || seen[id] {
+		if id == 0 || proxied[id] || ignore[id] || seen[id] {
 			return
 		}
 		if peers[id] {

@@ -75,3 +75,16 @@ func (s Store) Save(st State) error {
 	}
 	return nil
 }
+
+// Exists reports whether a state was ever saved here (Load answers the
+// initial state for a missing file).
+func (s Store) Exists() (bool, error) {
+	_, err := os.Stat(filepath.Join(s.Dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cutover: reading state: %w", err)
+	}
+	return true, nil
+}

@@ -40,6 +40,18 @@ type LeftoverConfig struct {
 	SourceServer, DestinationServer string
 	// MaxNodes bounds each tree's walk; zero means 1,000,000.
 	MaxNodes int
+	// Fleet are the znodes of zkproxy fleets (docs/fleet.md, e.g.
+	// /zkproxy): live on the destination after the split, so never listed
+	// there; the source's frozen copy is listed.
+	Fleet []string
+}
+
+// inFleet reports whether top-level tree p holds (or is under) a fleet path.
+func (cfg LeftoverConfig) inFleet(p string) bool {
+	return slices.ContainsFunc(cfg.Fleet, func(f string) bool {
+		f = path.Clean("/" + f)
+		return f == p || strings.HasPrefix(f, p+"/") || strings.HasPrefix(p, f+"/")
+	})
 }
 
 // FindLeftovers lists, after the split, the moved chroots still on the
@@ -69,6 +81,18 @@ func FindLeftovers(ctx context.Context, cfg LeftoverConfig) ([]Leftover, error) 
 			out = append(out, l)
 		}
 	}
+	for _, f := range cfg.Fleet {
+		f = path.Clean("/" + f)
+		l := Leftover{Side: "source", Path: f, Why: "zkproxy fleet state, frozen at the split (the destination's copy is the live one)"}
+		found, err := walk(ctx, cfg.Source, f, &l, cfg.MaxNodes)
+		if err != nil {
+			return nil, fmt.Errorf("leftovers: source %s: %w", f, err)
+		}
+		if found {
+			l.Delete = fmt.Sprintf("zkCli.sh -server %s deleteall %s", cfg.SourceServer, f)
+			out = append(out, l)
+		}
+	}
 	top, err := cfg.Destination.Children(ctx, "/")
 	if err != nil {
 		return nil, fmt.Errorf("leftovers: destination /: %w", err)
@@ -76,7 +100,7 @@ func FindLeftovers(ctx context.Context, cfg LeftoverConfig) ([]Leftover, error) 
 	slices.Sort(top)
 	for _, name := range top {
 		p := "/" + name
-		if name == "zookeeper" || slices.ContainsFunc(cfg.Chroots, func(c string) bool {
+		if name == "zookeeper" || cfg.inFleet(p) || slices.ContainsFunc(cfg.Chroots, func(c string) bool {
 			c = path.Clean("/" + c)
 			return c == p || strings.HasPrefix(c, p+"/")
 		}) {

@@ -3,12 +3,14 @@
 // mitosis plan` generates and checked with `zkproxy mitosis verify` at every
 // stage the runbook names,
 // with a Kafka-like workload on the Java ZooKeeper client (the client Kafka
-// brokers use) connected through zkproxy the whole time. It ends with a
+// brokers use) connected through a fleet of three zkproxy replicas the whole
+// time (its connect string lists all three). One replica is killed before
+// the cutover and started again, with an empty data-dir, after the split. It ends with a
 // report: acknowledged and lost writes, expired sessions, client
 // disconnects, the longest client-visible pause and the time per stage.
 //
 // Everything runs on loopback addresses (127.64.0.0-127.254.255.255) and is
-// removed at the end, also on Ctrl-C: every JVM, the zkproxy process and
+// removed at the end, also on Ctrl-C: every JVM, the zkproxy processes and
 // every iptables rule. It needs root (iptables) and the packages
 // scripts/test-deps.sh installs; `make demo` does both.
 package main
@@ -181,7 +183,31 @@ type demo struct {
 
 	proxyAddr, adminURL string
 	planDir             string
+
+	// The fleet: zkproxy replicas sharing the cutover state (docs/fleet.md);
+	// the operator's commands go to replicas[operator].
+	replicas []*replica
+	fleetLog []string // what happened to the fleet, for the report
 }
+
+// replica is one zkproxy process of the demo's fleet.
+type replica struct {
+	n                 int
+	ip, addr, admin   string
+	dataDir, logPath  string
+	cmd               *exec.Cmd
+	done              chan struct{}
+	killedBeforeStart bool
+}
+
+// The demo's fleet: three replicas; commands go to replica 2; replica 1 is
+// killed before the cutover and started again, with an empty data-dir,
+// after the split.
+const (
+	fleetReplicas = 3
+	operator      = 1 // index of replica 2
+	victim        = 0 // index of replica 1
+)
 
 func newDemo(o options) (*demo, error) {
 	bin, err := filepath.Abs(o.zkproxyBin)
@@ -227,7 +253,31 @@ func (d *demo) do(title, what string, f func() error) bool {
 }
 
 // zkproxy runs a zkproxy command against the demo's proxy and shows it.
+// While a replica is down, split --prepare refuses naming it: the demo
+// shows the refusal, then goes on with --force (the replica is known dead,
+// its brokers are on the others).
 func (d *demo) zkproxy(ctx context.Context, args ...string) error {
+	if slices.Equal(args, []string{"cutover", "split", "--prepare"}) && len(d.replicas) > victim && d.replicas[victim].killedBeforeStart && !d.replicaRunning(d.replicas[victim]) {
+		if err := d.runZkproxy(ctx, args...); err == nil {
+			return errors.New("split --prepare went ahead with a replica vanished")
+		}
+		fmt.Printf("      refused, naming replica %d (down since before the cutover): going on with --force\n", victim+1)
+		d.fleetLog = append(d.fleetLog, fmt.Sprintf("split --prepare refused while replica %d was down, naming it; forced", victim+1))
+		return d.runZkproxy(ctx, append(args, "--force")...)
+	}
+	return d.runZkproxy(ctx, args...)
+}
+
+func (d *demo) replicaRunning(r *replica) bool {
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (d *demo) runZkproxy(ctx context.Context, args ...string) error {
 	fmt.Printf("      $ zkproxy %s\n", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, d.o.zkproxyBin, args...)
 	cmd.Env = append(os.Environ(), "ZKPROXY_ADMIN_URL="+d.adminURL)
@@ -281,7 +331,7 @@ func (d *demo) run() bool {
 	if !d.do("Source ensemble", "Three ZooKeeper 3.8 nodes (myid 1-3), each on its own loopback address.", func() error {
 		m = d.startSource()
 		return nil
-	}) || !d.do("zkproxy in front of the source", "Clients connect to zkproxy only: zookeeper.connect=<zkproxy>/kafka.", func() error {
+	}) || !d.do("A fleet of three zkproxies in front of the source", "Clients connect to zkproxy only, listing every replica: zookeeper.connect=<zkp1>,<zkp2>,<zkp3>/kafka.\nThe replicas share one cutover state in ZooKeeper (--fleet demo).", func() error {
 		return d.startProxy(m)
 	}) {
 		return false
@@ -302,7 +352,7 @@ func (d *demo) run() bool {
 	}) {
 		return false
 	}
-	d.total += len(p.Steps)
+	d.total += len(p.Steps) + 2 // and the fleet's kill and restart
 	snaps, ok := d.migrate(ctx, m, p, w)
 	if !ok {
 		return false
@@ -380,6 +430,7 @@ func (d *demo) makePlan(ctx context.Context, m *zktest.Mitosis) (*mitosis.Plan, 
 type snapshots struct {
 	beforeJoin, joined, cutOver kafkaload.Report
 	joinPause                   time.Duration
+	killDisconnects             int64 // seen by the killed replica's clients
 }
 
 // migrate runs every step of the plan as a narrated stage.
@@ -406,6 +457,13 @@ func (d *demo) migrate(ctx context.Context, m *zktest.Mitosis, p *mitosis.Plan, 
 				narration = append(narration, "$ "+a.Command)
 			}
 		}
+		if hasZkproxy(s, "cutover", "start") {
+			if !d.do(fmt.Sprintf("Kill zkproxy replica %d", victim+1), fmt.Sprintf("kill -9, before the cutover: its brokers carry on through replicas %s with their sessions.", d.others(victim)), func() error {
+				return d.killVictim(ctx, w, &snaps)
+			}) {
+				return snaps, false
+			}
+		}
 		if !d.do(s.Title, strings.Join(narration, "\n"), func() error {
 			if s.Check.Stage == mitosis.StageJoined && snaps.joined.AckedWrites == 0 {
 				// Every restart of the join is behind us.
@@ -417,11 +475,103 @@ func (d *demo) migrate(ctx context.Context, m *zktest.Mitosis, p *mitosis.Plan, 
 		}) {
 			return snaps, false
 		}
+		if hasZkproxy(s, "cutover", "split") && !hasZkproxy(s, "cutover", "split", "--prepare") {
+			if !d.do(fmt.Sprintf("Start zkproxy replica %d again, with an empty data-dir", victim+1), "A pod without a volume: the fleet state in ZooKeeper, not the data-dir, decides where it routes.", func() error {
+				return d.restartVictim(ctx, m)
+			}) {
+				return snaps, false
+			}
+		}
 		if s.Check.Stage == mitosis.StagePreSplit {
 			snaps.cutOver = w.Snapshot()
 		}
 	}
 	return snaps, true
+}
+
+// hasZkproxy reports whether step s runs `zkproxy <args...>` exactly.
+func hasZkproxy(s mitosis.Step, args ...string) bool {
+	for _, a := range s.Actions {
+		if a.Kind == mitosis.Zkproxy && slices.Equal(a.Args, args) {
+			return true
+		}
+	}
+	return false
+}
+
+// others names the replicas but i ("2 and 3").
+func (d *demo) others(i int) string {
+	var names []string
+	for _, r := range d.replicas {
+		if r.n != i+1 {
+			names = append(names, fmt.Sprint(r.n))
+		}
+	}
+	return strings.Join(names, " and ")
+}
+
+// killVictim kills the victim replica before the cutover and waits until
+// every session is back, through the other replicas, still on the source.
+func (d *demo) killVictim(ctx context.Context, w *kafkaload.JavaWorkload, snaps *snapshots) error {
+	v := d.replicas[victim]
+	before := w.Snapshot()
+	d.killReplica(v)
+	v.killedBeforeStart = true
+	want := len(before.Sessions)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := exec.CommandContext(ctx, d.o.zkproxyBin, "cutover", "status", "-o", "json", "--admin", d.adminURL).Output()
+		if err != nil {
+			return fmt.Errorf("cutover status: %w", err)
+		}
+		var st struct {
+			Fleet struct {
+				Totals struct {
+					Replicas int `json:"replicas"`
+					Sessions struct {
+						Source int `json:"source"`
+					} `json:"sessions"`
+				} `json:"totals"`
+			} `json:"fleet"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			return fmt.Errorf("cutover status: %w", err)
+		}
+		if st.Fleet.Totals.Replicas == fleetReplicas-1 && st.Fleet.Totals.Sessions.Source == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after the kill: %d live replicas carry %d of %d sessions", st.Fleet.Totals.Replicas, st.Fleet.Totals.Sessions.Source, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	after := w.Snapshot().Since(before)
+	line := fmt.Sprintf("replica %d killed (kill -9) before the cutover: its brokers came back through replicas %s with their sessions (%d client disconnects, %d expired)",
+		v.n, d.others(victim), after.Disconnects, after.Expired)
+	d.fleetLog = append(d.fleetLog, line)
+	snaps.killDisconnects = after.Disconnects
+	fmt.Println("      " + line)
+	return d.zkproxy(ctx, "cutover", "status")
+}
+
+// restartVictim starts the killed replica again after the split with an
+// empty data-dir and checks that it routes to the destination.
+func (d *demo) restartVictim(ctx context.Context, m *zktest.Mitosis) error {
+	v := d.replicas[victim]
+	if err := d.startReplica(m, v); err != nil {
+		return err
+	}
+	phase, split, target, err := d.replicaStatus(ctx, v)
+	if err != nil {
+		return err
+	}
+	line := fmt.Sprintf("replica %d started again after the split with an empty data-dir: phase %s, split %t, new connections go to the %s", v.n, phase, split, target)
+	d.fleetLog = append(d.fleetLog, line)
+	fmt.Println("      " + line)
+	if target != "destination" || !split {
+		return fmt.Errorf("replica %d routes to the %s after the split", v.n, target)
+	}
+	return d.zkproxy(ctx, "cutover", "status")
 }
 
 // check runs a step's check: every `mitosis verify` (which must pass where
@@ -452,51 +602,93 @@ func (d *demo) checkWrites(ctx context.Context, w *kafkaload.JavaWorkload, m *zk
 	return final, v, err
 }
 
+// startProxy starts the fleet: fleetReplicas zkproxy processes with one
+// fleet name, each on its own loopback address; the brokers list them all.
 func (d *demo) startProxy(m *zktest.Mitosis) error {
-	ip := zktest.LoopbackIP(d.tb)
-	d.proxyAddr = net.JoinHostPort(ip, "2181")
-	d.adminURL = "http://" + net.JoinHostPort(ip, "9181")
-	logPath := filepath.Join(d.tb.base, "zkproxy.log")
-	logf, err := os.Create(logPath)
+	var connect []string
+	for i := range fleetReplicas {
+		ip := zktest.LoopbackIP(d.tb)
+		r := &replica{n: i + 1, ip: ip, addr: net.JoinHostPort(ip, "2181"), admin: "http://" + net.JoinHostPort(ip, "9181"),
+			logPath: filepath.Join(d.tb.base, fmt.Sprintf("zkproxy-%d.log", i+1))}
+		if err := d.startReplica(m, r); err != nil {
+			return err
+		}
+		d.replicas = append(d.replicas, r)
+		connect = append(connect, r.addr)
+		fmt.Printf("      replica %d: %s, admin API %s, log %s\n", r.n, r.addr, r.admin, r.logPath)
+	}
+	d.proxyAddr = strings.Join(connect, ",")
+	d.adminURL = d.replicas[operator].admin
+	fmt.Printf("      fleet \"demo\": the cutover state lives in /zkproxy/demo on the ensembles; commands go to replica %d\n", operator+1)
+	return nil
+}
+
+// startReplica starts r with a new, empty data-dir and waits until it
+// accepts clients (after it read the fleet state).
+func (d *demo) startReplica(m *zktest.Mitosis, r *replica) error {
+	r.dataDir = d.tb.TempDir()
+	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(d.o.zkproxyBin, "serve",
-		"--listen", d.proxyAddr, "--admin-listen", net.JoinHostPort(ip, "9181"),
+		"--listen", r.addr, "--admin-listen", net.JoinHostPort(r.ip, "9181"),
 		"--source", strings.Join(addrs(m.Source), ","),
 		"--destination", strings.Join(addrs(m.Destination), ","),
-		"--data-dir", d.tb.TempDir(), "--cutover-max-lag", "1000")
+		"--data-dir", r.dataDir, "--cutover-max-lag", "1000", "--fleet", "demo")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting zkproxy: %w", err)
+		return fmt.Errorf("starting zkproxy replica %d: %w", r.n, err)
 	}
+	r.cmd, r.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(r.done) }()
 	d.tb.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-r.done:
 		case <-time.After(5 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-r.done
 		}
-		logf.Close()
 	})
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", d.proxyAddr, time.Second)
+		c, err := net.DialTimeout("tcp", r.addr, time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("zkproxy not listening on %s (see %s)", d.proxyAddr, logPath)
+			return fmt.Errorf("zkproxy replica %d not listening on %s (see %s)", r.n, r.addr, r.logPath)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	fmt.Printf("      zkproxy %s, admin API %s, log %s\n", d.proxyAddr, d.adminURL, logPath)
-	return nil
+}
+
+// killReplica kills r with SIGKILL: no goodbye to ZooKeeper, every client
+// connection dropped.
+func (d *demo) killReplica(r *replica) {
+	fmt.Printf("      $ kill -9 %d   # zkproxy replica %d\n", r.cmd.Process.Pid, r.n)
+	_ = r.cmd.Process.Kill()
+	<-r.done
+}
+
+// replicaStatus asks replica r's admin API for its cutover status.
+func (d *demo) replicaStatus(ctx context.Context, r *replica) (phase string, split bool, target string, err error) {
+	out, err := exec.CommandContext(ctx, d.o.zkproxyBin, "cutover", "status", "-o", "json", "--admin", r.admin).Output()
+	if err != nil {
+		return "", false, "", fmt.Errorf("cutover status of replica %d: %w", r.n, err)
+	}
+	var st struct {
+		Phase  string `json:"phase"`
+		Split  bool   `json:"split"`
+		Target string `json:"target"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return "", false, "", fmt.Errorf("cutover status of replica %d: %w", r.n, err)
+	}
+	return st.Phase, st.Split, st.Target, nil
 }
 
 // waitReleased waits until the barrier has released every session (each
@@ -542,6 +734,10 @@ func (d *demo) report(s snapshots, final kafkaload.Report, v kafkaload.Verificat
 		s.joined.Since(s.beforeJoin).Disconnects, cut.Disconnects, split.Disconnects)
 	fmt.Printf("longest client pause       %s during the join; %s from the cutover on (per session %s)\n",
 		s.joinPause.Round(time.Millisecond), final.MaxOpLatency.Round(time.Millisecond), pauses)
+	fmt.Printf("zkproxy fleet              %d replicas, brokers listing all of them; every command sent to replica %d\n", fleetReplicas, operator+1)
+	for _, l := range d.fleetLog {
+		fmt.Printf("  %s\n", l)
+	}
 	fmt.Println("mitosis verify, per runbook step:")
 	verified := true
 	for _, r := range d.verifies {
@@ -556,8 +752,8 @@ func (d *demo) report(s snapshots, final kafkaload.Report, v kafkaload.Verificat
 		fmt.Printf("  %-66s %s\n", st.name, st.took.Round(10*time.Millisecond))
 	}
 	ok := v.Lost == 0 && final.Expired == 0 && v.OwnersIntact && verified
-	if ok && final.Since(s.beforeJoin).Disconnects == 0 {
-		fmt.Println("\nNo client saw a disconnect at any point of the migration.")
+	if ok && final.Since(s.beforeJoin).Disconnects == s.killDisconnects {
+		fmt.Println("\nNo client saw a disconnect at any point of the migration but those of the killed replica.")
 	}
 	if ok {
 		fmt.Println("\nOK: every stage verified, no acknowledged write lost, no session expired; clients never changed their connect string.")

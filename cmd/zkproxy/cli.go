@@ -202,11 +202,14 @@ func newStatusCommand(c *adminClient) *cobra.Command {
 		Short: "Show the cutover phase and session move progress",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st cutover.Status
+			var st admin.FleetStatus
 			if _, err := c.call(cmd.Context(), "GET", "/cutover", &st); err != nil {
 				return err
 			}
-			return c.show(cmd.OutOrStdout(), &st, printStatus)
+			if st.Fleet.Name == "" {
+				return c.show(cmd.OutOrStdout(), &st.Status, printStatus)
+			}
+			return c.show(cmd.OutOrStdout(), &st, printFleetStatus)
 		},
 	}
 }
@@ -347,16 +350,28 @@ func (c *adminClient) waitMoves(ctx context.Context, out io.Writer, running cuto
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var st cutover.Status
-		if _, err := c.call(ctx, "GET", "/cutover", &st); err != nil {
+		var fs admin.FleetStatus
+		if _, err := c.call(ctx, "GET", "/cutover", &fs); err != nil {
 			return err
 		}
-		if c.output == "table" {
-			fmt.Fprintf(out, "\r%s", progressBar(st.Sessions, 40))
+		st := fs.Status
+		// In a fleet: the whole fleet's progress, until every replica
+		// finished (the fleet's phase moves on).
+		inFleet := fs.Fleet.Name != ""
+		progress := st.Sessions
+		if inFleet {
+			t := fs.Fleet.Totals
+			progress = cutover.Progress{Total: t.Moved + t.Failed + t.Pending, Moved: t.Moved, Failed: t.Failed, Pending: t.Pending}
 		}
-		if st.Phase != running {
+		if c.output == "table" {
+			fmt.Fprintf(out, "\r%s", progressBar(progress, 40))
+		}
+		if st.Phase != running && (!inFleet || fs.Fleet.State.Phase != running) {
 			if c.output == "table" {
 				fmt.Fprintln(out)
+			}
+			if inFleet {
+				return c.show(out, &fs, printFleetStatus)
 			}
 			return c.show(out, &st, printStatus)
 		}
@@ -462,6 +477,7 @@ func newSessionsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ans struct {
 				Sessions []admin.SessionRow `json:"sessions"`
+				Fleet    *fleetSessions     `json:"fleet"`
 			}
 			if _, err := c.call(cmd.Context(), "GET", "/sessions", &ans); err != nil {
 				return err
@@ -478,6 +494,9 @@ func newSessionsCommand() *cobra.Command {
 					s.Watches, s.Outstanding, (time.Duration(s.AgeSeconds) * time.Second).String())
 			}
 			tw.Flush()
+			if ans.Fleet != nil {
+				printFleetSessions(&buf, ans.Fleet)
+			}
 			_, err := out.Write(buf.Bytes())
 			return err
 		},

@@ -96,6 +96,8 @@ type serveConfig struct {
 	Certs   map[string]*certfile.Reloader
 	Proxy   proxy.Config
 	Cutover cutover.Config
+	// Fleet: the replicas sharing the cutover state (fleet.go).
+	Fleet fleetConfig
 }
 
 // bindServeFlags declares the serve flags. Defaults live here only, so
@@ -133,6 +135,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Duration(keyBarrierMaxHold, 10*time.Second, "split barrier: longest time client requests are held before the barrier releases by itself")
 	fs.StringSlice(keyPeers, nil, "admin URLs of the other zkproxies in front of the same ensembles (e.g. http://zkproxy-b:9181): the sync check counts their sessions as proxied, not as clients left out")
 	fs.Duration(keyCheckInterval, time.Minute, "run the sync check this often while a destination is configured and no split is recorded, for its metrics (zkproxy_cutover_sync_ready, ...); 0 runs it only on demand")
+	bindFleetFlags(fs)
 	fs.String(keyTLSCert, "", "PEM certificate (chain) the client listener presents; with tls-key, clients must connect with TLS (zookeeper.client.secure)")
 	fs.String(keyTLSKey, "", "PEM private key of tls-cert")
 	fs.String(keyTLSClientCA, "", "PEM CA certificates client certificates must chain to; set, every client must present one")
@@ -216,6 +219,7 @@ func loadServeConfig(v *viper.Viper, flags *pflag.FlagSet) (serveConfig, error) 
 		cfg.Cutover.PeerSessions = admin.PeerSessions(peers, cfg.AdminToken, nil)
 	}
 	l.loadTLS(&cfg)
+	l.loadFleet(&cfg)
 	if err := cfg.Proxy.Validate(); err != nil {
 		l.problems = append(l.problems, err.Error())
 	}

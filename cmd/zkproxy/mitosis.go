@@ -336,6 +336,7 @@ func newMitosisLeftoversCommand() *cobra.Command {
 	var (
 		planDir, output string
 		chroots         []string
+		fleetPaths      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "leftovers",
@@ -365,7 +366,7 @@ func newMitosisLeftoversCommand() *cobra.Command {
 				return fmt.Errorf("destination: %w", err)
 			}
 			defer closeDst()
-			ls, err := mitosis.FindLeftovers(cmd.Context(), mitosis.LeftoverConfig{Chroots: chroots, Source: src, Destination: dst, SourceServer: srcServer, DestinationServer: dstServer})
+			ls, err := mitosis.FindLeftovers(cmd.Context(), mitosis.LeftoverConfig{Chroots: chroots, Source: src, Destination: dst, SourceServer: srcServer, DestinationServer: dstServer, Fleet: fleetPaths})
 			if err != nil {
 				return &exitError{exitCannotCheck, err}
 			}
@@ -389,6 +390,7 @@ func newMitosisLeftoversCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&planDir, "plan", ".", "the plan directory (mitosis plan --out)")
 	cmd.Flags().StringSliceVar(&chroots, "chroot", nil, "the chroot(s) that moved to the destination, e.g. /kafka (default: the plan's --chroot)")
+	cmd.Flags().StringSliceVar(&fleetPaths, "fleet-path", []string{"/zkproxy"}, "znodes of zkproxy fleets: live on the destination (never listed there), frozen on the source (listed)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	return cmd
 }

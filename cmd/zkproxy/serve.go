@@ -100,11 +100,27 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	}
 	// The controller restores the persisted phase and routes new
 	// connections before the listener accepts the first client.
-	ctl, err := cutover.NewController(cfg.Cutover, proxyadapter.New(p, cfg.Proxy.Destination), log, reg)
+	adapter := proxyadapter.New(p, cfg.Proxy.Destination)
+	// In a fleet the fleet state, read before any client is accepted,
+	// decides the phase the controller restores (fleet.go).
+	fl, err := startFleet(ctx, &cfg, adapter, reg, log)
 	if err != nil {
+		return err
+	}
+	ctl, err := cutover.NewController(cfg.Cutover, adapter, log, reg)
+	if err != nil {
+		if fl != nil {
+			fl.Close()
+		}
 		return fmt.Errorf("starting cutover controller: %w", err)
 	}
 	defer ctl.Close()
+	ready := p.Ready
+	if fl != nil {
+		defer fl.Close() // runs before ctl.Close: stop applying the fleet state first
+		fl.Run(ctl)
+		ready = func(ctx context.Context) error { return errors.Join(fl.Ready(ctx), p.Ready(ctx)) }
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening for clients on %s: %w", cfg.Listen, err)
@@ -128,10 +144,15 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 			aln = tls.NewListener(aln, cfg.AdminTLS)
 		}
 		h := admin.NewHandler(admin.Options{
-			Gatherer: reg, Ready: p.Ready, Pprof: cfg.Pprof, Token: cfg.AdminToken, Logger: log,
+			Gatherer: reg, Ready: ready, Pprof: cfg.Pprof, Token: cfg.AdminToken, Logger: log,
 		})
-		admin.RegisterCutover(h, ctl)
-		admin.RegisterSessions(h, p, cfg.Proxy.Destination)
+		if fl != nil {
+			admin.RegisterFleetCutover(h, ctl, fl)
+			admin.RegisterFleetSessions(h, p, cfg.Proxy.Destination, fl)
+		} else {
+			admin.RegisterCutover(h, ctl)
+			admin.RegisterSessions(h, p, cfg.Proxy.Destination)
+		}
 		admin.RegisterStatus(h, admin.NewStatus(admin.StatusConfig{
 			Version: version, Source: cfg.Proxy.Source, Destination: cfg.Proxy.Destination,
 			Members: cfg.Cutover.Members, MemberTLS: cfg.Proxy.MemberTLS, // TLS members are probed over TLS

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
+	"github.com/zkproxy/zkproxy/fleet"
 	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/proxy"
 )
@@ -78,6 +79,7 @@ func zkproxyRegistry(t *testing.T) (*recordingRegisterer, map[string]metricDesc)
 	}
 	t.Cleanup(ctl.Close)
 	certfile.NewMetrics(rec) // registered by cmd/zkproxy's serve
+	fleet.NewMetrics(rec)    // registered by cmd/zkproxy's serve with fleet set
 	return rec, describe(t, rec.collectors)
 }
 

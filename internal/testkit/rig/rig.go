@@ -22,6 +22,7 @@ import (
 
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
+	"github.com/zkproxy/zkproxy/fleet"
 	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
@@ -64,6 +65,11 @@ type Options struct {
 	// ServerOptions apply to every ZooKeeper server of the mitosis (JAAS
 	// for SASL, say).
 	ServerOptions []zktest.Option
+	// Fleet, when set, makes the proxies replicas of one fleet of that
+	// name: they share the cutover state in ZooKeeper (fleet.go).
+	Fleet string
+	// FleetStaleAfter is the replicas' fleet-stale-after; zero means 10s.
+	FleetStaleAfter time.Duration
 }
 
 // SplitBehindBarrier runs Yelp's split the way the runbook does with
@@ -140,6 +146,9 @@ type Proxy struct {
 	Ctl  *cutover.Controller
 	done chan error
 	Reg  *prometheus.Registry
+	// Fleet is the replica's fleet membership (Options.Fleet).
+	Fleet     *fleet.Fleet
+	fleetDial *severableDial
 }
 
 // Addrs lists the members' client addresses.
@@ -211,10 +220,16 @@ func (r *Rig) Start(p *Proxy, o Options) {
 	if r.MemberTLS != nil {
 		members = fourlw.Members{Dial: r.MemberTLS.DialContext} // as cmd/zkproxy wires it
 	}
+	var ignore func(context.Context) []int64
+	if o.Fleet != "" {
+		r.joinFleet(p, o, srv, log)
+		ignore = p.Fleet.IgnoredSessions
+	}
 	ctl, err := cutover.NewController(cutover.Config{
 		Source: r.Source, Destination: r.Dest, MaxLag: 1000,
 		MoveConcurrency: o.MoveConcurrency, MoveTimeout: o.MoveTimeout, BarrierMaxHold: o.BarrierMaxHold,
 		Store: cutover.Store{Dir: p.Dir}, Members: members, PeerSessions: r.peerSessions(p, o),
+		IgnoreSessions: ignore,
 	}, proxyadapter.New(srv, r.Dest), log, p.Reg)
 	if err != nil {
 		t.Fatal(err)
@@ -229,6 +244,9 @@ func (r *Rig) Start(p *Proxy, o Options) {
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.Fleet != nil {
+		p.Fleet.Run(ctl)
 	}
 	p.done = make(chan error, 1)
 	go func() { p.done <- srv.Serve(ln) }()
@@ -264,6 +282,10 @@ func (r *Rig) peerSessions(p *Proxy, o Options) func(context.Context) ([]int64, 
 func (p *Proxy) Stop(t *testing.T) {
 	if p.Srv == nil {
 		return
+	}
+	if p.Fleet != nil {
+		p.Fleet.Close()
+		p.Fleet = nil
 	}
 	p.Ctl.Close()
 	p.Srv.Close()
