@@ -180,8 +180,11 @@ func TestKubernetesKustomizeRenders(t *testing.T) {
 			}
 		}
 	}
-	if img := pod.Containers[0].Image; img != "zkproxy:dev" {
-		t.Errorf("image %q, want the kustomization's zkproxy:dev", img)
+	for _, img := range kust.Images {
+		want := cmp.Or(img.NewName, img.Name) + ":" + cmp.Or(img.NewTag, "latest")
+		if got := pod.Containers[0].Image; got != want {
+			t.Errorf("image %q, want the kustomization's %q", got, want)
+		}
 	}
 }
 
@@ -310,6 +313,11 @@ type (
 		Resources          []string       `yaml:"resources"`
 		ConfigMapGenerator []k8sGenerator `yaml:"configMapGenerator"`
 		SecretGenerator    []k8sGenerator `yaml:"secretGenerator"`
+		Images             []struct {
+			Name    string `yaml:"name"`
+			NewName string `yaml:"newName"`
+			NewTag  string `yaml:"newTag"`
+		} `yaml:"images"`
 	}
 	k8sGenerator struct {
 		Name  string   `yaml:"name"`
