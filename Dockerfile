@@ -14,8 +14,9 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/zkproxy /usr/local/bin/zkproxy
-# The cutover phase is persisted here; keep it on a volume so a restarted
-# container never routes clients to the wrong ensemble.
+# The cutover phase is persisted here. A single zkproxy keeps it on a volume so
+# a restarted container never routes clients to the wrong ensemble; a fleet
+# (fleet: <name>) reads its phase from ZooKeeper and needs no volume.
 COPY --from=build --chown=nonroot:nonroot /out/data /var/lib/zkproxy
 VOLUME ["/var/lib/zkproxy"]
 # 2181: ZooKeeper clients. 9181: admin HTTP (/metrics, /healthz, /readyz, /cutover, /sessions).

@@ -30,12 +30,6 @@ import (
 // kubernetesDir is deploy/kubernetes, seen from cmd/zkproxy.
 var kubernetesDir = filepath.Join("..", "..", "deploy", "kubernetes")
 
-// fleetKeys are the fleet's configuration keys (issue 17: fleet, fleet-path,
-// fleet-auth, fleet-stale-after). The fleet branch adds them to the serve
-// flags; until that is merged the check declares the missing ones itself, so
-// the manifests may name them. Once the flags exist, the real ones are used.
-var fleetKeys = []string{"fleet", "fleet-path", "fleet-auth", "fleet-stale-after"}
-
 // podNameLabel is the label the StatefulSet controller puts on each pod,
 // naming it (<statefulset>-<ordinal>); per-replica Services select on it.
 const podNameLabel = "statefulset.kubernetes.io/pod-name"
@@ -694,11 +688,6 @@ func containerConfig(t *testing.T, dir string, kust k8sKustomization, pod k8sPod
 		}
 	}
 	flags := serveFlags()
-	for _, k := range fleetKeys {
-		if flags.Lookup(k) == nil {
-			flags.String(k, "", "a fleet key, declared by kubernetes_test.go until the fleet branch adds it")
-		}
-	}
 	v, err := newViper(flags)
 	if err == nil {
 		var cfg serveConfig
