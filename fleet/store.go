@@ -8,6 +8,7 @@ import (
 	"net"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -57,11 +58,24 @@ type Store struct {
 	acl   []zk.ACL
 }
 
-// side is one ensemble's connection.
+// side is one ensemble's connection. The source's is opened only while
+// the fleet state may live there (see Read) and closed once the cutover
+// began: from then on no connection of this replica reaches a source
+// member, the fleet's own included.
 type side struct {
-	name   cutover.Ensemble
-	conn   *zk.Conn
-	authed chan struct{} // closed once AddAuth succeeded (or no auth is configured)
+	name cutover.Ensemble
+
+	mu       sync.Mutex
+	conn     *zk.Conn      // nil while closed
+	authed   chan struct{} // closed once AddAuth succeeded (or no auth is configured)
+	openedAt time.Time
+}
+
+// current returns the side's connection, nil while closed.
+func (sd *side) current() (*zk.Conn, chan struct{}, time.Time) {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	return sd.conn, sd.authed, sd.openedAt
 }
 
 // Copy is one ensemble's copy of the state znode.
@@ -120,41 +134,83 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 		if len(e.members) == 0 {
 			continue
 		}
-		dial := cfg.Dial
-		if dial == nil {
-			dial = func(network, address string, timeout time.Duration) (net.Conn, error) {
-				return net.DialTimeout(network, address, timeout)
-			}
-		}
-		conn, _, err := zk.Connect(e.members, cfg.SessionTimeout, zk.WithLogger(zkLogger{cfg.Log}), zk.WithLogInfo(false), zk.WithDialer(dial))
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("fleet: connecting to the %s ensemble: %w", e.name, err)
-		}
-		sd := &side{name: e.name, conn: conn, authed: make(chan struct{})}
-		if cfg.Auth == "" {
-			close(sd.authed)
-		} else {
-			// AddAuth waits until the client is connected; the client
-			// re-sends the credentials on every reconnect afterwards.
-			go func() {
-				if err := conn.AddAuth("digest", []byte(cfg.Auth)); err == nil {
-					close(sd.authed)
-				} else {
-					cfg.Log.Warn("fleet: authenticating", "ensemble", string(sd.name), "err", err)
-				}
-			}()
-		}
+		sd := &side{name: e.name}
 		s.sides = append(s.sides, sd)
+		if e.name == cutover.Source && len(cfg.Destination) > 0 {
+			continue // opened by Read when the destination cannot settle the state
+		}
+		if err := s.open(sd); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// open connects sd if it is closed (in the background: ZooKeeper clients
+// connect and reconnect by themselves).
+func (s *Store) open(sd *side) error {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	if sd.conn != nil {
+		return nil
+	}
+	members := s.cfg.Source
+	if sd.name == cutover.Destination {
+		members = s.cfg.Destination
+	}
+	dial := s.cfg.Dial
+	if dial == nil {
+		dial = func(network, address string, timeout time.Duration) (net.Conn, error) {
+			return net.DialTimeout(network, address, timeout)
+		}
+	}
+	conn, _, err := zk.Connect(members, s.cfg.SessionTimeout, zk.WithLogger(zkLogger{s.cfg.Log}), zk.WithLogInfo(false), zk.WithDialer(dial))
+	if err != nil {
+		return fmt.Errorf("fleet: connecting to the %s ensemble: %w", sd.name, err)
+	}
+	authed := make(chan struct{})
+	if s.cfg.Auth == "" {
+		close(authed)
+	} else {
+		// AddAuth waits until the client is connected; the client
+		// re-sends the credentials on every reconnect afterwards.
+		go func() {
+			if err := conn.AddAuth("digest", []byte(s.cfg.Auth)); err == nil {
+				close(authed)
+			} else {
+				s.cfg.Log.Warn("fleet: authenticating", "ensemble", string(sd.name), "err", err)
+			}
+		}()
+	}
+	sd.conn, sd.authed, sd.openedAt = conn, authed, time.Now()
+	s.cfg.Log.Debug("fleet: connecting", "ensemble", string(sd.name))
+	return nil
+}
+
+// shut closes sd's connection (its session ends, and the ephemeral member
+// znode on that side with it).
+func (s *Store) shut(sd *side) {
+	sd.mu.Lock()
+	conn := sd.conn
+	sd.conn = nil
+	sd.mu.Unlock()
+	if conn != nil {
+		conn.Close()
+		s.cfg.Log.Info("fleet: closed the connection to the source ensemble: the cutover began, the destination's copy of the state is the truth")
+	}
 }
 
 // Close ends the fleet's ZooKeeper sessions: this replica's member znode
 // (ephemeral) goes with them.
 func (s *Store) Close() {
 	for _, sd := range s.sides {
-		sd.conn.Close()
+		sd.mu.Lock()
+		if sd.conn != nil {
+			sd.conn.Close()
+			sd.conn = nil
+		}
+		sd.mu.Unlock()
 	}
 }
 
@@ -174,20 +230,34 @@ func (s *Store) side(name cutover.Ensemble) *side {
 // requests until it reconnects; a cut-off ensemble must not block the
 // caller, so such a side is "no answer" at once.
 func (s *Store) do(ctx context.Context, sd *side, write bool, op func(*zk.Conn) error) error {
-	if sd.conn.State() != zk.StateHasSession {
-		return fmt.Errorf("fleet: %s ensemble: not connected (%s)", sd.name, sd.conn.State())
+	conn, authed, openedAt := sd.current()
+	if conn == nil {
+		return fmt.Errorf("fleet: %s ensemble: not connected (the cutover began)", sd.name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 	defer cancel()
+	// A side opened a moment ago is given OpTimeout to get its session;
+	// otherwise a client without one would queue the request until it
+	// reconnects, and a cut-off ensemble must not block the caller.
+	for conn.State() != zk.StateHasSession {
+		if time.Since(openedAt) > s.cfg.OpTimeout {
+			return fmt.Errorf("fleet: %s ensemble: not connected (%s)", sd.name, conn.State())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fleet: %s ensemble: not connected (%s)", sd.name, conn.State())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	if write {
 		select {
-		case <-sd.authed:
+		case <-authed:
 		case <-ctx.Done():
 			return fmt.Errorf("fleet: %s ensemble: not authenticated yet", sd.name)
 		}
 	}
 	done := make(chan error, 1)
-	go func() { done <- op(sd.conn) }()
+	go func() { done <- op(conn) }()
 	select {
 	case err := <-done:
 		return err
@@ -206,6 +276,23 @@ func (s *Store) Read(ctx context.Context) (Reading, error) {
 	var r Reading
 	var best *Copy
 	for _, sd := range s.sides {
+		if sd.name == cutover.Source && s.side(cutover.Destination) != nil {
+			// The source is asked only when the destination cannot settle
+			// the state: it did not answer, or its copy (missing or not
+			// begun) may be older than the source's (before the join
+			// they are two ensembles). Once the destination's copy says
+			// the cutover began it is the truth (joint ensemble before
+			// the split, the live copy after it), so the source's
+			// connection is closed and not opened again while it says so.
+			if best != nil && best.Exists && best.State.Began() {
+				s.shut(sd)
+				continue
+			}
+			if err := s.open(sd); err != nil {
+				r.Unanswered = append(r.Unanswered, fmt.Sprintf("%s: %v", sd.name, err))
+				continue
+			}
+		}
 		var data []byte
 		var stat *zk.Stat
 		err := s.do(ctx, sd, false, func(c *zk.Conn) (err error) {
@@ -404,7 +491,11 @@ func (s *Store) children(ctx context.Context, name cutover.Ensemble, p string) (
 func (s *Store) SessionIDs() []int64 {
 	var ids []int64
 	for _, sd := range s.sides {
-		if id := sd.conn.SessionID(); id != 0 && sd.conn.State() == zk.StateHasSession {
+		conn, _, _ := sd.current()
+		if conn == nil {
+			continue
+		}
+		if id := conn.SessionID(); id != 0 && conn.State() == zk.StateHasSession {
 			ids = append(ids, id)
 		}
 	}

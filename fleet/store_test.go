@@ -37,14 +37,18 @@ func waitConnected(t *testing.T, s *Store) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for _, sd := range s.sides {
-		for sd.conn.State() != zk.StateHasSession {
+		conn, authed, _ := sd.current()
+		if conn == nil {
+			continue // the source, opened by Read when needed
+		}
+		for conn.State() != zk.StateHasSession {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: no session", sd.name)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		select {
-		case <-sd.authed:
+		case <-authed:
 		case <-time.After(time.Until(deadline)):
 			t.Fatalf("%s: not authenticated", sd.name)
 		}
@@ -175,27 +179,36 @@ func TestFleetReadRule(t *testing.T) {
 		return r
 	}
 
+	sourceOpen := func() bool { conn, _, _ := s.side(cutover.Source).current(); return conn != nil }
+
 	// Before the join: only the source has a copy.
 	plantState(t, sc, State{Phase: cutover.PhaseSource, Epoch: 3})
 	if r := read(); r.Side != cutover.Source || r.State.Epoch != 3 {
 		t.Fatalf("source-only copy: %+v", r.Copy)
 	}
-	// Equal epochs (one joint ensemble, or the split just happened): the
-	// destination's copy.
-	plantState(t, dc, State{Phase: cutover.PhaseDestination, Epoch: 3})
-	if r := read(); r.Side != cutover.Destination || r.State.Phase != cutover.PhaseDestination {
+	// Equal epochs (one joint ensemble): the destination's copy.
+	plantState(t, dc, State{Phase: cutover.PhaseSource, Epoch: 3})
+	if r := read(); r.Side != cutover.Destination || r.State.Epoch != 3 {
 		t.Fatalf("tie: %+v", r.Copy)
 	}
-	// A higher epoch wins, whichever side it is on.
+	// Before the cutover began a higher epoch wins, whichever side it is on.
 	plantState(t, sc, State{Phase: cutover.PhaseSource, Epoch: 5})
 	if r := read(); r.Side != cutover.Source || r.State.Epoch != 5 {
 		t.Fatalf("higher source epoch: %+v", r.Copy)
 	}
+	// The destination's copy says the cutover began: it is the truth, the
+	// source is not asked, and the fleet's connection to it is closed —
+	// even against a source copy with a higher epoch.
 	plantState(t, dc, State{Phase: cutover.PhaseDestination, Split: true, Epoch: 7})
+	plantState(t, sc, State{Phase: cutover.PhaseSource, Epoch: 8})
 	r := read()
 	if r.Side != cutover.Destination || r.State.Epoch != 7 || !r.State.Split {
-		t.Fatalf("higher destination epoch: %+v", r.Copy)
+		t.Fatalf("begun destination copy: %+v", r.Copy)
 	}
+	if sourceOpen() {
+		t.Fatal("the connection to the source is still open after a read that says the cutover began")
+	}
+	plantState(t, sc, State{Phase: cutover.PhaseSource, Epoch: 5})
 	// The write goes to the winning (destination) copy; the source's
 	// stays frozen.
 	if _, err := s.Write(ctx, r, r.State.bump(ActionRelease, "t", time.Now()), cutover.Destination); err != nil {
@@ -214,14 +227,17 @@ func TestFleetReadRule(t *testing.T) {
 			t.Fatalf("epoch %d (%v), want %d", st.Epoch, err, c.want)
 		}
 	}
-	// Once the cutover began, a copy won on the source (the destination
-	// lost its copy, or did not answer) is never written: that write would
+	// The destination lost its copy: the source is asked again. A copy won
+	// there after the cutover began is never written: that write would
 	// outrank the destination's copy and pull every later one to the old
 	// ensemble.
+	if err := dc.Delete("/zkproxy/f/state", -1); err != nil {
+		t.Fatal(err)
+	}
 	plantState(t, sc, State{Phase: cutover.PhaseCuttingOver, Epoch: 9})
 	r = read()
-	if r.Side != cutover.Source {
-		t.Fatalf("higher source epoch: %+v", r.Copy)
+	if r.Side != cutover.Source || !sourceOpen() {
+		t.Fatalf("destination copy missing: %+v (source open %v)", r.Copy, sourceOpen())
 	}
 	if _, err := s.Write(ctx, r, r.State.bump(ActionAbort, "t", time.Now()), cutover.Destination); !errors.Is(err, ErrDestinationOnly) {
 		t.Fatalf("write on the source after the cutover began: %v", err)
