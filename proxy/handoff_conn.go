@@ -72,6 +72,7 @@ func (h *handoffConn) fill() error {
 	var b [64 << 10]byte
 	oob := make([]byte, syscall.CmsgSpace(16*4))
 	n, oobn, flags, _, err := h.c.ReadMsgUnix(b[:], oob)
+	n, oobn = max(n, 0), max(oobn, 0)
 	if oobn > 0 {
 		msgs, perr := syscall.ParseSocketControlMessage(oob[:oobn])
 		if perr == nil {
