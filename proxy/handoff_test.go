@@ -119,8 +119,8 @@ type handoffClient struct {
 	acked atomic.Int64
 	// tolerateLoss retries after ConnectionLoss instead of failing.
 	tolerateLoss bool
-	stop  chan struct{}
-	done  chan error
+	stop         chan struct{}
+	done         chan error
 }
 
 func startBusyClient(t *testing.T, addr, path string) *handoffClient {
