@@ -733,3 +733,7 @@ func splitFrames(held [][]byte, partial []byte, maxFrame int) ([][]byte, []byte,
 	}
 	return held, partial, nil
 }
+
+// ListenersReleased reports whether a HandOver released the listeners and
+// no ResumeAccepting followed.
+func (s *Server) ListenersReleased() bool { return s.released.Load() }
