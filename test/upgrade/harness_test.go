@@ -73,7 +73,7 @@ type proc struct {
 const testToken = "upgrade-test-token"
 
 // startServe installs bin and runs `serve` in front of members.
-func startServe(t *testing.T, bin string, members []string, extraEnv ...string) *proc {
+func startServe(t *testing.T, bin string, members []string, env []string, args ...string) *proc {
 	t.Helper()
 	dir := t.TempDir()
 	ip := zktest.LoopbackIP(t)
@@ -89,8 +89,9 @@ func startServe(t *testing.T, bin string, members []string, extraEnv ...string) 
 	cmd := exec.Command(p.install, "serve", "--source", strings.Join(members, ","), "--listen", p.Addr,
 		"--admin-listen", ip+":9181", "--admin-token", testToken, "--data-dir", filepath.Join(dir, "data"),
 		"--upgrade-timeout", "20s", "--log-level", "info")
+	cmd.Args = append(cmd.Args, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf // files, not pipes: Wait must not wait for the new processes
-	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +271,22 @@ next:
 		return true
 	}
 	return false
+}
+
+// logLines returns the zkproxy log lines holding every part.
+func (p *proc) logLines(parts ...string) []string {
+	data, _ := os.ReadFile(p.log)
+	var out []string
+next:
+	for _, line := range strings.Split(string(data), "\n") {
+		for _, part := range parts {
+			if !strings.Contains(line, part) {
+				continue next
+			}
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 var _ = runtime.GOOS

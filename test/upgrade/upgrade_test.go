@@ -116,7 +116,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	binA, binB := build(t, "upgrade-a"), build(t, "upgrade-b")
 	ens := zktest.NewEnsemble(t, 3)
 	mem := members(ens)
-	p := startServe(t, binA, mem)
+	p := startServe(t, binA, mem, nil)
 	ctx := rig.CtxFor(t, 10*time.Minute)
 
 	javaProg := zktest.JavaProgram(t, kafkaload.JavaWorkloadSource)
@@ -288,6 +288,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		if !v.OK() {
 			t.Errorf("%s: %s %v", name, v, v.Problems)
 		}
+	}
+	for _, line := range p.logLines("upgrade complete") {
+		t.Log(line)
 	}
 	t.Logf("%d upgrades; one zkproxy process (pid %d), %d descriptors as at the start", n, st.PID, fds)
 }
