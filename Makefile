@@ -7,7 +7,7 @@ GO        ?= go
 FUZZTIME  ?= 1500000x
 TESTFLAGS ?= -race -count=1 -timeout 60m
 
-.PHONY: test test-short deps vet lint rules fuzz bench demo build soak
+.PHONY: test test-short deps vet lint rules fuzz bench demo build soak soak-upgrade bench-upgrade
 
 build:
 	$(GO) build ./...
@@ -55,6 +55,16 @@ SOAK_CLIENTS  ?= 40
 soak: deps
 	ZKPROXY_SOAK_DURATION=$(SOAK_DURATION) ZKPROXY_SOAK_CLIENTS=$(SOAK_CLIENTS) \
 		$(GO) test -race -count=1 -timeout 90m -run TestStress -v ./test/e2e
+
+# In-place upgrades under load, 10 in a row (make test runs 2; docs/upgrade.md).
+soak-upgrade: deps
+	ZKPROXY_UPGRADE_ROUNDS=10 $(GO) test -count=1 -timeout 30m -run TestUpgradeUnderLoad -v ./test/upgrade
+
+# An upgrade with 1,000 and 5,000 sessions: its duration and each session's
+# longest pause (ZKPROXY_BENCH_UPGRADE_SESSIONS, _INTERVAL tune it).
+bench-upgrade: deps
+	ZKPROXY_BENCH_UPGRADE=1 $(GO) test -count=1 -timeout 30m -run TestUpgradeBench -v ./test/upgrade \
+		| grep -E 'sessions|upgrade|PASS|FAIL|ok'
 
 # A real local mitosis through zkproxy, narrated, ending with a report.
 demo: deps

@@ -212,12 +212,17 @@ type detached struct {
 }
 
 // handOverBatch drains and detaches the sessions of batch at once, sends
-// them, and waits for the new process to take them.
+// each as soon as it is detached (its pause is its own drain, the transfer
+// and the re-attach, not the whole batch's), then waits for the new process
+// to take them.
 func (s *Server) handOverBatch(ctx context.Context, hc *handoffConn, batch []*Session, opts HandOverOptions, res *HandOverResult) error {
+	start := time.Now()
 	var (
-		mu    sync.Mutex
-		ready []detached
-		wg    sync.WaitGroup
+		mu      sync.Mutex
+		ready   []detached // detached: sent, or to take back
+		sent    int
+		failure error
+		wg      sync.WaitGroup
 	)
 	for _, sess := range batch {
 		wg.Add(1)
@@ -231,6 +236,13 @@ func (s *Server) handOverBatch(ctx context.Context, hc *handoffConn, batch []*Se
 			switch reason {
 			case "":
 				ready = append(ready, d)
+				if failure == nil {
+					// Past this point a failure hands back every session
+					// not acknowledged.
+					if failure = sendSession(hc, d); failure == nil {
+						sent++
+					}
+				}
 			case "tls", "sasl":
 				res.Disconnected[reason]++
 				s.m.handedOver.WithLabelValues(reason).Inc()
@@ -243,17 +255,8 @@ func (s *Server) handOverBatch(ctx context.Context, hc *handoffConn, batch []*Se
 		}()
 	}
 	wg.Wait()
+	detached := time.Since(start)
 
-	// Past this point a failure hands back every session not acknowledged.
-	sent := 0
-	var failure error
-	for _, d := range ready {
-		if err := sendSession(hc, d); err != nil {
-			failure = err
-			break
-		}
-		sent++
-	}
 	acked := map[int64]handoffAck{}
 	deadline := time.Now().Add(opts.AckTimeout)
 	for len(acked) < sent && failure == nil {
@@ -273,6 +276,8 @@ func (s *Server) handOverBatch(ctx context.Context, hc *handoffConn, batch []*Se
 		}
 		acked[a.SessionID] = a
 	}
+	s.log.Debug("handoff batch", "sessions", len(batch), "sent", sent, "detached_and_sent", detached.Round(time.Millisecond),
+		"acknowledged", time.Since(start).Round(time.Millisecond))
 	if failure != nil && opts.Abort != nil {
 		// A session the new process took must not be taken back while
 		// it may still serve it.
@@ -374,9 +379,6 @@ func (s *Session) detachForHandoff(ctx context.Context) (detached, string, error
 	s.setUpLocked(nil)
 	s.state = StateReattaching
 	s.stateGaugeLocked()
-	orphans := s.pings.clientPings()
-	s.pings.clear()
-	zxid := s.lastZxid
 	budget := time.Now().Add(s.clientTimeout)
 	if old != nil {
 		budget = time.Unix(0, old.lastRecv.Load()).Add(old.timeout)
@@ -393,7 +395,7 @@ func (s *Session) detachForHandoff(ctx context.Context) (detached, string, error
 		s.srv.unpark(old.r)
 		<-old.done
 	}
-	s.answerPings(orphans, zxid)
+	s.answerOrphanPings()
 	if !s.stopClientPump(stopped) {
 		return detached{}, "closed", nil
 	}
@@ -737,3 +739,18 @@ func splitFrames(held [][]byte, partial []byte, maxFrame int) ([][]byte, []byte,
 // ListenersReleased reports whether a HandOver released the listeners and
 // no ResumeAccepting followed.
 func (s *Server) ListenersReleased() bool { return s.released.Load() }
+
+// answerOrphanPings answers the client pings that were in flight on an
+// upstream that is gone. The caller waited for that upstream's pump to end:
+// until then a ping reply may still arrive and pop the queue (the proxy
+// relays pings of its own while a session is held), so the queue is read
+// only afterwards. Pings arriving meanwhile are answered by the proxy, as
+// the session has no upstream.
+func (s *Session) answerOrphanPings() {
+	s.mu.Lock()
+	orphans := s.pings.clientPings()
+	s.pings.clear()
+	zxid := s.lastZxid
+	s.mu.Unlock()
+	s.answerPings(orphans, zxid)
+}

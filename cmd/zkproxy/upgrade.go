@@ -264,20 +264,33 @@ func (u *upgrader) run() {
 	close(u.done)
 }
 
-// upgrade starts the new process and hands the sessions over.
+// upgrade starts the new process and hands the sessions over, telling
+// systemd (Type=notify) it is reloading and then which process is the main
+// one: the new one, in the same datagram as READY=1.
 func (u *upgrader) upgrade() (proxy.HandOverResult, error) {
 	sdNotify(u.log, "RELOADING=1")
-	defer sdNotify(u.log, "READY=1") // after MAINPID on success
+	res, pid, err := u.handOver()
+	if err != nil {
+		sdNotify(u.log, "READY=1")
+		return res, err
+	}
+	sdNotify(u.log, fmt.Sprintf("MAINPID=%d\nREADY=1", pid))
+	return res, nil
+}
+
+// handOver starts the new process and hands the sessions over; it returns
+// the new process's pid.
+func (u *upgrader) handOver() (proxy.HandOverResult, int, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return proxy.HandOverResult{}, fmt.Errorf("socketpair: %w", err)
+		return proxy.HandOverResult{}, 0, fmt.Errorf("socketpair: %w", err)
 	}
 	mine, theirs := os.NewFile(uintptr(fds[0]), "handoff"), os.NewFile(uintptr(fds[1]), "handoff-new")
 	defer theirs.Close()
 	c, err := net.FileConn(mine)
 	mine.Close()
 	if err != nil {
-		return proxy.HandOverResult{}, fmt.Errorf("handoff socket: %w", err)
+		return proxy.HandOverResult{}, 0, fmt.Errorf("handoff socket: %w", err)
 	}
 	conn := c.(*net.UnixConn)
 	defer conn.Close()
@@ -295,7 +308,7 @@ func (u *upgrader) upgrade() (proxy.HandOverResult, error) {
 	cmd.Env = append(childEnv(), envListenFDs+"="+strings.Join(names, ","),
 		fmt.Sprintf("%s=%d", envHandoffFD, 2+len(cmd.ExtraFiles)))
 	if err := cmd.Start(); err != nil {
-		return proxy.HandOverResult{}, fmt.Errorf("starting %s: %w", exePath, err)
+		return proxy.HandOverResult{}, 0, fmt.Errorf("starting %s: %w", exePath, err)
 	}
 	theirs.Close() // its exit must reach us as the end of the socket
 	exited := make(chan struct{})
@@ -320,11 +333,11 @@ func (u *upgrader) upgrade() (proxy.HandOverResult, error) {
 			u.p.ResumeAccepting()
 			ln, lerr := u.relisten()
 			if lerr != nil {
-				return res, fmt.Errorf("%w; and listening again failed: %v", err, lerr)
+				return res, 0, fmt.Errorf("%w; and listening again failed: %v", err, lerr)
 			}
 			u.resumed <- ln
 		}
-		return res, err
+		return res, 0, err
 	}
 	// Sessions kept to the end (busy past the drain bound) reconnect to the
 	// new process: this one is about to exit.
@@ -333,8 +346,7 @@ func (u *upgrader) upgrade() (proxy.HandOverResult, error) {
 		u.p.Shutdown(ctx)
 		cancel()
 	}
-	sdNotify(u.log, fmt.Sprintf("MAINPID=%d", cmd.Process.Pid))
-	return res, nil
+	return res, cmd.Process.Pid, nil
 }
 
 // relisten makes a client listener from the kept socket.

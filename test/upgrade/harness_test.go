@@ -68,6 +68,8 @@ type proc struct {
 	log     string
 	first   *exec.Cmd
 	http    *http.Client
+	// last is the old process's last status seen by upgrade.
+	last upgradeStatus
 }
 
 const testToken = "upgrade-test-token"
@@ -105,6 +107,10 @@ func startServe(t *testing.T, bin string, members []string, env []string, args .
 		cmd.Process.Kill()
 		<-exited
 		if t.Failed() {
+			keep := filepath.Join(os.TempDir(), "zkproxy-"+strings.ReplaceAll(t.Name(), "/", "-")+".log")
+			if data, err := os.ReadFile(p.log); err == nil && os.WriteFile(keep, data, 0o644) == nil {
+				t.Logf("zkproxy log kept in %s", keep)
+			}
 			data, _ := os.ReadFile(p.log)
 			if len(data) > 20000 {
 				data = data[len(data)-20000:]
@@ -201,6 +207,9 @@ func (p *proc) upgrade(bySignal bool, timeout time.Duration) upgradeStatus {
 		st, err := p.status()
 		if err == nil && st.PID == old.PID && st.State == "failed" {
 			p.t.Fatalf("upgrade of pid %d failed: %s", old.PID, st.Error)
+		}
+		if err == nil && st.PID == old.PID {
+			p.last = st
 		}
 		if err == nil && st.PID != old.PID && !alive(old.PID) {
 			return st
