@@ -502,7 +502,7 @@ type AdoptOptions struct {
 	// PauseAfter, when > 0, stops taking sessions after that many: a test
 	// hook for a new process that dies halfway.
 	PauseAfter int
-	// Reattaches bounds the re-attaches in progress at once (default 64).
+	// Reattaches bounds the re-attaches in progress at once (default 128).
 	Reattaches int
 
 	accepts []uint16 // tests: the versions this side claims to accept
@@ -523,7 +523,7 @@ type AdoptResult struct {
 func (s *Server) Adopt(ctx context.Context, conn *net.UnixConn, opts AdoptOptions) (AdoptResult, error) {
 	var res AdoptResult
 	if opts.Reattaches <= 0 {
-		opts.Reattaches = 64
+		opts.Reattaches = 128
 	}
 	hc := newHandoffConn(conn)
 	defer hc.closeFDs()
@@ -590,8 +590,10 @@ func (s *Server) Adopt(ctx context.Context, conn *net.UnixConn, opts AdoptOption
 				return res, fmt.Errorf("proxy: adopt: %w", err)
 			}
 			if sess != nil {
-				sem <- struct{}{}
+				// The re-attach waits for its turn on its own goroutine:
+				// the next session's ack must not wait for it.
 				go func() {
+					sem <- struct{}{}
 					defer func() { <-sem }()
 					sess.reattachAdopted(time.Unix(0, rec.ExpireBy))
 				}()
