@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+	"github.com/zkproxy/zkproxy/jute"
 )
 
 // handoffPair is an old and a new Server sharing one listening socket, as
@@ -32,11 +33,19 @@ type handoffPair struct {
 	oldConn  *net.UnixConn
 	newConn  *net.UnixConn
 	newServe chan error
+	wrap     func(net.Listener) net.Listener
 }
 
 func newHandoffPair(t *testing.T, members []string) *handoffPair {
 	t.Helper()
-	p := &handoffPair{members: members}
+	return newHandoffPairWrapped(t, members, nil)
+}
+
+// newHandoffPairWrapped is newHandoffPair with both servers' listeners
+// passed through wrap (TLS) when it is not nil.
+func newHandoffPairWrapped(t *testing.T, members []string, wrap func(net.Listener) net.Listener) *handoffPair {
+	t.Helper()
+	p := &handoffPair{members: members, wrap: wrap}
 	newServer := func(name string) (*Server, *logBuffer) {
 		logs := &logBuffer{t: t}
 		srv, err := New(Config{Source: members}, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("process", name), prometheus.NewRegistry())
@@ -57,6 +66,9 @@ func newHandoffPair(t *testing.T, members []string) *handoffPair {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.lnFile.Close() })
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	go p.old.Serve(ln)
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -85,6 +97,9 @@ func (p *handoffPair) startNew(t *testing.T) {
 	ln, err := net.FileListener(p.lnFile)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.wrap != nil {
+		ln = p.wrap(ln)
 	}
 	p.newServe = make(chan error, 1)
 	go func() { p.newServe <- p.new.Serve(ln) }()
@@ -383,5 +398,41 @@ func TestHandOverNewProcessDiesHalfway(t *testing.T) {
 	}
 	for _, c := range clients {
 		c.finish(t)
+	}
+}
+
+// A TLS client connection cannot be handed over (its keys live in the old
+// process): it is drained and disconnected, counted, and the client
+// reconnects to the new process with its session.
+func TestHandOverTLSSessionDisconnected(t *testing.T) {
+	zktest.RequireIntegration(t)
+	ens := zktest.NewEnsemble(t, 1)
+	ca := zktest.NewCA(t)
+	tlsPair := newHandoffPairWrapped(t, []string{ens.Members[0].ClientAddr()}, tlsListener(t, ca, false))
+	secure, secureRec := connectGoTLS(t, tlsPair.addr, ca, nil)
+	waitFor(t, "the TLS session", 30*time.Second, func() bool { return secure.State() == zk.StateHasSession })
+	id := secure.SessionID()
+	tlsPair.startNew(t)
+	hr, herr, ar, aerr := tlsPair.run(t, HandOverOptions{}, AdoptOptions{})
+	if herr != nil || aerr != nil {
+		t.Fatalf("HandOver: %v; Adopt: %v", herr, aerr)
+	}
+	if hr.Disconnected["tls"] != 1 || hr.HandedOver != 0 || ar.Adopted != 0 {
+		t.Fatalf("handover %+v, adopt %+v; want the TLS session disconnected", hr, ar)
+	}
+	if n := counter(t, tlsPair.old.m.handedOver.WithLabelValues("tls")); n != 1 {
+		t.Fatalf("zkproxy_handoff_sessions_total{result=tls} = %v", n)
+	}
+	waitFor(t, "the TLS client back, on the new process", 30*time.Second, func() bool {
+		return sessionByID(tlsPair.new, jute.SessionID(id)) != nil && secure.State() == zk.StateHasSession
+	})
+	if _, err := secure.Create("/tls-after", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if secure.SessionID() != id || secureRec.count(zk.StateExpired) != 0 {
+		t.Fatalf("session %#x became %#x (expired %d)", id, secure.SessionID(), secureRec.count(zk.StateExpired))
+	}
+	if n := secureRec.count(zk.StateDisconnected); n != 1 {
+		t.Fatalf("TLS client saw %d disconnects, want 1", n)
 	}
 }
