@@ -354,7 +354,11 @@ func (s *Session) close(reason closeReason, detail string) {
 		if up != nil {
 			member = up.member
 		}
-		s.logger().Info("session closed", "reason", detail, "label", reason.String(), "member", member,
+		level := slog.LevelInfo
+		if reason == closeHandedOver {
+			level = slog.LevelDebug // one line per session of an upgrade; the handoff logs the totals
+		}
+		s.logger().Log(context.Background(), level, "session closed", "reason", detail, "label", reason.String(), "member", member,
 			"age", time.Since(s.created).Round(time.Millisecond), "dropped_held", held)
 	}
 }

@@ -74,6 +74,12 @@ func newLogger(cfg serveConfig, w interface{ Write([]byte) (int, error) }) *slog
 // for up to ShutdownTimeout; a second signal closes everything at once.
 func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (int, error) }) error {
 	log := newLogger(cfg, logw)
+	// SIGUSR2 upgrades (upgrade.go). Caught from the start: its default
+	// action ends the process, and one sent while this process starts is
+	// acted on once it serves.
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
@@ -172,9 +178,6 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	usr2 := make(chan os.Signal, 1)
-	signal.Notify(usr2, syscall.SIGUSR2)
-	defer signal.Stop(usr2)
 
 	var runErr error
 	for running := true; running; {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 type busySession struct {
 	conn  *zk.Conn
 	id    int64
-	acked int
+	acked atomic.Int64
 	stop  chan struct{}
 	done  chan error
 }
@@ -49,7 +50,7 @@ func startBusySessions(t *testing.T, gs *goSessions, addr string, n int) []*busy
 					b.done <- fmt.Errorf("set %d: %w", k, err)
 					return
 				}
-				b.acked = k
+				b.acked.Store(int64(k))
 				time.Sleep(5 * time.Millisecond)
 			}
 		}()
@@ -115,8 +116,8 @@ func TestUpgradeAbortsKeepEverything(t *testing.T) {
 				t.Fatalf("%s: zkproxy processes %v, want only %d", c.name, pids, st0.PID)
 			}
 			// Still serving, new connections included.
-			before := busy[0].acked
-			waitFor(t, "writes after the abort", 30*time.Second, func() bool { return busy[0].acked > before+5 })
+			before := busy[0].acked.Load()
+			waitFor(t, "writes after the abort", 30*time.Second, func() bool { return busy[0].acked.Load() > before+5 })
 			c := gs.connect(t, p.Addr)
 			if _, _, err := c.Exists("/"); err != nil {
 				t.Fatal(err)
@@ -177,8 +178,8 @@ func TestUpgradeAbortsKeepEverything(t *testing.T) {
 			return true
 		})
 		for _, b := range busy {
-			before := b.acked
-			waitFor(t, "writes after the abort", 30*time.Second, func() bool { return b.acked > before+2 })
+			before := b.acked.Load()
+			waitFor(t, "writes after the abort", 30*time.Second, func() bool { return b.acked.Load() > before+2 })
 		}
 		if pids := p.pids(); len(pids) != 1 || pids[0] != st0.PID {
 			t.Fatalf("zkproxy processes %v, want only %d", pids, st0.PID)
