@@ -413,7 +413,7 @@ func (s *Session) detachForHandoff(ctx context.Context) (detached, string, error
 		AuthLog: slices.Clone(s.authLog),
 		Watches: [5][]string{s.watches.data.sorted(), s.watches.exist.sorted(), s.watches.child.sorted(),
 			s.watches.persistent.sorted(), s.watches.recursive.sorted()},
-		Recved: s.recved.Load(), Sent: s.sent.Load(),
+		Recved: s.recved.Load(), Sent: s.sent.Load(), Ensemble: slices.Clone(s.ensemble),
 	}
 	for _, h := range s.held {
 		f := h.orig
@@ -490,6 +490,7 @@ func (s *Session) takeBack(budget time.Time) {
 		}
 		s.srv.m.reattaches.WithLabelValues("ok").Inc()
 		s.resume(up, nil)
+		s.logger().Info("session taken back after a failed handoff", "member", up.member)
 	}()
 }
 
@@ -642,9 +643,14 @@ func (s *Server) adopt(rec *handoffSession, fd int) (*Session, error) {
 	sess.clientR.preload(partial, last)
 	sess.noteClientFrame(last)
 	sess.clientRW = newReadWatch(sess.clientR, sess.clientTimeout, s.cfg.ParkIdleAfter)
-	target := s.Target()
-	sess.ensemble = target
-	sess.ensKind = s.ensembleKind(target)
+	// The ensemble the session is on: the current target, except in a
+	// cutover's aborted phase, where sessions not moved stay on the source.
+	ensemble := rec.Ensemble
+	if len(ensemble) == 0 {
+		ensemble = s.Target()
+	}
+	sess.ensemble = ensemble
+	sess.ensKind = s.ensembleKind(ensemble)
 	sess.state = StateReattaching
 	sess.beginHoldLocked()
 
@@ -685,12 +691,14 @@ func (s *Server) adopt(rec *handoffSession, fd int) (*Session, error) {
 	return sess, nil
 }
 
-// reattachAdopted opens an adopted session on a member of the target
+// reattachAdopted opens an adopted session on a member of its ensemble
 // before the member's expiry (budget) and releases its held requests.
 func (s *Session) reattachAdopted(budget time.Time) {
 	start := time.Now()
 	ctx, done := s.operationContext()
-	target := s.srv.Target()
+	s.mu.Lock()
+	target := s.ensemble
+	s.mu.Unlock()
 	up, err := s.reattach(ctx, target, budget)
 	done()
 	if err != nil {

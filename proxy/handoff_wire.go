@@ -114,6 +114,9 @@ type handoffSession struct {
 	Partial []byte
 	// Recved and Sent are the frames received and sent (cons).
 	Recved, Sent uint64
+	// Ensemble is the ensemble the session is on (its failovers stay in
+	// it): the new process re-attaches it there.
+	Ensemble []string
 }
 
 // handoffEncoder appends fields to a message body.
@@ -365,6 +368,7 @@ func (r *handoffSession) encode() []byte {
 	e.bytes(r.Partial)
 	e.u64(r.Recved)
 	e.u64(r.Sent)
+	e.strs(r.Ensemble)
 	return e.b
 }
 
@@ -390,6 +394,7 @@ func decodeSession(body []byte) (handoffSession, error) {
 	r.Partial = d.bytes("partial frame")
 	r.Recved = d.u64("frames received")
 	r.Sent = d.u64("frames sent")
+	r.Ensemble = d.strs("ensemble")
 	if err := d.end("session"); err != nil {
 		return handoffSession{}, err
 	}

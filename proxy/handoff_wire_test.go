@@ -17,6 +17,7 @@ func sampleHandoffSession() handoffSession {
 		Held:    [][]byte{{0, 0, 0, 2, 9, 9}, {0, 0, 0, 1, 7}},
 		Partial: []byte{0, 0, 0, 40, 1},
 		Recved:  12, Sent: 11,
+		Ensemble: []string{"10.0.0.1:2181", "10.0.0.2:2181"},
 	}
 }
 

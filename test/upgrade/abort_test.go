@@ -138,7 +138,7 @@ func TestUpgradeAbortsKeepEverything(t *testing.T) {
 	t.Run("new process killed halfway", func(t *testing.T) {
 		const pauseAfter = 3
 		p := startServe(t, binA, mem, []string{fmt.Sprintf("ZKPROXY_TEST_HANDOFF_PAUSE_AFTER=%d", pauseAfter)},
-			"--upgrade-batch", "2")
+			"--upgrade-batch", "2", "--log-level", "debug")
 		gs := &goSessions{states: map[zk.State]int{}}
 		busy := startBusySessions(t, gs, p.Addr, 8)
 		st0, _ := p.status()
@@ -179,7 +179,14 @@ func TestUpgradeAbortsKeepEverything(t *testing.T) {
 		})
 		for _, b := range busy {
 			before := b.acked.Load()
-			waitFor(t, "writes after the abort", 30*time.Second, func() bool { return b.acked.Load() > before+2 })
+			waitFor(t, fmt.Sprintf("writes of session %#x after the abort", b.id), 30*time.Second, func() bool {
+				select {
+				case err := <-b.done:
+					t.Fatalf("session %#x stopped writing: %v", b.id, err)
+				default:
+				}
+				return b.acked.Load() > before+2
+			})
 		}
 		if pids := p.pids(); len(pids) != 1 || pids[0] != st0.PID {
 			t.Fatalf("zkproxy processes %v, want only %d", pids, st0.PID)
