@@ -165,7 +165,7 @@ func startBusy(t *testing.T, addr, path string, tolerateLoss bool) *handoffClien
 				_, err = conn.Set(path, []byte(strconv.FormatInt(i, 10)), -1)
 			}
 			if err != nil {
-				if c.tolerateLoss && errors.Is(err, zk.ErrConnectionClosed) {
+				if c.tolerateLoss && (errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer)) {
 					i-- // unknown outcome: the next create may repeat i
 					time.Sleep(50 * time.Millisecond)
 					continue

@@ -43,8 +43,13 @@ func startBusySessions(t *testing.T, gs *goSessions, addr string, n int) []*busy
 				default:
 				}
 				if _, err := c.Set(path, []byte(fmt.Sprint(k)), -1); err != nil {
-					if err == zk.ErrConnectionClosed {
-						time.Sleep(50 * time.Millisecond) // tolerated where a disconnect is expected
+					// Tolerated where a disconnect is expected: a request
+					// in flight fails with ConnectionClosed, one queued
+					// while go-zookeeper reconnects to its only server with
+					// NoServer (Conn.connect flushes unsent requests on every
+					// pass over its server list).
+					if err == zk.ErrConnectionClosed || err == zk.ErrNoServer {
+						time.Sleep(50 * time.Millisecond)
 						continue
 					}
 					b.done <- fmt.Errorf("set %d: %w", k, err)
