@@ -579,7 +579,7 @@ func (s *Server) Adopt(ctx context.Context, conn *net.UnixConn, opts AdoptOption
 				ack.OK, ack.Reason = false, err.Error()
 				res.Refused++
 				s.log.Warn("session not taken over", "session", jute.SessionID(rec.ID).String(), "err", err)
-			} else {
+			} else if sess != nil {
 				res.Adopted++
 			}
 			if err := hc.send(msgAck, ack.encode(), -1); err != nil {
@@ -608,6 +608,8 @@ func (s *Server) Adopt(ctx context.Context, conn *net.UnixConn, opts AdoptOption
 // adopt rebuilds a session from rec around the client descriptor fd (taken
 // over: closed on error). The session starts re-attaching with its
 // requests held; its client pump runs (pings are answered by the proxy).
+// It returns no session and no error when a newer connection of the same
+// session is here already: the handed-over one is dropped.
 func (s *Server) adopt(rec *handoffSession, fd int) (*Session, error) {
 	f := os.NewFile(uintptr(fd), "zkclient")
 	conn, err := net.FileConn(f) // a dup of fd
@@ -659,6 +661,15 @@ func (s *Server) adopt(rec *handoffSession, fd int) (*Session, error) {
 		s.mu.Unlock()
 		conn.Close()
 		return nil, errors.New("this process is shutting down")
+	}
+	if newer := s.byID[rec.ID]; newer != nil {
+		// The client already reconnected here with its session: the old
+		// connection is one it gave up on, and the member closed it
+		// (ZooKeeperServer.processConnectRequest). Taken, and closed.
+		s.mu.Unlock()
+		conn.Close()
+		s.log.Info("handed-over connection dropped: the session already reconnected here", "session", jute.SessionID(rec.ID).String())
+		return nil, nil
 	}
 	s.conns[sess] = struct{}{}
 	s.m.connections.Add(1)
