@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -434,5 +435,67 @@ func TestHandOverTLSSessionDisconnected(t *testing.T) {
 	}
 	if n := secureRec.count(zk.StateDisconnected); n != 1 {
 		t.Fatalf("TLS client saw %d disconnects, want 1", n)
+	}
+}
+
+// A SASL session cannot be handed over (SASL cannot be replayed on a new
+// member connection, docs/protocol.md §6.3): it is drained and disconnected,
+// counted (result sasl), and the Java client reconnects to the new process
+// with its session and authenticates again; nothing expires.
+func TestHandOverSASLSessionDisconnected(t *testing.T) {
+	zktest.RequireIntegration(t)
+	src, err := os.ReadFile("../cutover/testdata/SaslSession.java")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jaas, opts := zktest.DigestSASL(t)
+	ens := zktest.NewEnsemble(t, 1, opts...)
+	p := newHandoffPair(t, []string{ens.Members[0].ClientAddr()})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	events := map[string]int{}
+	ready := make(chan string, 1)
+	proc, err := zktest.StartProcess(zktest.JavaProgram(t, string(src)).Command(ctx, p.addr, jaas), func(line string) {
+		if ev, ok := strings.CutPrefix(line, "EV "); ok {
+			mu.Lock()
+			events[ev]++
+			mu.Unlock()
+		} else if id, ok := strings.CutPrefix(line, "READY "); ok {
+			ready <- id
+		}
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proc.Kill)
+	count := func(ev string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return events[ev]
+	}
+	var sid string
+	select {
+	case sid = <-ready:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the SASL client did not get ready\n%s", proc.Stderr())
+	}
+	id, err := strconv.ParseUint(sid, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.startNew(t)
+	hr, herr, ar, aerr := p.run(t, HandOverOptions{}, AdoptOptions{})
+	if herr != nil || aerr != nil {
+		t.Fatalf("HandOver: %v; Adopt: %v", herr, aerr)
+	}
+	if hr.Disconnected["sasl"] != 1 || hr.HandedOver != 0 || ar.Adopted != 0 {
+		t.Fatalf("handover %+v, adopt %+v; want the SASL session disconnected", hr, ar)
+	}
+	waitFor(t, "the SASL client back on the new process, authenticated again", 60*time.Second, func() bool {
+		return sessionByID(p.new, jute.SessionID(id)) != nil && count("SaslAuthenticated") == 2
+	})
+	if d, e := count("Disconnected"), count("Expired"); d != 1 || e != 0 {
+		t.Fatalf("SASL client: %d disconnects, %d expiries; want 1 and 0", d, e)
 	}
 }
