@@ -251,11 +251,18 @@ func TestHandOverSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := idle.Create("/pipe", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	pipe := startPipelinedWriter(t, p.addr, "/pipe", 32)
 	ids := map[int64]bool{idle.SessionID(): true}
 	for _, c := range busy {
 		ids[c.conn.SessionID()] = true
 	}
-	waitFor(t, "some writes", 30*time.Second, func() bool { return busy[0].acked.Load() > 20 })
+	waitFor(t, "some writes", 30*time.Second, func() bool { return busy[0].acked.Load() > 20 && pipe.acked.Load() > 100 })
+	for _, s := range p.old.Sessions() {
+		ids[int64(s.ID())] = true // the pipelined writer's raw session too
+	}
 
 	p.startNew(t)
 	hr, herr, ar, aerr := p.run(t, HandOverOptions{Batch: 2}, AdoptOptions{Version: "test-new"})
@@ -278,6 +285,11 @@ func TestHandOverSessions(t *testing.T) {
 		}
 		return n == len(ids)
 	})
+	held := counter(t, p.old.m.heldRequests)
+	t.Logf("requests held by the old process during the handoff: %v", held)
+	if held == 0 {
+		t.Fatal("no request was held across the handoff: the pipelined writer did not exercise it")
+	}
 	// The old process is gone, as after an upgrade.
 	p.old.Close()
 
@@ -302,6 +314,19 @@ func TestHandOverSessions(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("%s watch set before the handoff did not fire", name)
 		}
+	}
+	// The pipelined writer: every reply in order; its last acknowledged
+	// write is what the node holds once it stopped.
+	before = pipe.acked.Load()
+	waitFor(t, "pipelined writes through the new process", 30*time.Second, func() bool { return pipe.acked.Load() > before+100 })
+	close(pipe.stop)
+	time.Sleep(200 * time.Millisecond) // the last replies come in
+	select {
+	case err := <-pipe.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
 	}
 	for _, c := range busy {
 		c.finish(t)
@@ -498,4 +523,60 @@ func TestHandOverSASLSessionDisconnected(t *testing.T) {
 	if d, e := count("Disconnected"), count("Expired"); d != 1 || e != 0 {
 		t.Fatalf("SASL client: %d disconnects, %d expiries; want 1 and 0", d, e)
 	}
+}
+
+// pipelinedWriter keeps up to window setData requests in flight on one raw
+// session, each writing its own sequence number to path, and checks every
+// reply comes back in order and succeeds: requests held across a handoff
+// must reach the member in the order the client sent them.
+type pipelinedWriter struct {
+	acked atomic.Int64
+	stop  chan struct{}
+	done  chan error
+}
+
+func startPipelinedWriter(t *testing.T, addr, path string, window int) *pipelinedWriter {
+	t.Helper()
+	c, r, _ := rawSession(t, addr, 30000)
+	w := &pipelinedWriter{stop: make(chan struct{}), done: make(chan error, 2)}
+	slots := make(chan struct{}, window)
+	go func() { // writeRequests
+		for xid := int32(1); ; xid++ {
+			select {
+			case <-w.stop:
+				return
+			case slots <- struct{}{}:
+			}
+			frame := appendRequestFrame(nil, jute.RequestHeader{Xid: jute.Xid(xid), Op: jute.OpSetData},
+				&jute.SetDataRequest{Path: path, Data: []byte(strconv.Itoa(int(xid))), Version: -1})
+			if _, err := c.Write(frame); err != nil {
+				w.done <- fmt.Errorf("writing request %d: %w", xid, err)
+				return
+			}
+		}
+	}()
+	go func() { // readReplies
+		for want := int32(1); ; want++ {
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			f, err := r.Next()
+			if err != nil {
+				select {
+				case <-w.stop:
+					w.done <- nil
+				default:
+					w.done <- fmt.Errorf("reading reply %d: %w", want, err)
+				}
+				return
+			}
+			h, err := jute.PeekReplyHeader(f.Payload())
+			if err != nil || h.Xid != jute.Xid(want) || h.Err != jute.ErrOK {
+				w.done <- fmt.Errorf("reply %+v (%v), want xid %d ok: out of order or failed", h, err, want)
+				return
+			}
+			w.acked.Store(int64(want))
+			<-slots
+		}
+	}()
+	t.Cleanup(func() { c.Close() })
+	return w
 }
