@@ -580,3 +580,45 @@ func startPipelinedWriter(t *testing.T, addr, path string, window int) *pipeline
 	t.Cleanup(func() { c.Close() })
 	return w
 }
+
+// A client caught halfway through sending a frame: the bytes the old
+// process read go over with the session and the new process completes the
+// frame with the rest the client sends.
+func TestHandOverPartialFrame(t *testing.T) {
+	zktest.RequireIntegration(t)
+	ens := zktest.NewEnsemble(t, 1)
+	p := newHandoffPair(t, []string{ens.Members[0].ClientAddr()})
+	c, r, resp := rawSession(t, p.addr, 30000)
+	frame := appendRequestFrame(nil, jute.RequestHeader{Xid: 1, Op: jute.OpCreate},
+		&jute.CreateRequest{Path: "/partial", Data: []byte("across the handoff"), ACL: []jute.ACL{{Perms: 31, ID: jute.Id{Scheme: "world", ID: "anyone"}}}})
+	half := len(frame) / 2
+	sess := sessionByID(p.old, resp.SessionID)
+	if sess == nil {
+		t.Fatal("session not in the old process")
+	}
+	// The only session: its stat shard's byte count is its own.
+	before := sess.st.clientBytesIn.Load()
+	if _, err := c.Write(frame[:half]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old process to read the first half", 30*time.Second, func() bool {
+		return sess.st.clientBytesIn.Load() == before+uint64(half)
+	})
+	p.startNew(t)
+	hr, herr, _, aerr := p.run(t, HandOverOptions{}, AdoptOptions{})
+	if herr != nil || aerr != nil || hr.HandedOver != 1 {
+		t.Fatalf("HandOver %+v: %v; Adopt: %v", hr, herr, aerr)
+	}
+	if _, err := c.Write(frame[half:]); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	f, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := jute.PeekReplyHeader(f.Payload())
+	if err != nil || h.Xid != 1 || h.Err != jute.ErrOK {
+		t.Fatalf("reply %+v, %v: want xid 1 ok", h, err)
+	}
+}
