@@ -167,7 +167,7 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 		log.Error("started by an upgrade but cannot take sessions over", "err", err)
 		adoptErr <- err
 	} else if hc != nil {
-		go func() { adoptErr <- adoptSessions(ctx, p, hc, ln.Addr().String(), log) }()
+		go func() { adoptErr <- adoptSessions(ctx, p, upg, hc, ln.Addr().String(), log) }()
 	} else {
 		sdNotify(log, "READY=1")
 	}

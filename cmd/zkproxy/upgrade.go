@@ -115,10 +115,14 @@ func handoffConn() (*net.UnixConn, error) {
 // adoptSessions takes the sessions of the process this one replaces. An
 // error before any session arrived (the old process refused this binary or
 // went away) ends this process: the old one keeps serving.
-func adoptSessions(ctx context.Context, p *proxy.Server, conn *net.UnixConn, listen string, log *slog.Logger) error {
+func adoptSessions(ctx context.Context, p *proxy.Server, u *upgrader, conn *net.UnixConn, listen string, log *slog.Logger) error {
 	defer conn.Close()
 	pause, _ := strconv.Atoi(os.Getenv(envTestPauseAfter))
+	from := os.Getppid()
 	res, err := p.Adopt(ctx, conn, proxy.AdoptOptions{Version: version, Listener: listen, PauseAfter: pause})
+	u.mu.Lock()
+	u.status.TakenOver = &takeover{FromPID: from, Adopted: res.Adopted, Refused: res.Refused, At: time.Now()}
+	u.mu.Unlock()
 	if err != nil && res.Adopted == 0 {
 		return fmt.Errorf("taking over from the running zkproxy: %w", err)
 	}
@@ -148,6 +152,17 @@ type upgradeStatus struct {
 	Disconnected map[string]int `json:"disconnected,omitempty"`
 	Kept         map[string]int `json:"kept,omitempty"`
 	Attempts     int            `json:"attempts"`
+	// TakenOver: this process was started by an upgrade and took these
+	// sessions over from the process it replaced.
+	TakenOver *takeover `json:"taken_over,omitempty"`
+}
+
+// takeover is what a process started by an upgrade took over.
+type takeover struct {
+	FromPID int       `json:"from_pid"`
+	Adopted int       `json:"adopted"`
+	Refused int       `json:"refused,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // errUpgradeBusy refuses an upgrade while another runs or cutover is
@@ -236,7 +251,7 @@ func (u *upgrader) Start(trigger string) error {
 	}
 	u.running = true
 	u.status = upgradeStatus{State: "running", PID: os.Getpid(), Version: version, Binary: exePath,
-		StartedAt: time.Now(), Attempts: u.status.Attempts + 1}
+		StartedAt: time.Now(), Attempts: u.status.Attempts + 1, TakenOver: u.status.TakenOver}
 	u.log.Info("upgrade starting", "trigger", trigger, "binary", exePath, "timeout", u.timeout)
 	go u.run()
 	return nil
@@ -439,20 +454,21 @@ of the current or last upgrade.`,
 			if _, err := c.call(ctx, "POST", "/upgrade", &st); err != nil {
 				return err
 			}
-			deadline := time.Now().Add(wait)
-			for st.State == "running" && time.Now().Before(deadline) {
+			// The old process answers until it exits, the new one from
+			// then on (both share the admin socket meanwhile): done once
+			// the new one says what it took over, or the old one failed.
+			orig := st.PID
+			for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+				if st.State == "failed" || st.PID != orig && st.TakenOver != nil {
+					break
+				}
 				select {
 				case <-time.After(200 * time.Millisecond):
 				case <-ctx.Done():
 					return ctx.Err()
 				}
-				// The old process answers until it exits, then the new one
-				// does: either shows how it went.
 				var next upgradeStatus
 				if _, err := c.call(ctx, "GET", "/upgrade", &next); err == nil {
-					if next.PID != st.PID && next.State == "idle" {
-						next.State = "done (new process answering)"
-					}
 					st = next
 				}
 			}

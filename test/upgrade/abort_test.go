@@ -130,7 +130,7 @@ func TestUpgradeAbortsKeepEverything(t *testing.T) {
 		}
 		// A later upgrade may be tried, and works.
 		p.installBinary(binB)
-		st := p.upgrade(true, 2*time.Minute)
+		st := p.upgrade(bySignal, 2*time.Minute)
 		if st.Version != "upgrade-b" {
 			t.Fatalf("serving %q after the retried upgrade", st.Version)
 		}

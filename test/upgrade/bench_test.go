@@ -136,7 +136,7 @@ func benchUpgrade(t *testing.T, binA, binB string, mem []string, n int, interval
 	measuring.Store(true)
 	p.installBinary(binB)
 	start := time.Now()
-	p.upgrade(true, 5*time.Minute)
+	p.upgrade(bySignal, 5*time.Minute)
 	took := time.Since(start)
 	handed := 0
 	for _, l := range p.logLines("upgrade complete") {

@@ -185,21 +185,37 @@ func (p *proc) status() (upgradeStatus, error) {
 	return st, err
 }
 
-// upgrade triggers an upgrade (SIGUSR2 or POST /upgrade) of the serving
-// process and waits until another process serves and the old one is gone.
-// It returns the new status.
-func (p *proc) upgrade(bySignal bool, timeout time.Duration) upgradeStatus {
+// How an upgrade is triggered.
+const (
+	bySignal = "SIGUSR2"
+	byPOST   = "POST /upgrade"
+	byCLI    = "zkproxy upgrade"
+)
+
+// upgrade triggers an upgrade of the serving process (SIGUSR2, POST
+// /upgrade, or the CLI, which posts and waits) and waits until another
+// process serves and the old one is gone. It returns the new status.
+func (p *proc) upgrade(how string, timeout time.Duration) upgradeStatus {
 	p.t.Helper()
 	old, err := p.status()
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	if bySignal {
+	switch how {
+	case bySignal:
 		if err := syscall.Kill(old.PID, syscall.SIGUSR2); err != nil {
 			p.t.Fatal(err)
 		}
-	} else if _, _, err := p.call("POST", "/upgrade"); err != nil {
-		p.t.Fatal(err)
+	case byPOST:
+		if _, _, err := p.call("POST", "/upgrade"); err != nil {
+			p.t.Fatal(err)
+		}
+	case byCLI:
+		out, err := exec.Command(p.install, "upgrade", "--admin", p.admin, "--token", p.token, "--wait", timeout.String()).CombinedOutput()
+		if err != nil {
+			p.t.Fatalf("zkproxy upgrade: %v\n%s", err, out)
+		}
+		p.t.Logf("zkproxy upgrade:\n%s", bytes.TrimSpace(out))
 	}
 	deadline := time.Now().Add(timeout)
 	for {

@@ -104,7 +104,8 @@ func (g *goSessions) count(s zk.State) int {
 }
 
 // TestUpgradeUnderLoad upgrades a serving zkproxy ZKPROXY_UPGRADE_ROUNDS
-// times, alternating two builds, by SIGUSR2 and POST /upgrade, under the
+// times, alternating two builds, by SIGUSR2, `zkproxy upgrade` and POST
+// /upgrade in turn, under the
 // Java Kafka-like workload, a go-zookeeper Kafka-like workload, idle Java
 // and kazoo clients with watches and ephemerals, a Java session with
 // persistent watches and idle go-zookeeper sessions: no client may see a
@@ -185,8 +186,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		}
 		p.installBinary(next)
 		start := time.Now()
-		st = p.upgrade(i%2 == 0, 2*time.Minute)
-		t.Logf("upgrade %d/%d (%s): now pid %d version %s, took %s", i+1, n, map[bool]string{true: "SIGUSR2", false: "POST /upgrade"}[i%2 == 0],
+		how := []string{bySignal, byCLI, byPOST}[i%3]
+		st = p.upgrade(how, 2*time.Minute)
+		t.Logf("upgrade %d/%d (%s): now pid %d version %s, took %s", i+1, n, how,
 			st.PID, st.Version, time.Since(start).Round(time.Millisecond))
 		want := "upgrade-b"
 		if i%2 == 1 {
