@@ -137,6 +137,7 @@ func (s *Server) HandOver(ctx context.Context, conn *net.UnixConn, opts HandOver
 	s.log.Info("handing sessions over", "new_version", hello.Version, "new_pid", hello.PID, "batch", opts.Batch)
 
 	tried := map[*Session]bool{}
+	var waitingSince time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("proxy: handoff: %w", err)
@@ -147,10 +148,18 @@ func (s *Server) HandOver(ctx context.Context, conn *net.UnixConn, opts HandOver
 				break
 			}
 			// A connection in its handshake becomes a session (or goes)
-			// within handshake-timeout.
+			// within handshake-timeout; one that does neither stays here.
+			if waitingSince.IsZero() {
+				waitingSince = time.Now()
+			}
+			if time.Since(waitingSince) > 2*s.cfg.HandshakeTimeout {
+				s.log.Warn("connections still in their handshake stay with this process", "connections", handshaking)
+				break
+			}
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		waitingSince = time.Time{}
 		for _, sess := range batch {
 			tried[sess] = true
 		}
