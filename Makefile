@@ -40,6 +40,7 @@ fuzz:
 		echo "fuzz $$t for $(FUZZTIME)"; \
 		$(GO) test ./jute -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzDecodeHandoffSession$$' -fuzztime $(FUZZTIME)
 
 # Codec micro-benchmarks, then direct vs HAProxy vs zkproxy on a real ZooKeeper
 # (test/relaybench; ZKPROXY_BENCH_REPS, _DURATION, _IDLE, _TARGETS tune it).
