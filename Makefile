@@ -7,7 +7,7 @@ GO        ?= go
 FUZZTIME  ?= 1500000x
 TESTFLAGS ?= -race -count=1 -timeout 60m
 
-.PHONY: test test-short deps vet lint rules fuzz bench demo build soak soak-fleet
+.PHONY: test test-short deps vet lint rules fuzz bench demo build soak soak-fleet soak-upgrade bench-upgrade
 
 build:
 	$(GO) build ./...
@@ -40,6 +40,7 @@ fuzz:
 		echo "fuzz $$t for $(FUZZTIME)"; \
 		$(GO) test ./jute -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzDecodeHandoffSession$$' -fuzztime $(FUZZTIME)
 
 # Codec micro-benchmarks, then direct vs HAProxy vs zkproxy on a real ZooKeeper
 # (test/relaybench; ZKPROXY_BENCH_REPS, _DURATION, _IDLE, _TARGETS tune it).
@@ -62,6 +63,16 @@ soak: deps
 FLEET_CHAOS_RUNS ?= 10
 soak-fleet: deps
 	ZKPROXY_FLEET_CHAOS_RUNS=$(FLEET_CHAOS_RUNS) $(GO) test -race -count=1 -timeout 90m -run TestFleetChaos -v ./test/e2e
+
+# In-place upgrades under load, 10 in a row (make test runs 2; docs/upgrade.md).
+soak-upgrade: deps
+	ZKPROXY_UPGRADE_ROUNDS=10 $(GO) test -count=1 -timeout 30m -run TestUpgradeUnderLoad -v ./test/upgrade
+
+# An upgrade with 1,000 and 5,000 sessions: its duration and each session's
+# longest pause (ZKPROXY_BENCH_UPGRADE_SESSIONS, _INTERVAL tune it).
+bench-upgrade: deps
+	ZKPROXY_BENCH_UPGRADE=1 $(GO) test -count=1 -timeout 30m -run TestUpgradeBench -v ./test/upgrade \
+		| grep -E 'sessions|upgrade|PASS|FAIL|ok'
 
 # A real local mitosis through zkproxy, narrated, ending with a report.
 demo: deps

@@ -70,6 +70,7 @@ type Fleet struct {
 	mu        sync.Mutex
 	reading   Reading
 	haveRead  bool
+	handedOff bool      // HandOff: the successor owns this replica's znodes
 	lastRead  time.Time // last successful read
 	readErr   error
 	applied   int64
@@ -476,6 +477,12 @@ func (f *Fleet) Ready(context.Context) error {
 // and registered znodes are deleted, so split --prepare does not wait for
 // this replica.
 func (f *Fleet) Close() {
+	f.mu.Lock()
+	handedOff := f.handedOff
+	f.mu.Unlock()
+	if handedOff {
+		return
+	}
 	f.halt()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -489,6 +496,18 @@ func (f *Fleet) Close() {
 func (f *Fleet) Abandon() {
 	f.halt()
 	f.store.Close()
+}
+
+// HandOff stops applying the state and ends the fleet's sessions without
+// deleting this replica's znodes: its successor in an in-place upgrade (same
+// replica id) has taken the member znode over and keeps the registration.
+// Close does nothing afterwards.
+func (f *Fleet) HandOff() {
+	f.halt()
+	f.store.Close()
+	f.mu.Lock()
+	f.handedOff = true
+	f.mu.Unlock()
 }
 
 func (f *Fleet) halt() {

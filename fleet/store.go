@@ -421,27 +421,43 @@ func (s *Store) put(ctx context.Context, name cutover.Ensemble, p string, data [
 	if sd == nil {
 		return fmt.Errorf("fleet: no %s ensemble configured", name)
 	}
-	err := s.do(ctx, sd, true, func(c *zk.Conn) error {
-		_, err := c.Set(p, data, -1)
-		return err
-	})
-	if !errors.Is(err, zk.ErrNoNode) {
-		return err
-	}
-	if err := s.ensureParents(ctx, sd, p); err != nil {
-		return err
-	}
 	var flags int32
 	if ephemeral {
 		flags = zk.FlagEphemeral
 	}
-	return s.do(ctx, sd, true, func(c *zk.Conn) error {
-		_, err := c.Create(p, data, flags, s.acl)
-		if errors.Is(err, zk.ErrNodeExists) {
-			_, err = c.Set(p, data, -1)
+	// A few rounds: between this replica's delete and create, its
+	// predecessor (below) may create the znode again.
+	var err error
+	for range 3 {
+		err = s.do(ctx, sd, true, func(c *zk.Conn) error {
+			stat, err := c.Set(p, data, -1)
+			if err == nil && ephemeral && stat.EphemeralOwner != c.SessionID() {
+				// Another session's ephemeral: this replica's previous
+				// process, handing its sessions over in an in-place
+				// upgrade (docs/upgrade.md). The znode would go with that
+				// process's session: make it ours.
+				if err := c.Delete(p, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
+					return err
+				}
+				return zk.ErrNoNode
+			}
+			return err
+		})
+		if !errors.Is(err, zk.ErrNoNode) {
+			return err
 		}
-		return err
-	})
+		if err := s.ensureParents(ctx, sd, p); err != nil {
+			return err
+		}
+		err = s.do(ctx, sd, true, func(c *zk.Conn) error {
+			_, err := c.Create(p, data, flags, s.acl)
+			return err
+		})
+		if !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+	}
+	return fmt.Errorf("fleet: writing %s on the %s ensemble: %w", p, name, err)
 }
 
 // remove deletes p on every side that answers (a clean leave).

@@ -416,3 +416,61 @@ func TestFleetGarbageStateWhileRunning(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestFleetSuccessorTakesMemberZnode: an in-place upgrade runs two
+// processes of one replica (same id) for a moment. The new one makes the
+// ephemeral member znode its own (the old one's would go with its
+// session), and the old one leaves with HandOff, which deletes neither it
+// nor the registration — Close, a clean leave, would delete both.
+func TestFleetSuccessorTakesMemberZnode(t *testing.T) {
+	src := zktest.Standalone(t)
+	ctx := ctxFor(t, time.Minute)
+	open := func() *Fleet {
+		f, err := Open(Config{Name: "f", ReplicaID: "r1", Interval: 100 * time.Millisecond,
+			Store: StoreConfig{Path: "/zkproxy/f", Source: []string{src.ClientAddr()}}}, quietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Close)
+		waitConnected(t, f.store)
+		if err := f.Bootstrap(ctx, cutover.Store{Dir: t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+		f.Run(&idleController{st: cutover.Status{Phase: cutover.PhaseSource, Target: cutover.Source}})
+		return f
+	}
+	sc := rawConn(t, src.ClientAddr())
+	owner := func() int64 {
+		_, st, err := sc.Get("/zkproxy/f/replicas/r1")
+		if err != nil {
+			return 0
+		}
+		return st.EphemeralOwner
+	}
+	waitOwner := func(what string, want int64) {
+		t.Helper()
+		for owner() != want {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: member znode owned by 0x%x, want 0x%x", what, owner(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	oldF := open()
+	oldID := oldF.store.SessionIDs()[0]
+	waitOwner("the first process", oldID)
+
+	newF := open()
+	newID := newF.store.SessionIDs()[0]
+	waitOwner("the successor", newID)
+
+	oldF.HandOff()
+	oldF.Close() // a no-op after HandOff: serve's deferred Close runs too
+	time.Sleep(300 * time.Millisecond) // several rounds of the successor's loop
+	if o := owner(); o != newID {
+		t.Fatalf("after the old process left: member znode owned by 0x%x, want the successor's 0x%x", o, newID)
+	}
+	if ok, _, err := sc.Exists("/zkproxy/f/registered/r1"); err != nil || !ok {
+		t.Fatalf("the registration is gone after the old process left (%v)", err)
+	}
+}

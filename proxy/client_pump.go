@@ -19,6 +19,10 @@ func (s *Session) pumpClient(now time.Time) {
 		// Unwatched before parking: the parker may resume the pump on
 		// another goroutine at once, which watches it again.
 		s.srv.idle.unwatch(s.clientR)
+		if errors.Is(err, errHandOff) || errors.Is(err, errParked) && s.handingOff.Load() {
+			s.pumpStoppedForHandoff()
+			return
+		}
 		if errors.Is(err, errParked) {
 			if s.clientResume == nil {
 				s.clientResume = s.resumeClient // one allocation per session, not per park
@@ -60,7 +64,7 @@ func (s *Session) resumeClient() {
 // the pump parks (errParked).
 func (s *Session) readClient() error {
 	err := s.clientR.Serve((*clientPump)(s))
-	if _, ok := err.(*clientFrameError); ok || errors.Is(err, errParked) {
+	if _, ok := err.(*clientFrameError); ok || errors.Is(err, errParked) || errors.Is(err, errHandOff) {
 		return err
 	}
 	return s.clientReadError(err)
@@ -72,14 +76,24 @@ type clientPump Session
 func (p *clientPump) onFrame(f frame) error { return (*Session)(p).onClientFrame(f) }
 
 // beforeRead runs whenever the client pump is about to read or wait.
+// A handoff is checked after the deadline is set: the handoff sets its
+// flag before it moves the deadline to the past, so either the pump sees
+// the flag or its wait ends at once (stopClientPump).
 func (p *clientPump) beforeRead() error {
 	p.clientRW.arm(p.clientR.readAt, p.client.SetReadDeadline)
+	if p.handingOff.Load() {
+		return errHandOff
+	}
 	return nil
 }
 
 // onTimeout handles the client pump's deadline.
 func (p *clientPump) onTimeout(err error) error {
-	return p.clientRW.onTimeout(err, p.clientR.readAt, p.client.SetReadDeadline)
+	err = p.clientRW.onTimeout(err, p.clientR.readAt, p.client.SetReadDeadline)
+	if p.handingOff.Load() {
+		return errHandOff
+	}
+	return err
 }
 
 // clientFrameError ends the client pump for a reason found in a frame (or
@@ -126,8 +140,8 @@ func (s *Session) onClientFrame(f frame) error {
 		s.srv.m.decodeErrors.WithLabelValues("request").Inc()
 		s.logger().Debug("undecodable request forwarded as is", "err", err)
 	}
-	raw = s.screenConfigRequest(raw, f.Payload(), &req)
-	if err := s.forward(raw, req, sw); err != nil {
+	screened := s.screenConfigRequest(raw, f.Payload(), &req)
+	if err := s.forward(screened, raw, req, sw); err != nil {
 		return &clientFrameError{err}
 	}
 	return nil
@@ -162,7 +176,9 @@ func (s *Session) waitForRoom() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	counted := false
-	for !s.closedLocked() {
+	// A handoff takes what the pump already read, within one buffer: the
+	// pump stops reading at its next beforeRead.
+	for !s.closedLocked() && !s.handingOff.Load() {
 		var limit string
 		switch {
 		case s.queuedLocked() >= s.srv.cfg.MaxOutstandingPerSession:
@@ -177,6 +193,9 @@ func (s *Session) waitForRoom() error {
 			counted = true
 		}
 		s.cond.Wait()
+	}
+	if s.handingOff.Load() && !s.closedLocked() {
+		return nil
 	}
 	return s.closedErrorLocked()
 }
@@ -219,8 +238,9 @@ func (s *Session) answerPing(zxid jute.Zxid) error {
 }
 
 // forward sends a client request upstream, or holds it while the session
-// has no usable upstream.
-func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) error {
+// has no usable upstream. orig is the frame as the client sent it, raw what
+// goes upstream (see screenConfigRequest).
+func (s *Session) forward(raw, orig []byte, req pendingRequest, sw *jute.SetWatches2) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	s.mu.Lock()
@@ -229,7 +249,12 @@ func (s *Session) forward(raw []byte, req pendingRequest, sw *jute.SetWatches2) 
 		return s.closedErrorLocked()
 	}
 	if !s.canForwardLocked() {
-		s.held = append(s.held, heldRequest{frame: slices.Clone(raw), req: req, sw: sw})
+		h := heldRequest{frame: slices.Clone(raw), req: req, sw: sw}
+		if &orig[0] != &raw[0] {
+			// A handoff passes the client's own frame on (handoffHeld).
+			h.orig = slices.Clone(orig)
+		}
+		s.held = append(s.held, h)
 		s.heldBytes += len(raw)
 		up := s.up
 		relay := s.relayPingLocked()

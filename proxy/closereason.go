@@ -56,6 +56,9 @@ const (
 	closeShutdown
 	// closeDisconnected: Session.Disconnect, cutover's visible fallback.
 	closeDisconnected
+	// closeHandedOver: the session went to a new zkproxy process
+	// (Server.HandOver); the client connection itself stays open there.
+	closeHandedOver
 	numCloseReasons
 )
 
@@ -79,6 +82,7 @@ var closeReasonLabels = [numCloseReasons]string{
 	closeReplaced:             "replaced",
 	closeShutdown:             "proxy_shutdown",
 	closeDisconnected:         "disconnected",
+	closeHandedOver:           "handed_over",
 }
 
 // String returns the reason's metric label.

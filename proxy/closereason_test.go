@@ -36,6 +36,7 @@ func waitClosedAs(t *testing.T, px *testProxy, want string) {
 // allCloseLabels lists every label sessions_closed_total has
 // carried, old and new, so a miscount under any of them shows.
 var allCloseLabels = map[string]bool{
+	"handed_over":   true,
 	"client_closed": true, "close_session": true, "client_timeout": true, "client_not_reading": true,
 	"frame_too_large": true, "truncated_frame": true, "malformed": true, "reserved_xid": true,
 	"upstream_lost_in_flight": true, "upstream_lost_sasl": true, "member_closed": true,

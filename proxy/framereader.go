@@ -515,3 +515,19 @@ func (d *lazyDeadline) extendAt(now time.Time, timeout time.Duration, set func(t
 	d.at = now.Add(timeout + timeout/8)
 	set(d.at)
 }
+
+// preload makes b the first unread bytes, as if read at at: the start of a
+// frame a handed-over session's client had begun to send (Server.Adopt).
+func (fr *frameReader) preload(b []byte, at time.Time) {
+	fr.readAt = at
+	fr.active.Store(at.UnixNano())
+	if len(b) == 0 {
+		return
+	}
+	if len(b) <= readChunkSize {
+		fr.takeChunk()
+	} else {
+		fr.buf = make([]byte, len(b)) // a big frame's start: makeRoom grows it
+	}
+	fr.r, fr.w = 0, copy(fr.buf, b)
+}

@@ -19,6 +19,8 @@ type metrics struct {
 	sessionsOpen         prometheus.Gauge
 	reattaches           *prometheus.CounterVec // result
 	moves                *prometheus.CounterVec // result
+	handedOver           *prometheus.CounterVec // result
+	adopted              *prometheus.CounterVec // result
 	upstreamConnectFails *prometheus.CounterVec // reason
 	decodeErrors         *prometheus.CounterVec // kind
 	framesOverLimit      *prometheus.CounterVec // direction
@@ -142,6 +144,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		moves: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "session_moves_total",
 			Help: "Session moves requested through Session.Move, by result.",
+		}, []string{"result"}),
+		handedOver: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "handoff_sessions_total",
+			Help: "Sessions an upgrade tried to hand to a new zkproxy process, by result (ok; tls, sasl: drained and disconnected instead; kept: stayed with this process).",
+		}, []string{"result"}),
+		adopted: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "handoff_adopted_sessions_total",
+			Help: "Sessions taken over from the zkproxy process this one replaced, by result (ok: re-attached; reattach_failed: the client was disconnected).",
 		}, []string{"result"}),
 		upstreamConnectFails: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "upstream_connect_failures_total",

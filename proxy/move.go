@@ -151,9 +151,6 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	s.setUpLocked(nil)
 	s.state = StateReattaching
 	s.stateGaugeLocked()
-	orphans := s.pings.clientPings()
-	s.pings.clear()
-	zxid := s.lastZxid
 	budget := time.Now().Add(s.clientTimeout)
 	if old != nil {
 		budget = time.Unix(0, old.lastRecv.Load()).Add(old.timeout)
@@ -169,7 +166,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		s.srv.unpark(old.r)
 		<-old.done
 	}
-	s.answerPings(orphans, zxid)
+	s.answerOrphanPings()
 	drained := time.Since(start)
 
 	up, err := s.reattach(ctx, candidates, budget)

@@ -31,6 +31,10 @@ type Server struct {
 	members    memberHealth
 	dialSeq    atomic.Uint64
 
+	// released: HandOver closed the listeners for the new process; Serve
+	// returns ErrListenerReleased.
+	released atomic.Bool
+
 	mu        sync.Mutex
 	closing   bool
 	listeners map[net.Listener]struct{}
@@ -119,6 +123,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			case <-s.done:
 				return ErrServerClosed
 			default:
+			}
+			if s.released.Load() {
+				return ErrListenerReleased
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {

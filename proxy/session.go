@@ -138,6 +138,12 @@ type Session struct {
 	ops                  []opCancel // contexts of blocking operations in progress (see operationContext)
 	opSeq                uint64
 
+	// handingOff stops the client pump at its next read (Server.HandOver);
+	// it then closes pumpStopped (set, like partial, under mu before the
+	// flag).
+	handingOff  atomic.Bool
+	pumpStopped chan struct{}
+
 	// Frames received from and sent to the client (cons).
 	recved, sent atomic.Uint64
 	// lastClientFrame is when the client's last frame was read (UnixNano):
@@ -150,6 +156,7 @@ type Session struct {
 // forward it.
 type heldRequest struct {
 	frame []byte
+	orig  []byte // the frame as the client sent it, when frame differs
 	req   pendingRequest
 	sw    *jute.SetWatches2
 }
@@ -347,7 +354,11 @@ func (s *Session) close(reason closeReason, detail string) {
 		if up != nil {
 			member = up.member
 		}
-		s.logger().Info("session closed", "reason", detail, "label", reason.String(), "member", member,
+		level := slog.LevelInfo
+		if reason == closeHandedOver {
+			level = slog.LevelDebug // one line per session of an upgrade; the handoff logs the totals
+		}
+		s.logger().Log(context.Background(), level, "session closed", "reason", detail, "label", reason.String(), "member", member,
 			"age", time.Since(s.created).Round(time.Millisecond), "dropped_held", held)
 	}
 }

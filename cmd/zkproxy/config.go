@@ -53,6 +53,8 @@ const (
 	keyHandshakeTimeout = "handshake-timeout"
 	keyLocalAddrs       = "local-addrs"
 	keyShutdownTimeout  = "shutdown-timeout"
+	keyUpgradeTimeout   = "upgrade-timeout"
+	keyUpgradeBatch     = "upgrade-batch"
 	keyMaxLag           = "cutover-max-lag"
 	keyMoveConcurrency  = "cutover-concurrency"
 	keyMoveTimeout      = "cutover-move-timeout"
@@ -89,6 +91,11 @@ type serveConfig struct {
 	LogLevel        string
 	Pprof           bool
 	ShutdownTimeout time.Duration
+	// UpgradeTimeout bounds each wait of an upgrade on the new process
+	// (its hello, each batch's acks); UpgradeBatch is the sessions handed
+	// over at once (upgrade.go).
+	UpgradeTimeout time.Duration
+	UpgradeBatch   int
 	// TLS, when set, makes the client listener speak TLS only.
 	TLS *tls.Config
 	// Certs are the certificates read from files, by use (listener,
@@ -129,6 +136,8 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.String(keyParkIdleAfter, proxy.DefaultParkIdleAfter.String(), "idle time after which a session's two pumps give up their goroutines and wait on one shared poller (Linux); off keeps a goroutine per direction")
 	fs.StringSlice(keyLocalAddrs, nil, "local IP addresses upstream connections are spread over (to stay under maxClientCnxns per source IP)")
 	fs.Duration(keyShutdownTimeout, 30*time.Second, "how long SIGTERM waits for sessions to finish in-flight requests")
+	fs.Duration(keyUpgradeTimeout, 30*time.Second, "upgrade (SIGUSR2, POST /upgrade): how long the new process may take to say it is ready, and to take each batch of sessions, before the upgrade aborts and this process keeps serving")
+	fs.Int(keyUpgradeBatch, 100, "upgrade: sessions drained and handed to the new process at once")
 	fs.Int(keyMaxLag, 100, "sync check: transactions a destination member may trail the joint leader (and a session's last zxid) by; a trailing member catches up in milliseconds under load")
 	fs.Int(keyMoveConcurrency, 8, "cutover: sessions moved at once")
 	fs.Duration(keyMoveTimeout, 10*time.Second, "cutover: bound on one session's move, drain included; keep it well under the session timeout (Kafka: 18s)")
@@ -266,6 +275,8 @@ func (l *configLoader) convert() serveConfig {
 		LogLevel:        l.str(keyLogLevel),
 		Pprof:           l.boolean(keyPprof),
 		ShutdownTimeout: l.duration(keyShutdownTimeout),
+		UpgradeTimeout:  l.duration(keyUpgradeTimeout),
+		UpgradeBatch:    l.nonNegInt(keyUpgradeBatch),
 		Proxy: proxy.Config{
 			Source:                     l.list(keySource),
 			Destination:                l.list(keyDestination),

@@ -34,7 +34,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetErr(stderr)
 	root.SetArgs(args)
 	root.AddCommand(newMitosisCommand())
-	root.AddCommand(newServeCommand(), newCutoverCommand(), newSessionsCommand(), newHealthCommand(), &cobra.Command{
+	root.AddCommand(newServeCommand(), newCutoverCommand(), newSessionsCommand(), newHealthCommand(), newUpgradeCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the zkproxy version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },

@@ -74,6 +74,12 @@ func newLogger(cfg serveConfig, w interface{ Write([]byte) (int, error) }) *slog
 // for up to ShutdownTimeout; a second signal closes everything at once.
 func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (int, error) }) error {
 	log := newLogger(cfg, logw)
+	// SIGUSR2 upgrades (upgrade.go). Caught from the start: its default
+	// action ends the process, and one sent while this process starts is
+	// acted on once it serves.
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return err
 	}
@@ -121,11 +127,18 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 		fl.Run(ctl)
 		ready = func(ctx context.Context) error { return errors.Join(fl.Ready(ctx), p.Ready(ctx)) }
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listenTCP("client", cfg.Listen) // inherited during an upgrade
 	if err != nil {
 		return fmt.Errorf("listening for clients on %s: %w", cfg.Listen, err)
 	}
+	upg, err := newUpgrader(p, ctl, cfg, log, map[string]net.Listener{"client": ln})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer upg.close()
 	if cfg.TLS != nil {
+		upg.tls = func(l net.Listener) net.Listener { return tls.NewListener(l, cfg.TLS) }
 		// Sessions over TLS relay through tls.Conn with plain Reads and
 		// Writes; their idle pumps park on the socket underneath
 		// (proxy's newReadWatch).
@@ -135,10 +148,15 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	var adminSrv *http.Server
 	adminErr := make(chan error, 1)
 	if cfg.AdminListen != "" {
-		aln, err := net.Listen("tcp", cfg.AdminListen)
+		aln, err := listenTCP("admin", cfg.AdminListen)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("listening for admin HTTP on %s: %w", cfg.AdminListen, err)
+		}
+		if err := upg.keep("admin", aln); err != nil {
+			ln.Close()
+			aln.Close()
+			return err
 		}
 		if cfg.AdminTLS != nil {
 			aln = tls.NewListener(aln, cfg.AdminTLS)
@@ -153,6 +171,7 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 			admin.RegisterCutover(h, ctl)
 			admin.RegisterSessions(h, p, cfg.Proxy.Destination)
 		}
+		registerUpgrade(h, upg)
 		admin.RegisterStatus(h, admin.NewStatus(admin.StatusConfig{
 			Version: version, Source: cfg.Proxy.Source, Destination: cfg.Proxy.Destination,
 			Members: cfg.Cutover.Members, MemberTLS: cfg.Proxy.MemberTLS, // TLS members are probed over TLS
@@ -163,7 +182,16 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- p.Serve(ln) }()
+	go func() { serveErr <- serveClients(p, ln, upg) }()
+	adoptErr := make(chan error, 1)
+	if hc, err := handoffConn(); err != nil {
+		log.Error("started by an upgrade but cannot take sessions over", "err", err)
+		adoptErr <- err
+	} else if hc != nil {
+		go func() { adoptErr <- adoptSessions(ctx, p, upg, hc, ln.Addr().String(), log) }()
+	} else {
+		sdNotify(log, "READY=1")
+	}
 	log.Info("zkproxy serving", "version", version, "listen", ln.Addr().String(), "tls", describeTLS(cfg.TLS),
 		"source", strings.Join(cfg.Proxy.Source, ","), "source_tls", describeMemberTLS(cfg.Proxy.MemberTLS, cfg.Proxy.Source),
 		"destination", strings.Join(cfg.Proxy.Destination, ","), "destination_tls", describeMemberTLS(cfg.Proxy.MemberTLS, cfg.Proxy.Destination))
@@ -173,15 +201,36 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	defer signal.Stop(sigs)
 
 	var runErr error
-	select {
-	case err := <-serveErr:
-		runErr = fmt.Errorf("proxy stopped: %w", err)
-	case err := <-adminErr:
-		runErr = fmt.Errorf("admin listener stopped: %w", err)
-	case sig := <-sigs:
-		log.Info("shutting down: finishing in-flight requests", "signal", sig.String(), "timeout", cfg.ShutdownTimeout)
-	case <-ctx.Done():
-		log.Info("shutting down", "reason", context.Cause(ctx))
+	for running := true; running; {
+		running = false
+		select {
+		case <-usr2:
+			if err := upg.Start("SIGUSR2"); err != nil {
+				log.Warn("upgrade not started", "err", err)
+			}
+			running = true
+		case <-upg.done:
+			log.Info("handed over to the new process; stopping")
+			if fl != nil {
+				// The new process is this replica now: it has taken the
+				// member znode over; leave it and the registration be.
+				fl.HandOff()
+			}
+		case err := <-adoptErr:
+			runErr = err
+			if err == nil {
+				adoptErr = nil // taken over: a nil channel never fires again
+				running = true
+			}
+		case err := <-serveErr:
+			runErr = fmt.Errorf("proxy stopped: %w", err)
+		case err := <-adminErr:
+			runErr = fmt.Errorf("admin listener stopped: %w", err)
+		case sig := <-sigs:
+			log.Info("shutting down: finishing in-flight requests", "signal", sig.String(), "timeout", cfg.ShutdownTimeout)
+		case <-ctx.Done():
+			log.Info("shutting down", "reason", context.Cause(ctx))
+		}
 	}
 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
