@@ -465,7 +465,7 @@ func TestFleetSuccessorTakesMemberZnode(t *testing.T) {
 	waitOwner("the successor", newID)
 
 	oldF.HandOff()
-	oldF.Close() // a no-op after HandOff: serve's deferred Close runs too
+	oldF.Close()                       // a no-op after HandOff: serve's deferred Close runs too
 	time.Sleep(300 * time.Millisecond) // several rounds of the successor's loop
 	if o := owner(); o != newID {
 		t.Fatalf("after the old process left: member znode owned by 0x%x, want the successor's 0x%x", o, newID)
