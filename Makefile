@@ -46,11 +46,14 @@ fuzz:
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzDecodeHandoffSession$$' -fuzztime $(HANDOFF_FUZZTIME)
 
 # Codec micro-benchmarks, then direct vs HAProxy vs zkproxy on a real ZooKeeper
-# (test/relaybench; ZKPROXY_BENCH_REPS, _DURATION, _IDLE, _TARGETS tune it).
+# (test/relaybench; ZKPROXY_BENCH_REPS, _DURATION, _IDLE, _TARGETS tune it), then the
+# CPU per relayed ping of idle sessions, HAProxy beside zkproxy (TestIdlePingCost).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./jute/ ./proxy/
 	ZKPROXY_BENCH=1 ZKPROXY_BENCH_OUT=$(CURDIR)/bench-results.md $(GO) test -count=1 -timeout 60m \
 		-run TestCompareRelays -v ./test/relaybench | grep -v '^ *[0-9:.]* \['
+	ZKPROXY_BENCH_IDLEPING=1 $(GO) test -count=1 -timeout 60m -run TestIdlePingCost -v ./test/relaybench \
+		| grep -v '^ *[0-9:.]* \['
 
 # The stress test at length: SOAK_DURATION of load spread over the stages,
 # SOAK_CLIENTS clients (every 4th on the Java client), through two zkproxies too.
