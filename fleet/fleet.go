@@ -70,15 +70,17 @@ type Fleet struct {
 	mu        sync.Mutex
 	reading   Reading
 	haveRead  bool
-	handedOff bool      // HandOff: the successor owns this replica's znodes
-	lastRead  time.Time // last successful read
-	readErr   error
-	applied   int64
-	published Member
-	pubSide   cutover.Ensemble
-	pubAt     time.Time
-	pending   sync.WaitGroup // barrier actions running in the background
-	rosterAt  time.Time      // last roster read for the metrics (loop only)
+	handedOff bool // HandOff: the successor owns this replica's znodes
+	// incarnation: this process's start (Member.Incarnation).
+	incarnation int64
+	lastRead    time.Time // last successful read
+	readErr     error
+	applied     int64
+	published   Member
+	pubSide     cutover.Ensemble
+	pubAt       time.Time
+	pending     sync.WaitGroup // barrier actions running in the background
+	rosterAt    time.Time      // last roster read for the metrics (loop only)
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -109,7 +111,7 @@ func Open(cfg Config, log *slog.Logger) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Fleet{cfg: cfg, store: st, log: log.With("fleet", cfg.Name), now: time.Now}, nil
+	return &Fleet{cfg: cfg, store: st, log: log.With("fleet", cfg.Name), now: time.Now, incarnation: time.Now().UnixNano()}, nil
 }
 
 // Store is the fleet's state store.
@@ -413,7 +415,7 @@ func (f *Fleet) member() Member {
 	applied := f.applied
 	f.mu.Unlock()
 	m := Member{
-		ID: f.cfg.ReplicaID, AdminURL: f.cfg.AdminURL, Version: f.cfg.Version,
+		ID: f.cfg.ReplicaID, Incarnation: f.incarnation, AdminURL: f.cfg.AdminURL, Version: f.cfg.Version,
 		Phase: st.Phase, Split: st.Split, AppliedEpoch: applied, Sessions: f.cfg.Sessions(),
 		Moved: st.Sessions.Moved, Failed: st.Sessions.Failed, Pending: st.Sessions.Pending,
 		BarrierUp: st.Barrier.Up, Held: st.Barrier.Held, UpdatedAt: f.now(),
@@ -441,9 +443,19 @@ func (f *Fleet) publish(ctx context.Context, side cutover.Ensemble) {
 	}
 	b, _ := json.Marshal(m)
 	base := f.cfg.Store.Path
-	err := f.store.put(ctx, side, base+"/replicas/"+f.cfg.ReplicaID, b, true)
+	superseded, err := f.store.putMember(ctx, side, base+"/replicas/"+f.cfg.ReplicaID, b, func(existing []byte) bool {
+		var other Member
+		return json.Unmarshal(existing, &other) == nil && other.Incarnation > f.incarnation
+	})
+	if superseded {
+		// A later process of this replica (an in-place upgrade) owns the
+		// member znode; try again next round, in case it goes away (the
+		// upgrade aborted and the new process was killed).
+		f.log.Debug("fleet: a later process of this replica owns the member znode")
+		return
+	}
 	if err == nil {
-		err = f.store.put(ctx, side, base+"/registered/"+f.cfg.ReplicaID, []byte(f.cfg.AdminURL), false)
+		err = f.store.put(ctx, side, base+"/registered/"+f.cfg.ReplicaID, []byte(f.cfg.AdminURL))
 	}
 	if err != nil {
 		f.log.Warn("fleet: publishing the member znode", "err", err)

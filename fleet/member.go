@@ -15,9 +15,13 @@ import (
 // It lists counts only, never a session id (an id is a credential,
 // docs/admin-api.md).
 type Member struct {
-	ID       string `json:"id"`
-	AdminURL string `json:"admin_url,omitempty"`
-	Version  string `json:"version,omitempty"`
+	ID string `json:"id"`
+	// Incarnation is when this process of the replica started (Unix ns):
+	// during an in-place upgrade two processes of one replica run at once,
+	// and the later one owns the member znode (Store.putMember).
+	Incarnation int64  `json:"incarnation,omitempty"`
+	AdminURL    string `json:"admin_url,omitempty"`
+	Version     string `json:"version,omitempty"`
 	// Phase and Split are the replica's local controller's.
 	Phase cutover.Phase `json:"phase"`
 	Split bool          `json:"split"`

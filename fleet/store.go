@@ -414,50 +414,81 @@ func (s *Store) watch(ctx context.Context, name cutover.Ensemble) <-chan zk.Even
 	return ch
 }
 
-// putEphemeral sets p's data on side name, creating it (ephemeral or not)
-// when missing.
-func (s *Store) put(ctx context.Context, name cutover.Ensemble, p string, data []byte, ephemeral bool) error {
+// put sets p's data on side name, creating it (persistent) when missing.
+func (s *Store) put(ctx context.Context, name cutover.Ensemble, p string, data []byte) error {
 	sd := s.side(name)
 	if sd == nil {
 		return fmt.Errorf("fleet: no %s ensemble configured", name)
 	}
-	var flags int32
-	if ephemeral {
-		flags = zk.FlagEphemeral
+	err := s.do(ctx, sd, true, func(c *zk.Conn) error {
+		_, err := c.Set(p, data, -1)
+		return err
+	})
+	if !errors.Is(err, zk.ErrNoNode) {
+		return err
 	}
-	// A few rounds: between this replica's delete and create, its
-	// predecessor (below) may create the znode again.
-	var err error
+	if err := s.ensureParents(ctx, sd, p); err != nil {
+		return err
+	}
+	return s.do(ctx, sd, true, func(c *zk.Conn) error {
+		_, err := c.Create(p, data, 0, s.acl)
+		if errors.Is(err, zk.ErrNodeExists) {
+			_, err = c.Set(p, data, -1)
+		}
+		return err
+	})
+}
+
+// putMember writes this replica's ephemeral member znode p on side name.
+// During an in-place upgrade two processes of one replica run at once and
+// both publish: the later one (newer reports whether the znode's current
+// data is from a later process than this one) owns the znode. An older
+// process's znode is deleted and created again as this session's (it would
+// go with that process's session); a later one's is left alone and
+// superseded is true.
+func (s *Store) putMember(ctx context.Context, name cutover.Ensemble, p string, data []byte, newer func(existing []byte) bool) (superseded bool, err error) {
+	sd := s.side(name)
+	if sd == nil {
+		return false, fmt.Errorf("fleet: no %s ensemble configured", name)
+	}
+	if err := s.ensureParents(ctx, sd, p); err != nil {
+		return false, err
+	}
+	// A few rounds: the other process may change the znode between this
+	// one's read and its conditional write.
 	for range 3 {
 		err = s.do(ctx, sd, true, func(c *zk.Conn) error {
-			stat, err := c.Set(p, data, -1)
-			if err == nil && ephemeral && stat.EphemeralOwner != c.SessionID() {
-				// Another session's ephemeral: this replica's previous
-				// process, handing its sessions over in an in-place
-				// upgrade (docs/upgrade.md). The znode would go with that
-				// process's session: make it ours.
-				if err := c.Delete(p, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
+			existing, stat, err := c.Get(p)
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				_, err = c.Create(p, data, zk.FlagEphemeral, s.acl)
+				return err
+			case err != nil:
+				return err
+			case stat.EphemeralOwner == c.SessionID():
+				_, err = c.Set(p, data, stat.Version)
+				return err
+			case newer(existing):
+				superseded = true
+				return nil
+			default:
+				if err := c.Delete(p, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
 					return err
 				}
-				return zk.ErrNoNode
+				return zk.ErrNodeExists // go round: create it as ours
 			}
-			return err
 		})
-		if !errors.Is(err, zk.ErrNoNode) {
-			return err
+		if superseded {
+			return true, nil
 		}
-		if err := s.ensureParents(ctx, sd, p); err != nil {
-			return err
-		}
-		err = s.do(ctx, sd, true, func(c *zk.Conn) error {
-			_, err := c.Create(p, data, flags, s.acl)
-			return err
-		})
-		if !errors.Is(err, zk.ErrNodeExists) {
-			return err
+		if !errors.Is(err, zk.ErrNodeExists) && !errors.Is(err, zk.ErrBadVersion) {
+			break
 		}
 	}
-	return fmt.Errorf("fleet: writing %s on the %s ensemble: %w", p, name, err)
+	if err != nil {
+		return false, fmt.Errorf("fleet: writing %s on the %s ensemble: %w", p, name, err)
+	}
+	return false, nil
 }
 
 // remove deletes p on every side that answers (a clean leave).

@@ -464,6 +464,16 @@ func TestFleetSuccessorTakesMemberZnode(t *testing.T) {
 	newID := newF.store.SessionIDs()[0]
 	waitOwner("the successor", newID)
 
+	// The old process still publishes while it hands its sessions over
+	// (its session counts change): the znode stays the successor's.
+	oldF.mu.Lock()
+	oldF.pubAt = time.Time{}
+	oldF.mu.Unlock()
+	oldF.publish(ctx, cutover.Source)
+	if o := owner(); o != newID {
+		t.Fatalf("the old process took the member znode back: owned by 0x%x, want the successor's 0x%x", o, newID)
+	}
+
 	oldF.HandOff()
 	oldF.Close()                       // a no-op after HandOff: serve's deferred Close runs too
 	time.Sleep(300 * time.Millisecond) // several rounds of the successor's loop
