@@ -153,7 +153,14 @@ func steps(spec Spec, p *Plan) []Step {
 		acts = append(acts, Action{Kind: FirewallApply, Node: m.ID, File: FirewallFile("iptables", "apply", m.ID),
 			Command: b.on(m, "sudo sh "+b.file(FirewallFile("iptables", "apply", m.ID))+"   # or "+FirewallFile("nftables", "apply", m.ID))})
 	}
-	b.add("Apply the split firewall on every destination member", "The joined destination members lose the joint quorum; the source keeps it (a majority) and keeps serving.", b.show("cutover", "status"), acts...)
+	// The source members keep a majority of the joint ensemble; if the
+	// joint leader was a destination member (split --prepare refuses that
+	// unless forced) they elect a new one first, so wait for them to serve
+	// before the split is verified.
+	for _, m := range p.Source {
+		acts = append(acts, b.wait(m))
+	}
+	b.add("Apply the split firewall on every destination member", "The joined destination members lose the joint quorum; the source keeps it (a majority) and serves on (after an election if the joint leader was a destination member).", b.show("cutover", "status"), acts...)
 	restartAll := Action{Kind: StartAll, Nodes: ids(p.Destination), Command: "on every destination host at once: sudo systemctl restart " + spec.Service}
 	acts = []Action{restartAll}
 	for _, m := range p.Destination {
