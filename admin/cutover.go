@@ -74,12 +74,7 @@ func RegisterCutover(h *Handler, c *cutover.Controller) {
 		WriteJSON(w, http.StatusOK, c.Status())
 	})
 	h.HandleMutating("POST /hold", func(w http.ResponseWriter, r *http.Request) {
-		var members []string
-		for _, m := range strings.Split(r.URL.Query().Get("member"), ",") {
-			if m = strings.TrimSpace(m); m != "" {
-				members = append(members, m)
-			}
-		}
+		members := holdMembers(r)
 		st, err := c.Hold(r.Context(), members)
 		if err != nil {
 			WriteJSON(w, conflictOr500(err), map[string]any{"error": err.Error(), "barrier": st})
@@ -111,4 +106,16 @@ func conflictOr500(err error) int {
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
+}
+
+// holdMembers is POST /hold's member list (?member=a,b; empty: every
+// session is held).
+func holdMembers(r *http.Request) []string {
+	var members []string
+	for _, m := range strings.Split(r.URL.Query().Get("member"), ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			members = append(members, m)
+		}
+	}
+	return members
 }

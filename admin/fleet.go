@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/fleet"
@@ -84,12 +83,7 @@ func RegisterFleetCutover(h *Handler, c *cutover.Controller, f *fleet.Fleet) {
 		WriteJSON(w, http.StatusOK, status(r))
 	})
 	h.HandleMutating("POST /hold", func(w http.ResponseWriter, r *http.Request) {
-		var members []string
-		for _, m := range strings.Split(r.URL.Query().Get("member"), ",") {
-			if m = strings.TrimSpace(m); m != "" {
-				members = append(members, m)
-			}
-		}
+		members := holdMembers(r)
 		st, err := f.Hold(r.Context(), members)
 		if err != nil {
 			fail(w, r, err, map[string]any{"barrier": st})

@@ -384,14 +384,7 @@ func (s *Session) detachForHandoff(ctx context.Context) (detached, string, error
 		s.resumeDrained(up)
 		return detached{}, "drain_timeout", fmt.Errorf("%w: %d in flight", ErrDrainTimeout, n)
 	}
-	old := s.up
-	s.setUpLocked(nil)
-	s.state = StateReattaching
-	s.stateGaugeLocked()
-	budget := time.Now().Add(s.clientTimeout)
-	if old != nil {
-		budget = time.Unix(0, old.lastRecv.Load()).Add(old.timeout)
-	}
+	old, budget := s.detachUpLocked()
 	stopped := make(chan struct{})
 	s.pumpStopped = stopped
 	s.handingOff.Store(true)

@@ -147,14 +147,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		s.srv.m.moves.WithLabelValues("drain_timeout").Inc()
 		return &MoveError{Reason: "drain_timeout", Err: fmt.Errorf("%w: %d still in flight on %s", ErrDrainTimeout, n, up.member)}
 	}
-	old := s.up
-	s.setUpLocked(nil)
-	s.state = StateReattaching
-	s.stateGaugeLocked()
-	budget := time.Now().Add(s.clientTimeout)
-	if old != nil {
-		budget = time.Unix(0, old.lastRecv.Load()).Add(old.timeout)
-	}
+	old, budget := s.detachUpLocked()
 	s.mu.Unlock()
 	oldMember := "(none)"
 	if old != nil {
@@ -237,4 +230,20 @@ func (s *Session) drainAndClose(ctx context.Context, reason closeReason, detail 
 		}
 	}
 	s.close(reason, detail)
+}
+
+// detachUpLocked takes the drained session off its member for a re-attach
+// (a move or a handoff): it returns the old upstream and the re-attach's
+// budget, the member's own expiry of the session (last reply + timeout),
+// or the client's timeout when it had no member. The caller holds s.mu.
+func (s *Session) detachUpLocked() (*upstream, time.Time) {
+	old := s.up
+	s.setUpLocked(nil)
+	s.state = StateReattaching
+	s.stateGaugeLocked()
+	budget := time.Now().Add(s.clientTimeout)
+	if old != nil {
+		budget = time.Unix(0, old.lastRecv.Load()).Add(old.timeout)
+	}
+	return old, budget
 }

@@ -59,20 +59,10 @@ func (r *Rig) joinFleet(p *Proxy, o Options, srv *proxy.Server, log *slog.Logger
 // until its session expires, its registration stays), and every client
 // connection drops without a goodbye.
 func (p *Proxy) Kill(t interface{ Errorf(string, ...any) }) {
-	if p.Srv == nil {
-		return
-	}
-	if p.Fleet != nil {
+	p.shutdown(t, func(f *fleet.Fleet) {
 		p.fleetDial.sever()
-		p.Fleet.Abandon()
-		p.Fleet = nil
-	}
-	p.Ctl.Close()
-	p.Srv.Close()
-	if err := <-p.done; !errors.Is(err, proxy.ErrServerClosed) {
-		t.Errorf("%s Serve: %v", p.Name, err)
-	}
-	p.Srv, p.Ctl = nil, nil
+		f.Abandon()
+	})
 }
 
 // severableDial dials from a fixed local address and can cut every

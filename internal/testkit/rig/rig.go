@@ -279,12 +279,16 @@ func (r *Rig) peerSessions(p *Proxy, o Options) func(context.Context) ([]int64, 
 }
 
 // Stop closes p's controller and proxy (every client connection drops).
-func (p *Proxy) Stop(t *testing.T) {
+func (p *Proxy) Stop(t *testing.T) { p.shutdown(t, (*fleet.Fleet).Close) }
+
+// shutdown leaves the fleet (if any) with leave, then closes p's controller
+// and proxy.
+func (p *Proxy) shutdown(t interface{ Errorf(string, ...any) }, leave func(*fleet.Fleet)) {
 	if p.Srv == nil {
 		return
 	}
 	if p.Fleet != nil {
-		p.Fleet.Close()
+		leave(p.Fleet)
 		p.Fleet = nil
 	}
 	p.Ctl.Close()
