@@ -73,6 +73,10 @@ func TestCuratorKeepsProxyThroughMitosis(t *testing.T) {
 	r.WaitReady()
 	keepsProxy("after the join")
 
+	// Curator's reads since the check may have shown its session a zxid a
+	// destination member has not reached yet: confirm the sync again
+	// right before the cutover, as `zkproxy cutover check --wait` does.
+	r.WaitReady()
 	r.StartCutover(ctx)
 	if st := rig.WaitPhase(t, p, cutover.PhaseDestination); st.Sessions.Moved != st.Sessions.Total {
 		t.Fatalf("cutover: %s", rig.Explain(st))
