@@ -36,6 +36,12 @@ type CheckConfig struct {
 	// (cons on every member, dump on one): the split barrier's checks run
 	// while client requests are held and need only the members' state.
 	SkipDirect bool
+	// Nudge commits a transaction through the member at addr without
+	// touching the data tree and returns the session it used
+	// (zksession.OpenClose). The check calls it once when the only thing
+	// keeping a destination member behind the sessions is an idle epoch
+	// (see idleNewEpoch), then checks again. Nil: never.
+	Nudge func(ctx context.Context, addr string) (sessionID int64, err error)
 }
 
 // Members is how cutover reaches ZooKeeper outside of sessions: the sync
@@ -150,7 +156,41 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 	if cfg.Members == nil {
 		cfg.Members = fourlw.Members{}
 	}
-	r := &checkRun{ctx: ctx, cfg: cfg, sessions: sessions, rep: &Report{CheckedAt: time.Now()}}
+	r := check(ctx, cfg, sessions, nil)
+	if !r.idleEpochBehind || cfg.Nudge == nil {
+		return r.rep
+	}
+	// The idle epoch (docs/protocol.md §7.2): every destination member
+	// behind the sessions is a follower that
+	// synced before the new epoch's first transaction: one transaction
+	// moves it past them. Which member takes the session does not matter
+	// (createSession is a quorum transaction wherever it is opened); the
+	// leader is tried first, then the others, in case leaderServes=no.
+	var tried []string
+	for _, m := range append([]*MemberStatus{r.leader}, r.serving...) {
+		if slices.Contains(tried, m.Addr) {
+			continue
+		}
+		id, err := cfg.Nudge(ctx, m.Addr)
+		if err != nil {
+			tried = append(tried, m.Addr+": "+err.Error())
+			continue
+		}
+		again := check(ctx, cfg, sessions, []int64{id})
+		again.rep.Items = append(again.rep.Items, Item{Name: "idle epoch ended", OK: true, Detail: fmt.Sprintf(
+			"followers synced before epoch %d's first transaction were behind the sessions' last zxid; session 0x%016x opened and closed through %s committed one",
+			r.leader.Epoch, uint64(id), m.Addr)})
+		return again.rep
+	}
+	r.rep.Items = append(r.rep.Items, Item{Name: "idle epoch ended", OK: false, Detail: "no member took the session that would end the idle epoch" + listIf(tried)})
+	r.rep.Ready = false
+	return r.rep
+}
+
+// check is one pass of Check; ignore are sessions of the check's own
+// (a nudge's) that the look for direct sessions skips.
+func check(ctx context.Context, cfg CheckConfig, sessions []SessionView, ignore []int64) *checkRun {
+	r := &checkRun{ctx: ctx, cfg: cfg, sessions: sessions, rep: &Report{CheckedAt: time.Now()}, ignore: ignore}
 	r.probeMembers()
 	r.oneQuorum()
 	r.caughtUp()
@@ -163,7 +203,7 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 	for _, it := range r.rep.Items {
 		r.rep.Ready = r.rep.Ready && it.OK
 	}
-	return r.rep
+	return r
 }
 
 // checkRun is one sync check: what the steps share while they add their
@@ -173,6 +213,11 @@ type checkRun struct {
 	cfg      CheckConfig
 	sessions []SessionView
 	rep      *Report
+
+	ignore []int64
+	// idleEpochBehind: destination members are behind the sessions, each
+	// only because it has not seen the new epoch's first transaction.
+	idleEpochBehind bool
 
 	leader  *MemberStatus   // the one leader; nil unless exactly one
 	dest    []*MemberStatus // reachable destination members
@@ -325,16 +370,23 @@ func (r *checkRun) sessionsNotAhead() {
 	// refused connect is retried, so the same MaxLag applies.
 	leader := r.leader
 	var behind []string
+	idle := true
 	for _, m := range r.dest {
 		if m.Mode == "" {
 			continue
 		}
 		if maxSeen-m.zxid > r.cfg.MaxLag {
 			behind = append(behind, fmt.Sprintf("%s at %s", m.Addr, m.Zxid))
+			// ZooKeeper refuses such a member the session (its
+			// lastProcessedZxid is below lastZxidSeen) even though it has
+			// every transaction: the session saw the new epoch's first
+			// zxid from the leader or from a follower synced later.
+			idle = idle && leader != nil && idleNewEpoch(leader, m) && maxSeen <= leader.zxid
 		} else if leader != nil && ((m.Epoch == leader.Epoch && leader.zxid-m.zxid <= r.cfg.MaxLag) || idleNewEpoch(leader, m)) {
 			r.rep.Usable = append(r.rep.Usable, m.Addr)
 		}
 	}
+	r.idleEpochBehind = len(behind) > 0 && idle
 	r.add("sessions not ahead", len(behind) == 0,
 		"highest last zxid seen by %d proxied sessions is 0x%x (allowed lag %d)%s", len(r.sessions), maxSeen, r.cfg.MaxLag, listIf(behind))
 }
@@ -384,6 +436,9 @@ func (r *checkRun) directSessions() {
 		problems = append(problems, peerProblems...)
 	}
 	ignore := map[int64]bool{}
+	for _, id := range r.ignore {
+		ignore[id] = true
+	}
 	if r.cfg.IgnoreSessions != nil {
 		for _, id := range r.cfg.IgnoreSessions(r.ctx) {
 			ignore[id] = true

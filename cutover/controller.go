@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zkproxy/zkproxy/internal/fourlw"
+	"github.com/zkproxy/zkproxy/internal/zksession"
 )
 
 // Session is one proxied session as the controller drives it.
@@ -66,6 +67,10 @@ type Config struct {
 	// Members answers the sync check's and the split barrier's
 	// four-letter words; nil asks over TCP (fourlw.Members).
 	Members Members
+	// Nudge ends an idle epoch for the sync check (CheckConfig.Nudge).
+	// Nil with Members nil: a session opened and closed over TCP
+	// (zksession.OpenClose); nil with Members set: never.
+	Nudge func(ctx context.Context, addr string) (sessionID int64, err error)
 	// BarrierMaxHold bounds how long the split barrier holds requests
 	// before it releases by itself; zero means 10s. Keep it well under the
 	// session timeout (Kafka: 18s).
@@ -145,6 +150,9 @@ func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registe
 	}
 	if cfg.Members == nil {
 		cfg.Members = fourlw.Members{}
+		if cfg.Nudge == nil {
+			cfg.Nudge = func(ctx context.Context, addr string) (int64, error) { return zksession.OpenClose(ctx, nil, addr) }
+		}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -252,6 +260,7 @@ func (c *Controller) check(ctx context.Context, direct bool) *Report {
 	return Check(ctx, CheckConfig{
 		Source: c.cfg.Source, Destination: c.cfg.Destination, MaxLag: c.cfg.MaxLag, Members: c.cfg.Members,
 		PeerSessions: c.cfg.PeerSessions, IgnoreSessions: c.cfg.IgnoreSessions, SkipDirect: !direct,
+		Nudge: c.cfg.Nudge,
 	}, views)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/zkproxy/zkproxy/internal/certfile"
 	"github.com/zkproxy/zkproxy/internal/fourlw"
 	"github.com/zkproxy/zkproxy/internal/membertls"
+	"github.com/zkproxy/zkproxy/internal/zksession"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -390,6 +392,9 @@ func (l *configLoader) loadTLS(cfg *serveConfig) {
 	// The sync checks and the split barrier ask the members four-letter
 	// words over the same connections as sessions.
 	cfg.Cutover.Members = fourlw.Members{Dial: policy.DialContext}
+	cfg.Cutover.Nudge = func(ctx context.Context, addr string) (int64, error) {
+		return zksession.OpenClose(ctx, policy.DialContext, addr)
+	}
 }
 
 // memberTLS reads one ensemble's member TLS keys; nil when TLS is off.

@@ -27,6 +27,7 @@ import (
 	"github.com/zkproxy/zkproxy/internal/membertls"
 	"github.com/zkproxy/zkproxy/internal/testkit/kafkaload"
 	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+	"github.com/zkproxy/zkproxy/internal/zksession"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -217,8 +218,12 @@ func (r *Rig) Start(p *Proxy, o Options) {
 		t.Fatal(err)
 	}
 	var members cutover.Members
-	if r.MemberTLS != nil {
-		members = fourlw.Members{Dial: r.MemberTLS.DialContext} // as cmd/zkproxy wires it
+	var nudge func(context.Context, string) (int64, error)
+	if r.MemberTLS != nil { // as cmd/zkproxy wires it
+		members = fourlw.Members{Dial: r.MemberTLS.DialContext}
+		nudge = func(ctx context.Context, addr string) (int64, error) {
+			return zksession.OpenClose(ctx, r.MemberTLS.DialContext, addr)
+		}
 	}
 	var ignore func(context.Context) []int64
 	if o.Fleet != "" {
@@ -229,7 +234,7 @@ func (r *Rig) Start(p *Proxy, o Options) {
 		Source: r.Source, Destination: r.Dest, MaxLag: 1000,
 		MoveConcurrency: o.MoveConcurrency, MoveTimeout: o.MoveTimeout, BarrierMaxHold: o.BarrierMaxHold,
 		Store: cutover.Store{Dir: p.Dir}, Members: members, PeerSessions: r.peerSessions(p, o),
-		IgnoreSessions: ignore,
+		IgnoreSessions: ignore, Nudge: nudge,
 	}, proxyadapter.New(srv, r.Dest), log, p.Reg)
 	if err != nil {
 		t.Fatal(err)
@@ -321,14 +326,19 @@ func CtxFor(t *testing.T, d time.Duration) context.Context {
 func (r *Rig) WaitReady() {
 	t := r.T
 	t.Helper()
-	ctx := CtxFor(t, 90*time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for _, p := range r.Proxies {
 		for {
+			// Each check gets its own context: a check run with the
+			// deadline already passed finds every member unreachable and
+			// would hide why the sync was never confirmed.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			rep := p.Ctl.Check(ctx)
+			cancel()
 			if rep.Ready {
 				break
 			}
-			if ctx.Err() != nil {
+			if time.Now().After(deadline) {
 				t.Fatalf("%s: sync never confirmed: %s", p.Name, rep.Reason())
 			}
 			time.Sleep(200 * time.Millisecond)
