@@ -10,7 +10,7 @@ FUZZTIME  ?= 1500000x
 HANDOFF_FUZZTIME ?= 400000x
 TESTFLAGS ?= -race -count=1 -timeout 60m
 
-.PHONY: test test-short deps vet lint rules fuzz bench demo build soak soak-fleet soak-upgrade bench-upgrade
+.PHONY: test test-short deps vet lint rules fuzz bench demo build soak soak-fleet soak-upgrade bench-upgrade bench-scale
 
 build:
 	$(GO) build ./...
@@ -86,3 +86,10 @@ demo: deps
 	$(GO) build -o bin/zkproxy ./cmd/zkproxy
 	$(GO) build -o bin/zkdemo ./cmd/zkdemo
 	./bin/zkdemo --zkproxy bin/zkproxy
+
+# A cutover and then an upgrade of 5,000 and 9,000 idle sessions plus 64 busy
+# ones: their durations and the busy sessions' pauses (ZKPROXY_BENCH_SCALE_SESSIONS,
+# ZKPROXY_BENCH_SCALE_ARGS tune it; --cutover-concurrency-max=8 gives the fixed 8 of old).
+bench-scale: deps
+	ZKPROXY_BENCH_SCALE=1 $(GO) test -count=1 -timeout 60m -run TestScaleBench -v ./test/upgrade \
+		| grep -v '^ *[0-9:.]* \['

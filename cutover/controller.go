@@ -57,8 +57,15 @@ type Config struct {
 	Source, Destination []string
 	// MaxLag for the sync check (see CheckConfig).
 	MaxLag int64
-	// MoveConcurrency bounds how many sessions move at once; zero means 8.
-	MoveConcurrency int
+	// MoveConcurrency is how many sessions move at once at the start;
+	// zero means 8. The number then adapts (moveLimiter) up to
+	// MoveConcurrencyMax, at which zero (or a value below MoveConcurrency)
+	// keeps it fixed.
+	MoveConcurrency    int
+	MoveConcurrencyMax int
+	// MovePauseTarget is the move duration (a busy session's pause) the
+	// adaptive concurrency keeps under; zero means 20ms.
+	MovePauseTarget time.Duration
 	// MoveTimeout bounds one session's move (drain included); zero means
 	// 10s, well under Kafka's 18s session timeout.
 	MoveTimeout time.Duration
@@ -141,6 +148,9 @@ func NewController(cfg Config, p Proxy, log *slog.Logger, reg prometheus.Registe
 	}
 	if cfg.MoveConcurrency <= 0 {
 		cfg.MoveConcurrency = 8
+	}
+	if cfg.MovePauseTarget <= 0 {
+		cfg.MovePauseTarget = 20 * time.Millisecond
 	}
 	if cfg.MoveTimeout <= 0 {
 		cfg.MoveTimeout = 10 * time.Second
@@ -430,6 +440,8 @@ func (c *Controller) launch(ens Ensemble, targets []string, rep *Report) {
 // from starting are taken off the count again.
 func (c *Controller) moveAll(ctx context.Context, ens Ensemble, targets []string, unmovable map[int64]string) {
 	attempted := map[int64]bool{}
+	limit := newMoveLimiter(c.cfg.MoveConcurrency, c.cfg.MoveConcurrencyMax, c.cfg.MovePauseTarget)
+	start := c.now()
 	for ctx.Err() == nil {
 		type candidate struct {
 			s Session
@@ -444,7 +456,7 @@ func (c *Controller) moveAll(ctx context.Context, ens Ensemble, targets []string
 			}
 		}
 		if len(todo) == 0 {
-			return
+			break
 		}
 		// By session id: any order would do, a stable one makes the
 		// move log read in order.
@@ -454,23 +466,18 @@ func (c *Controller) moveAll(ctx context.Context, ens Ensemble, targets []string
 		c.progress.Pending += len(todo)
 		c.mu.Unlock()
 
-		sem := make(chan struct{}, c.cfg.MoveConcurrency)
 		var wg sync.WaitGroup
 		launched := 0
 		for _, t := range todo {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
+			if !limit.acquire(ctx) {
 				break
 			}
 			launched++
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				c.moveOne(ctx, t.s, ens, targets, unmovable)
-			}()
+			wg.Go(func() {
+				took, ok := c.moveOne(ctx, t.s, ens, targets, unmovable)
+				limit.release(took, ok)
+				c.m.moveConcurrency.Set(float64(limitNow(limit)))
+			})
 		}
 		if notStarted := len(todo) - launched; notStarted > 0 {
 			c.mu.Lock()
@@ -480,9 +487,24 @@ func (c *Controller) moveAll(ctx context.Context, ens Ensemble, targets []string
 		}
 		wg.Wait()
 	}
+	now, low, high := limit.current()
+	c.mu.Lock()
+	p := c.progress
+	c.mu.Unlock()
+	c.log.Info("cutover: moves finished", "to", string(ens), "moved", p.Moved, "fallback", p.Failed, "took", c.now().Sub(start),
+		"concurrency_start", c.cfg.MoveConcurrency, "concurrency_low", low, "concurrency_high", high, "concurrency_end", now)
 }
 
-func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targets []string, unmovable map[int64]string) {
+func limitNow(l *moveLimiter) int {
+	now, _, _ := l.current()
+	return now
+}
+
+// moveOne moves (or, when it cannot, disconnects) one session, and
+// reports how long that took and whether it moved live: what the adaptive
+// concurrency learns from. A session taken to the fallback on purpose
+// (unmovable) counts as moved for it: the destination had no part in it.
+func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targets []string, unmovable map[int64]string) (time.Duration, bool) {
 	v := s.View()
 	log := c.log.With("session", fmt.Sprintf("0x%016x", uint64(v.ID)), "to", string(ens))
 	result, reason := "moved", ""
@@ -514,10 +536,13 @@ func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targe
 			log.Warn("cutover: live move failed", "reason", reason, "err", err)
 		}
 	}
+	took := c.now().Sub(start)
 	c.m.moves.WithLabelValues(string(ens), result, reasonLabel(reason)).Inc()
-	c.m.moveSeconds.Observe(c.now().Sub(start).Seconds())
+	c.m.moveSeconds.Observe(took.Seconds())
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	_, onPurpose := unmovable[v.ID]
+	onPurpose = onPurpose && ens == Destination
 	switch result {
 	case "moved":
 		c.progress.Pending--
@@ -528,6 +553,10 @@ func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targe
 		c.progress.Failed++
 		c.progress.Reasons[reason]++
 	}
+	if onPurpose {
+		return 0, true
+	}
+	return took, result == "moved"
 }
 
 func reasonLabel(r string) string {

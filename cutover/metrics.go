@@ -12,6 +12,8 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	moves       *prometheus.CounterVec
 	moveSeconds prometheus.Histogram
+	// moveConcurrency is the adaptive move concurrency (moveLimiter).
+	moveConcurrency prometheus.Gauge
 
 	barrierUp      prometheus.Gauge
 	barrierSeconds prometheus.Histogram
@@ -49,6 +51,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "zkproxy", Subsystem: "cutover", Name: "session_move_seconds",
 			Help:    "Time to move one session, drain included.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		moveConcurrency: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "zkproxy", Subsystem: "cutover", Name: "move_concurrency",
+			Help: "How many sessions the running (or last) cutover moves at once: it adapts between 1 and cutover-concurrency-max to keep moves under cutover-pause-target.",
 		}),
 		barrierUp: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "zkproxy", Subsystem: "cutover", Name: "barrier_up",

@@ -36,41 +36,43 @@ const envPrefix = "ZKPROXY"
 // Keys of the serve configuration, as spelled in the config file, on the
 // command line (--key) and, upper-cased with '-' → '_', in the environment.
 const (
-	keyConfig           = "config"
-	keyListen           = "listen"
-	keySource           = "source"
-	keyDestination      = "destination"
-	keyAdminListen      = "admin-listen"
-	keyAdminToken       = "admin-token"
-	keyAdminTLSCert     = "admin-tls-cert"
-	keyAdminTLSKey      = "admin-tls-key"
-	keyDataDir          = "data-dir"
-	keyLogFormat        = "log-format"
-	keyLogLevel         = "log-level"
-	keyPprof            = "pprof"
-	keyMaxClientConns   = "max-client-conns"
-	keyMaxFrameSize     = "max-frame-size"
-	keyMaxOutstanding   = "max-outstanding"
-	keyMaxBufferedBytes = "max-buffered-bytes"
-	keyHandshakeTimeout = "handshake-timeout"
-	keyLocalAddrs       = "local-addrs"
-	keyShutdownTimeout  = "shutdown-timeout"
-	keyUpgradeTimeout   = "upgrade-timeout"
-	keyUpgradeBatch     = "upgrade-batch"
-	keyMaxLag           = "cutover-max-lag"
-	keyMoveConcurrency  = "cutover-concurrency"
-	keyMoveTimeout      = "cutover-move-timeout"
-	keyBarrierMaxHold   = "cutover-barrier-max-hold"
-	keyCheckInterval    = "cutover-check-interval"
-	keyPeers            = "peers"
-	keyFourLetterWords  = "four-letter-words"
-	keyAdvertise        = "advertise"
-	keyPassConfig       = "pass-config-through"
-	keyAllowReconfig    = "allow-reconfig"
-	keyParkIdleAfter    = "park-idle-after"
-	keyTLSCert          = "tls-cert"
-	keyTLSKey           = "tls-key"
-	keyTLSClientCA      = "tls-client-ca"
+	keyConfig             = "config"
+	keyListen             = "listen"
+	keySource             = "source"
+	keyDestination        = "destination"
+	keyAdminListen        = "admin-listen"
+	keyAdminToken         = "admin-token"
+	keyAdminTLSCert       = "admin-tls-cert"
+	keyAdminTLSKey        = "admin-tls-key"
+	keyDataDir            = "data-dir"
+	keyLogFormat          = "log-format"
+	keyLogLevel           = "log-level"
+	keyPprof              = "pprof"
+	keyMaxClientConns     = "max-client-conns"
+	keyMaxFrameSize       = "max-frame-size"
+	keyMaxOutstanding     = "max-outstanding"
+	keyMaxBufferedBytes   = "max-buffered-bytes"
+	keyHandshakeTimeout   = "handshake-timeout"
+	keyLocalAddrs         = "local-addrs"
+	keyShutdownTimeout    = "shutdown-timeout"
+	keyUpgradeTimeout     = "upgrade-timeout"
+	keyUpgradeBatch       = "upgrade-batch"
+	keyMaxLag             = "cutover-max-lag"
+	keyMoveConcurrency    = "cutover-concurrency"
+	keyMoveConcurrencyMax = "cutover-concurrency-max"
+	keyMovePauseTarget    = "cutover-pause-target"
+	keyMoveTimeout        = "cutover-move-timeout"
+	keyBarrierMaxHold     = "cutover-barrier-max-hold"
+	keyCheckInterval      = "cutover-check-interval"
+	keyPeers              = "peers"
+	keyFourLetterWords    = "four-letter-words"
+	keyAdvertise          = "advertise"
+	keyPassConfig         = "pass-config-through"
+	keyAllowReconfig      = "allow-reconfig"
+	keyParkIdleAfter      = "park-idle-after"
+	keyTLSCert            = "tls-cert"
+	keyTLSKey             = "tls-key"
+	keyTLSClientCA        = "tls-client-ca"
 )
 
 // The keys of TLS towards each ensemble's members: source-tls,
@@ -141,7 +143,9 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Duration(keyUpgradeTimeout, 30*time.Second, "upgrade (SIGUSR2, POST /upgrade): how long the new process may take to say it is ready, and to take each batch of sessions, before the upgrade aborts and this process keeps serving")
 	fs.Int(keyUpgradeBatch, 100, "upgrade: sessions drained and handed to the new process at once")
 	fs.Int(keyMaxLag, 100, "sync check: transactions a destination member may trail the joint leader (and a session's last zxid) by; a trailing member catches up in milliseconds under load")
-	fs.Int(keyMoveConcurrency, 8, "cutover: sessions moved at once")
+	fs.Int(keyMoveConcurrency, 8, "cutover: sessions moved at once at the start; the number adapts up to cutover-concurrency-max")
+	fs.Int(keyMoveConcurrencyMax, 128, "cutover: most sessions moved at once (set it to cutover-concurrency for a fixed number)")
+	fs.Duration(keyMovePauseTarget, 20*time.Millisecond, "cutover: move duration (a busy session's pause) the adaptive concurrency keeps under")
 	fs.Duration(keyMoveTimeout, 10*time.Second, "cutover: bound on one session's move, drain included; keep it well under the session timeout (Kafka: 18s)")
 	fs.Duration(keyBarrierMaxHold, 10*time.Second, "split barrier: longest time client requests are held before the barrier releases by itself")
 	fs.StringSlice(keyPeers, nil, "admin URLs of the other zkproxies in front of the same ensembles (e.g. http://zkproxy-b:9181): the sync check counts their sessions as proxied, not as clients left out")
@@ -296,14 +300,16 @@ func (l *configLoader) convert() serveConfig {
 		},
 	}
 	cfg.Cutover = cutover.Config{
-		Source:          cfg.Proxy.Source,
-		Destination:     cfg.Proxy.Destination,
-		MaxLag:          int64(l.nonNegInt(keyMaxLag)),
-		MoveConcurrency: l.nonNegInt(keyMoveConcurrency),
-		MoveTimeout:     l.duration(keyMoveTimeout),
-		BarrierMaxHold:  l.duration(keyBarrierMaxHold),
-		CheckInterval:   l.duration(keyCheckInterval),
-		Store:           cutover.Store{Dir: cfg.DataDir},
+		Source:             cfg.Proxy.Source,
+		Destination:        cfg.Proxy.Destination,
+		MaxLag:             int64(l.nonNegInt(keyMaxLag)),
+		MoveConcurrency:    l.nonNegInt(keyMoveConcurrency),
+		MoveConcurrencyMax: l.nonNegInt(keyMoveConcurrencyMax),
+		MovePauseTarget:    l.duration(keyMovePauseTarget),
+		MoveTimeout:        l.duration(keyMoveTimeout),
+		BarrierMaxHold:     l.duration(keyBarrierMaxHold),
+		CheckInterval:      l.duration(keyCheckInterval),
+		Store:              cutover.Store{Dir: cfg.DataDir},
 	}
 	return cfg
 }

@@ -1,0 +1,268 @@
+package upgrade
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
+)
+
+// TestScaleBench (make bench-scale; ZKPROXY_BENCH_SCALE=1) measures the two
+// operations that touch every session at once, on the same sessions one
+// after the other: the cutover (each session drained and re-established on
+// a destination member of a joint ensemble) and then the in-place upgrade
+// handoff. ZKPROXY_BENCH_SCALE_SESSIONS lists the idle session counts
+// (default 5000,9000); 64 more sessions are busy, each sending Exists back
+// to back, and a busy session's pause is its longest request while the
+// operation runs. Idle sessions only ping (go-zookeeper, 30 s timeout).
+// ZKPROXY_BENCH_SCALE_ARGS adds `zkproxy serve` flags (for example
+// --cutover-concurrency=8 to compare with a fixed concurrency). It reports
+// numbers; it asserts only that no session disconnected and every one moved.
+func TestScaleBench(t *testing.T) {
+	if os.Getenv("ZKPROXY_BENCH_SCALE") == "" {
+		t.Skip("set ZKPROXY_BENCH_SCALE=1 (make bench-scale)")
+	}
+	counts := []int{5000, 9000}
+	if v := os.Getenv("ZKPROXY_BENCH_SCALE_SESSIONS"); v != "" {
+		counts = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts = append(counts, n)
+		}
+	}
+	binA, binB := build(t, "scale-a"), build(t, "scale-b")
+	var report []string
+	for _, n := range counts {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			report = append(report, benchScale(t, binA, binB, n)...)
+		})
+	}
+	for _, l := range report {
+		t.Log(l)
+	}
+}
+
+const busySessions = 64
+
+func benchScale(t *testing.T, binA, binB string, n int) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	m := zktest.NewMitosis(t, zktest.WithHeapMB(768))
+	if _, err := m.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var src, dst []string
+	for _, s := range m.Source.Members {
+		src = append(src, s.ClientAddr())
+	}
+	for _, s := range m.Destination.Members {
+		dst = append(dst, s.ClientAddr())
+	}
+	args := append([]string{"--destination", strings.Join(dst, ",")}, strings.Fields(os.Getenv("ZKPROXY_BENCH_SCALE_ARGS"))...)
+	p := startServe(t, binA, src, nil, args...)
+
+	var disconnects atomic.Int64
+	connect := func(count int) []*zk.Conn {
+		conns := make([]*zk.Conn, count)
+		sem := make(chan struct{}, 32)
+		var wg sync.WaitGroup
+		for i := range count {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				c, _, err := zk.Connect([]string{p.Addr}, 30*time.Second, zk.WithLogInfo(false), zk.WithLogger(quietLogger{}),
+					zk.WithEventCallback(func(ev zk.Event) {
+						if ev.Type == zk.EventSession && ev.State == zk.StateDisconnected {
+							disconnects.Add(1)
+						}
+					}))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for c.State() != zk.StateHasSession {
+					time.Sleep(10 * time.Millisecond)
+				}
+				conns[i] = c
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		t.Cleanup(func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+		return conns
+	}
+	start := time.Now()
+	connect(n)
+	busy := connect(busySessions)
+	t.Logf("%d idle + %d busy sessions connected in %s", n, busySessions, time.Since(start).Round(time.Millisecond))
+
+	var measuring atomic.Bool
+	longest := make([]atomic.Int64, len(busy))
+	var requests atomic.Int64
+	stop := make(chan struct{})
+	var bw sync.WaitGroup
+	for i, c := range busy {
+		bw.Add(1)
+		go func() {
+			defer bw.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				begin := time.Now()
+				if _, _, err := c.Exists("/"); err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				requests.Add(1)
+				if d := time.Since(begin); measuring.Load() && int64(d) > longest[i].Load() {
+					longest[i].Store(int64(d))
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); bw.Wait() }()
+	pauses := func() (p50, p99, worst time.Duration) {
+		ps := make([]time.Duration, len(longest))
+		for i := range longest {
+			ps[i] = time.Duration(longest[i].Swap(0))
+		}
+		slices.Sort(ps)
+		q := func(f float64) time.Duration {
+			return ps[min(len(ps)-1, int(f*float64(len(ps))))].Round(time.Millisecond)
+		}
+		return q(0.5), q(0.99), ps[len(ps)-1].Round(time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	// The busy sessions' longest request with nothing happening: the floor
+	// the operations' pauses compare with.
+	measuring.Store(true)
+	r0 := requests.Load()
+	time.Sleep(2 * time.Second)
+	measuring.Store(false)
+	b50, b99, bmax := pauses()
+	baseline := fmt.Sprintf("%d sessions: steady state, busy sessions' longest request p50 %s, p99 %s, max %s (%d requests/s)",
+		n, b50, b99, bmax, (requests.Load()-r0)/2)
+	t.Log(baseline)
+
+	// Cutover.
+	var check struct {
+		Ready bool `json:"ready"`
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		if err := p.do("GET", "/cutover/check", &check); err == nil && check.Ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sync never confirmed")
+		}
+	}
+	measuring.Store(true)
+	start = time.Now()
+	if err := p.do("POST", "/cutover/start", nil); err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Phase    string `json:"phase"`
+		Sessions struct {
+			Total, Moved, Failed, Pending int
+		} `json:"sessions"`
+		StartedAt  time.Time `json:"started_at"`
+		FinishedAt time.Time `json:"finished_at"`
+	}
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if err := p.do("GET", "/cutover", &st); err == nil && st.Phase == "destination" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cutover did not finish: %+v", st)
+		}
+	}
+	took := st.FinishedAt.Sub(st.StartedAt)
+	time.Sleep(500 * time.Millisecond) // requests issued during the cutover come back
+	measuring.Store(false)
+	c50, c99, cmax := pauses()
+	concurrency := ""
+	for _, l := range p.logLines("cutover: moves finished") {
+		if _, rest, ok := strings.Cut(l, "concurrency"); ok {
+			concurrency = "; concurrency" + strings.TrimSpace(rest)
+		}
+	}
+	cut := fmt.Sprintf("%d sessions: cutover took %s (wall %s), moved %d of %d, failed %d%s; busy sessions' pause p50 %s, p99 %s, max %s; disconnects %d",
+		n, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), st.Sessions.Moved, st.Sessions.Total, st.Sessions.Failed,
+		concurrency, c50, c99, cmax, disconnects.Load())
+	t.Log(cut)
+	if st.Sessions.Moved != n+busySessions || disconnects.Load() != 0 {
+		t.Errorf("not every session moved live: %s", cut)
+	}
+
+	// The upgrade handoff of the same sessions.
+	p.installBinary(binB)
+	measuring.Store(true)
+	start = time.Now()
+	p.upgrade(bySignal, 5*time.Minute)
+	upTook := time.Since(start)
+	time.Sleep(500 * time.Millisecond)
+	measuring.Store(false)
+	u50, u99, umax := pauses()
+	handed := 0
+	for _, l := range p.logLines("upgrade complete") {
+		if _, rest, ok := strings.Cut(l, "handed_over="); ok {
+			handed, _ = strconv.Atoi(strings.Fields(rest)[0])
+		}
+	}
+	up := fmt.Sprintf("%d sessions: upgrade took %s (handed over %d); busy sessions' pause p50 %s, p99 %s, max %s; disconnects %d",
+		n, upTook.Round(time.Millisecond), handed, u50, u99, umax, disconnects.Load())
+	t.Log(up)
+	if disconnects.Load() != 0 {
+		t.Errorf("%d disconnects", disconnects.Load())
+	}
+	return []string{baseline, cut, up}
+}
+
+// do calls the admin API and decodes its JSON answer into out (nil: none).
+func (p *proc) do(method, path string, out any) error {
+	req, err := http.NewRequest(method, p.admin+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(body, out)
+}
