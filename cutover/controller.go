@@ -36,6 +36,14 @@ type Session interface {
 	Release()
 }
 
+// MoveTimer is a Session that can say how long its last successful move
+// took without the drain before it: the part a loaded destination makes
+// longer, which the adaptive move concurrency (moveLimiter) watches. For
+// sessions without it the whole move counts.
+type MoveTimer interface {
+	LastMoveAttach() time.Duration
+}
+
 // MoveError lets a Session classify why a move failed (a bounded label:
 // "drain_timeout", "refused", "expired", ...). Errors without it count as
 // "error".
@@ -555,6 +563,11 @@ func (c *Controller) moveOne(ctx context.Context, s Session, ens Ensemble, targe
 	}
 	if onPurpose {
 		return 0, true
+	}
+	if mt, ok := s.(MoveTimer); ok && result == "moved" {
+		if attach := mt.LastMoveAttach(); attach > 0 {
+			return attach, true
+		}
 	}
 	return took, result == "moved"
 }

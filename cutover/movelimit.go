@@ -18,6 +18,10 @@ import (
 //   - It starts at the configured concurrency and, in slow start, grows by
 //     one for each move that completes within the pause target (doubling
 //     every round of moves).
+//   - What counts is a move's attach time (MoveTimer: the old upstream's
+//     close to the release on the new member), without the drain before
+//     it, which depends on the requests in flight on the source, not on
+//     the destination.
 //   - A move slower than the target — longer than the pause target and
 //     more than twice the fastest move seen so far, so that a slow machine
 //     or a TLS destination whose every move takes 30 ms is not read as

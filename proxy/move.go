@@ -94,6 +94,12 @@ func (s *Session) Move(ctx context.Context, target []string) error {
 	return s.move(ctx, target, target)
 }
 
+// LastMoveAttach is how long the last successful move took from the old
+// upstream's close to the session's release on the new member: the part
+// of the move the destination's load shows in (the drain before it
+// depends on the requests in flight on the source).
+func (s *Session) LastMoveAttach() time.Duration { return time.Duration(s.lastAttach.Load()) }
+
 // move is Move onto a member of candidates, after which failovers stay in
 // ensemble (candidates is a subset of it).
 func (s *Session) move(ctx context.Context, candidates, target []string) error {
@@ -174,6 +180,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		return &MoveError{Reason: reason, Disconnected: true, Err: fmt.Errorf("session %s to %v: %w", s.id, target, err)}
 	}
 	s.resume(up, target)
+	s.lastAttach.Store(int64(time.Since(start) - drained))
 	s.srv.m.moves.WithLabelValues("ok").Inc()
 	s.logger().Info("session re-attached", "from", oldMember, "to", up.member, "reason", "move",
 		"drain", drained.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))

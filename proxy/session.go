@@ -83,6 +83,7 @@ type Session struct {
 	srv        *Server
 	st         *statShard   // the session's share of the per-request counters
 	logID      atomic.Int64 // session id for the log, once known (see logger)
+	lastAttach atomic.Int64 // LastMoveAttach, in nanoseconds
 	client     net.Conn
 	clientAddr string
 	clientR    *frameReader

@@ -6,6 +6,7 @@ package proxyadapter
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/proxy"
@@ -68,6 +69,9 @@ func (s *session) Move(ctx context.Context, members []string) error {
 }
 
 func (s *session) Disconnect(ctx context.Context, reason string) { s.s.Disconnect(ctx, reason) }
+
+// LastMoveAttach feeds the cutover's adaptive concurrency (cutover.MoveTimer).
+func (s *session) LastMoveAttach() time.Duration { return s.s.LastMoveAttach() }
 
 // The proxy's move errors carry the reason labels cutover counts.
 var _ cutover.MoveError = (*proxy.MoveError)(nil)
