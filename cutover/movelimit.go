@@ -29,13 +29,15 @@ import (
 //     afterwards it grows by one per round (1/limit per good move).
 //   - One halving per round: moves already in flight when it halved started
 //     under the old number and do not halve it again.
-//   - It stays within [1, max]; with max equal to the start it is fixed.
+//   - It stays within [1, max]; with max at or below the start it is fixed
+//     at the start.
 type moveLimiter struct {
 	mu   sync.Mutex
 	cond *sync.Cond
 
 	limit     float64
 	max       float64
+	fixed     bool // max at or below the start: no adapting
 	target    time.Duration
 	slowStart bool
 	fastest   time.Duration
@@ -50,7 +52,7 @@ type moveLimiter struct {
 func newMoveLimiter(start, ceiling int, target time.Duration) *moveLimiter {
 	start = max(1, start)
 	ceiling = max(start, ceiling)
-	l := &moveLimiter{limit: float64(start), max: float64(ceiling), target: target, slowStart: true,
+	l := &moveLimiter{limit: float64(start), max: float64(ceiling), fixed: ceiling == start, target: target, slowStart: true,
 		low: float64(start), high: float64(start)}
 	l.cond = sync.NewCond(&l.mu)
 	return l
@@ -87,7 +89,7 @@ func (l *moveLimiter) release(took time.Duration, ok bool) {
 	defer l.mu.Unlock()
 	l.inFlight--
 	l.completed++
-	if ok && took <= 0 {
+	if l.fixed || (ok && took <= 0) {
 		l.cond.Broadcast()
 		return
 	}

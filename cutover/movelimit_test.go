@@ -77,9 +77,17 @@ func TestMoveLimiterAdapts(t *testing.T) {
 	if now, _, _ := l3.current(); now != 10 {
 		t.Fatalf("ceiling 10: got %d", now)
 	}
-	// Fixed when the ceiling is at or below the start.
-	if l4 := newMoveLimiter(8, 0, 20*ms); l4.max != 8 {
-		t.Fatalf("ceiling 0 with start 8: max %v, want fixed 8", l4.max)
+	// Fixed when the ceiling is at or below the start: failures do not
+	// halve it either.
+	l4 := newMoveLimiter(8, 0, 20*ms)
+	for range 8 {
+		l4.acquire(context.Background())
+	}
+	for range 8 {
+		l4.release(time.Second, false)
+	}
+	if now, low, _ := l4.current(); now != 8 || low != 8 {
+		t.Fatalf("ceiling 0 with start 8: now %d low %d, want fixed 8", now, low)
 	}
 }
 

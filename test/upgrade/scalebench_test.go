@@ -25,9 +25,13 @@ import (
 // after the other: the cutover (each session drained and re-established on
 // a destination member of a joint ensemble) and then the in-place upgrade
 // handoff. ZKPROXY_BENCH_SCALE_SESSIONS lists the idle session counts
-// (default 5000,9000); 64 more sessions are busy, each sending Exists back
-// to back, and a busy session's pause is its longest request while the
-// operation runs. Idle sessions only ping (go-zookeeper, 30 s timeout).
+// (default 5000,9000); 64 more sessions are busy, each sending an Exists
+// every 10 ms (its previous one answered). A cutover's pause per session
+// is what the proxy held its requests for: drain plus attach, from its
+// "session re-attached" log line; beside it, the busy sessions' longest
+// request while the operation ran (a lower bound by up to 10 ms), which is
+// also the upgrade's measure. Idle sessions only ping (go-zookeeper, 30 s
+// timeout).
 // ZKPROXY_BENCH_SCALE_ARGS adds `zkproxy serve` flags (for example
 // --cutover-concurrency=8 to compare with a fixed concurrency). It reports
 // numbers; it asserts only that no session disconnected and every one moved.
@@ -58,7 +62,10 @@ func TestScaleBench(t *testing.T) {
 	}
 }
 
-const busySessions = 64
+const (
+	busySessions = 64
+	busyInterval = 10 * time.Millisecond
+)
 
 func benchScale(t *testing.T, binA, binB string, n int) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -128,7 +135,12 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 		bw.Add(1)
 		go func() {
 			defer bw.Done()
+			next := time.Now().Add(time.Duration(i) * busyInterval / busySessions)
 			for {
+				if d := time.Until(next); d > 0 {
+					time.Sleep(d)
+				}
+				next = later(next.Add(busyInterval), time.Now())
 				select {
 				case <-stop:
 					return
@@ -213,9 +225,25 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 			concurrency = "; concurrency" + strings.TrimSpace(rest)
 		}
 	}
-	cut := fmt.Sprintf("%d sessions: cutover took %s (wall %s), moved %d of %d, failed %d%s; busy sessions' pause p50 %s, p99 %s, max %s; disconnects %d",
+	busyIDs := map[string]bool{}
+	for _, c := range busy {
+		busyIDs[fmt.Sprintf("0x%016x", uint64(c.SessionID()))] = true
+	}
+	var held, heldBusy []time.Duration
+	for _, l := range p.logLines("session re-attached", "reason=move") {
+		id, d := logField(l, "session"), logField(l, "took")
+		took, err := time.ParseDuration(d)
+		if err != nil {
+			continue
+		}
+		held = append(held, took)
+		if busyIDs[id] {
+			heldBusy = append(heldBusy, took)
+		}
+	}
+	cut := fmt.Sprintf("%d sessions: cutover took %s (wall %s), moved %d of %d, failed %d%s; held per session (drain + attach, proxy log) all %s, busy %s; busy sessions' longest request p50 %s, p99 %s, max %s; disconnects %d",
 		n, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), st.Sessions.Moved, st.Sessions.Total, st.Sessions.Failed,
-		concurrency, c50, c99, cmax, disconnects.Load())
+		concurrency, quantiles(held), quantiles(heldBusy), c50, c99, cmax, disconnects.Load())
 	t.Log(cut)
 	if st.Sessions.Moved != n+busySessions || disconnects.Load() != 0 {
 		t.Errorf("not every session moved live: %s", cut)
@@ -243,6 +271,35 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 		t.Errorf("%d disconnects", disconnects.Load())
 	}
 	return []string{baseline, cut, up}
+}
+
+// logField returns key's value in a logfmt line ("" if absent).
+func logField(line, key string) string {
+	_, rest, ok := strings.Cut(line, " "+key+"=")
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	return strings.Trim(v, `"`)
+}
+
+// quantiles formats p50, p99 and max of ds.
+func quantiles(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "(none)"
+	}
+	slices.Sort(ds)
+	q := func(f float64) time.Duration {
+		return ds[min(len(ds)-1, int(f*float64(len(ds))))].Round(time.Millisecond)
+	}
+	return fmt.Sprintf("p50 %s p99 %s max %s (%d)", q(0.5), q(0.99), ds[len(ds)-1].Round(time.Millisecond), len(ds))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // do calls the admin API and decodes its JSON answer into out (nil: none).
