@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zkproxy/zkproxy/internal/gozkrace"
 	"log/slog"
 	"net"
 	"path"
@@ -165,7 +166,7 @@ func (s *Store) open(sd *side) error {
 			return net.DialTimeout(network, address, timeout)
 		}
 	}
-	conn, _, err := zk.Connect(members, s.cfg.SessionTimeout, zk.WithLogger(zkLogger{s.cfg.Log}), zk.WithLogInfo(false), zk.WithDialer(dial))
+	conn, _, err := zk.Connect(members, s.cfg.SessionTimeout, zk.WithLogger(zkLogger{s.cfg.Log}), zk.WithLogInfo(false), zk.WithDialer(gozkrace.Dialer(dial)))
 	if err != nil {
 		return fmt.Errorf("fleet: connecting to the %s ensemble: %w", sd.name, err)
 	}

@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zkproxy/zkproxy/internal/gozkrace"
 	"slices"
 	"strconv"
 	"strings"
@@ -155,7 +156,7 @@ func dial(ctx context.Context, name, addr string, timeout time.Duration) (*sessi
 	// 1.5 MB client buffer is enough for one, 4 MB matches Kafka's
 	// jute.maxbuffer.
 	conn, _, err := zk.Connect([]string{addr}, timeout, zk.WithLogger(quiet{}), zk.WithEventCallback(s.onEvent),
-		zk.WithMaxBufferSize(4<<20), zk.WithDialer(gatedDial))
+		zk.WithMaxBufferSize(4<<20), zk.WithDialer(gozkrace.Dialer(nil)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

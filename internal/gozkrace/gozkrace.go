@@ -1,4 +1,6 @@
-package kafkaload
+// Package gozkrace orders a data race inside go-zookeeper from outside the
+// library, through the connection it dials.
+package gozkrace
 
 import (
 	"encoding/binary"
@@ -7,27 +9,37 @@ import (
 	"time"
 )
 
-// go-zookeeper v1.0.4 (the newest) has a data race the race detector
-// reports in our tests, not in our code: after a reconnect, its loop
+// go-zookeeper v1.0.4 (the newest) has a data race, which the race
+// detector reports in our tests: after a reconnect, its loop
 // goroutine reads Conn.lastZxid in sendSetWatches (conn.go:614) while the
 // recvLoop it has just started writes it for each reply (conn.go:849),
 // with nothing ordering the two. The test binaries run with -race, so a
 // client that reconnects holding watches could fail whichever test it was
-// in (CI caught TestCutoverToTLSDestination so).
+// in (CI caught TestCutoverToTLSDestination so). The fleet's own client
+// (fleet/store.go) holds a watch and reconnects through the join, so it
+// is gated too.
 //
-// gatedDial orders them from outside the library: after each handshake the
+// Dialer orders them from outside the library: after each handshake the
 // connection returns no reply data until the client has written its
 // SetWatches request (op 101), which go-zookeeper queues only after that
 // read (through a goroutine, its send channel and its sendLoop, each a
 // happens-before edge), so every reply recvLoop decodes comes after the
 // read. A client with no watches sends no SetWatches, and then never
 // reaches the read either: its gate opens after setWatchesWait.
-func gatedDial(network, address string, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout(network, address, timeout)
-	if err != nil {
-		return nil, err
+//
+// dial is the dialer to wrap; nil dials TCP. The result is a
+// go-zookeeper Dialer (zk.WithDialer).
+func Dialer(dial func(network, address string, timeout time.Duration) (net.Conn, error)) func(network, address string, timeout time.Duration) (net.Conn, error) {
+	if dial == nil {
+		dial = net.DialTimeout
 	}
-	return &gatedConn{Conn: c, open: make(chan struct{})}, nil
+	return func(network, address string, timeout time.Duration) (net.Conn, error) {
+		c, err := dial(network, address, timeout)
+		if err != nil {
+			return nil, err
+		}
+		return &gatedConn{Conn: c, open: make(chan struct{})}, nil
+	}
 }
 
 // setWatchesWait bounds how long replies wait for a SetWatches that a
