@@ -175,7 +175,9 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 	// the operations' pauses compare with.
 	measuring.Store(true)
 	r0 := requests.Load()
+	steady := newCPUSampler(p, m)
 	time.Sleep(2 * time.Second)
+	steadyCPU := steady.rates()
 	measuring.Store(false)
 	b50, b99, bmax := pauses()
 	baseline := fmt.Sprintf("%d sessions: steady state, busy sessions' longest request p50 %s, p99 %s, max %s (%d requests/s)",
@@ -194,6 +196,29 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 			t.Fatal("sync never confirmed")
 		}
 	}
+	cpu := newCPUSampler(p, m)
+	// ZKPROXY_BENCH_PROFILE: a directory for zkproxy's CPU profile of the
+	// cutover's first seconds (serve it with --pprof in
+	// ZKPROXY_BENCH_SCALE_ARGS).
+	profiled := make(chan struct{})
+	if dir := os.Getenv("ZKPROXY_BENCH_PROFILE"); dir != "" {
+		go func() {
+			defer close(profiled)
+			req, _ := http.NewRequest("GET", p.admin+"/debug/pprof/profile?seconds=5", nil)
+			req.Header.Set("Authorization", "Bearer "+p.token)
+			resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+			if err != nil {
+				t.Logf("profile: %v", err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			_ = os.WriteFile(fmt.Sprintf("%s/cutover-%d.pprof", dir, n), b, 0o644)
+		}()
+	} else {
+		close(profiled)
+	}
+	defer func() { <-profiled }()
 	measuring.Store(true)
 	start = time.Now()
 	if err := p.do("POST", "/cutover/start", nil); err != nil {
@@ -216,6 +241,7 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 		}
 	}
 	took := st.FinishedAt.Sub(st.StartedAt)
+	cutCPU := cpu.done(n+busySessions, steadyCPU)
 	time.Sleep(500 * time.Millisecond) // requests issued during the cutover come back
 	measuring.Store(false)
 	c50, c99, cmax := pauses()
@@ -245,6 +271,7 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 		n, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), st.Sessions.Moved, st.Sessions.Total, st.Sessions.Failed,
 		concurrency, quantiles(held), quantiles(heldBusy), c50, c99, cmax, disconnects.Load())
 	t.Log(cut)
+	t.Log(cutCPU)
 	if st.Sessions.Moved != n+busySessions || disconnects.Load() != 0 {
 		t.Errorf("not every session moved live: %s", cut)
 	}
@@ -270,7 +297,82 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 	if disconnects.Load() != 0 {
 		t.Errorf("%d disconnects", disconnects.Load())
 	}
-	return []string{baseline, cut, up}
+	return []string{baseline, cut, cutCPU, up}
+}
+
+// cpuSampler measures the CPU time of the processes a cutover involves.
+type cpuSampler struct {
+	start time.Time
+	procs []cpuProc
+}
+
+type cpuProc struct {
+	name  string
+	pids  []int
+	ticks int64
+}
+
+func newCPUSampler(p *proc, m *zktest.Mitosis) *cpuSampler {
+	c := &cpuSampler{start: time.Now()}
+	var src, dst []int
+	for _, s := range m.Source.Members {
+		src = append(src, s.PID())
+	}
+	for _, s := range m.Destination.Members {
+		if s.Running() {
+			dst = append(dst, s.PID())
+		}
+	}
+	c.procs = []cpuProc{{name: "zkproxy", pids: p.pids()}, {name: "source JVMs", pids: src},
+		{name: "destination JVMs", pids: dst}, {name: "clients (this test)", pids: []int{os.Getpid()}}}
+	for i := range c.procs {
+		c.procs[i].ticks = ticksOf(c.procs[i].pids)
+	}
+	return c
+}
+
+// rates returns each process group's CPU share (cores) since the start.
+func (c *cpuSampler) rates() []float64 {
+	wall := time.Since(c.start)
+	out := make([]float64, len(c.procs))
+	for i, pr := range c.procs {
+		out[i] = (time.Duration(ticksOf(pr.pids)-pr.ticks) * 10 * time.Millisecond).Seconds() / wall.Seconds() // USER_HZ 100
+	}
+	return out
+}
+
+// done reports each process group's CPU since the start: as a share of
+// the wall time, and per moved session beyond what the same group spent
+// in the steady state before (steady, in cores: the busy sessions' load).
+func (c *cpuSampler) done(sessions int, steady []float64) string {
+	wall := time.Since(c.start)
+	parts := []string{fmt.Sprintf("CPU over the cutover's %s (per session: beyond the steady state)", wall.Round(time.Millisecond))}
+	for i, r := range c.rates() {
+		extra := time.Duration((r - steady[i]) * wall.Seconds() / float64(sessions) * float64(time.Second))
+		parts = append(parts, fmt.Sprintf("%s %.0f%% of a core (steady %.0f%%), %s per session",
+			c.procs[i].name, 100*r, 100*steady[i], extra.Round(time.Microsecond)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// ticksOf sums utime and stime of pids, in clock ticks.
+func ticksOf(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(data), ')')
+		f := strings.Fields(string(data[i+2:]))
+		// After "pid (comm)": state is field 0, utime 11, stime 12.
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			total += u + s
+		}
+	}
+	return total
 }
 
 // logField returns key's value in a logfmt line ("" if absent).
