@@ -161,19 +161,19 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 		return r.rep
 	}
 	// The idle epoch (docs/protocol.md §7.2): every destination member
-	// behind the sessions is a follower that
-	// synced before the new epoch's first transaction: one transaction
-	// moves it past them. Which member takes the session does not matter
+	// behind the sessions is a follower that synced before the new
+	// epoch's first transaction: one transaction moves it past them. Which member takes the session does not matter
 	// (createSession is a quorum transaction wherever it is opened); the
 	// leader is tried first, then the others, in case leaderServes=no.
-	var tried []string
+	var tried, failures []string
 	for _, m := range append([]*MemberStatus{r.leader}, r.serving...) {
 		if slices.Contains(tried, m.Addr) {
 			continue
 		}
+		tried = append(tried, m.Addr)
 		id, err := cfg.Nudge(ctx, m.Addr)
 		if err != nil {
-			tried = append(tried, m.Addr+": "+err.Error())
+			failures = append(failures, m.Addr+": "+err.Error())
 			continue
 		}
 		again := check(ctx, cfg, sessions, []int64{id})
@@ -182,7 +182,7 @@ func Check(ctx context.Context, cfg CheckConfig, sessions []SessionView) *Report
 			r.leader.Epoch, uint64(id), m.Addr)})
 		return again.rep
 	}
-	r.rep.Items = append(r.rep.Items, Item{Name: "idle epoch ended", OK: false, Detail: "no member took the session that would end the idle epoch" + listIf(tried)})
+	r.rep.Items = append(r.rep.Items, Item{Name: "idle epoch ended", OK: false, Detail: "no member took the session that would end the idle epoch" + listIf(failures)})
 	r.rep.Ready = false
 	return r.rep
 }

@@ -327,3 +327,53 @@ func TestCheckCountsPeerSessions(t *testing.T) {
 		t.Fatalf("with the peer unreachable: %+v", it)
 	}
 }
+
+// TestIdleEpochNudge: the check nudges only when every destination member
+// behind the sessions is a follower of the previous epoch under a leader
+// with no transaction in its epoch yet, tries each serving member once
+// when the nudges fail, and says so. (TestCheckEndsIdleEpoch runs it on a
+// real ensemble.)
+func TestIdleEpochNudge(t *testing.T) {
+	idle := map[string]fakeMember{
+		"s1:2181": {mode: "follower", zxid: 0x400000000, nodes: 40, id: 1, version: "200000000"},
+		"s2:2181": {mode: "follower", zxid: 0x300000050, nodes: 40, id: 2, version: "200000000"},
+		"s3:2181": {mode: "follower", zxid: 0x300000050, nodes: 40, id: 3, version: "200000000"},
+		"d4:2181": {mode: "follower", zxid: 0x300000050, nodes: 40, id: 4, version: "200000000"},
+		"d5:2181": {mode: "leader", zxid: 0x400000000, nodes: 40, id: 5, version: "200000000"},
+	}
+	session := SessionView{ID: 7, LastZxidSeen: 0x400000000, Ensemble: Source, Member: "s1:2181"}
+	var nudged []string
+	cfg := CheckConfig{
+		Source:      []string{"s1:2181", "s2:2181", "s3:2181"},
+		Destination: []string{"d4:2181", "d5:2181", "d6:2181"},
+		MaxLag:      100,
+		Members:     fourlw.Members{Dial: fakeDial(idle)},
+		SkipDirect:  true,
+		Nudge: func(_ context.Context, addr string) (int64, error) {
+			nudged = append(nudged, addr)
+			return 0, fmt.Errorf("refused")
+		},
+	}
+	rep := Check(context.Background(), cfg, []SessionView{session})
+	if rep.Ready {
+		t.Fatal("ready with every nudge refused")
+	}
+	if it := item(t, rep, "idle epoch ended"); it.OK || !strings.Contains(it.Detail, "d5:2181: refused") {
+		t.Fatalf("idle epoch item: %+v", it)
+	}
+	if len(nudged) != 5 || nudged[0] != "d5:2181" {
+		t.Fatalf("nudged %v, want the leader first, then each other serving member once", nudged)
+	}
+
+	// A member behind for another reason (same epoch, trailing) is not an
+	// idle epoch: no nudge.
+	nudged = nil
+	lagging := joint()
+	lagging["d4:2181"] = fakeMember{mode: "follower", zxid: 0x300000010, nodes: 40, id: 4, version: "200000000"}
+	cfg.Members = fourlw.Members{Dial: fakeDial(lagging)}
+	ahead := SessionView{ID: 7, LastZxidSeen: 0x300000050, Ensemble: Source, Member: "s1:2181"}
+	cfg.MaxLag = 10
+	if rep := Check(context.Background(), cfg, []SessionView{ahead}); rep.Ready || len(nudged) != 0 {
+		t.Fatalf("a trailing member: ready=%v, nudged %v (want not ready, no nudge)", rep.Ready, nudged)
+	}
+}
