@@ -103,8 +103,12 @@ func (c *gatedConn) Read(p []byte) (int, error) {
 
 func (c *gatedConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	// go-zookeeper writes one request per Write: length, xid, opcode.
-	if len(p) >= 12 && int32(binary.BigEndian.Uint32(p[8:12])) == opSetWatches {
+	// go-zookeeper writes one request per Write: length, xid, opcode. The
+	// ConnectRequest before the handshake has no opcode there.
+	c.mu.Lock()
+	requests := c.handshakeDone
+	c.mu.Unlock()
+	if requests && len(p) >= 12 && int32(binary.BigEndian.Uint32(p[8:12])) == opSetWatches {
 		c.release()
 	}
 	return n, err
