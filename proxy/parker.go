@@ -164,7 +164,8 @@ func later(a, b time.Time) time.Time {
 
 // parkPump parks fr's pump: resume runs on a new goroutine when fr's
 // connection is readable or closed, when deadline passes, or when unpark is
-// called. It reports false when the pump could not be parked (the
+// called; when it is readable, inline (if not nil) gets the first try, on
+// the parker's goroutine (inline.go). It reports false when the pump could not be parked (the
 // connection is closing, the server is closing, or parking is not
 // supported), and the pump must carry on itself.
 func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func(), inline func() bool) bool {
