@@ -26,8 +26,9 @@ func (s *Session) pumpClient(now time.Time) {
 		if errors.Is(err, errParked) {
 			if s.clientResume == nil {
 				s.clientResume = s.resumeClient // one allocation per session, not per park
+				s.clientInline = s.inlineClient
 			}
-			if s.srv.parkOrRewatch(s.clientR, &s.clientRW, s.client.SetReadDeadline, s.clientResume) {
+			if s.srv.parkOrRewatch(s.clientR, &s.clientRW, s.client.SetReadDeadline, s.clientResume, s.clientInline) {
 				return
 			}
 			now = time.Now()

@@ -81,12 +81,14 @@ type frameReader struct {
 	// readFn is readOnce bound once, and n and err its results: a closure
 	// passed to RawConn.Read would allocate on every read. serveFn is
 	// serveOnce bound once, with its handler and result.
-	readFn  func(fd uintptr) bool
-	n       int
-	err     error
-	serveFn func(fd uintptr) bool
-	handler frameHandler
-	loopErr error
+	readFn func(fd uintptr) bool
+	// inlineFn is readInlineOnce bound once (inline.go).
+	inlineFn func(fd uintptr)
+	n        int
+	err      error
+	serveFn  func(fd uintptr) bool
+	handler  frameHandler
+	loopErr  error
 }
 
 func newFrameReader(conn net.Conn, maxFrameSize int, bytes *atomic.Uint64) *frameReader {
@@ -96,6 +98,7 @@ func newFrameReader(conn net.Conn, maxFrameSize int, bytes *atomic.Uint64) *fram
 	fr := &frameReader{conn: conn, max: maxFrameSize, bytes: bytes}
 	if fr.raw = rawConnOf(conn); fr.raw != nil {
 		fr.readFn = fr.readOnce
+		fr.inlineFn = fr.readInlineOnce
 		fr.serveFn = fr.serveOnce
 		fr.poll = fr.raw
 	} else {

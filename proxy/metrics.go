@@ -30,6 +30,7 @@ type metrics struct {
 	parkedPumps          prometheus.Gauge
 	fourLetterWords      *prometheus.CounterVec // command
 	proxyPings           prometheus.Counter
+	inlinePings          *prometheus.CounterVec
 	// clientDeadlineExpiries counts sessions whose client went silent past
 	// its deadline: the upstream was closed without a CloseSession and the
 	// session left to expire on the member (docs/session-expiry.md).
@@ -185,6 +186,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: ns, Name: "four_letter_words_total",
 			Help: "Four-letter words received on the client port, by command.",
 		}, []string{"command"}),
+		inlinePings: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "zkproxy", Name: "inline_pings_total",
+			Help: "Pings of parked idle sessions relayed by the parker itself, without resuming the pump, by direction: client (to the member) and member (the reply to the client).",
+		}, []string{"from"}),
 		proxyPings: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "upstream_keepalive_pings_total",
 			Help: "Pings the proxy sent upstream itself because the client's were too slow for the member's timeout.",

@@ -138,6 +138,20 @@ func (p *pingFIFO) pop() (fromProxy, ok bool) {
 	return fromProxy, true
 }
 
+// unpush takes back the newest ping, pushed by the caller under sendMu
+// (every push is, so it is still the newest).
+func (p *pingFIFO) unpush() {
+	if p.head < len(p.fromProxy) {
+		p.fromProxy = p.fromProxy[:len(p.fromProxy)-1]
+	}
+}
+
+// peekFromProxy reports whether the oldest ping in flight is the proxy's
+// own; false when none is.
+func (p *pingFIFO) peekFromProxy() bool {
+	return p.head < len(p.fromProxy) && p.fromProxy[p.head]
+}
+
 // len counts the pings in flight, the client's and the proxy's.
 func (p *pingFIFO) len() int { return len(p.fromProxy) - p.head }
 

@@ -21,6 +21,10 @@ const parkSweep = 250 * time.Millisecond
 type parkEntry struct {
 	deadline time.Time // resume at this time even without data
 	resume   func()    // run on a new goroutine; made once per pump
+	// inline handles what made the socket readable on the parker's own
+	// goroutine, without blocking, and parks the pump again (inline.go);
+	// false: resume it. Nil: always resume. Made once per pump.
+	inline func() bool
 }
 
 // readWatch decides what a pump does when its connection has been quiet
@@ -160,10 +164,11 @@ func later(a, b time.Time) time.Time {
 
 // parkPump parks fr's pump: resume runs on a new goroutine when fr's
 // connection is readable or closed, when deadline passes, or when unpark is
-// called. It reports false when the pump could not be parked (the
+// called; when it is readable, inline (if not nil) gets the first try, on
+// the parker's goroutine (inline.go). It reports false when the pump could not be parked (the
 // connection is closing, the server is closing, or parking is not
 // supported), and the pump must carry on itself.
-func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func()) bool {
+func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func(), inline func() bool) bool {
 	if fr.poll == nil {
 		return false
 	}
@@ -179,15 +184,15 @@ func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func()) bo
 	if p == nil {
 		return false
 	}
-	return p.park(fr, parkEntry{deadline: deadline, resume: resume})
+	return p.park(fr, parkEntry{deadline: deadline, resume: resume, inline: inline})
 }
 
 // parkOrRewatch parks a pump whose Serve returned errParked, until its
 // peer's silence deadline, and reports true; or, when it cannot park,
 // re-arms its watch so the pump carries on waiting itself, parkAfter
 // longer, and reports false.
-func (s *Server) parkOrRewatch(fr *frameReader, rw *readWatch, setDeadline func(time.Time) error, resume func()) bool {
-	if s.parkPump(fr, rw.silentAt(fr.readAt), resume) {
+func (s *Server) parkOrRewatch(fr *frameReader, rw *readWatch, setDeadline func(time.Time) error, resume func(), inline func() bool) bool {
+	if s.parkPump(fr, rw.silentAt(fr.readAt), resume, inline) {
 		return true
 	}
 	rw.resume(time.Now(), fr.readAt, setDeadline)
@@ -223,15 +228,15 @@ type parkedSet struct {
 	closed  bool
 }
 
-// takeLocked removes the pump parked under id and returns its resume
-// func, or nil if none is.
-func (ps *parkedSet) takeLocked(id uint64) func() {
+// takeLocked removes the pump parked under id and returns its entry;
+// resume is nil if none is.
+func (ps *parkedSet) takeLocked(id uint64) parkEntry {
 	fr := ps.entries[id]
 	if fr == nil {
-		return nil
+		return parkEntry{}
 	}
 	delete(ps.entries, id)
-	resume := fr.parked.resume
+	e := fr.parked
 	fr.parked = parkEntry{}
-	return resume
+	return e
 }

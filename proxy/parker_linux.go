@@ -106,11 +106,11 @@ const epollOneShot = 1 << 30
 
 func (p *parker) unpark(fr *frameReader) {
 	p.mu.Lock()
-	resume := p.takeLocked(fr.parkID)
+	e := p.takeLocked(fr.parkID)
 	p.mu.Unlock()
-	if resume != nil {
+	if e.resume != nil {
 		p.gauge.Dec()
-		go resume()
+		go e.resume()
 	}
 }
 
@@ -131,7 +131,10 @@ func (p *parker) stop() {
 // and closes the epoll instance.
 func (p *parker) loop() {
 	events := make([]syscall.EpollEvent, 256)
-	var wake []func() // reused: the loop runs for as long as anything is parked
+	// Reused: the loop runs for as long as anything is parked. ready are
+	// the pumps whose sockets became readable (tried inline first), due
+	// those whose deadline passed or that the stop resumes.
+	var ready, due []parkEntry
 	nextSweep := time.Now().Add(parkSweep)
 	for {
 		n, err := syscall.EpollWait(p.epfd, events, int(parkSweep/time.Millisecond))
@@ -139,37 +142,46 @@ func (p *parker) loop() {
 			n = 0
 			time.Sleep(parkSweep) // cannot happen with a valid epfd; do not spin
 		}
-		clear(wake)
-		wake = wake[:0]
+		clear(ready)
+		clear(due)
+		ready, due = ready[:0], due[:0]
 		now := time.Now()
 		p.mu.Lock()
 		for i := range max(n, 0) {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if resume := p.takeLocked(id); resume != nil {
-				wake = append(wake, resume)
+			if e := p.takeLocked(id); e.resume != nil {
+				ready = append(ready, e)
 			}
 		}
 		closed := p.closed
 		if closed || !now.Before(nextSweep) {
 			for id, fr := range p.entries {
 				if d := fr.parked.deadline; closed || (!d.IsZero() && !now.Before(d)) {
-					wake = append(wake, p.takeLocked(id))
+					due = append(due, p.takeLocked(id))
 				}
 			}
 			nextSweep = now.Add(parkSweep)
 		}
-		exit := closed || len(p.entries) == 0
+		p.mu.Unlock()
+		p.gauge.Sub(float64(len(ready) + len(due)))
+		for _, e := range ready {
+			// A pump handled inline has parked again (a new entry).
+			if closed || e.inline == nil || !e.inline() {
+				go e.resume()
+			}
+		}
+		for _, e := range due {
+			go e.resume()
+		}
+		p.mu.Lock()
+		exit := p.closed || len(p.entries) == 0
 		if exit {
 			p.running = false
-			if closed {
+			if p.closed {
 				syscall.Close(p.epfd)
 			}
 		}
 		p.mu.Unlock()
-		p.gauge.Sub(float64(len(wake)))
-		for _, f := range wake {
-			go f()
-		}
 		if exit {
 			return
 		}

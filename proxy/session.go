@@ -90,6 +90,7 @@ type Session struct {
 	clientRW   readWatch // the client pump's idle and silence deadlines
 	// clientResume restarts the client pump after parking; the pump's own.
 	clientResume func()
+	clientInline func() bool  // inlineClient, bound once like clientResume
 	clientWDL    lazyDeadline // client write deadline, under cwmu
 	created      time.Time
 

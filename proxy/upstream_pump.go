@@ -25,8 +25,9 @@ func (s *Session) runUpstream(up *upstream, now time.Time) {
 		if errors.Is(err, errParked) {
 			if up.resume == nil {
 				up.resume = func() { s.resumeUpstream(up) }
+				up.inline = func() bool { return s.inlineUpstream(up) }
 			}
-			if s.srv.parkOrRewatch(up.r, &up.rw, up.conn.SetReadDeadline, up.resume) {
+			if s.srv.parkOrRewatch(up.r, &up.rw, up.conn.SetReadDeadline, up.resume, up.inline) {
 				return
 			}
 			now = time.Now()
