@@ -331,6 +331,11 @@ func (s *Session) writeClient(frame []byte) error {
 func (s *Session) writeClientAt(now time.Time, frame []byte, batch [][]byte) error {
 	s.cwmu.Lock()
 	defer s.cwmu.Unlock()
+	return s.writeClientLocked(now, frame, batch)
+}
+
+// writeClientLocked is writeClientAt for a caller holding cwmu.
+func (s *Session) writeClientLocked(now time.Time, frame []byte, batch [][]byte) error {
 	timeout := s.clientTimeout
 	if timeout <= 0 {
 		timeout = s.srv.cfg.HandshakeTimeout

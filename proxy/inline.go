@@ -100,7 +100,7 @@ func (s *Session) inlineClient() bool {
 
 // inlineUpstream is the parked upstream pump's inline handler.
 func (s *Session) inlineUpstream(up *upstream) bool {
-	if !up.r.readInline(func(f frame) bool { return s.pingReplyInline(up, f) }) {
+	if !up.r.readInline(up.inlineReply) {
 		return false
 	}
 	return s.srv.parkPump(up.r, up.rw.silentAt(up.r.readAt), up.resume, up.inline)
@@ -145,7 +145,7 @@ func (s *Session) clientPingInline(f frame) bool {
 		return false
 	}
 	s.noteClientFrame(now)
-	s.srv.m.inlinePings.WithLabelValues("client").Inc()
+	s.srv.m.inlineClientPings.Inc()
 	s.recved.Add(1)
 	s.st.packetsReceived.Add(1)
 	s.st.countRequest(jute.OpPing)
@@ -215,7 +215,7 @@ func (s *Session) pingReplyInline(up *upstream, f frame) bool {
 	s.pings.pop()
 	s.st.countResponse(jute.OpPing, h.Err)
 	s.mu.Unlock()
-	s.srv.m.inlinePings.WithLabelValues("member").Inc()
+	s.srv.m.inlineMemberPings.Inc()
 	up.lastRecv.Store(at.UnixNano())
 	if errno != 0 && errno != syscall.EAGAIN {
 		// The client is gone: closing its connection ends the client
@@ -225,20 +225,20 @@ func (s *Session) pingReplyInline(up *upstream, f frame) bool {
 		s.srv.unpark(s.clientR)
 		return true
 	}
-	s.st.clientBytesOut.Add(uint64(max(n, 0)))
-	s.sent.Add(1)
-	s.st.packetsSent.Add(1)
 	if n >= len(f) {
+		s.st.clientBytesOut.Add(uint64(n))
+		s.sent.Add(1)
+		s.st.packetsSent.Add(1)
 		s.cwmu.Unlock()
 		return true
 	}
-	// A partial write of 20 bytes: finish it as writeClientAt would, on a
-	// goroutine that may wait, keeping cwmu so nothing overtakes it.
+	// Part of 20 bytes went: the rest on a goroutine that may wait, keeping
+	// cwmu so nothing overtakes it; it counts the frame.
+	s.st.clientBytesOut.Add(uint64(max(n, 0)))
 	rest := append([]byte(nil), f[max(n, 0):]...)
 	go func() {
 		defer s.cwmu.Unlock()
-		s.clientWDL.extendAt(time.Now(), s.clientTimeout, s.client.SetWriteDeadline)
-		if _, err := writeFrame(s.client, s.clientR.raw, rest); err != nil {
+		if err := s.writeClientLocked(time.Now(), rest, nil); err != nil {
 			s.client.Close()
 			s.srv.unpark(s.clientR)
 		}

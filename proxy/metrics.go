@@ -31,6 +31,9 @@ type metrics struct {
 	fourLetterWords      *prometheus.CounterVec // command
 	proxyPings           prometheus.Counter
 	inlinePings          *prometheus.CounterVec
+	// inlineClientPings and inlineMemberPings are inlinePings' two series,
+	// looked up once: the inline relay runs for every idle ping.
+	inlineClientPings, inlineMemberPings prometheus.Counter
 	// clientDeadlineExpiries counts sessions whose client went silent past
 	// its deadline: the upstream was closed without a CloseSession and the
 	// session left to expire on the member (docs/session-expiry.md).
@@ -257,6 +260,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help:    "Time a move waited for the requests in flight to be answered.",
 		Buckets: pauseBuckets,
 	})
+	m.inlineClientPings = m.inlinePings.WithLabelValues("client")
+	m.inlineMemberPings = m.inlinePings.WithLabelValues("member")
 
 	return m
 }
