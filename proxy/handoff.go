@@ -368,12 +368,7 @@ func (s *Session) detachForHandoff(ctx context.Context) (detached, string, error
 		s.mu.Unlock()
 		return detached{}, "held", errors.New("a Hold is in force (cutover barrier)")
 	}
-	s.state = StateDraining
-	s.beginHoldLocked()
-	s.stateGaugeLocked()
-	s.moving = true
-	n := s.awaitDrainLocked(ctx)
-	s.moving = false
+	n := s.drainForMoveLocked(ctx)
 	if s.closedLocked() || s.stopping {
 		s.mu.Unlock()
 		return detached{}, "closed", nil

@@ -128,12 +128,7 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 		return &MoveError{Reason: "sasl", Err: errors.New("the session authenticated with SASL, which cannot be replayed on a new connection")}
 	}
 	start := time.Now()
-	s.state = StateDraining
-	s.beginHoldLocked()
-	s.stateGaugeLocked()
-	s.moving = true
-	n := s.awaitDrainLocked(ctx)
-	s.moving = false
+	n := s.drainForMoveLocked(ctx)
 	s.srv.m.moveDrainSeconds.Observe(time.Since(start).Seconds())
 	if s.closedLocked() || s.stopping {
 		// Closing (Disconnect, Shutdown) counts as closed: drainAndClose
@@ -185,6 +180,20 @@ func (s *Session) move(ctx context.Context, candidates, target []string) error {
 	s.logger().Info("session re-attached", "from", oldMember, "to", up.member, "reason", "move",
 		"drain", drained.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// drainForMoveLocked starts holding new requests and waits (bounded by
+// ctx) for those in flight, as the first step of a move or a handoff; it
+// returns how many are still in flight. moving tells a lost upstream's
+// failover that the session is the mover's.
+func (s *Session) drainForMoveLocked(ctx context.Context) int {
+	s.state = StateDraining
+	s.beginHoldLocked()
+	s.stateGaugeLocked()
+	s.moving = true
+	n := s.awaitDrainLocked(ctx)
+	s.moving = false
+	return n
 }
 
 // resumeDrained ends a drain that timed out: the session goes back to
