@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zkproxy/zkproxy/internal/zksession"
 	"strings"
 	"sync"
 	"time"
@@ -206,13 +207,7 @@ func (e *Ensemble) WaitInSync(ctx context.Context) error {
 
 // nudge commits two transactions (createSession, closeSession) through s.
 func nudge(ctx context.Context, s *Server) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, _, err := DialRaw(ctx, s.ClientAddr(), NewSessionRequest(4000))
-	if err != nil {
-		return fmt.Errorf("nudge %v: %w", s, err)
-	}
-	if err := c.CloseSession(ctx); err != nil {
+	if _, err := zksession.OpenClose(ctx, nil, s.ClientAddr()); err != nil {
 		return fmt.Errorf("nudge %v: %w", s, err)
 	}
 	return nil
