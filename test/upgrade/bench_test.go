@@ -68,39 +68,7 @@ func TestUpgradeBench(t *testing.T) {
 func benchUpgrade(t *testing.T, binA, binB string, mem []string, n int, interval time.Duration) string {
 	p := startServe(t, binA, mem, nil, strings.Fields(os.Getenv("ZKPROXY_BENCH_UPGRADE_ARGS"))...)
 	var disconnects atomic.Int64
-	conns := make([]*zk.Conn, n)
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	for i := range n {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			c, _, err := zk.Connect([]string{p.Addr}, 30*time.Second, zk.WithLogInfo(false), zk.WithLogger(quietLogger{}),
-				zk.WithEventCallback(func(ev zk.Event) {
-					if ev.Type == zk.EventSession && ev.State == zk.StateDisconnected {
-						disconnects.Add(1)
-					}
-				}))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			for c.State() != zk.StateHasSession {
-				time.Sleep(10 * time.Millisecond)
-			}
-			conns[i] = c
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	conns := connectSessions(t, p.Addr, n, &disconnects)
 	t.Logf("%d sessions connected", n)
 
 	// Pingers: each session's longest request while measuring.
@@ -157,15 +125,68 @@ func benchUpgrade(t *testing.T, binA, binB string, mem []string, n int, interval
 	for i := range longest {
 		pauses[i] = time.Duration(longest[i].Load())
 	}
-	slices.Sort(pauses)
-	q := func(f float64) time.Duration { return pauses[min(n-1, int(f*float64(n)))].Round(time.Millisecond) }
+	p50, p99, worst := pauseQuantiles(pauses)
 	line := fmt.Sprintf("%d sessions: upgrade took %s (handed over %d); longest pause per session p50 %s, p99 %s, max %s; disconnects %d",
-		n, took.Round(time.Millisecond), handed, q(0.5), q(0.99), pauses[n-1].Round(time.Millisecond), disconnects.Load())
+		n, took.Round(time.Millisecond), handed, p50, p99, worst, disconnects.Load())
 	t.Log(line)
 	if d := disconnects.Load(); d != 0 {
 		t.Errorf("%d disconnects", d)
 	}
 	return line
+}
+
+// connectSessions opens n go-zookeeper sessions (30 s timeout) through
+// addr, 32 at a time, and waits until each has its session; every
+// disconnect any of them sees later counts in disconnects. They are closed
+// when the test ends.
+func connectSessions(t *testing.T, addr string, n int, disconnects *atomic.Int64) []*zk.Conn {
+	t.Helper()
+	conns := make([]*zk.Conn, n)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c, _, err := zk.Connect([]string{addr}, 30*time.Second, zk.WithLogInfo(false), zk.WithLogger(quietLogger{}),
+				zk.WithEventCallback(func(ev zk.Event) {
+					if ev.Type == zk.EventSession && ev.State == zk.StateDisconnected {
+						disconnects.Add(1)
+					}
+				}))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for c.State() != zk.StateHasSession {
+				time.Sleep(10 * time.Millisecond)
+			}
+			conns[i] = c
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	return conns
+}
+
+// pauseQuantiles sorts ds and returns its p50, p99 and maximum, rounded to
+// the millisecond.
+func pauseQuantiles(ds []time.Duration) (p50, p99, worst time.Duration) {
+	slices.Sort(ds)
+	q := func(f float64) time.Duration {
+		return ds[min(len(ds)-1, int(f*float64(len(ds))))].Round(time.Millisecond)
+	}
+	return q(0.5), q(0.99), ds[len(ds)-1].Round(time.Millisecond)
 }
 
 type quietLogger struct{}

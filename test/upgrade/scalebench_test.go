@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,42 +84,7 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 	p := startServe(t, binA, src, nil, args...)
 
 	var disconnects atomic.Int64
-	connect := func(count int) []*zk.Conn {
-		conns := make([]*zk.Conn, count)
-		sem := make(chan struct{}, 32)
-		var wg sync.WaitGroup
-		for i := range count {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				c, _, err := zk.Connect([]string{p.Addr}, 30*time.Second, zk.WithLogInfo(false), zk.WithLogger(quietLogger{}),
-					zk.WithEventCallback(func(ev zk.Event) {
-						if ev.Type == zk.EventSession && ev.State == zk.StateDisconnected {
-							disconnects.Add(1)
-						}
-					}))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				for c.State() != zk.StateHasSession {
-					time.Sleep(10 * time.Millisecond)
-				}
-				conns[i] = c
-			}()
-		}
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
-		t.Cleanup(func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		})
-		return conns
-	}
+	connect := func(count int) []*zk.Conn { return connectSessions(t, p.Addr, count, &disconnects) }
 	start := time.Now()
 	connect(n)
 	busy := connect(busySessions)
@@ -164,11 +128,7 @@ func benchScale(t *testing.T, binA, binB string, n int) []string {
 		for i := range longest {
 			ps[i] = time.Duration(longest[i].Swap(0))
 		}
-		slices.Sort(ps)
-		q := func(f float64) time.Duration {
-			return ps[min(len(ps)-1, int(f*float64(len(ps))))].Round(time.Millisecond)
-		}
-		return q(0.5), q(0.99), ps[len(ps)-1].Round(time.Millisecond)
+		return pauseQuantiles(ps)
 	}
 	time.Sleep(time.Second)
 	// The busy sessions' longest request with nothing happening: the floor
@@ -390,11 +350,8 @@ func quantiles(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "(none)"
 	}
-	slices.Sort(ds)
-	q := func(f float64) time.Duration {
-		return ds[min(len(ds)-1, int(f*float64(len(ds))))].Round(time.Millisecond)
-	}
-	return fmt.Sprintf("p50 %s p99 %s max %s (%d)", q(0.5), q(0.99), ds[len(ds)-1].Round(time.Millisecond), len(ds))
+	p50, p99, worst := pauseQuantiles(ds)
+	return fmt.Sprintf("p50 %s p99 %s max %s (%d)", p50, p99, worst, len(ds))
 }
 
 func later(a, b time.Time) time.Time {
