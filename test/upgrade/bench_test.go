@@ -31,17 +31,7 @@ func TestUpgradeBench(t *testing.T) {
 		t.Skip("set ZKPROXY_BENCH_UPGRADE=1 (make bench-upgrade)")
 	}
 	zktest.RequireIntegration(t)
-	counts := []int{1000, 5000}
-	if v := os.Getenv("ZKPROXY_BENCH_UPGRADE_SESSIONS"); v != "" {
-		counts = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			counts = append(counts, n)
-		}
-	}
+	counts := sessionCounts(t, "ZKPROXY_BENCH_UPGRADE_SESSIONS", 1000, 5000)
 	interval := 200 * time.Millisecond
 	if v := os.Getenv("ZKPROXY_BENCH_UPGRADE_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -133,6 +123,24 @@ func benchUpgrade(t *testing.T, binA, binB string, mem []string, n int, interval
 		t.Errorf("%d disconnects", d)
 	}
 	return line
+}
+
+// sessionCounts reads a comma-separated list of session counts from the
+// environment variable env, or returns def.
+func sessionCounts(t *testing.T, env string, def ...int) []int {
+	v := os.Getenv(env)
+	if v == "" {
+		return def
+	}
+	var counts []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+		counts = append(counts, n)
+	}
+	return counts
 }
 
 // connectSessions opens n go-zookeeper sessions (30 s timeout) through

@@ -32,23 +32,13 @@ import (
 // also the upgrade's measure. Idle sessions only ping (go-zookeeper, 30 s
 // timeout).
 // ZKPROXY_BENCH_SCALE_ARGS adds `zkproxy serve` flags (for example
-// --cutover-concurrency=8 to compare with a fixed concurrency). It reports
+// --cutover-concurrency-max=8 to compare with the fixed 8 of before). It reports
 // numbers; it asserts only that no session disconnected and every one moved.
 func TestScaleBench(t *testing.T) {
 	if os.Getenv("ZKPROXY_BENCH_SCALE") == "" {
 		t.Skip("set ZKPROXY_BENCH_SCALE=1 (make bench-scale)")
 	}
-	counts := []int{5000, 9000}
-	if v := os.Getenv("ZKPROXY_BENCH_SCALE_SESSIONS"); v != "" {
-		counts = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			counts = append(counts, n)
-		}
-	}
+	counts := sessionCounts(t, "ZKPROXY_BENCH_SCALE_SESSIONS", 5000, 9000)
 	binA, binB := build(t, "scale-a"), build(t, "scale-b")
 	var report []string
 	for _, n := range counts {
