@@ -119,8 +119,19 @@ func (s *Session) silenceExcused(up *upstream, now time.Time) (from time.Time, e
 	return time.Time{}, false
 }
 
-// startPinger starts the upstream's keep-alive timer (see keepAlive).
+// startPinger starts the upstream's keep-alive timer (see keepAlive) when
+// the proxy may ever need to ping up on its own: only when the member
+// negotiated a lower timeout than the client's. Otherwise the rule never
+// lets it (mayTouch needs now <= deadline - memberTimeout, which is then
+// at or before the client's last frame, and that frame reached the member
+// itself; a frame that did not is covered by relayPingLocked), and a timer
+// per session looking every third of the timeout was, with thousands of
+// idle sessions, more thread wake-ups than their pings (docs/benchmarks.md,
+// "Idle ping cost").
 func (s *Session) startPinger(up *upstream) {
+	if up.timeout >= s.clientTimeout {
+		return
+	}
 	var t *time.Timer
 	// Armed only once t is set: the first look may be due at once.
 	t = time.AfterFunc(time.Hour, func() {

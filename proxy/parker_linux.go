@@ -5,6 +5,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -18,9 +19,20 @@ import (
 // registration), and one goroutine waits on it for all of them. A socket's
 // registration is keyed by a fresh id per park, never by its descriptor
 // number, which a closed socket's successor may reuse.
+//
+// The loop does not block in epoll_wait: it waits for the epoll instance
+// itself to become readable (it is, while it has events) in the Go
+// runtime's poller, as a socket's reader does. A blocking epoll_wait kept
+// a thread in a system call: each wake-up then had to win a P back (sysmon
+// had handed it off), and the runtime's poller, which keeps each parked
+// socket registered too, woke a second thread for the same bytes. Through
+// the runtime's poller one wake-up serves both (docs/benchmarks.md, "Idle
+// ping cost").
 type parker struct {
 	parkedSet
 	epfd    int
+	ep      *os.File        // epfd, registered in the runtime's poller
+	epRaw   syscall.RawConn // ep's, for waiting on it
 	gauge   prometheus.Gauge
 	running bool // loop is running; it exits when nothing is parked
 }
@@ -30,7 +42,19 @@ func newParker(gauge prometheus.Gauge) (*parker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	p := &parker{epfd: fd, gauge: gauge}
+	// os.NewFile registers a non-blocking descriptor in the runtime's
+	// poller; an epoll instance can be polled like a socket.
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("parker epoll instance: set non-blocking: %w", err)
+	}
+	ep := os.NewFile(uintptr(fd), "zkproxy-parker-epoll")
+	raw, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, fmt.Errorf("parker epoll instance: %w", err)
+	}
+	p := &parker{epfd: fd, ep: ep, epRaw: raw, gauge: gauge}
 	p.entries = map[uint64]*frameReader{}
 	return p, nil
 }
@@ -91,6 +115,7 @@ func (op *parkOp) register(fd uintptr) {
 	}
 	fr.parked = op.e
 	p.entries[id] = fr
+	p.noteDeadlineLocked(op.e.deadline)
 	fr.parkID = id
 	op.ok = true
 	p.gauge.Inc()
@@ -121,7 +146,7 @@ func (p *parker) stop() {
 	defer p.mu.Unlock()
 	p.closed = true
 	if !p.running {
-		syscall.Close(p.epfd)
+		p.ep.Close()
 	}
 }
 
@@ -136,9 +161,16 @@ func (p *parker) loop() {
 	// those whose deadline passed or that the stop resumes.
 	var ready, due []parkEntry
 	nextSweep := time.Now().Add(parkSweep)
+	w := epollWaiter{events: events}
+	w.fn = w.poll
+	var deadline time.Time // ep's read deadline as last set
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, int(parkSweep/time.Millisecond))
-		if err != nil && !errors.Is(err, syscall.EINTR) {
+		if !deadline.Equal(nextSweep) {
+			deadline = nextSweep
+			p.ep.SetReadDeadline(deadline)
+		}
+		n, err := w.wait(p.epRaw)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			n = 0
 			time.Sleep(parkSweep) // cannot happen with a valid epfd; do not spin
 		}
@@ -155,11 +187,7 @@ func (p *parker) loop() {
 		}
 		closed := p.closed
 		if closed || !now.Before(nextSweep) {
-			for id, fr := range p.entries {
-				if d := fr.parked.deadline; closed || (!d.IsZero() && !now.Before(d)) {
-					due = append(due, p.takeLocked(id))
-				}
-			}
+			due = p.sweepDueLocked(now, closed, due)
 			nextSweep = now.Add(parkSweep)
 		}
 		p.mu.Unlock()
@@ -178,7 +206,7 @@ func (p *parker) loop() {
 		if exit {
 			p.running = false
 			if p.closed {
-				syscall.Close(p.epfd)
+				p.ep.Close()
 			}
 		}
 		p.mu.Unlock()
@@ -186,4 +214,31 @@ func (p *parker) loop() {
 			return
 		}
 	}
+}
+
+// epollWaiter waits for events of an epoll instance through the runtime's
+// poller: poll, its RawConn.Read callback (bound once in fn), asks without
+// waiting and reports false, to wait for readiness, when there is none.
+type epollWaiter struct {
+	events []syscall.EpollEvent
+	fn     func(fd uintptr) bool
+	n      int
+	err    error
+}
+
+func (w *epollWaiter) poll(fd uintptr) bool {
+	w.n, w.err = syscall.EpollWait(int(fd), w.events, 0)
+	if w.err == syscall.EINTR {
+		return false
+	}
+	return w.n != 0 || w.err != nil
+}
+
+// wait returns the events' count, or the deadline's error (with none).
+func (w *epollWaiter) wait(raw syscall.RawConn) (int, error) {
+	w.n, w.err = 0, nil
+	if err := raw.Read(w.fn); err != nil {
+		return 0, err
+	}
+	return w.n, w.err
 }

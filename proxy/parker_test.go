@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -163,5 +164,50 @@ func TestIdleTLSSessionsPark(t *testing.T) {
 	waitFor(t, "session closed", 10*time.Second, func() bool { return len(px.Sessions()) == 0 })
 	if p := parked(); p != 0 {
 		t.Errorf("%v pumps still parked after the session closed", p)
+	}
+}
+
+// The sweep looks through the parked pumps only once the earliest deadline
+// may have passed, takes exactly the due ones, and keeps the bound exact.
+func TestParkedSweepTakesOnlyDuePumps(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var ps parkedSet
+	ps.entries = map[uint64]*frameReader{}
+	var resumed []uint64
+	for id, after := range map[uint64]time.Duration{1: 5 * time.Second, 2: 10 * time.Second, 3: 3 * time.Second, 4: 0} {
+		fr := &frameReader{parkID: id}
+		var d time.Time
+		if after > 0 {
+			d = t0.Add(after)
+		}
+		fr.parked = parkEntry{deadline: d, resume: func() { resumed = append(resumed, id) }}
+		ps.entries[id] = fr
+		ps.noteDeadlineLocked(d)
+	}
+	if !ps.earliest.Equal(t0.Add(3 * time.Second)) {
+		t.Fatalf("earliest = %v, want t0+3s", ps.earliest.Sub(t0))
+	}
+	take := func(now time.Duration) []uint64 {
+		resumed = nil
+		for _, e := range ps.sweepDueLocked(t0.Add(now), false, nil) {
+			e.resume()
+		}
+		slices.Sort(resumed)
+		return resumed
+	}
+	if got := take(2 * time.Second); len(got) != 0 {
+		t.Fatalf("at t0+2s took %v, want none", got)
+	}
+	if got := take(6 * time.Second); !slices.Equal(got, []uint64{1, 3}) {
+		t.Fatalf("at t0+6s took %v, want [1 3]", got)
+	}
+	if !ps.earliest.Equal(t0.Add(10 * time.Second)) {
+		t.Fatalf("after the sweep earliest = %v, want t0+10s (pump 2; pump 4 has none)", ps.earliest.Sub(t0))
+	}
+	if len(ps.entries) != 2 {
+		t.Fatalf("%d entries left, want 2", len(ps.entries))
+	}
+	if got := ps.sweepDueLocked(t0, true, nil); len(got) != 2 || len(ps.entries) != 0 {
+		t.Fatalf("closing sweep took %d, left %d; want 2 and 0", len(got), len(ps.entries))
 	}
 }
