@@ -85,3 +85,57 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNetConnFloorMemory is BenchmarkIdleSessionMemory's floor: what
+// the same three connections per session cost in Go memory with nothing
+// else — the client's socket (in this process there too), the accepted
+// one and one dialed to a "member" (a listener never accepting, so its end
+// stays in the kernel as ZooKeeper's is in another process) — held as
+// net.Conns by no goroutine. The difference to BenchmarkIdleSessionMemory
+// is the proxy's own per-session state.
+func BenchmarkNetConnFloorMemory(b *testing.B) {
+	const sessions = 1000
+	ip := zktest.LoopbackIP(b)
+	front, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer front.Close()
+	member, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer member.Close()
+	measure := func() (heap, stack uint64) {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse, ms.StackInuse
+	}
+	for b.Loop() {
+		heap0, stack0 := measure()
+		conns := make([]net.Conn, 0, 3*sessions)
+		for range sessions {
+			c, err := net.Dial("tcp", front.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			a, err := front.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			m, err := net.Dial("tcp", member.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns = append(conns, c, a, m)
+		}
+		heap1, stack1 := measure()
+		b.ReportMetric(float64(heap1+stack1-heap0-stack0)/sessions, "bytes/session")
+		for _, c := range conns {
+			c.Close()
+		}
+		runtime.KeepAlive(conns)
+	}
+}

@@ -106,11 +106,11 @@ func (op *parkOp) register(fd uintptr) {
 	// and one event disarms it until the next park.
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollOneShot,
 		Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
-	if errors.Is(err, syscall.ENOENT) {
-		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	errno := epollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+	if errno == syscall.ENOENT {
+		errno = epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	}
-	if err != nil {
+	if errno != 0 {
 		return
 	}
 	fr.parked = op.e
@@ -219,26 +219,46 @@ func (p *parker) loop() {
 // epollWaiter waits for events of an epoll instance through the runtime's
 // poller: poll, its RawConn.Read callback (bound once in fn), asks without
 // waiting and reports false, to wait for readiness, when there is none.
+//
+// The runtime's poller watches the instance edge-triggered: it reports it
+// readable again only when a new event arrives after the last look. So
+// when the last look returned fewer events than asked for, which drained
+// the instance (every registration is one-shot, so nothing reported comes
+// back by itself), the next wait skips its first look and goes straight to
+// the poller: an event that arrived in between has already marked it
+// ready. That saves one system call per wake-up.
 type epollWaiter struct {
-	events []syscall.EpollEvent
-	fn     func(fd uintptr) bool
-	n      int
-	err    error
+	events  []syscall.EpollEvent
+	fn      func(fd uintptr) bool
+	n       int
+	err     error
+	drained bool // the last look returned fewer events than len(events)
 }
 
 func (w *epollWaiter) poll(fd uintptr) bool {
-	w.n, w.err = syscall.EpollWait(int(fd), w.events, 0)
-	if w.err == syscall.EINTR {
+	if w.drained {
+		w.drained = false
 		return false
 	}
-	return w.n != 0 || w.err != nil
+	n, errno := epollWaitNow(fd, w.events)
+	w.n, w.err = n, nil
+	switch {
+	case errno == syscall.EINTR:
+		return false
+	case errno != 0:
+		w.n, w.err = 0, errno
+		return true
+	}
+	return n != 0
 }
 
 // wait returns the events' count, or the deadline's error (with none).
 func (w *epollWaiter) wait(raw syscall.RawConn) (int, error) {
 	w.n, w.err = 0, nil
 	if err := raw.Read(w.fn); err != nil {
+		// A deadline: the next wait looks first (the flag is cleared).
 		return 0, err
 	}
+	w.drained = w.err == nil && w.n < len(w.events)
 	return w.n, w.err
 }

@@ -39,3 +39,27 @@ func rawWritev(fd uintptr, iov []syscall.Iovec) (int, syscall.Errno) {
 	n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	return int(n), e
 }
+
+// The parker's epoll calls never block either (it waits in the runtime's
+// poller, parker_linux.go), and they are raw for a reason of their own:
+// entering the syscall state also wakes sysmon from its deep sleep
+// (runtime/proc.go: entersyscall → entersyscallWakeSysmon), which then
+// polls every 20 µs for a while. With one epoll_wait and one epoll_ctl per
+// idle session's ping that was about a quarter of an idle proxy's CPU.
+
+// epollWaitNow returns the events ready in epfd, without waiting.
+func epollWaitNow(epfd uintptr, events []syscall.EpollEvent) (int, syscall.Errno) {
+	if len(events) == 0 {
+		return 0, 0
+	}
+	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, epfd, uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	return int(n), e
+}
+
+// epollCtl is syscall.EpollCtl as a raw system call.
+func epollCtl(epfd, op, fd int, ev *syscall.EpollEvent) syscall.Errno {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd),
+		uintptr(unsafe.Pointer(ev)), 0, 0)
+	return e
+}
