@@ -73,6 +73,9 @@ type frameReader struct {
 	shortReadEmpties bool
 	parkID           uint64    // the parker's key while parked (see parker.park)
 	parked           parkEntry // while parked; under the parker's lock
+	// armed: the socket is in the parker's epoll instance, under parkID
+	// (parker_linux.go). Whoever has the pump (parked: the parker) owns it.
+	armed bool
 
 	// peek takes the first bytes after an idle wait on a connection without
 	// a RawConn (fillIdle); nil on TCP connections.
@@ -290,8 +293,8 @@ type frameHandler interface {
 // tcp_recvmsg returns the data and reports the end of stream only on the
 // next read, and no further edge comes. So only pumps whose wait is ended
 // within about 2 × shortReadTrust of their last data (by idleSweep) trust
-// short reads: the next wake-up reads and finds the end of stream (a parked pump's level-triggered
-// registration finds it at once). A peer that closes right after its last
+// short reads: the next wake-up reads and finds the end of stream (a parked pump's new registration
+// finds it at once: epoll polls a socket when it is added). A peer that closes right after its last
 // frame is noticed that much later; one that sends anything afterwards, or
 // resets, raises an edge as usual. Without the flag (parking off), Serve
 // reads until EAGAIN.

@@ -56,6 +56,10 @@ func (fr *frameReader) readInline(handle func(frame) bool) bool {
 		fr.releaseIfEmpty()
 		return false
 	}
+	// A read that filled the space offered may have left bytes in the
+	// socket, and the parker's registration is edge-triggered: no event
+	// would come for them. The pump reads on (after the whole frames).
+	full := n == len(fr.buf)-fr.w
 	fr.got(n)
 	for fr.Buffered() {
 		total, err := fr.frameLen()
@@ -67,8 +71,8 @@ func (fr *frameReader) readInline(handle func(frame) bool) bool {
 		}
 		fr.r += total
 	}
-	if fr.r != fr.w {
-		return false // part of a frame: the pump reads the rest
+	if fr.r != fr.w || full {
+		return false // part of a frame, or maybe more: the pump reads the rest
 	}
 	fr.releaseIfEmpty()
 	return true

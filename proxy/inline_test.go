@@ -88,3 +88,30 @@ func TestParkedPingsRelayInline(t *testing.T) {
 		t.Fatalf("%d sessions", n)
 	}
 }
+
+// A parked client that sends its last ping and closes at once (the FIN may
+// come with the ping): the parker's registration is edge-triggered, so
+// the end of the stream must still reach the pump, and the session close
+// well before its 30 s timeout.
+func TestParkedClientClosingAfterPing(t *testing.T) {
+	zktest.RequireIntegration(t)
+	ens := zktest.NewEnsemble(t, 1)
+	px := startProxy(t, strings.Split(ens.ConnectString(), ","), func(c *Config) { c.ParkIdleAfter = 100 * time.Millisecond })
+	ping := jute.AppendRequestFrame(nil, jute.RequestHeader{Xid: jute.XidPing, Op: jute.OpPing}, nil)
+	for i := range 6 {
+		c, _, resp := rawSession(t, px.Addr, 30000)
+		if resp.TimeOut <= 0 {
+			t.Fatalf("no session: %+v", resp)
+		}
+		waitFor(t, "both pumps parked", 10*time.Second, func() bool { return testutil.ToFloat64(px.m.parkedPumps) == 2 })
+		if i%2 == 1 {
+			// Half the rounds: one ping inline first, so the close meets
+			// a registration kept from an inline relay.
+			c.Write(ping)
+			time.Sleep(200 * time.Millisecond)
+		}
+		c.Write(ping)
+		c.Close()
+		waitFor(t, "the session closed", 5*time.Second, func() bool { return len(px.Sessions()) == 0 })
+	}
+}

@@ -245,7 +245,7 @@ func (ps *parkedSet) noteDeadlineLocked(d time.Time) {
 // sweepDueLocked appends the entries of every pump whose deadline is at or
 // before now (all of them when all is set) to due and removes them, when
 // earliest says any may be, and makes earliest exact again.
-func (ps *parkedSet) sweepDueLocked(now time.Time, all bool, due []parkEntry) []parkEntry {
+func (ps *parkedSet) sweepDueLocked(now time.Time, all bool, due []takenPump) []takenPump {
 	if !all && (ps.earliest.IsZero() || now.Before(ps.earliest)) {
 		return due
 	}
@@ -261,15 +261,22 @@ func (ps *parkedSet) sweepDueLocked(now time.Time, all bool, due []parkEntry) []
 	return due
 }
 
-// takeLocked removes the pump parked under id and returns its entry;
-// resume is nil if none is.
-func (ps *parkedSet) takeLocked(id uint64) parkEntry {
+// takenPump is a pump taken out of the parked set, to resume or handle.
+type takenPump struct {
+	fr     *frameReader
+	e      parkEntry
+	events uint32 // the epoll events that woke it, if any
+}
+
+// takeLocked removes the pump parked under id and returns it; fr is nil
+// if none is.
+func (ps *parkedSet) takeLocked(id uint64) takenPump {
 	fr := ps.entries[id]
 	if fr == nil {
-		return parkEntry{}
+		return takenPump{}
 	}
 	delete(ps.entries, id)
 	e := fr.parked
 	fr.parked = parkEntry{}
-	return e
+	return takenPump{fr: fr, e: e}
 }

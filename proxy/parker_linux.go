@@ -14,11 +14,13 @@ import (
 )
 
 // parker holds the pumps of idle sessions without a goroutine each: their
-// sockets are registered, one-shot, in an epoll instance of the proxy's own
-// (a socket can be in several; the Go runtime's poller keeps its own
-// registration), and one goroutine waits on it for all of them. A socket's
-// registration is keyed by a fresh id per park, never by its descriptor
-// number, which a closed socket's successor may reuse.
+// sockets are registered, edge-triggered, in an epoll instance of the
+// proxy's own (a socket can be in several; the Go runtime's poller keeps
+// its own registration), and one goroutine waits on it for all of them. A
+// socket's registration is keyed by a fresh id per registration, never by
+// its descriptor number, which a closed socket's successor may reuse; it
+// lasts while the parker relays the socket's pings inline (inline.go) and
+// is removed when the pump resumes.
 //
 // The loop does not block in epoll_wait: it waits for the epoll instance
 // itself to become readable (it is, while it has events) in the Go
@@ -35,6 +37,8 @@ type parker struct {
 	epRaw   syscall.RawConn // ep's, for waiting on it
 	gauge   prometheus.Gauge
 	running bool // loop is running; it exits when nothing is parked
+	// disarmFn is disarm, bound once: a resume allocates nothing.
+	disarmFn func(fd uintptr)
 }
 
 func newParker(gauge prometheus.Gauge) (*parker, error) {
@@ -56,6 +60,7 @@ func newParker(gauge prometheus.Gauge) (*parker, error) {
 	}
 	p := &parker{epfd: fd, ep: ep, epRaw: raw, gauge: gauge}
 	p.entries = map[uint64]*frameReader{}
+	p.disarmFn = p.disarm
 	return p, nil
 }
 
@@ -99,19 +104,22 @@ func (op *parkOp) register(fd uintptr) {
 	if p.closed {
 		return
 	}
-	p.nextID++
-	id := p.nextID
-	// Level-triggered and one-shot: data already queued wakes it at
-	// once, so nothing that arrived before the registration is missed,
-	// and one event disarms it until the next park.
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollOneShot,
-		Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	errno := epollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
-	if errno == syscall.ENOENT {
-		errno = epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-	}
-	if errno != 0 {
-		return
+	id := fr.parkID
+	if !fr.armed {
+		// A new registration, edge-triggered: data already queued is
+		// reported at once (epoll polls the socket when it is added), so
+		// nothing that arrived before it is missed. It stays armed while
+		// the parker handles the socket's pings inline, so a pump parked
+		// again from there keeps it and its id without a system call; it
+		// is removed when the pump resumes (disarm).
+		p.nextID++
+		id = p.nextID
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollEdge,
+			Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+		if errno := epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); errno != 0 {
+			return
+		}
+		fr.armed = true
 	}
 	fr.parked = op.e
 	p.entries[id] = fr
@@ -125,18 +133,43 @@ func (op *parkOp) register(fd uintptr) {
 	}
 }
 
-// epollOneShot is EPOLLONESHOT (1<<30), which package syscall spells as a
-// negative constant on some architectures.
-const epollOneShot = 1 << 30
+// epollEdge is EPOLLET (1<<31), which package syscall spells as a negative
+// constant.
+const epollEdge = 1 << 31
+
+// hangUp are the events after which a socket is not handled inline: the
+// peer closed or the socket failed. With an edge-triggered registration a
+// FIN that came with the last data raises no second event, so the pump,
+// which reads to the end, must see it.
+const hangUp = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
 
 func (p *parker) unpark(fr *frameReader) {
 	p.mu.Lock()
-	e := p.takeLocked(fr.parkID)
+	t := p.takeLocked(fr.parkID)
 	p.mu.Unlock()
-	if e.resume != nil {
+	if t.fr != nil {
 		p.gauge.Dec()
-		go e.resume()
+		p.resume(t)
 	}
+}
+
+// resume removes t's socket from the epoll instance and resumes its pump
+// on a new goroutine, which reads it through the runtime's poller. Until
+// the pump parks again only this goroutine has t.fr.
+func (p *parker) resume(t takenPump) {
+	if t.fr.armed {
+		// Fails only on a closed socket, which the kernel has removed
+		// from the instance itself.
+		t.fr.poll.Control(p.disarmFn)
+		t.fr.armed = false
+	}
+	go t.e.resume()
+}
+
+// disarm is resume's RawConn.Control callback (bound once in disarmFn).
+func (p *parker) disarm(fd uintptr) {
+	var ev syscall.EpollEvent // ignored; kernels before 2.6.9 wanted one
+	epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), &ev)
 }
 
 // stop closes the epoll instance once the loop is gone; nothing parks
@@ -159,7 +192,7 @@ func (p *parker) loop() {
 	// Reused: the loop runs for as long as anything is parked. ready are
 	// the pumps whose sockets became readable (tried inline first), due
 	// those whose deadline passed or that the stop resumes.
-	var ready, due []parkEntry
+	var ready, due []takenPump
 	nextSweep := time.Now().Add(parkSweep)
 	w := epollWaiter{events: events}
 	w.fn = w.poll
@@ -181,8 +214,10 @@ func (p *parker) loop() {
 		p.mu.Lock()
 		for i := range max(n, 0) {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if e := p.takeLocked(id); e.resume != nil {
-				ready = append(ready, e)
+			// An id no longer parked is an event that raced a resume.
+			if t := p.takeLocked(id); t.fr != nil {
+				t.events = events[i].Events
+				ready = append(ready, t)
 			}
 		}
 		closed := p.closed
@@ -192,14 +227,14 @@ func (p *parker) loop() {
 		}
 		p.mu.Unlock()
 		p.gauge.Sub(float64(len(ready) + len(due)))
-		for _, e := range ready {
-			// A pump handled inline has parked again (a new entry).
-			if closed || e.inline == nil || !e.inline() {
-				go e.resume()
+		for _, t := range ready {
+			// A pump handled inline has parked again (under the same id).
+			if closed || t.events&hangUp != 0 || t.e.inline == nil || !t.e.inline() {
+				p.resume(t)
 			}
 		}
-		for _, e := range due {
-			go e.resume()
+		for _, t := range due {
+			p.resume(t)
 		}
 		p.mu.Lock()
 		exit := p.closed || len(p.entries) == 0
@@ -223,7 +258,7 @@ func (p *parker) loop() {
 // The runtime's poller watches the instance edge-triggered: it reports it
 // readable again only when a new event arrives after the last look. So
 // when the last look returned fewer events than asked for, which drained
-// the instance (every registration is one-shot, so nothing reported comes
+// the instance (every registration is edge-triggered, so nothing reported comes
 // back by itself), the next wait skips its first look and goes straight to
 // the poller: an event that arrived in between has already marked it
 // ready. That saves one system call per wake-up.

@@ -190,7 +190,7 @@ func TestParkedSweepTakesOnlyDuePumps(t *testing.T) {
 	take := func(now time.Duration) []uint64 {
 		resumed = nil
 		for _, e := range ps.sweepDueLocked(t0.Add(now), false, nil) {
-			e.resume()
+			e.e.resume()
 		}
 		slices.Sort(resumed)
 		return resumed

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +49,15 @@ func TestIdlePingCost(t *testing.T) {
 	}
 	if on("zkproxy") {
 		targets = append(targets, startZkproxy(t, ip+":22181", ip+":22182", zk.ClientAddr()))
+	}
+	// The instruments, only when named: gorelay is what a goroutine-per-
+	// connection Go relay spends per ping (the runtime's wake-ups and
+	// nothing else), eprelay what a Go event loop spends.
+	if want != "" && on("gorelay") {
+		targets = append(targets, startInstrument(t, "gorelay", ip+":32181", zk.ClientAddr()))
+	}
+	if want != "" && on("eprelay") {
+		targets = append(targets, startInstrument(t, "eprelay", ip+":42181", zk.ClientAddr()))
 	}
 	// ZKPROXY_BENCH_BASE_BIN: a zkproxy binary built from another commit,
 	// measured beside this one in the same run (an A/B of a change).
@@ -98,6 +108,11 @@ func TestIdlePingCost(t *testing.T) {
 			}
 			wait()
 			closeAll()
+			// go-zookeeper gives each connection a 1.5 MiB receive buffer:
+			// returned to the system, the next target's sessions get fresh
+			// (untouched) pages instead of reused ones the runtime zeroes,
+			// which at 9,000 sessions a target ran this machine out of memory.
+			debug.FreeOSMemory()
 			if pings <= 0 {
 				t.Fatalf("no pings via %s", tg.name)
 			}
