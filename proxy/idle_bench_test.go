@@ -78,8 +78,9 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 		if path := os.Getenv("ZKPROXY_IDLE_HEAP_PROFILE"); path != "" {
 			writeHeapProfile(b, path)
 		}
-		b.ReportMetric(float64(heap1+stack1-heap0-stack0)/sessions, "bytes/session")
-		b.ReportMetric(float64(stack1-stack0)/sessions, "stack-bytes/session")
+		// Signed: a run after another may start with more garbage.
+		b.ReportMetric(float64(int64(heap1+stack1)-int64(heap0+stack0))/sessions, "bytes/session")
+		b.ReportMetric(float64(int64(stack1)-int64(stack0))/sessions, "stack-bytes/session")
 		for _, c := range conns {
 			c.Close()
 		}
@@ -132,7 +133,7 @@ func BenchmarkNetConnFloorMemory(b *testing.B) {
 			conns = append(conns, c, a, m)
 		}
 		heap1, stack1 := measure()
-		b.ReportMetric(float64(heap1+stack1-heap0-stack0)/sessions, "bytes/session")
+		b.ReportMetric(float64(int64(heap1+stack1)-int64(heap0+stack0))/sessions, "bytes/session")
 		for _, c := range conns {
 			c.Close()
 		}
