@@ -124,8 +124,19 @@ func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 	r.WaitReady()
 	r.WaitOnSource(30*time.Second, w.Snapshot())
 	base := w.Snapshot()
-	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
-		t.Fatal(err)
+	// Start checks the sync again. The join's last restart can still be
+	// settling (followers report the old epoch until the new one's first
+	// transaction reaches them), so a refusal right after WaitReady is
+	// retried for a while, as an operator would.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		_, err := one(r).Ctl.Start(ctx, false)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, cutover.ErrNotReady) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		t.Logf("start refused, retrying: %v", err)
 	}
 	waitPhase(t, r, cutover.PhaseDestination)
 	if err := one(r).Ctl.Rollback(ctx); err != nil {
@@ -159,8 +170,19 @@ func cutOver(t *testing.T, r *rig.Rig, w *kafkaload.Workload) kafkaload.Report {
 	r.WaitReady()
 	r.WaitOnSource(30*time.Second, w.Snapshot())
 	base := w.Snapshot()
-	if _, err := one(r).Ctl.Start(ctx, false); err != nil {
-		t.Fatal(err)
+	// Start checks the sync again. The join's last restart can still be
+	// settling (followers report the old epoch until the new one's first
+	// transaction reaches them), so a refusal right after WaitReady is
+	// retried for a while, as an operator would.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		_, err := one(r).Ctl.Start(ctx, false)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, cutover.ErrNotReady) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		t.Logf("start refused, retrying: %v", err)
 	}
 	if st := waitPhase(t, r, cutover.PhaseDestination); st.Sessions.Failed != 0 {
 		t.Fatalf("cutover fell back: %+v", st.Sessions)
