@@ -1,6 +1,7 @@
 package cutover_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -124,20 +125,7 @@ func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 	r.WaitReady()
 	r.WaitOnSource(30*time.Second, w.Snapshot())
 	base := w.Snapshot()
-	// Start checks the sync again. The join's last restart can still be
-	// settling (followers report the old epoch until the new one's first
-	// transaction reaches them), so a refusal right after WaitReady is
-	// retried for a while, as an operator would.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		_, err := one(r).Ctl.Start(ctx, false)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, cutover.ErrNotReady) || time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		t.Logf("start refused, retrying: %v", err)
-	}
+	startAfterWaitReady(ctx, t, r)
 	waitPhase(t, r, cutover.PhaseDestination)
 	if err := one(r).Ctl.Rollback(ctx); err != nil {
 		t.Fatal(err)
@@ -159,6 +147,25 @@ func TestCutoverRefusedOutsideJointEnsembleThenRollback(t *testing.T) {
 	}
 }
 
+// startAfterWaitReady starts the cutover on the first proxy. Start checks
+// the sync again, and the join's last restart can still be settling
+// (followers report the old epoch until the new one's first transaction
+// reaches them), so a refusal right after WaitReady is retried for a
+// while, as an operator would.
+func startAfterWaitReady(ctx context.Context, t *testing.T, r *rig.Rig) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		_, err := one(r).Ctl.Start(ctx, false)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, cutover.ErrNotReady) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		t.Logf("start refused, retrying: %v", err)
+	}
+}
+
 // cutOver joins the destination, waits for sync, runs the cutover and
 // returns the workload baseline taken just before it.
 func cutOver(t *testing.T, r *rig.Rig, w *kafkaload.Workload) kafkaload.Report {
@@ -170,20 +177,7 @@ func cutOver(t *testing.T, r *rig.Rig, w *kafkaload.Workload) kafkaload.Report {
 	r.WaitReady()
 	r.WaitOnSource(30*time.Second, w.Snapshot())
 	base := w.Snapshot()
-	// Start checks the sync again. The join's last restart can still be
-	// settling (followers report the old epoch until the new one's first
-	// transaction reaches them), so a refusal right after WaitReady is
-	// retried for a while, as an operator would.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		_, err := one(r).Ctl.Start(ctx, false)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, cutover.ErrNotReady) || time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		t.Logf("start refused, retrying: %v", err)
-	}
+	startAfterWaitReady(ctx, t, r)
 	if st := waitPhase(t, r, cutover.PhaseDestination); st.Sessions.Failed != 0 {
 		t.Fatalf("cutover fell back: %+v", st.Sessions)
 	}

@@ -14,6 +14,16 @@ import (
 	"github.com/zkproxy/zkproxy/jute"
 )
 
+// heapAndStacks is the Go heap and goroutine stacks in use after two
+// collections (the second frees what the first only unlinked).
+func heapAndStacks() (heap, stack uint64) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse, ms.StackInuse
+}
+
 func writeHeapProfile(b *testing.B, path string) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -46,15 +56,8 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	}
 	go srv.Serve(ln)
 	defer srv.Close()
-	measure := func() (heap, stack uint64) {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse, ms.StackInuse
-	}
 	for b.Loop() {
-		heap0, stack0 := measure()
+		heap0, stack0 := heapAndStacks()
 		var conns []net.Conn
 		for range sessions {
 			c, err := net.Dial("tcp", ln.Addr().String())
@@ -74,7 +77,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 		for testutil.ToFloat64(srv.m.parkedPumps) < 2*sessions && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
-		heap1, stack1 := measure()
+		heap1, stack1 := heapAndStacks()
 		if path := os.Getenv("ZKPROXY_IDLE_HEAP_PROFILE"); path != "" {
 			writeHeapProfile(b, path)
 		}
@@ -107,15 +110,8 @@ func BenchmarkNetConnFloorMemory(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer member.Close()
-	measure := func() (heap, stack uint64) {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse, ms.StackInuse
-	}
 	for b.Loop() {
-		heap0, stack0 := measure()
+		heap0, stack0 := heapAndStacks()
 		conns := make([]net.Conn, 0, 3*sessions)
 		for range sessions {
 			c, err := net.Dial("tcp", front.Addr().String())
@@ -132,7 +128,7 @@ func BenchmarkNetConnFloorMemory(b *testing.B) {
 			}
 			conns = append(conns, c, a, m)
 		}
-		heap1, stack1 := measure()
+		heap1, stack1 := heapAndStacks()
 		b.ReportMetric(float64(int64(heap1+stack1)-int64(heap0+stack0))/sessions, "bytes/session")
 		for _, c := range conns {
 			c.Close()
