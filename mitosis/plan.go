@@ -93,16 +93,17 @@ type ActionKind string
 
 // The action kinds.
 const (
-	Install        ActionKind = "install"   // copy File to the node's zoo.cfg
-	Start          ActionKind = "start"     // start the node's ZooKeeper
-	Stop           ActionKind = "stop"      // stop it
-	Restart        ActionKind = "restart"   // restart it
-	WaitServing    ActionKind = "wait"      // wait until srvr says leader/follower
-	FirewallApply  ActionKind = "fw-apply"  // run File (iptables) on the node
-	FirewallRemove ActionKind = "fw-remove" // run File (iptables) on the node
-	Zkproxy        ActionKind = "zkproxy"   // run zkproxy Args
-	StartAll       ActionKind = "start-all" // (re)start Nodes together
-	WaitReleased   ActionKind = "released"  // wait until zkproxy holds no session
+	Install        ActionKind = "install"     // copy File to the node's zoo.cfg
+	Start          ActionKind = "start"       // start the node's ZooKeeper
+	Stop           ActionKind = "stop"        // stop it
+	Restart        ActionKind = "restart"     // restart it
+	WaitServing    ActionKind = "wait"        // wait until srvr says leader/follower
+	WaitLeaderIn   ActionKind = "wait-leader" // wait until one of Nodes says leader
+	FirewallApply  ActionKind = "fw-apply"    // run File (iptables) on the node
+	FirewallRemove ActionKind = "fw-remove"   // run File (iptables) on the node
+	Zkproxy        ActionKind = "zkproxy"     // run zkproxy Args
+	StartAll       ActionKind = "start-all"   // (re)start Nodes together
+	WaitReleased   ActionKind = "released"    // wait until zkproxy holds no session
 )
 
 // Action is one command of a step.

@@ -46,6 +46,20 @@ func (b *stepBuilder) wait(m Member) Action {
 		Command: fmt.Sprintf("until echo srvr | nc %s %s | grep -qE 'Mode: (leader|follower)'; do sleep 1; done", host, port)}
 }
 
+// leaderIn waits until one of ms says it leads. After the split firewall a
+// source member still says "follower" of a destination leader until its
+// read from that leader times out (Learner: syncLimit ticks), so waiting
+// for each to serve can pass before the source side has even noticed;
+// it has re-formed only once one of its own members leads.
+func (b *stepBuilder) leaderIn(ms []Member) Action {
+	var polls []string
+	for _, m := range ms {
+		polls = append(polls, fmt.Sprintf("echo srvr | nc %s %d;", m.Host, m.ClientPort))
+	}
+	return Action{Kind: WaitLeaderIn, Nodes: ids(ms),
+		Command: fmt.Sprintf("until { %s } | grep -q 'Mode: leader'; do sleep 1; done", strings.Join(polls, " "))}
+}
+
 // released waits until every held session re-attached and was released
 // (or the barrier came down by itself).
 func (b *stepBuilder) released() Action {
@@ -155,8 +169,10 @@ func steps(spec Spec, p *Plan) []Step {
 	}
 	// The source members keep a majority of the joint ensemble; if the
 	// joint leader was a destination member (split --prepare refuses that
-	// unless forced) they elect a new one first, so wait for them to serve
-	// before the split is verified.
+	// when clients are connected to source members directly, unless
+	// forced) they elect a new one first: wait for a source leader, then
+	// for each member to serve, before the split is verified.
+	acts = append(acts, b.leaderIn(p.Source))
 	for _, m := range p.Source {
 		acts = append(acts, b.wait(m))
 	}

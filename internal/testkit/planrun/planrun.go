@@ -107,6 +107,9 @@ func (r *Runner) Do(ctx context.Context, a mitosis.Action) error {
 		}
 		return r.Released(ctx)
 	}
+	if a.Kind == mitosis.WaitLeaderIn {
+		return r.waitLeaderIn(ctx, a.Nodes)
+	}
 	if a.Kind == mitosis.StartAll {
 		// Stop every member at once, then start them together, as
 		// "restart every destination member at once" means.
@@ -144,6 +147,33 @@ func (r *Runner) Do(ctx context.Context, a mitosis.Action) error {
 		return RunScript(ctx, filepath.Join(r.Dir, a.File))
 	}
 	return fmt.Errorf("planrun: unknown action kind %q", a.Kind)
+}
+
+// waitLeaderIn polls the members until one of them says it leads.
+func (r *Runner) waitLeaderIn(ctx context.Context, nodes []int) error {
+	for {
+		var modes []string
+		for _, id := range nodes {
+			s, err := r.server(id)
+			if err != nil {
+				return err
+			}
+			st, err := s.Srvr()
+			switch {
+			case err != nil:
+				modes = append(modes, fmt.Sprintf("zk%d: %v", id, err))
+			case st.Mode == "leader":
+				return nil
+			default:
+				modes = append(modes, fmt.Sprintf("zk%d: %s", id, st.Mode))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("planrun: no leader among members %v (%s): %w", nodes, strings.Join(modes, "; "), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (r *Runner) each(nodes []int, f func(*zktest.Server) error) error {
