@@ -255,26 +255,20 @@ func (p *parker) loop() {
 // poller: poll, its RawConn.Read callback (bound once in fn), asks without
 // waiting and reports false, to wait for readiness, when there is none.
 //
-// The runtime's poller watches the instance edge-triggered: it reports it
-// readable again only when a new event arrives after the last look. So
-// when the last look returned fewer events than asked for, which drained
-// the instance (every registration is edge-triggered, so nothing reported comes
-// back by itself), the next wait skips its first look and goes straight to
-// the poller: an event that arrived in between has already marked it
-// ready. That saves one system call per wake-up.
+// Every wait looks first. It may not go straight to the poller even when
+// the last look drained the instance: RawConn.Read starts by clearing the
+// descriptor's readiness (internal/poll prepareRead → runtime
+// poll_runtime_pollReset), and the runtime's poller watches the instance
+// edge-triggered, so an event that arrived since the last look (while the
+// loop relayed pings inline) would be forgotten until the sweep deadline.
 type epollWaiter struct {
-	events  []syscall.EpollEvent
-	fn      func(fd uintptr) bool
-	n       int
-	err     error
-	drained bool // the last look returned fewer events than len(events)
+	events []syscall.EpollEvent
+	fn     func(fd uintptr) bool
+	n      int
+	err    error
 }
 
 func (w *epollWaiter) poll(fd uintptr) bool {
-	if w.drained {
-		w.drained = false
-		return false
-	}
 	n, errno := epollWaitNow(fd, w.events)
 	w.n, w.err = n, nil
 	switch {
@@ -291,9 +285,7 @@ func (w *epollWaiter) poll(fd uintptr) bool {
 func (w *epollWaiter) wait(raw syscall.RawConn) (int, error) {
 	w.n, w.err = 0, nil
 	if err := raw.Read(w.fn); err != nil {
-		// A deadline: the next wait looks first (the flag is cleared).
 		return 0, err
 	}
-	w.drained = w.err == nil && w.n < len(w.events)
 	return w.n, w.err
 }
