@@ -76,6 +76,10 @@ type frameReader struct {
 	// armed: the socket is in the parker's epoll instance, under parkID
 	// (parker_linux.go). Whoever has the pump (parked: the parker) owns it.
 	armed bool
+	// wake: unpark was called (the connection is closing) and may have
+	// found nothing to resume because a park was still on its way in
+	// (see parker.unpark); the next park is refused, once.
+	wake atomic.Bool
 
 	// peek takes the first bytes after an idle wait on a connection without
 	// a RawConn (fillIdle); nil on TCP connections.

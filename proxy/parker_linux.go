@@ -104,6 +104,11 @@ func (op *parkOp) register(fd uintptr) {
 	if p.closed {
 		return
 	}
+	if fr.wake.Swap(false) {
+		// An unpark came while this park was on its way: the pump must
+		// carry on and see why (its connection is closing).
+		return
+	}
 	id := fr.parkID
 	if !fr.armed {
 		// A new registration, edge-triggered: data already queued is
@@ -143,9 +148,20 @@ const epollEdge = 1 << 31
 // which reads to the end, must see it.
 const hangUp = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
 
+// unpark resumes fr's pump if it is parked. Its caller has just closed
+// fr's connection, but a park can have passed RawConn.Control's check for
+// a closed descriptor before that Close and not yet reached the lock:
+// then nothing is found here, and the park, let in after, would register
+// a descriptor about to be closed, which raises no event (a closed
+// descriptor leaves the epoll instance silently), leaving the pump parked
+// until its deadline. wake, set first, makes that park refuse instead.
 func (p *parker) unpark(fr *frameReader) {
+	fr.wake.Store(true)
 	p.mu.Lock()
 	t := p.takeLocked(fr.parkID)
+	if t.fr != nil {
+		fr.wake.Store(false)
+	}
 	p.mu.Unlock()
 	if t.fr != nil {
 		p.gauge.Dec()
