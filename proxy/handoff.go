@@ -47,7 +47,8 @@ type HandOverOptions struct {
 	// DrainTimeout bounds one session's drain (in-flight replies awaited,
 	// 5s); a session still busy after it stays with this process.
 	DrainTimeout time.Duration
-	// AckTimeout bounds the wait for the new process to take a batch (10s).
+	// AckTimeout bounds the wait for the new process to take a batch, and
+	// each message sent to it (10s).
 	AckTimeout time.Duration
 	// Abort is called when the new process stops answering mid-handoff,
 	// before this process takes the unacknowledged sessions back: it must
@@ -113,6 +114,10 @@ func (s *Server) HandOver(ctx context.Context, conn *net.UnixConn, opts HandOver
 	opts = opts.withDefaults()
 	res := HandOverResult{Disconnected: map[string]int{}, Kept: map[string]int{}}
 	hc := newHandoffConn(conn)
+	// A new process that stops taking sessions fails the handoff within
+	// AckTimeout, whether it stopped acknowledging or reading: the
+	// sessions not acknowledged are taken back (handOverBatch).
+	hc.sendTimeout = opts.AckTimeout
 	typ, body, err := hc.recv(time.Now().Add(opts.ReadyTimeout))
 	if err != nil {
 		return res, fmt.Errorf("proxy: handoff: waiting for the new process's hello: %w", err)

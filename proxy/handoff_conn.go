@@ -18,6 +18,10 @@ type handoffConn struct {
 	c   *net.UnixConn
 	buf []byte // read, not yet consumed
 	fds []int  // received, not yet claimed
+	// sendTimeout, when set, bounds each send: a peer that stops reading
+	// (hung, not dead: a dead one's socket fails the write) would
+	// otherwise block the sender for ever once the socket's buffer is full.
+	sendTimeout time.Duration
 }
 
 func newHandoffConn(c *net.UnixConn) *handoffConn { return &handoffConn{c: c} }
@@ -28,6 +32,9 @@ func (h *handoffConn) send(typ byte, body []byte, fd int) error {
 	var oob []byte
 	if fd >= 0 {
 		oob = syscall.UnixRights(fd)
+	}
+	if h.sendTimeout > 0 {
+		h.c.SetWriteDeadline(time.Now().Add(h.sendTimeout))
 	}
 	n, oobn, err := h.c.WriteMsgUnix(frame, oob, nil)
 	if err != nil {

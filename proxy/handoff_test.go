@@ -427,6 +427,92 @@ func TestHandOverNewProcessDiesHalfway(t *testing.T) {
 	}
 }
 
+// The new process stops reading halfway without dying (hung): the old
+// process's sends fill the socket and block, so each send is bounded by
+// AckTimeout too; the handoff fails, every session not acknowledged is
+// taken back, and its watches still fire. The sessions' records are made
+// large (thousands of watches each) so the socket's buffer fills.
+func TestHandOverNewProcessStopsReading(t *testing.T) {
+	zktest.RequireIntegration(t)
+	ens := zktest.NewEnsemble(t, 1)
+	p := newHandoffPair(t, []string{ens.Members[0].ClientAddr()})
+	const sessions, watches = 3, 1500
+	pad := strings.Repeat("w", 200)
+	var conns []*zk.Conn
+	var recs []*stateRecorder
+	var fired []<-chan zk.Event
+	for i := range sessions {
+		c, rec := connectGo(t, []string{p.addr}, 30*time.Second)
+		conns, recs = append(conns, c), append(recs, rec)
+		var wg sync.WaitGroup
+		errs := make(chan error, watches)
+		for j := range watches {
+			wg.Go(func() {
+				if _, _, _, err := c.ExistsW(fmt.Sprintf("/absent-%d-%s-%d", i, pad, j)); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		_, _, ev, err := c.ExistsW(fmt.Sprintf("/later-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fired = append(fired, ev)
+	}
+	p.startNew(t)
+	type result struct {
+		hr   HandOverResult
+		herr error
+	}
+	done := make(chan result, 1)
+	go func() {
+		hr, herr, _, _ := p.run(t, HandOverOptions{Batch: sessions, AckTimeout: 2 * time.Second,
+			Abort: func() { p.new.Close() }}, AdoptOptions{PauseAfter: 1})
+		done <- result{hr, herr}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("HandOver still blocked 60 s after starting with a new process that stopped reading")
+	}
+	if r.herr == nil {
+		t.Fatal("HandOver succeeded with a new process that stopped reading")
+	}
+	t.Logf("handover: %v %+v", r.herr, r.hr)
+	p.old.ResumeAccepting()
+	ln, err := net.FileListener(p.lnFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.old.Serve(ln)
+	waitFor(t, "every session working again", 60*time.Second, func() bool {
+		for _, c := range conns {
+			if _, _, err := c.Exists("/"); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	direct, _ := connectGo(t, []string{ens.Members[0].ClientAddr()}, 10*time.Second)
+	for i := range sessions {
+		if _, err := direct.Create(fmt.Sprintf("/later-%d", i), nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ev := range fired {
+		expectEvent(t, fmt.Sprintf("session %d's watch", i), ev, zk.EventNodeCreated, fmt.Sprintf("/later-%d", i))
+		if recs[i].count(zk.StateExpired) != 0 {
+			t.Errorf("session %d expired", i)
+		}
+	}
+}
+
 // A TLS client connection cannot be handed over (its keys live in the old
 // process): it is drained and disconnected, counted, and the client
 // reconnects to the new process with its session.
