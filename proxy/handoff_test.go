@@ -106,6 +106,21 @@ func (p *handoffPair) startNew(t *testing.T) {
 	go func() { p.newServe <- p.new.Serve(ln) }()
 }
 
+// resumeOld makes the old server accept again on the kept listening
+// socket, as the parent does after a failed handoff.
+func (p *handoffPair) resumeOld(t *testing.T) {
+	t.Helper()
+	p.old.ResumeAccepting()
+	ln, err := net.FileListener(p.lnFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.wrap != nil {
+		ln = p.wrap(ln)
+	}
+	go p.old.Serve(ln)
+}
+
 // run hands over from old to new and returns both sides' results.
 func (p *handoffPair) run(t *testing.T, opts HandOverOptions, adopt AdoptOptions) (HandOverResult, error, AdoptResult, error) {
 	t.Helper()
@@ -390,12 +405,7 @@ func TestHandOverNewProcessDiesHalfway(t *testing.T) {
 		t.Fatal("HandOver succeeded with a new process that stopped halfway")
 	}
 	t.Logf("handover: %v %+v; adopt: %+v", herr, hr, ar)
-	p.old.ResumeAccepting()
-	ln, err := net.FileListener(p.lnFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.old.Serve(ln)
+	p.resumeOld(t)
 	// Every session ends up in the old process, none expired.
 	waitFor(t, "every session back in the old process", 60*time.Second, func() bool {
 		n := 0
@@ -485,12 +495,7 @@ func TestHandOverNewProcessStopsReading(t *testing.T) {
 		t.Fatal("HandOver succeeded with a new process that stopped reading")
 	}
 	t.Logf("handover: %v %+v", r.herr, r.hr)
-	p.old.ResumeAccepting()
-	ln, err := net.FileListener(p.lnFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.old.Serve(ln)
+	p.resumeOld(t)
 	waitFor(t, "every session working again", 60*time.Second, func() bool {
 		for _, c := range conns {
 			if _, _, err := c.Exists("/"); err != nil {

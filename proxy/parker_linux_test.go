@@ -5,6 +5,7 @@ package proxy
 import (
 	"errors"
 	"os"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -60,6 +61,6 @@ func TestParkerWaitSeesEventsFromBetweenWaits(t *testing.T) {
 		// meanwhile and the runtime's poller, idle, consumes its edge.
 		syscall.Write(pairs[1][1], []byte{1})
 		time.Sleep(50 * time.Millisecond)
-		wait("second socket, round "+string(rune('1'+round)), 2)
+		wait("second socket, round "+strconv.Itoa(round+1), 2)
 	}
 }
