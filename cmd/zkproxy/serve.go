@@ -22,6 +22,7 @@ import (
 	"github.com/zkproxy/zkproxy/cutover"
 	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
 	"github.com/zkproxy/zkproxy/internal/certfile"
+	"github.com/zkproxy/zkproxy/internal/memtrim"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -87,6 +88,11 @@ func serve(ctx context.Context, cfg serveConfig, logw interface{ Write([]byte) (
 	log.Debug("garbage collector target", "gogc", gcPercent)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Give back the free heap a connection storm, cutover or upgrade left
+	// once the proxy has gone quiet (internal/memtrim).
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	defer stopTrim()
+	go memtrim.New(reg, log).Run(trimCtx)
 
 	certMetrics := certfile.NewMetrics(reg)
 	for use, r := range cfg.Certs {

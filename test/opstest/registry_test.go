@@ -16,6 +16,7 @@ import (
 	"github.com/zkproxy/zkproxy/cutover/proxyadapter"
 	"github.com/zkproxy/zkproxy/fleet"
 	"github.com/zkproxy/zkproxy/internal/certfile"
+	"github.com/zkproxy/zkproxy/internal/memtrim"
 	"github.com/zkproxy/zkproxy/proxy"
 )
 
@@ -80,6 +81,7 @@ func zkproxyRegistry(t *testing.T) (*recordingRegisterer, map[string]metricDesc)
 	t.Cleanup(ctl.Close)
 	certfile.NewMetrics(rec) // registered by cmd/zkproxy's serve
 	fleet.NewMetrics(rec)    // registered by cmd/zkproxy's serve with fleet set
+	memtrim.New(rec, log)    // registered by cmd/zkproxy's serve
 	return rec, describe(t, rec.collectors)
 }
 

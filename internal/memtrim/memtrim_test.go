@@ -1,0 +1,57 @@
+package memtrim
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestQuiet(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name      string
+		prev, cur Sample
+		want      bool
+	}{
+		{"idle with much free heap", Sample{100 * mib, 0}, Sample{100*mib + 1000, 20 * mib}, true},
+		{"allocating a quarter of the free heap per interval", Sample{100 * mib, 0}, Sample{105 * mib, 20 * mib}, false},
+		{"allocating a little under it", Sample{100 * mib, 0}, Sample{104*mib + mib/2, 20 * mib}, true},
+		{"too little free to bother", Sample{100 * mib, 0}, Sample{100 * mib, MinFree - 1}, false},
+		{"counter went backwards (never)", Sample{100 * mib, 0}, Sample{99 * mib, 20 * mib}, false},
+	} {
+		if got := Quiet(c.prev, c.cur); got != c.want {
+			t.Errorf("%s: Quiet(%+v, %+v) = %v, want %v", c.name, c.prev, c.cur, got, c.want)
+		}
+	}
+}
+
+// TestReleaseGivesFreeHeapBack makes a real burst — 64 MiB allocated, then
+// dropped and collected — and checks that Release returns the free heap it
+// left and counts it.
+func TestReleaseGivesFreeHeapBack(t *testing.T) {
+	burst := make([][]byte, 0, 1024)
+	for range 1024 {
+		burst = append(burst, make([]byte, 64<<10))
+	}
+	runtime.KeepAlive(burst)
+	burst = nil
+	runtime.GC()
+	before := Read()
+	if before.Free < MinFree {
+		t.Fatalf("after dropping a 64 MiB burst only %d bytes of heap are free", before.Free)
+	}
+	reg := prometheus.NewRegistry()
+	tr := New(reg, nil)
+	after := tr.Release(before)
+	if after.Free*2 > before.Free {
+		t.Errorf("Release left %d of %d free bytes held", after.Free, before.Free)
+	}
+	if got := testutil.ToFloat64(tr.releases); got != 1 {
+		t.Errorf("releases = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(tr.released); got < float64(before.Free-after.Free)/2 {
+		t.Errorf("released_bytes = %v, though free heap went from %d to %d bytes", got, before.Free, after.Free)
+	}
+}
