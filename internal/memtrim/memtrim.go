@@ -10,7 +10,7 @@
 // to nothing: its relaying allocates nothing per request. With 9,000 idle
 // sessions that was about 0.6 KiB of RSS per session (docs/benchmarks.md).
 // A Trimmer notices such a process — free heap that the allocations of a
-// whole interval would not have used a quarter of — and releases it once;
+// whole interval would not have used half of — and releases it once;
 // it does nothing while the process allocates, when a collection's worth of
 // freed memory would soon be taken again, and nothing again until a new
 // burst has left free heap behind.
@@ -31,7 +31,7 @@ const DefaultInterval = 30 * time.Second
 
 // MinFree is the least free heap worth a release: below it the forced
 // collection costs more than the memory is worth.
-const MinFree = 4 << 20
+const MinFree = 1 << 20
 
 // Sample is what the runtime reports at one look.
 type Sample struct {
@@ -45,12 +45,13 @@ type Sample struct {
 
 // Quiet reports whether the process allocated so little between prev and
 // cur that cur's free heap is worth giving back: at least MinFree free, and
-// the interval's allocations under a quarter of it.
+// the interval's allocations under half of it, so that at that pace the
+// free heap would not be used up within two more intervals.
 func Quiet(prev, cur Sample) bool {
 	if cur.Free < MinFree || cur.Allocated < prev.Allocated {
 		return false
 	}
-	return (cur.Allocated-prev.Allocated)*4 < cur.Free
+	return (cur.Allocated-prev.Allocated)*2 < cur.Free
 }
 
 // Trimmer releases a quiet process's free heap (see the package comment).

@@ -1,8 +1,10 @@
 package memtrim
 
 import (
+	"context"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -16,8 +18,8 @@ func TestQuiet(t *testing.T) {
 		want      bool
 	}{
 		{"idle with much free heap", Sample{100 * mib, 0}, Sample{100*mib + 1000, 20 * mib}, true},
-		{"allocating a quarter of the free heap per interval", Sample{100 * mib, 0}, Sample{105 * mib, 20 * mib}, false},
-		{"allocating a little under it", Sample{100 * mib, 0}, Sample{104*mib + mib/2, 20 * mib}, true},
+		{"allocating half the free heap per interval", Sample{100 * mib, 0}, Sample{110 * mib, 20 * mib}, false},
+		{"allocating a little under it", Sample{100 * mib, 0}, Sample{109*mib + mib/2, 20 * mib}, true},
 		{"too little free to bother", Sample{100 * mib, 0}, Sample{100 * mib, MinFree - 1}, false},
 		{"counter went backwards (never)", Sample{100 * mib, 0}, Sample{99 * mib, 20 * mib}, false},
 	} {
@@ -53,5 +55,32 @@ func TestReleaseGivesFreeHeapBack(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(tr.released); got < float64(before.Free-after.Free)/2 {
 		t.Errorf("released_bytes = %v, though free heap went from %d to %d bytes", got, before.Free, after.Free)
+	}
+}
+
+// TestRunReleasesOnceQuiet leaves a burst's free heap behind and checks
+// that Run gives it back within a few quiet intervals, once.
+func TestRunReleasesOnceQuiet(t *testing.T) {
+	burst := make([][]byte, 0, 1024)
+	for range 1024 {
+		burst = append(burst, make([]byte, 64<<10))
+	}
+	runtime.KeepAlive(burst)
+	burst = nil
+	runtime.GC()
+	tr := New(prometheus.NewRegistry(), nil)
+	tr.Interval = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(tr.releases) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(5 * tr.Interval) // no second release without a new burst
+	cancel()
+	<-done
+	if got := testutil.ToFloat64(tr.releases); got != 1 {
+		t.Fatalf("releases = %v after a burst and quiet intervals, want 1 (free heap now %d bytes)", got, Read().Free)
 	}
 }
