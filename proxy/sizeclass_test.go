@@ -1,0 +1,28 @@
+package proxy
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// TestIdleStructSizeClasses keeps the structs every idle session holds
+// inside the Go allocator's size classes they fit today: the allocator
+// rounds each object up to its class, so a field that crosses a boundary
+// costs every session the whole step (frameReader went from the 320-byte
+// class to 288 by moving one bool beside the others; docs/benchmarks.md,
+// "Idle memory at 9,000 sessions"). Crossing one may be worth it; this
+// makes it a decision.
+func TestIdleStructSizeClasses(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		size, max uintptr
+	}{
+		{"Session", unsafe.Sizeof(Session{}), 768},
+		{"frameReader (two per session)", unsafe.Sizeof(frameReader{}), 288},
+		{"upstream", unsafe.Sizeof(upstream{}), 288},
+	} {
+		if c.size > c.max {
+			t.Errorf("%s is %d bytes, over the %d-byte size class it fitted", c.name, c.size, c.max)
+		}
+	}
+}
