@@ -220,7 +220,7 @@ func (s *Server) claim(sess *Session) *Session {
 // ensembleKind classifies members for the zkproxy_sessions ensemble label:
 // the configured source or destination ensemble (every member in it), or
 // other (a target set through SetTarget that is neither).
-func (s *Server) ensembleKind(members []string) int {
+func (s *Server) ensembleKind(members []string) uint8 {
 	within := func(set []string) bool {
 		if len(members) == 0 || len(set) == 0 {
 			return false

@@ -111,7 +111,6 @@ type Session struct {
 
 	mu          sync.Mutex
 	cond        *sync.Cond // state and queue changes
-	state       SessionState
 	up          *upstream
 	ensemble    []string
 	lastZxid    jute.Zxid
@@ -122,23 +121,27 @@ type Session struct {
 	watches     watchTracker
 	held        []heldRequest
 	heldBytes   int
-	usedSASL    bool
-	closeSent   bool        // the client sent closeSession
-	memberClose string      // the member will close the connection after its last reply, and why
-	stopping    bool        // server shutdown: forward nothing new
-	barrier     bool        // Hold: forward nothing new until Release
-	moving      bool        // Move is waiting for the drain and takes over if the upstream goes
-	attaches    uint64      // completed upstream attachments (see SessionInfo.Attaches)
-	closedBy    closeReason // why the session closed (state Closed)
-	closeDetail string      // the same in words, for the log
-	opened      bool        // counted in sessions_open
-	ensKind     int         // ensembleKindNames index of ensemble
+	memberClose string     // the member will close the connection after its last reply, and why
+	attaches    uint64     // completed upstream attachments (see SessionInfo.Attaches)
+	closeDetail string     // why the session closed, in words, for the log
+	holdSince   time.Time  // forwarding stopped (hold, move, re-attach); zero while forwarding
+	ops         []opCancel // contexts of blocking operations in progress (see operationContext)
+	opSeq       uint64
+	// The small fields under mu, together so that they pack: with padding
+	// between them the struct did not fit the 704-byte size class
+	// (TestIdleStructSizeClasses).
+	state     SessionState
+	closedBy  closeReason // why the session closed (state Closed)
+	usedSASL  bool
+	closeSent bool  // the client sent closeSession
+	stopping  bool  // server shutdown: forward nothing new
+	barrier   bool  // Hold: forward nothing new until Release
+	moving    bool  // Move is waiting for the drain and takes over if the upstream goes
+	opened    bool  // counted in sessions_open
+	ensKind   uint8 // ensembleKindNames index of ensemble
 	// The zkproxy_sessions child this session is counted in, if any.
 	gaugeCounted         bool
-	gaugeEns, gaugeState int
-	holdSince            time.Time  // forwarding stopped (hold, move, re-attach); zero while forwarding
-	ops                  []opCancel // contexts of blocking operations in progress (see operationContext)
-	opSeq                uint64
+	gaugeEns, gaugeState uint8
 
 	// handingOff stops the client pump at its next read (Server.HandOver);
 	// it then closes pumpStopped (set, like partial, under mu before the
@@ -434,7 +437,7 @@ func (s *Session) stateGaugeLocked() {
 	}
 	ens, st := s.ensKind, int(s.state)
 	if s.gaugeCounted {
-		if s.gaugeEns == ens && s.gaugeState == st {
+		if s.gaugeEns == ens && int(s.gaugeState) == st {
 			return
 		}
 		s.srv.m.sessionsByState[s.gaugeEns][s.gaugeState].Dec()
@@ -444,7 +447,7 @@ func (s *Session) stateGaugeLocked() {
 		return
 	}
 	s.srv.m.sessionsByState[ens][st].Inc()
-	s.gaugeCounted, s.gaugeEns, s.gaugeState = true, ens, st
+	s.gaugeCounted, s.gaugeEns, s.gaugeState = true, ens, uint8(st)
 }
 
 // beginHoldLocked notes when the session stopped forwarding requests.
