@@ -104,7 +104,9 @@ func (s *Session) inlineClient() bool {
 
 // inlineUpstream is the parked upstream pump's inline handler.
 func (s *Session) inlineUpstream(up *upstream) bool {
-	if !up.r.readInline(up.inlineReply) {
+	// The handler does not escape readInline, so this closure lives on the
+	// stack: nothing is allocated per ping, and nothing kept per session.
+	if !up.r.readInline(func(f frame) bool { return s.pingReplyInline(up, f) }) {
 		return false
 	}
 	return s.srv.parkPump(up.r, up.rw.silentAt(up.r.readAt), up.resume, up.inline)

@@ -44,9 +44,6 @@ type upstream struct {
 	rw      readWatch     // the pump's idle and silence deadlines
 	resume  func()        // restarts the pump after parking; the pump's own
 	inline  func() bool   // the parked pump's inline handler (inline.go)
-	// inlineReply is pingReplyInline for this upstream, bound once: the
-	// inline handler runs for every idle ping.
-	inlineReply func(frame) bool
 	// The pump's own: its session, and the member frames read but not yet
 	// written to the client (see readUpstream).
 	sess    *Session

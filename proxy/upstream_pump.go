@@ -26,7 +26,6 @@ func (s *Session) runUpstream(up *upstream, now time.Time) {
 			if up.resume == nil {
 				up.resume = func() { s.resumeUpstream(up) }
 				up.inline = func() bool { return s.inlineUpstream(up) }
-				up.inlineReply = func(f frame) bool { return s.pingReplyInline(up, f) }
 			}
 			if s.srv.parkOrRewatch(up.r, &up.rw, up.conn.SetReadDeadline, up.resume, up.inline) {
 				return
