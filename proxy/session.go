@@ -97,8 +97,8 @@ type Session struct {
 	// Set by the handshake, then immutable.
 	id            jute.SessionID
 	passwd        []byte
-	reqTimeout    int32         // the client's requested timeout, the most a re-attach asks for
 	clientTimeout time.Duration // negotiated with the first member: what the client believes
+	reqTimeout    int32         // the client's requested timeout, the most a re-attach asks for
 	hasReadOnly   bool          // the client sent the trailing readOnly byte
 	readOnly      bool
 
