@@ -24,11 +24,7 @@ func (s *Session) pumpClient(now time.Time) {
 			return
 		}
 		if errors.Is(err, errParked) {
-			if s.clientResume == nil {
-				s.clientResume = s.resumeClient // one allocation per session, not per park
-				s.clientInline = s.inlineClient
-			}
-			if s.srv.parkOrRewatch(s.clientR, &s.clientRW, s.client.SetReadDeadline, s.clientResume, s.clientInline) {
+			if s.srv.parkOrRewatch(s.clientR, &s.clientRW, s.client.SetReadDeadline, (*clientPump)(s)) {
 				return
 			}
 			now = time.Now()
@@ -75,6 +71,10 @@ func (s *Session) readClient() error {
 type clientPump Session
 
 func (p *clientPump) onFrame(f frame) error { return (*Session)(p).onClientFrame(f) }
+
+// resumePump and inlinePump make the client pump a parkedPump.
+func (p *clientPump) resumePump()      { (*Session)(p).resumeClient() }
+func (p *clientPump) inlinePump() bool { return (*Session)(p).inlineClient() }
 
 // beforeRead runs whenever the client pump is about to read or wait.
 // A handoff is checked after the deadline is set: the handoff sets its

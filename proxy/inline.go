@@ -99,7 +99,7 @@ func (s *Session) inlineClient() bool {
 	if s.handingOff.Load() || !s.clientR.readInline(s.clientPingInline) {
 		return false
 	}
-	return s.srv.parkPump(s.clientR, s.clientRW.silentAt(s.clientR.readAt), s.clientResume, s.clientInline)
+	return s.srv.parkPump(s.clientR, s.clientRW.silentAt(s.clientR.readAt), (*clientPump)(s))
 }
 
 // inlineUpstream is the parked upstream pump's inline handler.
@@ -109,7 +109,7 @@ func (s *Session) inlineUpstream(up *upstream) bool {
 	if !up.r.readInline(func(f frame) bool { return s.pingReplyInline(up, f) }) {
 		return false
 	}
-	return s.srv.parkPump(up.r, up.rw.silentAt(up.r.readAt), up.resume, up.inline)
+	return s.srv.parkPump(up.r, up.rw.silentAt(up.r.readAt), up)
 }
 
 // clientPingInline relays one client ping to the member as clientPing

@@ -19,12 +19,22 @@ const parkSweep = 250 * time.Millisecond
 // parkEntry is one parked pump; it lives in the pump's frameReader, so
 // parking allocates nothing (an idle session parks after every ping).
 type parkEntry struct {
-	deadline time.Time // resume at this time even without data
-	resume   func()    // run on a new goroutine; made once per pump
-	// inline handles what made the socket readable on the parker's own
+	deadline time.Time  // resume at this time even without data
+	pump     parkedPump // what the parker calls
+}
+
+// parkedPump is the owner of a parked pump, which the parker calls: the
+// session as its client pump (*clientPump), or the upstream. An interface
+// over pointers the session holds anyway, rather than two bound funcs per
+// pump: those were four heap closures (80 B) kept by every idle session.
+type parkedPump interface {
+	// resumePump runs the pump again; the parker calls it on a new
+	// goroutine.
+	resumePump()
+	// inlinePump handles what made the socket readable on the parker's own
 	// goroutine, without blocking, and parks the pump again (inline.go);
-	// false: resume it. Nil: always resume. Made once per pump.
-	inline func() bool
+	// false: resume it.
+	inlinePump() bool
 }
 
 // readWatch decides what a pump does when its connection has been quiet
@@ -162,13 +172,13 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// parkPump parks fr's pump: resume runs on a new goroutine when fr's
-// connection is readable or closed, when deadline passes, or when unpark is
-// called; when it is readable, inline (if not nil) gets the first try, on
-// the parker's goroutine (inline.go). It reports false when the pump could not be parked (the
+// parkPump parks fr's pump: pump.resumePump runs on a new goroutine when
+// fr's connection is readable or closed, when deadline passes, or when
+// unpark is called; when it is readable, pump.inlinePump gets the first
+// try, on the parker's goroutine (inline.go). It reports false when the pump could not be parked (the
 // connection is closing, the server is closing, or parking is not
 // supported), and the pump must carry on itself.
-func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func(), inline func() bool) bool {
+func (s *Server) parkPump(fr *frameReader, deadline time.Time, pump parkedPump) bool {
 	if fr.poll == nil {
 		return false
 	}
@@ -184,15 +194,15 @@ func (s *Server) parkPump(fr *frameReader, deadline time.Time, resume func(), in
 	if p == nil {
 		return false
 	}
-	return p.park(fr, parkEntry{deadline: deadline, resume: resume, inline: inline})
+	return p.park(fr, parkEntry{deadline: deadline, pump: pump})
 }
 
 // parkOrRewatch parks a pump whose Serve returned errParked, until its
 // peer's silence deadline, and reports true; or, when it cannot park,
 // re-arms its watch so the pump carries on waiting itself, parkAfter
 // longer, and reports false.
-func (s *Server) parkOrRewatch(fr *frameReader, rw *readWatch, setDeadline func(time.Time) error, resume func(), inline func() bool) bool {
-	if s.parkPump(fr, rw.silentAt(fr.readAt), resume, inline) {
+func (s *Server) parkOrRewatch(fr *frameReader, rw *readWatch, setDeadline func(time.Time) error, pump parkedPump) bool {
+	if s.parkPump(fr, rw.silentAt(fr.readAt), pump) {
 		return true
 	}
 	rw.resume(time.Now(), fr.readAt, setDeadline)

@@ -179,7 +179,7 @@ func (p *parker) resume(t takenPump) {
 		t.fr.poll.Control(p.disarmFn)
 		t.fr.armed = false
 	}
-	go t.e.resume()
+	go t.e.pump.resumePump()
 }
 
 // disarm is resume's RawConn.Control callback (bound once in disarmFn).
@@ -245,7 +245,7 @@ func (p *parker) loop() {
 		p.gauge.Sub(float64(len(ready) + len(due)))
 		for _, t := range ready {
 			// A pump handled inline has parked again (under the same id).
-			if closed || t.events&hangUp != 0 || t.e.inline == nil || !t.e.inline() {
+			if closed || t.events&hangUp != 0 || !t.e.pump.inlinePump() {
 				p.resume(t)
 			}
 		}

@@ -180,7 +180,7 @@ func TestParkedSweepTakesOnlyDuePumps(t *testing.T) {
 		if after > 0 {
 			d = t0.Add(after)
 		}
-		fr.parked = parkEntry{deadline: d, resume: func() { resumed = append(resumed, id) }}
+		fr.parked = parkEntry{deadline: d, pump: recordingPump{id: id, resumed: &resumed}}
 		ps.entries[id] = fr
 		ps.noteDeadlineLocked(d)
 	}
@@ -190,7 +190,7 @@ func TestParkedSweepTakesOnlyDuePumps(t *testing.T) {
 	take := func(now time.Duration) []uint64 {
 		resumed = nil
 		for _, e := range ps.sweepDueLocked(t0.Add(now), false, nil) {
-			e.e.resume()
+			e.e.pump.resumePump()
 		}
 		slices.Sort(resumed)
 		return resumed
@@ -211,3 +211,12 @@ func TestParkedSweepTakesOnlyDuePumps(t *testing.T) {
 		t.Fatalf("closing sweep took %d, left %d; want 2 and 0", len(got), len(ps.entries))
 	}
 }
+
+// recordingPump is a parkedPump that notes its resumes.
+type recordingPump struct {
+	id      uint64
+	resumed *[]uint64
+}
+
+func (r recordingPump) resumePump()      { *r.resumed = append(*r.resumed, r.id) }
+func (r recordingPump) inlinePump() bool { return false }

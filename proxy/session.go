@@ -87,12 +87,9 @@ type Session struct {
 	client     net.Conn
 	clientAddr string
 	clientR    *frameReader
-	clientRW   readWatch // the client pump's idle and silence deadlines
-	// clientResume restarts the client pump after parking; the pump's own.
-	clientResume func()
-	clientInline func() bool  // inlineClient, bound once like clientResume
-	clientWDL    lazyDeadline // client write deadline, under cwmu
-	created      time.Time
+	clientRW   readWatch    // the client pump's idle and silence deadlines
+	clientWDL  lazyDeadline // client write deadline, under cwmu
+	created    time.Time
 
 	// Set by the handshake, then immutable.
 	id            jute.SessionID

@@ -42,8 +42,6 @@ type upstream struct {
 	r       *frameReader
 	timeout time.Duration // negotiated by this member
 	rw      readWatch     // the pump's idle and silence deadlines
-	resume  func()        // restarts the pump after parking; the pump's own
-	inline  func() bool   // the parked pump's inline handler (inline.go)
 	// The pump's own: its session, and the member frames read but not yet
 	// written to the client (see readUpstream).
 	sess    *Session

@@ -23,11 +23,7 @@ func (s *Session) runUpstream(up *upstream, now time.Time) {
 		err := s.readUpstream(up)
 		s.srv.idle.unwatch(up.r) // before parking, as in pumpClient
 		if errors.Is(err, errParked) {
-			if up.resume == nil {
-				up.resume = func() { s.resumeUpstream(up) }
-				up.inline = func() bool { return s.inlineUpstream(up) }
-			}
-			if s.srv.parkOrRewatch(up.r, &up.rw, up.conn.SetReadDeadline, up.resume, up.inline) {
+			if s.srv.parkOrRewatch(up.r, &up.rw, up.conn.SetReadDeadline, up) {
 				return
 			}
 			now = time.Now()
@@ -53,6 +49,11 @@ func (s *Session) endUpstream(up *upstream, err error) {
 	}
 	s.upstreamLost(up, err)
 }
+
+// resumePump and inlinePump make the upstream's pump a parkedPump; sess
+// is set before the pump first reads, so before it can park.
+func (up *upstream) resumePump()      { up.sess.resumeUpstream(up) }
+func (up *upstream) inlinePump() bool { return up.sess.inlineUpstream(up) }
 
 func (s *Session) resumeUpstream(up *upstream) {
 	now := time.Now()
