@@ -41,6 +41,9 @@ type Sample struct {
 	// Free is heap memory that is free and still held from the OS
 	// (/memory/classes/heap/free:bytes).
 	Free uint64
+	// Released is heap memory returned to the OS and not yet reused
+	// (/memory/classes/heap/released:bytes).
+	Released uint64
 }
 
 // Quiet reports whether the process allocated so little between prev and
@@ -106,17 +109,17 @@ func (t *Trimmer) Run(ctx context.Context) {
 }
 
 // Release collects and returns all free heap to the OS, and returns the
-// sample after it. The collection runs concurrently with the program, as
-// every collection does; the call blocks its caller until the memory is
-// returned (tens of milliseconds for a heap of tens of MiB).
+// sample after it; before is a sample taken just before the call. The
+// collection runs concurrently with the program, as every collection does;
+// the call blocks its caller until the memory is returned (tens of
+// milliseconds for a heap of tens of MiB).
 func (t *Trimmer) Release(before Sample) Sample {
 	start := time.Now()
-	held := releasedBytes()
 	debug.FreeOSMemory()
 	after := Read()
 	var released uint64
-	if now := releasedBytes(); now > held {
-		released = now - held
+	if after.Released > before.Released {
+		released = after.Released - before.Released
 	}
 	if t.released != nil {
 		t.released.Add(float64(released))
@@ -130,31 +133,19 @@ func (t *Trimmer) Release(before Sample) Sample {
 	return after
 }
 
-var sampleNames = []string{"/gc/heap/allocs:bytes", "/memory/classes/heap/free:bytes"}
-
 // Read samples the runtime.
 func Read() Sample {
-	s := make([]metrics.Sample, len(sampleNames))
-	for i, name := range sampleNames {
-		s[i].Name = name
+	s := [...]metrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
 	}
-	metrics.Read(s)
-	var out Sample
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		out.Allocated = s[0].Value.Uint64()
+	metrics.Read(s[:])
+	var v [len(s)]uint64
+	for i, m := range s {
+		if m.Value.Kind() == metrics.KindUint64 {
+			v[i] = m.Value.Uint64()
+		}
 	}
-	if s[1].Value.Kind() == metrics.KindUint64 {
-		out.Free = s[1].Value.Uint64()
-	}
-	return out
-}
-
-// releasedBytes is the heap memory the runtime holds released to the OS.
-func releasedBytes() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
+	return Sample{Allocated: v[0], Free: v[1], Released: v[2]}
 }

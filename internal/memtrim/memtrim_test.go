@@ -17,11 +17,11 @@ func TestQuiet(t *testing.T) {
 		prev, cur Sample
 		want      bool
 	}{
-		{"idle with much free heap", Sample{100 * mib, 0}, Sample{100*mib + 1000, 20 * mib}, true},
-		{"allocating half the free heap per interval", Sample{100 * mib, 0}, Sample{110 * mib, 20 * mib}, false},
-		{"allocating a little under it", Sample{100 * mib, 0}, Sample{109*mib + mib/2, 20 * mib}, true},
-		{"too little free to bother", Sample{100 * mib, 0}, Sample{100 * mib, MinFree - 1}, false},
-		{"counter went backwards (never)", Sample{100 * mib, 0}, Sample{99 * mib, 20 * mib}, false},
+		{"idle with much free heap", Sample{Allocated: 100 * mib, Free: 0}, Sample{Allocated: 100*mib + 1000, Free: 20 * mib}, true},
+		{"allocating half the free heap per interval", Sample{Allocated: 100 * mib, Free: 0}, Sample{Allocated: 110 * mib, Free: 20 * mib}, false},
+		{"allocating a little under it", Sample{Allocated: 100 * mib, Free: 0}, Sample{Allocated: 109*mib + mib/2, Free: 20 * mib}, true},
+		{"too little free to bother", Sample{Allocated: 100 * mib, Free: 0}, Sample{Allocated: 100 * mib, Free: MinFree - 1}, false},
+		{"counter went backwards (never)", Sample{Allocated: 100 * mib, Free: 0}, Sample{Allocated: 99 * mib, Free: 20 * mib}, false},
 	} {
 		if got := Quiet(c.prev, c.cur); got != c.want {
 			t.Errorf("%s: Quiet(%+v, %+v) = %v, want %v", c.name, c.prev, c.cur, got, c.want)
@@ -33,13 +33,7 @@ func TestQuiet(t *testing.T) {
 // dropped and collected — and checks that Release returns the free heap it
 // left and counts it.
 func TestReleaseGivesFreeHeapBack(t *testing.T) {
-	burst := make([][]byte, 0, 1024)
-	for range 1024 {
-		burst = append(burst, make([]byte, 64<<10))
-	}
-	runtime.KeepAlive(burst)
-	burst = nil
-	runtime.GC()
+	leaveFreeHeap()
 	before := Read()
 	if before.Free < MinFree {
 		t.Fatalf("after dropping a 64 MiB burst only %d bytes of heap are free", before.Free)
@@ -61,13 +55,7 @@ func TestReleaseGivesFreeHeapBack(t *testing.T) {
 // TestRunReleasesOnceQuiet leaves a burst's free heap behind and checks
 // that Run gives it back within a few quiet intervals, once.
 func TestRunReleasesOnceQuiet(t *testing.T) {
-	burst := make([][]byte, 0, 1024)
-	for range 1024 {
-		burst = append(burst, make([]byte, 64<<10))
-	}
-	runtime.KeepAlive(burst)
-	burst = nil
-	runtime.GC()
+	leaveFreeHeap()
 	tr := New(prometheus.NewRegistry(), nil)
 	tr.Interval = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
@@ -83,4 +71,15 @@ func TestRunReleasesOnceQuiet(t *testing.T) {
 	if got := testutil.ToFloat64(tr.releases); got != 1 {
 		t.Fatalf("releases = %v after a burst and quiet intervals, want 1 (free heap now %d bytes)", got, Read().Free)
 	}
+}
+
+// leaveFreeHeap makes a real burst: 64 MiB allocated, dropped and
+// collected, which leaves most of it free heap.
+func leaveFreeHeap() {
+	burst := make([][]byte, 0, 1024)
+	for range 1024 {
+		burst = append(burst, make([]byte, 64<<10))
+	}
+	runtime.KeepAlive(burst)
+	runtime.GC()
 }
