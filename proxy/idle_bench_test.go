@@ -14,13 +14,19 @@ import (
 	"github.com/zkproxy/zkproxy/jute"
 )
 
-// heapAndStacks is the Go heap and goroutine stacks in use after two
+// settledMemStats reads the runtime's memory statistics after two
 // collections (the second frees what the first only unlinked).
-func heapAndStacks() (heap, stack uint64) {
+func settledMemStats() runtime.MemStats {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	return ms
+}
+
+// heapAndStacks is the Go heap and goroutine stacks in use, settled.
+func heapAndStacks() (heap, stack uint64) {
+	ms := settledMemStats()
 	return ms.HeapInuse, ms.StackInuse
 }
 

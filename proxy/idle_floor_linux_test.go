@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"syscall"
@@ -106,12 +105,9 @@ func TestNetConnFloorChild(t *testing.T) {
 
 // goMemory is the Go heap in use, the runtime's memory outside the heap
 // (all it holds from the OS but the heap and stacks) and the resident set,
-// after two collections (the second frees what the first only unlinked).
+// settled (settledMemStats).
 func goMemory(t *testing.T) (heap, offHeap, rss uint64) {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
+	ms := settledMemStats()
 	statm, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		t.Fatal(err)
