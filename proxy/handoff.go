@@ -623,6 +623,7 @@ func (s *Server) adopt(rec *handoffSession, fd int) (*Session, error) {
 		conn.Close()
 		return nil, fmt.Errorf("client descriptor is a %T, not a TCP connection", conn)
 	}
+	conn = s.ownConn(conn)
 	held, partial, err := splitFrames(rec.Held, rec.Partial, s.cfg.MaxFrameSize)
 	if err != nil {
 		conn.Close()

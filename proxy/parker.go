@@ -182,6 +182,16 @@ func (s *Server) parkPump(fr *frameReader, deadline time.Time, pump parkedPump) 
 	if fr.poll == nil {
 		return false
 	}
+	p := s.getParker()
+	if p == nil {
+		return false
+	}
+	return p.park(fr, parkEntry{deadline: deadline, pump: pump})
+}
+
+// getParker returns the server's parker, made on first use; nil where
+// there is none (not Linux, or its epoll instance could not be made).
+func (s *Server) getParker() *parker {
 	s.parkerOnce.Do(func() {
 		p, err := newParker(s.m.parkedPumps)
 		if err != nil {
@@ -190,11 +200,7 @@ func (s *Server) parkPump(fr *frameReader, deadline time.Time, pump parkedPump) 
 		}
 		s.parker.Store(p)
 	})
-	p := s.parker.Load()
-	if p == nil {
-		return false
-	}
-	return p.park(fr, parkEntry{deadline: deadline, pump: pump})
+	return s.parker.Load()
 }
 
 // parkOrRewatch parks a pump whose Serve returned errParked, until its

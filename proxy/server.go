@@ -150,6 +150,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // accept registers conn and starts its session goroutine, or rejects it.
 func (s *Server) accept(conn net.Conn) {
+	conn = s.ownConn(conn)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

@@ -83,6 +83,7 @@ func (s *Server) dial(ctx context.Context, member string) (net.Conn, error) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
+	conn = s.ownConn(conn)
 	// The handshake shares the dial's timeout: a member that accepts but
 	// never completes it counts as unreachable like one that never
 	// accepts.
