@@ -55,13 +55,13 @@ const pcClosing = 1 << 30
 // waiting for it, and its deadline.
 type ioWaiter struct {
 	// state is waitIdle, waitReady (an event came and nobody waited) or
-	// waitBlocked (a goroutine sleeps in sema).
+	// waitBlocked (a goroutine sleeps in sleep).
 	state atomic.Uint32
-	// sema is a binary semaphore, held (locked) except while a signal is
-	// on its way to a sleeping waiter: the waiter sleeps in Lock, the
-	// signaller that moves state from waitBlocked wakes it with Unlock.
-	// Only that move unlocks, so an Unlock always has its Lock.
-	sema sync.Mutex
+	// sleep is where the waiter sleeps: it adds one before it moves state
+	// to waitBlocked and waits; the signaller that moves state from
+	// waitBlocked, and only that one, calls Done. (A WaitGroup rather
+	// than a Mutex used as a semaphore: a Mutex's Lock spins first.)
+	sleep sync.WaitGroup
 	// op serialises the operations of this direction (as internal/poll's
 	// fdMutex does), so only one goroutine ever waits here.
 	op       sync.Mutex
@@ -80,7 +80,7 @@ func (w *ioWaiter) signal() {
 		switch w.state.Load() {
 		case waitBlocked:
 			if w.state.CompareAndSwap(waitBlocked, waitIdle) {
-				w.sema.Unlock()
+				w.sleep.Done()
 				return
 			}
 		case waitIdle:
@@ -115,7 +115,9 @@ func (c *pollConn) wait(w *ioWaiter) {
 	if w.state.CompareAndSwap(waitReady, waitIdle) {
 		return
 	}
+	w.sleep.Add(1)
 	if !w.state.CompareAndSwap(waitIdle, waitBlocked) {
+		w.sleep.Done()
 		w.state.CompareAndSwap(waitReady, waitIdle) // it became ready
 		return
 	}
@@ -127,8 +129,8 @@ func (c *pollConn) wait(w *ioWaiter) {
 	}
 	// A Close or deadline that came before the state was waitBlocked found
 	// it idle and marked it ready, so the CAS above failed; one after it
-	// signals.
-	w.sema.Lock()
+	// calls Done.
+	w.sleep.Wait()
 	if t != nil {
 		t.t.Stop()
 		t.w.Store(nil)
@@ -159,8 +161,6 @@ var waitTimers = sync.Pool{New: func() any {
 // error) in p. It returns nil if p is closed or the registration fails.
 func newPollConn(p *parker, fd int) *pollConn {
 	c := &pollConn{p: p, fd: int32(fd)}
-	c.r.sema.Lock()
-	c.w.sema.Lock()
 	if !p.register(c) {
 		syscall.Close(fd)
 		return nil
@@ -387,9 +387,8 @@ func pollConnOf(raw syscall.RawConn) *pollConn {
 
 // ownConn moves conn, a TCP connection, out of the runtime's poller into
 // the parker's (see pollConn), and returns what to use in its place: conn
-// itself when it is not a *net.TCPConn or cannot be moved. The socket
-// options the net package set (TCP_NODELAY, keep-alive) belong to the
-// socket and stay.
+// itself when it is not a *net.TCPConn, when Config.RuntimePoller says so,
+// or when it cannot be moved.
 func (s *Server) ownConn(conn net.Conn) net.Conn {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok || !s.cfg.ownPoller() {
@@ -399,12 +398,18 @@ func (s *Server) ownConn(conn net.Conn) net.Conn {
 	if p == nil {
 		return conn
 	}
+	return moveTCP(p, tc)
+}
+
+// moveTCP registers a duplicate of tc's descriptor in p and closes tc (Go's
+// net package cannot let a socket go without closing it), or returns tc
+// if it cannot. The socket options the net package set (TCP_NODELAY,
+// keep-alive) and the non-blocking mode belong to the socket and stay.
+func moveTCP(p *parker, tc *net.TCPConn) net.Conn {
 	raw, err := tc.SyscallConn()
 	if err != nil {
-		return conn
+		return tc
 	}
-	// A duplicate of the descriptor, then the original closed: Go's net
-	// package has no way to let go of a socket without closing it.
 	dup := -1
 	raw.Control(func(fd uintptr) {
 		n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
@@ -413,11 +418,11 @@ func (s *Server) ownConn(conn net.Conn) net.Conn {
 		}
 	})
 	if dup < 0 {
-		return conn
+		return tc
 	}
 	pc := newPollConn(p, dup)
 	if pc == nil {
-		return conn
+		return tc
 	}
 	tc.Close()
 	return pc

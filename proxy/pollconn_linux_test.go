@@ -1,0 +1,309 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// pollConnPair is a pollConn (the accepted end, moved as the proxy moves a
+// client's connection) and its peer, an ordinary *net.TCPConn.
+func pollConnPair(t *testing.T, p *parker) (*pollConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := moveTCP(p, a.(*net.TCPConn)).(*pollConn)
+	if !ok {
+		a.Close()
+		t.Fatal("moveTCP kept the *net.TCPConn")
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, peer.(*net.TCPConn)
+}
+
+func testParker(t *testing.T) *parker {
+	t.Helper()
+	p, err := newParker(prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_parked"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+// TestPollConnCopiesBothWays pushes 16 MiB each way at once, far beyond the
+// sockets' buffers, so both directions wait for the parker's events many
+// times; every byte arrives in order.
+func TestPollConnCopiesBothWays(t *testing.T) {
+	p := testParker(t)
+	c, peer := pollConnPair(t, p)
+	const size = 16 << 20
+	out := make([]byte, size)
+	in := make([]byte, size)
+	for i := range out {
+		out[i] = byte(rand.Uint32())
+		in[i] = byte(rand.Uint32())
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	copyTo := func(w io.Writer, b []byte) {
+		defer wg.Done()
+		// Uneven pieces, so reads and writes straddle them.
+		for off := 0; off < len(b); {
+			n := min(len(b)-off, 1+rand.IntN(200<<10))
+			if _, err := w.Write(b[off : off+n]); err != nil {
+				errs <- err
+				return
+			}
+			off += n
+		}
+	}
+	readAll := func(r io.Reader, want []byte) {
+		defer wg.Done()
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(r, got); err != nil {
+			errs <- err
+			return
+		}
+		if !bytes.Equal(got, want) {
+			errs <- errors.New("bytes differ")
+		}
+	}
+	wg.Add(4)
+	go copyTo(c, out)
+	go copyTo(peer, in)
+	go readAll(peer, out)
+	go readAll(c, in)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// The end of stream reads as io.EOF.
+	peer.CloseWrite()
+	if n, err := c.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+		t.Fatalf("after the peer's FIN: %d, %v; want 0, EOF", n, err)
+	}
+}
+
+// TestPollConnDeadlines: a read deadline ends a waiting Read with a timeout
+// net.Error, a deadline moved into the past wakes a waiting Read at once
+// (what idleSweep and the handoff do), and after the deadline is cleared
+// reading works again. A write deadline ends a Write the peer does not
+// read.
+func TestPollConnDeadlines(t *testing.T) {
+	p := testParker(t)
+	c, peer := pollConnPair(t, p)
+
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	_, err := c.Read(make([]byte, 1))
+	if !isTimeout(err) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its deadline: %v; want a timeout", err)
+	}
+	if waited := time.Since(start); waited < 40*time.Millisecond {
+		t.Fatalf("the read returned after %v, before its deadline", waited)
+	}
+
+	c.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.SetReadDeadline(time.Unix(1, 0))
+	select {
+	case err := <-done:
+		if !isTimeout(err) {
+			t.Fatalf("read woken by a past deadline: %v; want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a deadline set in the past did not wake the waiting read")
+	}
+
+	c.SetReadDeadline(time.Time{})
+	peer.Write([]byte("z"))
+	b := make([]byte, 1)
+	if _, err := c.Read(b); err != nil || b[0] != 'z' {
+		t.Fatalf("read after clearing the deadline: %q, %v", b, err)
+	}
+
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	chunk := make([]byte, 1<<20)
+	for {
+		_, err := c.Write(chunk)
+		if err == nil {
+			continue
+		}
+		if !isTimeout(err) {
+			t.Fatalf("write to a peer that does not read: %v; want a timeout", err)
+		}
+		break
+	}
+}
+
+// TestPollConnCloseWakesWaiters: Close ends a waiting Read and a waiting
+// Write with net.ErrClosed, closes the socket (the peer reads the end of
+// stream), removes the registration, and a second Close fails.
+func TestPollConnCloseWakesWaiters(t *testing.T) {
+	p := testParker(t)
+	c, peer := pollConnPair(t, p)
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		readErr <- err
+	}()
+	writeErr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // both wait: nothing to read, the peer does not read
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []chan error{readErr, writeErr} {
+		select {
+		case err := <-ch:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("waiting operation ended with %v; want net.ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close left an operation waiting")
+		}
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, peer); err != nil {
+		t.Fatalf("the peer did not read to the end of stream: %v", err)
+	}
+	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("second Close: %v; want net.ErrClosed", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read after Close: %v", err)
+	}
+	p.mu.Lock()
+	n := len(p.conns)
+	p.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d registrations left after Close", n)
+	}
+}
+
+// TestPollConnCloseRacesOperations closes connections while goroutines read,
+// write and use their descriptor: nothing reaches a descriptor after it is
+// closed (the race detector and the descriptor check below would see it).
+func TestPollConnCloseRacesOperations(t *testing.T) {
+	p := testParker(t)
+	for range 50 {
+		c, peer := pollConnPair(t, p)
+		var wg sync.WaitGroup
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, err := c.Read(make([]byte, 64)); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			raw, _ := c.SyscallConn()
+			for {
+				err := raw.Control(func(fd uintptr) {
+					if _, err := syscall.Getsockname(int(fd)); err != nil {
+						t.Errorf("descriptor %d used after close: %v", fd, err)
+					}
+				})
+				if err != nil {
+					return
+				}
+			}
+		}()
+		peer.Write([]byte("hello"))
+		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+		c.Close()
+		wg.Wait()
+		peer.Close()
+	}
+}
+
+// TestPollConnAddrs: the addresses come from the kernel.
+func TestPollConnAddrs(t *testing.T) {
+	p := testParker(t)
+	c, peer := pollConnPair(t, p)
+	if got, want := c.LocalAddr().String(), peer.RemoteAddr().String(); got != want {
+		t.Errorf("LocalAddr %s; the peer sees %s", got, want)
+	}
+	if got, want := c.RemoteAddr().String(), peer.LocalAddr().String(); got != want {
+		t.Errorf("RemoteAddr %s; the peer is %s", got, want)
+	}
+}
+
+// TestPollConnParkFindsQueuedFIN: a pump parks on a pollConn whose peer's
+// data and FIN came while it was not waiting (their edge raised before the
+// park, as after a short read): the park's re-arm reports them and the
+// parker resumes the pump, instead of leaving it parked until its
+// deadline.
+func TestPollConnParkFindsQueuedFIN(t *testing.T) {
+	p := testParker(t)
+	c, peer := pollConnPair(t, p)
+	peer.Write([]byte("last"))
+	peer.CloseWrite()
+	// Let the event pass while nobody waits: it only marks the direction.
+	time.Sleep(50 * time.Millisecond)
+	fr := newFrameReader(c, 0, nil)
+	resumed := make(chan struct{})
+	pump := &testPump{resume: func() { close(resumed) }}
+	if !p.park(fr, parkEntry{deadline: time.Now().Add(time.Minute), pump: pump}) {
+		t.Fatal("park refused")
+	}
+	select {
+	case <-resumed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the parked pump was not resumed for data and a FIN that came before the park")
+	}
+}
+
+type testPump struct{ resume func() }
+
+func (tp *testPump) resumePump()      { tp.resume() }
+func (tp *testPump) inlinePump() bool { return false }
