@@ -85,6 +85,9 @@ func TestCompareRelays(t *testing.T) {
 	if on("zkproxy") {
 		targets = append(targets, startZkproxy(t, ip+":22181", ip+":22182", zk.ClientAddr()))
 	}
+	if bin := os.Getenv("ZKPROXY_BENCH_BASE_BIN"); bin != "" {
+		targets = append(targets, startBase(t, bin, ip+":23181", ip+":23182", zk.ClientAddr()))
+	}
 
 	scenarios := []scenario{
 		{"getData 100 B, 64 sessions", benchload.Config{Op: benchload.OpRead, Size: 100, Sessions: 64}},
@@ -513,4 +516,15 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// startBase starts bin, a zkproxy built from another commit (or this one,
+// with other settings in ZKPROXY_BENCH_ENV_BASE, e.g.
+// "ZKPROXY_RUNTIME_POLLER=true"), measured beside this one in the same run
+// as "base": an A/B of a change.
+func startBase(t *testing.T, bin, listen, admin, source string) target {
+	tg := startProcess(t, "base", listen, bin, "serve", "--listen", listen, "--source", source,
+		"--data-dir", t.TempDir(), "--log-level", "warn", "--max-client-conns", "20000", "--admin-listen", admin)
+	tg.admin = admin
+	return tg
 }

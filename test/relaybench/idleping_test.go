@@ -62,10 +62,7 @@ func TestIdlePingCost(t *testing.T) {
 	// ZKPROXY_BENCH_BASE_BIN: a zkproxy binary built from another commit,
 	// measured beside this one in the same run (an A/B of a change).
 	if bin := os.Getenv("ZKPROXY_BENCH_BASE_BIN"); bin != "" {
-		tg := startProcess(t, "zkproxy", ip+":23181", bin, "serve", "--listen", ip+":23181", "--source", zk.ClientAddr(),
-			"--data-dir", t.TempDir(), "--log-level", "warn", "--max-client-conns", "20000", "--admin-listen", ip+":23182")
-		tg.name, tg.admin = "base", ip+":23182"
-		targets = append(targets, tg)
+		targets = append(targets, startBase(t, bin, ip+":23181", ip+":23182", zk.ClientAddr()))
 	}
 	packets := func() int64 {
 		m, err := zk.Mntr()
