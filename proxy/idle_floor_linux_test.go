@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -26,10 +27,20 @@ import (
 // heap: the poller's descriptors, finalizer records, GC metadata) and
 // rss-bytes (resident memory after a collection, which also holds the heap
 // the collector keeps free for reuse).
+//
+// The sub-benchmark "own-poller" holds them as zkproxy holds an idle
+// session's: pollConns, out of the runtime's poller (their pumps are
+// parked in the parker's epoll instance, which costs the process nothing
+// per socket); "runtime-poller" as *net.TCPConns (Config.RuntimePoller).
 func BenchmarkNetConnFloorMemory(b *testing.B) {
+	b.Run("runtime-poller", func(b *testing.B) { netConnFloor(b, "") })
+	b.Run("own-poller", func(b *testing.B) { netConnFloor(b, ":own") })
+}
+
+func netConnFloor(b *testing.B, form string) {
 	for b.Loop() {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestNetConnFloorChild$", "-test.v")
-		cmd.Env = append(os.Environ(), netConnFloorEnv+"="+strconv.Itoa(netConnFloorSessions))
+		cmd.Env = append(os.Environ(), netConnFloorEnv+"="+strconv.Itoa(netConnFloorSessions)+form)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("floor child: %v\n%s", err, out)
@@ -58,11 +69,22 @@ const (
 // TestNetConnFloorChild is BenchmarkNetConnFloorMemory's child process; it
 // does nothing unless started by it.
 func TestNetConnFloorChild(t *testing.T) {
-	n, err := strconv.Atoi(os.Getenv(netConnFloorEnv))
+	arg, form, _ := strings.Cut(os.Getenv(netConnFloorEnv), ":")
+	n, err := strconv.Atoi(arg)
 	if err != nil {
 		t.Skip("run by BenchmarkNetConnFloorMemory")
 	}
 	debug.SetGCPercent(50)
+	hold := func(c net.Conn) net.Conn {
+		if form != "own" {
+			return c
+		}
+		moved, err := moveTCP(c.(*net.TCPConn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return moved
+	}
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +111,7 @@ func TestNetConnFloorChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conns = append(conns, a, m)
+		conns = append(conns, hold(a), hold(m))
 		raw = append(raw, c, peer)
 	}
 	heap1, off1, rss1 := goMemory(t)

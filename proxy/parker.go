@@ -186,7 +186,13 @@ func (s *Server) parkPump(fr *frameReader, deadline time.Time, pump parkedPump) 
 	if p == nil {
 		return false
 	}
-	return p.park(fr, parkEntry{deadline: deadline, pump: pump})
+	if !p.park(fr, parkEntry{deadline: deadline, pump: pump}) {
+		return false
+	}
+	// The parker has the pump now (it may even have resumed it): only
+	// the connection, safe to share, is touched here.
+	detachParked(fr)
+	return true
 }
 
 // getParker returns the server's parker, made on first use; nil where

@@ -36,10 +36,7 @@ type parker struct {
 	ep      *os.File        // epfd, registered in the runtime's poller
 	epRaw   syscall.RawConn // ep's, for waiting on it
 	gauge   prometheus.Gauge
-	running bool // loop is running; it exits when nothing is parked or registered
-	// conns are the pollConns registered for good (by their id, from the
-	// same sequence as parkIDs): the loop wakes their waiters.
-	conns map[uint64]*pollConn
+	running bool // loop is running; it exits when nothing is parked
 	// disarmFn is disarm, bound once: a resume allocates nothing.
 	disarmFn func(fd uintptr)
 }
@@ -63,7 +60,6 @@ func newParker(gauge prometheus.Gauge) (*parker, error) {
 	}
 	p := &parker{epfd: fd, ep: ep, epRaw: raw, gauge: gauge}
 	p.entries = map[uint64]*frameReader{}
-	p.conns = map[uint64]*pollConn{}
 	p.disarmFn = p.disarm
 	return p, nil
 }
@@ -114,23 +110,7 @@ func (op *parkOp) register(fd uintptr) {
 		return
 	}
 	id := fr.parkID
-	if pc := pollConnOf(fr.poll); pc != nil {
-		// Registered for good, under its own id. The first park since the
-		// pump ran re-arms the registration (EPOLL_CTL_MOD, with the same
-		// events), which, like an ADD, makes epoll poll the socket: data or
-		// a FIN that came before the park, and raised its edge while
-		// nobody waited (or none: a short read's FIN, see Serve), is
-		// reported to the parker at once. Parked again from the parker's
-		// goroutine, it needs no call (see the ADD below).
-		id = pc.id
-		if !fr.armed {
-			ev := pc.events()
-			if errno := epollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev); errno != 0 {
-				return
-			}
-			fr.armed = true
-		}
-	} else if !fr.armed {
+	if !fr.armed {
 		// A new registration, edge-triggered: data already queued is
 		// reported at once (epoll polls the socket when it is added), so
 		// nothing that arrived before it is missed. It stays armed while
@@ -152,52 +132,10 @@ func (op *parkOp) register(fd uintptr) {
 	fr.parkID = id
 	op.ok = true
 	p.gauge.Inc()
-	p.startLocked()
-}
-
-// startLocked starts the loop if it is not running.
-func (p *parker) startLocked() {
 	if !p.running {
 		p.running = true
 		go p.loop()
 	}
-}
-
-// register adds c's socket to the epoll instance for its whole life,
-// edge-triggered for input and output (as the runtime's poller does). It
-// fails once the parker is stopped.
-func (p *parker) register(c *pollConn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.nextID++
-	id := p.nextID
-	c.id = id
-	ev := c.events()
-	if errno := epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(c.fd), &ev); errno != 0 {
-		return false
-	}
-	p.conns[id] = c
-	p.startLocked()
-	return true
-}
-
-// events is c's registration: edge-triggered input and output, under its id.
-func (c *pollConn) events() syscall.EpollEvent {
-	return syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollEdge,
-		Fd: int32(uint32(c.id)), Pad: int32(uint32(c.id >> 32))}
-}
-
-// unregister removes c's socket (still open: the caller holds a reference)
-// from the epoll instance.
-func (p *parker) unregister(c *pollConn) {
-	var ev syscall.EpollEvent
-	epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(c.fd), &ev)
-	p.mu.Lock()
-	delete(p.conns, c.id)
-	p.mu.Unlock()
 }
 
 // epollEdge is EPOLLET (1<<31), which package syscall spells as a negative
@@ -235,9 +173,7 @@ func (p *parker) unpark(fr *frameReader) {
 // on a new goroutine, which reads it through the runtime's poller. Until
 // the pump parks again only this goroutine has t.fr.
 func (p *parker) resume(t takenPump) {
-	if pollConnOf(t.fr.poll) != nil {
-		t.fr.armed = false // registered for good: nothing to remove
-	} else if t.fr.armed {
+	if t.fr.armed {
 		// Fails only on a closed socket, which the kernel has removed
 		// from the instance itself.
 		t.fr.poll.Control(p.disarmFn)
@@ -252,8 +188,8 @@ func (p *parker) disarm(fd uintptr) {
 	epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), &ev)
 }
 
-// stop closes the epoll instance once the loop is gone (it serves the
-// pollConns still open first); nothing parks or registers after it.
+// stop closes the epoll instance once the loop is gone; nothing parks
+// after it.
 func (p *parker) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -294,26 +230,10 @@ func (p *parker) loop() {
 		p.mu.Lock()
 		for i := range max(n, 0) {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			ev := events[i].Events
-			taken := false
-			// An id no longer parked is an event that raced a resume, or
-			// one for a pollConn's waiter. Output alone is not for a
-			// parked pump, which only reads.
-			if ev&(syscall.EPOLLIN|hangUp) != 0 {
-				if t := p.takeLocked(id); t.fr != nil {
-					t.events = ev
-					ready = append(ready, t)
-					taken = true
-				}
-			}
-			if c := p.conns[id]; c != nil {
-				// Under the lock: a park checks the mark under it too.
-				if !taken && ev&(syscall.EPOLLIN|hangUp) != 0 {
-					c.r.signal()
-				}
-				if ev&(syscall.EPOLLOUT|hangUp) != 0 {
-					c.w.signal()
-				}
+			// An id no longer parked is an event that raced a resume.
+			if t := p.takeLocked(id); t.fr != nil {
+				t.events = events[i].Events
+				ready = append(ready, t)
 			}
 		}
 		closed := p.closed
@@ -333,7 +253,7 @@ func (p *parker) loop() {
 			p.resume(t)
 		}
 		p.mu.Lock()
-		exit := (p.closed || len(p.entries) == 0) && len(p.conns) == 0
+		exit := p.closed || len(p.entries) == 0
 		if exit {
 			p.running = false
 			if p.closed {

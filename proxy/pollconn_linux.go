@@ -3,303 +3,264 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 // pollConn is a session's TCP connection (the client's, or the one to a
-// member) held outside the Go runtime's poller: its socket is registered,
-// once and for its whole life, in the parker's epoll instance, whose loop
-// wakes the goroutine waiting on it. It is a net.Conn and a syscall.Conn
-// like the *net.TCPConn it replaces, so everything above it is unchanged.
+// member) that is in the Go runtime's poller only while a goroutine needs
+// to wait on it. It is a net.Conn and a syscall.Conn like the *net.TCPConn
+// it replaces, so everything above it is unchanged.
 //
-// Why: the runtime's poller gives every descriptor a pollDesc, which
-// runtime/netpoll.go (pollcache.alloc) pads to 512 bytes and allocates
-// outside the heap, never to be returned; with the netFD, the TCPConn and
-// the two cached TCPAddrs, a *net.TCPConn costs a Go process about 1 KiB
-// (BenchmarkNetConnFloorMemory: 2.0 KiB for a session's two), which was
-// half of what an idle session cost. A pollConn is one 96-byte object and
-// an entry in the parker's map. It also lets a parked pump stay in the
-// epoll instance it already is in, instead of being added to the parker's
-// and removed again on every park (parker.park).
+// Why: the runtime's poller gives every registered descriptor a pollDesc,
+// which runtime/netpoll.go (pollcache.alloc) pads to 512 bytes, outside
+// the heap, and never frees: a closed descriptor's goes to a cache for the
+// next. With the netFD, the TCPConn and its two TCPAddrs, a *net.TCPConn
+// costs a Go process about 1 KiB for as long as it is open
+// (BenchmarkNetConnFloorMemory: 2.0 KiB for a session's two), half of what
+// an idle session cost. An idle session's pumps are parked, waiting in the
+// parker's epoll instance, not the runtime's; so a pollConn keeps only the
+// socket (and 64 bytes) while it is idle, and registers a duplicate of it
+// in the runtime's poller (an *os.File, the same internal/poll.FD a
+// net.Conn has) when an operation would block. A park lets that go again
+// (detach), and its pollDesc serves the next busy connection.
 //
-// Waiting works like the runtime's: the socket is registered edge-triggered
-// for input and output, an event marks its direction ready or wakes the
-// goroutine waiting on it (ioWaiter), and RawConn.Read and Write clear the
-// mark before each try, so an event that comes between a try that would
-// block and the wait is not lost. Deadlines are kept as a time per
-// direction; a timer exists only while a goroutine waits with one (taken
-// from a pool), so an idle session holds none.
+// Busy connections therefore wait exactly as a *net.TCPConn does, woken
+// by the runtime's poller directly. (Waiting in the parker's instance for
+// every connection, the first version of this, put the parker's goroutine
+// between every event and its pump: 1.2–1.35× HAProxy's relay CPU per
+// request instead of 1.0–1.1×.)
 //
-// The descriptor is closed when the last operation using it ends (refs),
-// so a Close racing a read never lets that read reach a reused descriptor
-// number. There is no finalizer: sessions always close their connections.
+// Reads and writes that do not block go straight to the socket, so a
+// relayed request costs no more system calls than before; the first
+// operation that blocks after a park costs a dup, an fcntl and an
+// epoll_ctl, and the park after it an epoll_ctl and a close.
 type pollConn struct {
-	p  *parker
-	id uint64 // key of the registration in p (p.conns)
-	fd int32
-	// refs counts operations using fd; pcClosing is set by Close, and the
-	// one who drops refs to pcClosing alone closes fd.
-	refs atomic.Int32
-	r, w ioWaiter
+	mu      sync.Mutex
+	fd      int32 // the socket, ours until Close
+	closing bool
+	users   int32 // operations in progress; the last after Close closes fd
+	// file is a duplicate of fd registered in the runtime's poller, while
+	// attached; raw is its RawConn.
+	file *os.File
+	raw  syscall.RawConn
+	// The deadlines, kept here and set on file whenever it is attached
+	// (Unix nanoseconds; 0: none).
+	rd, wd int64
 }
 
-const pcClosing = 1 << 30
+// newPollConn takes fd, a connected non-blocking TCP socket.
+func newPollConn(fd int) *pollConn { return &pollConn{fd: int32(fd)} }
 
-// ioWaiter is one direction of a pollConn: its readiness, the goroutine
-// waiting for it, and its deadline.
-type ioWaiter struct {
-	// state is waitIdle, waitReady (an event came and nobody waited) or
-	// waitBlocked (a goroutine sleeps in sleep).
-	state atomic.Uint32
-	// sleep is where the waiter sleeps: it adds one before it moves state
-	// to waitBlocked and waits; the signaller that moves state from
-	// waitBlocked, and only that one, calls Done. (A WaitGroup rather
-	// than a Mutex used as a semaphore: a Mutex's Lock spins first.)
-	sleep sync.WaitGroup
-	// op serialises the operations of this direction (as internal/poll's
-	// fdMutex does), so only one goroutine ever waits here.
-	op       sync.Mutex
-	deadline atomic.Int64 // Unix nanoseconds; 0: none
+// begin starts an operation: fd stays open until its end; raw is the
+// attached file's RawConn (nil: none), deadline the read or write one.
+func (c *pollConn) begin(read bool) (fd int, raw syscall.RawConn, deadline int64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return -1, nil, 0, net.ErrClosed
+	}
+	c.users++
+	deadline = c.wd
+	if read {
+		deadline = c.rd
+	}
+	return int(c.fd), c.raw, deadline, nil
 }
 
-const (
-	waitIdle uint32 = iota
-	waitReady
-	waitBlocked
-)
-
-// signal marks the direction ready, or wakes its waiter.
-func (w *ioWaiter) signal() {
-	for {
-		switch w.state.Load() {
-		case waitBlocked:
-			if w.state.CompareAndSwap(waitBlocked, waitIdle) {
-				w.sleep.Done()
-				return
-			}
-		case waitIdle:
-			if w.state.CompareAndSwap(waitIdle, waitReady) {
-				return
-			}
-		default: // ready already
-			return
-		}
-	}
-}
-
-// clear forgets an earlier event: the caller is about to try the socket.
-func (w *ioWaiter) clear() { w.state.CompareAndSwap(waitReady, waitIdle) }
-
-// check is the error an operation of this direction gets before it tries:
-// the connection's closing, or its deadline passed.
-func (c *pollConn) check(w *ioWaiter) error {
-	if c.refs.Load()&pcClosing != 0 {
-		return net.ErrClosed
-	}
-	if d := w.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
-		return os.ErrDeadlineExceeded
-	}
-	return nil
-}
-
-// wait sleeps until the direction is signalled (an event, Close, a
-// deadline set or passed); the caller then checks and tries again, so a
-// wake-up for nothing costs one more try.
-func (c *pollConn) wait(w *ioWaiter) {
-	if w.state.CompareAndSwap(waitReady, waitIdle) {
-		return
-	}
-	w.sleep.Add(1)
-	if !w.state.CompareAndSwap(waitIdle, waitBlocked) {
-		w.sleep.Done()
-		w.state.CompareAndSwap(waitReady, waitIdle) // it became ready
-		return
-	}
-	var t *waitTimer
-	if d := w.deadline.Load(); d != 0 {
-		t = waitTimers.Get().(*waitTimer)
-		t.w.Store(w)
-		t.t.Reset(time.Until(time.Unix(0, d)))
-	}
-	// A Close or deadline that came before the state was waitBlocked found
-	// it idle and marked it ready, so the CAS above failed; one after it
-	// calls Done.
-	w.sleep.Wait()
-	if t != nil {
-		t.t.Stop()
-		t.w.Store(nil)
-		waitTimers.Put(t)
-	}
-}
-
-// waitTimer wakes a waiter at its deadline; pooled, so that only waiting
-// goroutines hold timers. A timer that fires late, for a waiter that has
-// moved on, wakes it for nothing at worst.
-type waitTimer struct {
-	t *time.Timer
-	w atomic.Pointer[ioWaiter]
-}
-
-var waitTimers = sync.Pool{New: func() any {
-	wt := &waitTimer{}
-	wt.t = time.AfterFunc(time.Hour, func() {
-		if w := wt.w.Load(); w != nil {
-			w.signal()
-		}
-	})
-	wt.t.Stop()
-	return wt
-}}
-
-// newPollConn registers fd (non-blocking, owned from now on: closed on
-// error) in p. It returns nil if p is closed or the registration fails.
-func newPollConn(p *parker, fd int) *pollConn {
-	c := &pollConn{p: p, fd: int32(fd)}
-	if !p.register(c) {
-		syscall.Close(fd)
-		return nil
-	}
-	return c
-}
-
-// acquire takes a reference to fd for one operation.
-func (c *pollConn) acquire() bool {
-	for {
-		n := c.refs.Load()
-		if n&pcClosing != 0 {
-			return false
-		}
-		if c.refs.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
-
-// release drops a reference; the last one after Close closes fd.
-func (c *pollConn) release() {
-	if c.refs.Add(-1) == pcClosing {
+// end ends an operation.
+func (c *pollConn) end() {
+	c.mu.Lock()
+	c.users--
+	last := c.users == 0 && c.closing
+	c.mu.Unlock()
+	if last {
 		syscall.Close(int(c.fd))
 	}
 }
 
-// Close unregisters and closes the socket (once the operations using it
-// have ended) and wakes every waiter, whose operations then fail with
+// attach registers a duplicate of the socket in the runtime's poller, if
+// none is, and returns its RawConn. The caller is inside an operation.
+func (c *pollConn) attach() (syscall.RawConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return nil, net.ErrClosed
+	}
+	if c.raw != nil {
+		return c.raw, nil
+	}
+	n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(c.fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", errno)
+	}
+	// os.NewFile registers a non-blocking descriptor in the runtime's
+	// poller (O_NONBLOCK is the socket's, shared by its duplicates).
+	f := os.NewFile(n, "tcp")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if c.rd != 0 {
+		f.SetReadDeadline(time.Unix(0, c.rd))
+	}
+	if c.wd != 0 {
+		f.SetWriteDeadline(time.Unix(0, c.wd))
+	}
+	c.file, c.raw = f, raw
+	return raw, nil
+}
+
+// detach lets the runtime's registration go, unless an operation is in
+// progress (it would be waiting on it; the next park tries again). The
+// parker calls it when the connection's reader parks.
+func (c *pollConn) detach() {
+	c.mu.Lock()
+	f := c.file
+	if f == nil || c.users != 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.file, c.raw = nil, nil
+	c.mu.Unlock()
+	f.Close()
+}
+
+// expired reports whether the deadline d (Unix nanoseconds) has passed.
+func expired(d int64) bool { return d != 0 && time.Now().UnixNano() >= d }
+
+// closed reports whether Close was called.
+func (c *pollConn) closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// Close closes the socket once the operations using it have ended, and
+// wakes those waiting in the runtime's poller, which then fail with
 // net.ErrClosed.
 func (c *pollConn) Close() error {
-	if !c.acquire() {
-		return c.opError("close", net.ErrClosed)
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return &net.OpError{Op: "close", Net: "tcp", Err: net.ErrClosed}
 	}
-	// Unregister first, while fd is surely ours: a descriptor handed to
-	// another process (the upgrade handoff) keeps the socket open, and
-	// with it a registration epoll would not drop by itself.
-	c.p.unregister(c)
-	for {
-		n := c.refs.Load()
-		if n&pcClosing != 0 {
-			c.release()
-			return c.opError("close", net.ErrClosed)
-		}
-		if c.refs.CompareAndSwap(n, n|pcClosing) {
-			break
-		}
+	c.closing = true
+	f := c.file
+	c.file, c.raw = nil, nil
+	last := c.users == 0
+	c.mu.Unlock()
+	if f != nil {
+		f.Close() // wakes its waiters; closes the duplicate once they are gone
 	}
-	c.r.signal()
-	c.w.signal()
-	c.release()
+	if last {
+		syscall.Close(int(c.fd))
+	}
 	return nil
 }
 
-func (c *pollConn) opError(op string, err error) error {
-	if err == nil {
+// netErr turns what the runtime's poller reports for a closed *os.File
+// into what a net.Conn reports, so callers see one set of errors.
+func netErr(op string, err error) error {
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, net.ErrClosed):
+		return &net.OpError{Op: op, Net: "tcp", Err: net.ErrClosed}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &net.OpError{Op: op, Net: "tcp", Err: os.ErrDeadlineExceeded}
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
 	}
 	return &net.OpError{Op: op, Net: "tcp", Err: err}
 }
 
-// rawRead is RawConn.Read: f is tried until it reports done, waiting
-// for input between tries.
-func (c *pollConn) rawRead(f func(fd uintptr) bool) error { return c.rawIO(&c.r, f) }
-
-func (c *pollConn) rawWrite(f func(fd uintptr) bool) error { return c.rawIO(&c.w, f) }
-
-func (c *pollConn) rawIO(w *ioWaiter, f func(fd uintptr) bool) error {
-	if !c.acquire() {
-		return net.ErrClosed
+// rawIO is RawConn.Read (read) or Write: f is tried on the socket first;
+// if it would block, the socket is attached and the runtime's poller
+// waits for it.
+func (c *pollConn) rawIO(read bool, f func(fd uintptr) bool) error {
+	fd, raw, deadline, err := c.begin(read)
+	if err != nil {
+		return err
 	}
-	defer c.release()
-	w.op.Lock()
-	defer w.op.Unlock()
-	for {
-		if err := c.check(w); err != nil {
-			return err
+	defer c.end()
+	if raw == nil {
+		if expired(deadline) {
+			return os.ErrDeadlineExceeded
 		}
-		w.clear()
-		if f(uintptr(c.fd)) {
+		if f(uintptr(fd)) {
 			return nil
 		}
-		c.wait(w)
+		if raw, err = c.attach(); err != nil {
+			return err
+		}
 	}
+	if read {
+		err = raw.Read(f)
+	} else {
+		err = raw.Write(f)
+	}
+	if err != nil && c.closed() {
+		// The file's poller reports its own closing (internal/poll's
+		// ErrFileClosing), which is not net.ErrClosed.
+		return net.ErrClosed
+	}
+	return err
 }
 
 func (c *pollConn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if !c.acquire() {
-		return 0, c.opError("read", net.ErrClosed)
+	var n int
+	var errno syscall.Errno
+	err := c.rawIO(true, func(fd uintptr) bool {
+		n, errno = rawRead(fd, b)
+		return errno != syscall.EAGAIN && errno != syscall.EINTR
+	})
+	switch {
+	case err != nil:
+		return 0, netErr("read", err)
+	case errno != 0:
+		return 0, netErr("read", os.NewSyscallError("read", errno))
+	case n == 0:
+		return 0, io.EOF
 	}
-	defer c.release()
-	c.r.op.Lock()
-	defer c.r.op.Unlock()
-	for {
-		if err := c.check(&c.r); err != nil {
-			return 0, c.opError("read", err)
-		}
-		c.r.clear()
-		n, errno := rawRead(uintptr(c.fd), b)
-		switch {
-		case errno == syscall.EAGAIN:
-			c.wait(&c.r)
-		case errno == syscall.EINTR:
-		case errno != 0:
-			return 0, c.opError("read", os.NewSyscallError("read", errno))
-		case n == 0:
-			return 0, io.EOF
-		default:
-			return n, nil
-		}
-	}
+	return n, nil
 }
 
 func (c *pollConn) Write(b []byte) (int, error) {
-	if !c.acquire() {
-		return 0, c.opError("write", net.ErrClosed)
-	}
-	defer c.release()
-	c.w.op.Lock()
-	defer c.w.op.Unlock()
 	done := 0
-	for done < len(b) {
-		if err := c.check(&c.w); err != nil {
-			return done, c.opError("write", err)
+	var errno syscall.Errno
+	err := c.rawIO(false, func(fd uintptr) bool {
+		for done < len(b) {
+			n, e := rawWrite(fd, b[done:])
+			switch {
+			case e == syscall.EAGAIN:
+				return false
+			case e == syscall.EINTR:
+			case e != 0:
+				errno = e
+				return true
+			default:
+				done += n
+			}
 		}
-		c.w.clear()
-		n, errno := rawWrite(uintptr(c.fd), b[done:])
-		switch {
-		case errno == syscall.EAGAIN:
-			c.wait(&c.w)
-		case errno == syscall.EINTR:
-		case errno != 0:
-			return done, c.opError("write", os.NewSyscallError("write", errno))
-		default:
-			done += n
-		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return done, netErr("write", err)
+	case errno != 0:
+		return done, netErr("write", os.NewSyscallError("write", errno))
 	}
 	return done, nil
 }
@@ -311,11 +272,12 @@ func (c *pollConn) LocalAddr() net.Addr { return c.addr(syscall.Getsockname) }
 func (c *pollConn) RemoteAddr() net.Addr { return c.addr(syscall.Getpeername) }
 
 func (c *pollConn) addr(get func(int) (syscall.Sockaddr, error)) net.Addr {
-	if !c.acquire() {
+	fd, _, _, err := c.begin(true)
+	if err != nil {
 		return &net.TCPAddr{}
 	}
-	defer c.release()
-	sa, err := get(int(c.fd))
+	defer c.end()
+	sa, err := get(fd)
 	if err != nil {
 		return &net.TCPAddr{}
 	}
@@ -335,26 +297,34 @@ func (c *pollConn) addr(get func(int) (syscall.Sockaddr, error)) net.Addr {
 }
 
 func (c *pollConn) SetDeadline(t time.Time) error {
-	c.setDeadline(&c.r, t)
-	c.setDeadline(&c.w, t)
+	c.setDeadline(true, t)
+	c.setDeadline(false, t)
 	return nil
 }
 
-func (c *pollConn) SetReadDeadline(t time.Time) error  { c.setDeadline(&c.r, t); return nil }
-func (c *pollConn) SetWriteDeadline(t time.Time) error { c.setDeadline(&c.w, t); return nil }
+func (c *pollConn) SetReadDeadline(t time.Time) error  { c.setDeadline(true, t); return nil }
+func (c *pollConn) SetWriteDeadline(t time.Time) error { c.setDeadline(false, t); return nil }
 
-// setDeadline stores the deadline and wakes a waiter, which re-checks it
-// and waits with a timer for the new one.
-func (c *pollConn) setDeadline(w *ioWaiter, t time.Time) {
+// setDeadline keeps the deadline and sets it on the attached file, where
+// it wakes a waiting operation as a *net.TCPConn's does.
+func (c *pollConn) setDeadline(read bool, t time.Time) {
 	var d int64
 	if !t.IsZero() {
-		d = t.UnixNano()
-		if d == 0 {
-			d = 1
-		}
+		d = max(t.UnixNano(), 1)
 	}
-	if w.deadline.Swap(d) != d && w.state.Load() == waitBlocked {
-		w.signal()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if read {
+		c.rd = d
+	} else {
+		c.wd = d
+	}
+	if c.file != nil {
+		if read {
+			c.file.SetReadDeadline(t)
+		} else {
+			c.file.SetWriteDeadline(t)
+		}
 	}
 }
 
@@ -366,16 +336,17 @@ type pollRaw pollConn
 
 func (r *pollRaw) Control(f func(fd uintptr)) error {
 	c := (*pollConn)(r)
-	if !c.acquire() {
-		return net.ErrClosed
+	fd, _, _, err := c.begin(true)
+	if err != nil {
+		return err
 	}
-	defer c.release()
-	f(uintptr(c.fd))
+	defer c.end()
+	f(uintptr(fd))
 	return nil
 }
 
-func (r *pollRaw) Read(f func(fd uintptr) bool) error  { return (*pollConn)(r).rawRead(f) }
-func (r *pollRaw) Write(f func(fd uintptr) bool) error { return (*pollConn)(r).rawWrite(f) }
+func (r *pollRaw) Read(f func(fd uintptr) bool) error  { return (*pollConn)(r).rawIO(true, f) }
+func (r *pollRaw) Write(f func(fd uintptr) bool) error { return (*pollConn)(r).rawIO(false, f) }
 
 // pollConnOf returns the pollConn behind raw, or nil.
 func pollConnOf(raw syscall.RawConn) *pollConn {
@@ -385,45 +356,51 @@ func pollConnOf(raw syscall.RawConn) *pollConn {
 	return nil
 }
 
-// ownConn moves conn, a TCP connection, out of the runtime's poller into
-// the parker's (see pollConn), and returns what to use in its place: conn
-// itself when it is not a *net.TCPConn, when Config.RuntimePoller says so,
-// or when it cannot be moved.
+// detachParked lets the runtime's registration of fr's connection go once
+// its pump has parked (see pollConn).
+func detachParked(fr *frameReader) {
+	if c := pollConnOf(fr.poll); c != nil {
+		c.detach()
+	}
+}
+
+// ownConn replaces conn, a TCP connection, with a pollConn on the same
+// socket, and returns what to use in its place: conn itself when it is
+// not a *net.TCPConn, when Config.RuntimePoller says so, or when it
+// cannot be moved.
 func (s *Server) ownConn(conn net.Conn) net.Conn {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok || !s.cfg.ownPoller() {
 		return conn
 	}
-	p := s.getParker()
-	if p == nil {
-		return conn
+	moved, err := moveTCP(tc)
+	if err != nil {
+		s.warnRepeated("own_poller", "connection kept in the Go runtime's poller", "err", err)
 	}
-	return moveTCP(p, tc)
+	return moved
 }
 
-// moveTCP registers a duplicate of tc's descriptor in p and closes tc (Go's
-// net package cannot let a socket go without closing it), or returns tc
-// if it cannot. The socket options the net package set (TCP_NODELAY,
+// moveTCP puts a duplicate of tc's descriptor in a pollConn and closes tc
+// (Go's net package cannot let a socket go without closing it), or returns
+// tc and why not. The socket options the net package set (TCP_NODELAY,
 // keep-alive) and the non-blocking mode belong to the socket and stay.
-func moveTCP(p *parker, tc *net.TCPConn) net.Conn {
+func moveTCP(tc *net.TCPConn) (net.Conn, error) {
 	raw, err := tc.SyscallConn()
 	if err != nil {
-		return tc
+		return tc, err
 	}
 	dup := -1
+	var errno syscall.Errno
 	raw.Control(func(fd uintptr) {
-		n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
+		var n uintptr
+		n, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
 		if errno == 0 {
 			dup = int(n)
 		}
 	})
 	if dup < 0 {
-		return tc
-	}
-	pc := newPollConn(p, dup)
-	if pc == nil {
-		return tc
+		return tc, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", errno)
 	}
 	tc.Close()
-	return pc
+	return newPollConn(dup), nil
 }

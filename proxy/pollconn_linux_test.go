@@ -19,7 +19,7 @@ import (
 
 // pollConnPair is a pollConn (the accepted end, moved as the proxy moves a
 // client's connection) and its peer, an ordinary *net.TCPConn.
-func pollConnPair(t *testing.T, p *parker) (*pollConn, *net.TCPConn) {
+func pollConnPair(t *testing.T) (*pollConn, *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,10 +35,11 @@ func pollConnPair(t *testing.T, p *parker) (*pollConn, *net.TCPConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, ok := moveTCP(p, a.(*net.TCPConn)).(*pollConn)
-	if !ok {
+	moved, err := moveTCP(a.(*net.TCPConn))
+	c, ok := moved.(*pollConn)
+	if err != nil || !ok {
 		a.Close()
-		t.Fatal("moveTCP kept the *net.TCPConn")
+		t.Fatalf("moveTCP kept the *net.TCPConn: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c, peer.(*net.TCPConn)
@@ -55,11 +56,11 @@ func testParker(t *testing.T) *parker {
 }
 
 // TestPollConnCopiesBothWays pushes 16 MiB each way at once, far beyond the
-// sockets' buffers, so both directions wait for the parker's events many
-// times; every byte arrives in order.
+// sockets' buffers, so both directions wait in the runtime's poller many
+// times, detached now and then as a park would; every byte arrives in
+// order.
 func TestPollConnCopiesBothWays(t *testing.T) {
-	p := testParker(t)
-	c, peer := pollConnPair(t, p)
+	c, peer := pollConnPair(t)
 	const size = 16 << 20
 	out := make([]byte, size)
 	in := make([]byte, size)
@@ -92,6 +93,18 @@ func TestPollConnCopiesBothWays(t *testing.T) {
 			errs <- errors.New("bytes differ")
 		}
 	}
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				c.detach()
+			}
+		}
+	}()
+	defer close(stop)
 	wg.Add(4)
 	go copyTo(c, out)
 	go copyTo(peer, in)
@@ -115,8 +128,7 @@ func TestPollConnCopiesBothWays(t *testing.T) {
 // reading works again. A write deadline ends a Write the peer does not
 // read.
 func TestPollConnDeadlines(t *testing.T) {
-	p := testParker(t)
-	c, peer := pollConnPair(t, p)
+	c, peer := pollConnPair(t)
 
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	start := time.Now()
@@ -168,10 +180,10 @@ func TestPollConnDeadlines(t *testing.T) {
 
 // TestPollConnCloseWakesWaiters: Close ends a waiting Read and a waiting
 // Write with net.ErrClosed, closes the socket (the peer reads the end of
-// stream), removes the registration, and a second Close fails.
+// stream) and its registration in the runtime's poller, and a second Close
+// fails.
 func TestPollConnCloseWakesWaiters(t *testing.T) {
-	p := testParker(t)
-	c, peer := pollConnPair(t, p)
+	c, peer := pollConnPair(t)
 	readErr := make(chan error, 1)
 	go func() {
 		_, err := c.Read(make([]byte, 1))
@@ -211,11 +223,8 @@ func TestPollConnCloseWakesWaiters(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Read after Close: %v", err)
 	}
-	p.mu.Lock()
-	n := len(p.conns)
-	p.mu.Unlock()
-	if n != 0 {
-		t.Fatalf("%d registrations left after Close", n)
+	if c.file != nil {
+		t.Fatal("the runtime's registration outlived Close")
 	}
 }
 
@@ -223,9 +232,8 @@ func TestPollConnCloseWakesWaiters(t *testing.T) {
 // write and use their descriptor: nothing reaches a descriptor after it is
 // closed (the race detector and the descriptor check below would see it).
 func TestPollConnCloseRacesOperations(t *testing.T) {
-	p := testParker(t)
 	for range 50 {
-		c, peer := pollConnPair(t, p)
+		c, peer := pollConnPair(t)
 		var wg sync.WaitGroup
 		wg.Add(3)
 		go func() {
@@ -268,8 +276,7 @@ func TestPollConnCloseRacesOperations(t *testing.T) {
 
 // TestPollConnAddrs: the addresses come from the kernel.
 func TestPollConnAddrs(t *testing.T) {
-	p := testParker(t)
-	c, peer := pollConnPair(t, p)
+	c, peer := pollConnPair(t)
 	if got, want := c.LocalAddr().String(), peer.RemoteAddr().String(); got != want {
 		t.Errorf("LocalAddr %s; the peer sees %s", got, want)
 	}
@@ -279,13 +286,12 @@ func TestPollConnAddrs(t *testing.T) {
 }
 
 // TestPollConnParkFindsQueuedFIN: a pump parks on a pollConn whose peer's
-// data and FIN came while it was not waiting (their edge raised before the
-// park, as after a short read): the park's re-arm reports them and the
-// parker resumes the pump, instead of leaving it parked until its
-// deadline.
+// data and FIN came while it was not waiting (as after a short read, see
+// Serve): the parker's registration reports them and resumes the pump,
+// instead of leaving it parked until its deadline.
 func TestPollConnParkFindsQueuedFIN(t *testing.T) {
 	p := testParker(t)
-	c, peer := pollConnPair(t, p)
+	c, peer := pollConnPair(t)
 	peer.Write([]byte("last"))
 	peer.CloseWrite()
 	// Let the event pass while nobody waits: it only marks the direction.
@@ -307,3 +313,50 @@ type testPump struct{ resume func() }
 
 func (tp *testPump) resumePump()      { tp.resume() }
 func (tp *testPump) inlinePump() bool { return false }
+
+// TestPollConnAttachesOnlyToWait: a connection is in the runtime's poller
+// only from the first operation that would block until the park after it
+// (detach, which leaves a connection in use alone), and reads work across
+// both.
+func TestPollConnAttachesOnlyToWait(t *testing.T) {
+	c, peer := pollConnPair(t)
+	attached := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.file != nil
+	}
+	peer.Write([]byte("a"))
+	time.Sleep(10 * time.Millisecond)
+	b := make([]byte, 1)
+	if _, err := c.Read(b); err != nil || b[0] != 'a' {
+		t.Fatalf("read of queued data: %q, %v", b, err)
+	}
+	if attached() {
+		t.Fatal("a read that did not block attached the connection")
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.Read(b)
+		got <- err
+	}()
+	waitFor(t, "the waiting read to attach", 5*time.Second, attached)
+	c.detach() // in use: stays
+	if !attached() {
+		t.Fatal("detach let go of a connection a read waits on")
+	}
+	peer.Write([]byte("b"))
+	if err := <-got; err != nil || b[0] != 'b' {
+		t.Fatalf("read woken by the runtime's poller: %q, %v", b, err)
+	}
+	c.detach()
+	if attached() {
+		t.Fatal("detach kept an idle connection in the runtime's poller")
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		peer.Write([]byte("c"))
+	}()
+	if _, err := c.Read(b); err != nil || b[0] != 'c' {
+		t.Fatalf("read after detach: %q, %v", b, err)
+	}
+}
