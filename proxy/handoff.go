@@ -530,7 +530,10 @@ func (s *Server) Adopt(ctx context.Context, conn *net.UnixConn, opts AdoptOption
 	}
 	hc := newHandoffConn(conn)
 	defer hc.closeFDs()
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	// Not conn.SetReadDeadline: each recv sets its own deadline, and
+	// would undo one set just before it (a cancel lost that way left
+	// Adopt waiting for ever in TestHandOverUnknownVersionRefused).
+	stop := context.AfterFunc(ctx, hc.stop)
 	defer stop()
 	accepts := opts.accepts
 	if accepts == nil {

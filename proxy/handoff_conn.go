@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -22,6 +24,16 @@ type handoffConn struct {
 	// (hung, not dead: a dead one's socket fails the write) would
 	// otherwise block the sender for ever once the socket's buffer is full.
 	sendTimeout time.Duration
+	// stopped: stop was called; recv, which sets its own read deadline,
+	// looks after setting it, so a stop just before cannot be undone.
+	stopped atomic.Bool
+}
+
+// stop ends the current and every later recv with a timeout (Adopt's
+// context ending).
+func (h *handoffConn) stop() {
+	h.stopped.Store(true)
+	h.c.SetReadDeadline(time.Unix(1, 0))
 }
 
 func newHandoffConn(c *net.UnixConn) *handoffConn { return &handoffConn{c: c} }
@@ -55,6 +67,9 @@ func (h *handoffConn) send(typ byte, body []byte, fd int) error {
 // recv reads the next message. deadline zero waits for ever.
 func (h *handoffConn) recv(deadline time.Time) (byte, []byte, error) {
 	h.c.SetReadDeadline(deadline)
+	if h.stopped.Load() {
+		return 0, nil, &net.OpError{Op: "read", Net: "unix", Err: os.ErrDeadlineExceeded}
+	}
 	for {
 		if len(h.buf) >= 4 {
 			n := binary.BigEndian.Uint32(h.buf)
