@@ -13,8 +13,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zkproxy/zkproxy/internal/testkit/zktest"
 )
 
 // pollConnPair is a pollConn (the accepted end, moved as the proxy moves a
@@ -358,5 +361,68 @@ func TestPollConnAttachesOnlyToWait(t *testing.T) {
 	}()
 	if _, err := c.Read(b); err != nil || b[0] != 'c' {
 		t.Fatalf("read after detach: %q, %v", b, err)
+	}
+}
+
+// TestPollConnSizeClass keeps a pollConn, two of which every idle session
+// holds, in the allocator's 64-byte size class (see
+// TestIdleStructSizeClasses).
+func TestPollConnSizeClass(t *testing.T) {
+	if got := allocatedSize(unsafe.Sizeof(pollConn{})); got > 64 {
+		t.Errorf("pollConn is %d bytes, over the 64-byte size class it fitted", got)
+	}
+}
+
+// TestSessionConnectionsLeaveTheRuntimePoller: through a real ZooKeeper, a
+// session's two connections are pollConns, and once the session is idle
+// (its pumps parked) neither is in the runtime's poller; with
+// RuntimePoller they stay *net.TCPConns.
+func TestSessionConnectionsLeaveTheRuntimePoller(t *testing.T) {
+	zktest.RequireIntegration(t)
+	server := zktest.Standalone(t)
+	for _, runtimePoller := range []bool{false, true} {
+		px := startProxy(t, []string{server.ClientAddr()}, func(c *Config) { c.RuntimePoller = runtimePoller })
+		c, _, _ := rawSession(t, px.Addr, 10000)
+		var sess *Session
+		waitFor(t, "the session", 5*time.Second, func() bool {
+			ss := px.Sessions()
+			if len(ss) == 1 {
+				sess = ss[0]
+			}
+			return sess != nil
+		})
+		conns := func() []net.Conn {
+			sess.mu.Lock()
+			defer sess.mu.Unlock()
+			if sess.up == nil {
+				return nil
+			}
+			return []net.Conn{sess.client, sess.up.conn}
+		}
+		waitFor(t, "the upstream", 5*time.Second, func() bool { return conns() != nil })
+		for i, conn := range conns() {
+			_, own := conn.(*pollConn)
+			_, tcp := conn.(*net.TCPConn)
+			if runtimePoller && !tcp || !runtimePoller && !own {
+				t.Fatalf("runtime-poller %v: connection %d is a %T", runtimePoller, i, conn)
+			}
+		}
+		if !runtimePoller {
+			// Idle: both pumps park (within 2 × park-idle-after), and each
+			// connection lets the runtime's registration go.
+			waitFor(t, "both connections out of the runtime's poller", 5*time.Second, func() bool {
+				for _, conn := range conns() {
+					pc := conn.(*pollConn)
+					pc.mu.Lock()
+					attached := pc.file != nil
+					pc.mu.Unlock()
+					if attached {
+						return false
+					}
+				}
+				return true
+			})
+		}
+		c.Close()
 	}
 }
