@@ -40,9 +40,9 @@ const (
 	// seconds left ~20 MB of freed goroutine stacks in the heap, which the
 	// runtime returns to the OS only slowly (RSS 10.5 KiB per idle session
 	// after 40 s, against 7 KiB with 100 ms). Parking costs one epoll_ctl
-	// (and letting the connection go from the runtime's poller, an
+	// (and taking the connection out of the runtime's poller a dup, an
 	// epoll_ctl and a close; see pollConn), waking one goroutine start
-	// (and the first wait after it a dup, an fcntl and an epoll_ctl):
+	// (and the first wait after it an fcntl and an epoll_ctl):
 	// nothing next to 100 ms of silence.
 	DefaultParkIdleAfter = 100 * time.Millisecond
 	// DefaultDialTimeout bounds one TCP dial to a member.

@@ -186,13 +186,10 @@ func (s *Server) parkPump(fr *frameReader, deadline time.Time, pump parkedPump) 
 	if p == nil {
 		return false
 	}
-	if !p.park(fr, parkEntry{deadline: deadline, pump: pump}) {
-		return false
-	}
-	// The parker has the pump now (it may even have resumed it): only
-	// the connection, safe to share, is touched here.
+	// Out of the runtime's poller first (see pollConn.detach): the park
+	// registers the socket's descriptor number, which detach changes.
 	detachParked(fr)
-	return true
+	return p.park(fr, parkEntry{deadline: deadline, pump: pump})
 }
 
 // getParker returns the server's parker, made on first use; nil where

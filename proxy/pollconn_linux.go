@@ -25,10 +25,10 @@ import (
 // (BenchmarkNetConnFloorMemory: 2.0 KiB for a session's two), half of what
 // an idle session cost. An idle session's pumps are parked, waiting in the
 // parker's epoll instance, not the runtime's; so a pollConn keeps only the
-// socket (and 64 bytes) while it is idle, and registers a duplicate of it
-// in the runtime's poller (an *os.File, the same internal/poll.FD a
-// net.Conn has) when an operation would block. A park lets that go again
-// (detach), and its pollDesc serves the next busy connection.
+// socket (and 64 bytes) while it is idle, and registers it in the runtime's
+// poller (as an *os.File, the same internal/poll.FD a net.Conn has) when
+// an operation would block. A park lets that go again (detach), and its
+// pollDesc serves the next busy connection.
 //
 // Busy connections therefore wait exactly as a *net.TCPConn does, woken
 // by the runtime's poller directly. (Waiting in the parker's instance for
@@ -38,15 +38,16 @@ import (
 //
 // Reads and writes that do not block go straight to the socket, so a
 // relayed request costs no more system calls than before; the first
-// operation that blocks after a park costs a dup, an fcntl and an
-// epoll_ctl, and the park after it an epoll_ctl and a close.
+// operation that blocks after a park costs an fcntl and an epoll_ctl, and
+// the next park a dup, an epoll_ctl and a close. A connection holds one
+// descriptor throughout (two for the moment of a detach).
 type pollConn struct {
 	mu      sync.Mutex
 	fd      int32 // the socket, ours until Close
 	closing bool
 	users   int32 // operations in progress; the last after Close closes fd
-	// file is a duplicate of fd registered in the runtime's poller, while
-	// attached; raw is its RawConn.
+	// file owns fd, registered in the runtime's poller, while attached;
+	// raw is its RawConn.
 	file *os.File
 	raw  syscall.RawConn
 	// The deadlines, kept here and set on file whenever it is attached
@@ -73,19 +74,30 @@ func (c *pollConn) begin(read bool) (fd int, raw syscall.RawConn, deadline int64
 	return int(c.fd), c.raw, deadline, nil
 }
 
-// end ends an operation.
+// end ends an operation; the last after Close closes the socket.
 func (c *pollConn) end() {
 	c.mu.Lock()
 	c.users--
-	last := c.users == 0 && c.closing
-	c.mu.Unlock()
-	if last {
-		syscall.Close(int(c.fd))
+	if c.users == 0 && c.closing {
+		c.closeLocked()
 	}
+	c.mu.Unlock()
 }
 
-// attach registers a duplicate of the socket in the runtime's poller, if
-// none is, and returns its RawConn. The caller is inside an operation.
+// closeLocked closes the socket: through the attached file, which owns it
+// then, or directly.
+func (c *pollConn) closeLocked() {
+	if c.file != nil {
+		c.file.Close()
+		c.file, c.raw = nil, nil
+	} else {
+		syscall.Close(int(c.fd))
+	}
+	c.fd = -1
+}
+
+// attach registers the socket in the runtime's poller, if it is not, and
+// returns its RawConn. The caller is inside an operation.
 func (c *pollConn) attach() (syscall.RawConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -95,16 +107,15 @@ func (c *pollConn) attach() (syscall.RawConn, error) {
 	if c.raw != nil {
 		return c.raw, nil
 	}
-	n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(c.fd), syscall.F_DUPFD_CLOEXEC, 0)
-	if errno != 0 {
-		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", errno)
-	}
-	// os.NewFile registers a non-blocking descriptor in the runtime's
-	// poller (O_NONBLOCK is the socket's, shared by its duplicates).
-	f := os.NewFile(n, "tcp")
+	// os.NewFile takes the descriptor over and registers it in the
+	// runtime's poller, being non-blocking; the number stays the same, so
+	// the file holds no second descriptor (the open-files limit that
+	// max-client-conns is derived from counts two per session).
+	f := os.NewFile(uintptr(c.fd), "tcp")
 	raw, err := f.SyscallConn()
 	if err != nil {
-		f.Close()
+		// Cannot happen for a file os.NewFile made; never close it,
+		// which would close the socket.
 		return nil, err
 	}
 	if c.rd != 0 {
@@ -117,16 +128,25 @@ func (c *pollConn) attach() (syscall.RawConn, error) {
 	return raw, nil
 }
 
-// detach lets the runtime's registration go, unless an operation is in
-// progress (it would be waiting on it; the next park tries again). The
-// parker calls it when the connection's reader parks.
+// detach takes the socket out of the runtime's poller, unless an
+// operation is in progress (it may be waiting there; the next park tries
+// again). The runtime cannot let a descriptor go without closing it, so
+// the socket moves to a duplicate and the file closes the old number.
+// The parker calls it when the connection's reader is about to park,
+// before it registers the (new) number.
 func (c *pollConn) detach() {
 	c.mu.Lock()
 	f := c.file
-	if f == nil || c.users != 0 {
+	if f == nil || c.users != 0 || c.closing {
 		c.mu.Unlock()
 		return
 	}
+	n, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(c.fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		c.mu.Unlock()
+		return // stays attached
+	}
+	c.fd = int32(n)
 	c.file, c.raw = nil, nil
 	c.mu.Unlock()
 	f.Close()
@@ -142,25 +162,21 @@ func (c *pollConn) closed() bool {
 	return c.closing
 }
 
-// Close closes the socket once the operations using it have ended, and
-// wakes those waiting in the runtime's poller, which then fail with
-// net.ErrClosed.
+// Close closes the socket once the operations using it have ended; those
+// waiting in the runtime's poller are woken (with a deadline in the past)
+// and fail with net.ErrClosed.
 func (c *pollConn) Close() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closing {
-		c.mu.Unlock()
 		return &net.OpError{Op: "close", Net: "tcp", Err: net.ErrClosed}
 	}
 	c.closing = true
-	f := c.file
-	c.file, c.raw = nil, nil
-	last := c.users == 0
-	c.mu.Unlock()
-	if f != nil {
-		f.Close() // wakes its waiters; closes the duplicate once they are gone
-	}
-	if last {
-		syscall.Close(int(c.fd))
+	switch {
+	case c.users == 0:
+		c.closeLocked()
+	case c.file != nil:
+		c.file.SetDeadline(time.Unix(1, 0))
 	}
 	return nil
 }
@@ -356,8 +372,8 @@ func pollConnOf(raw syscall.RawConn) *pollConn {
 	return nil
 }
 
-// detachParked lets the runtime's registration of fr's connection go once
-// its pump has parked (see pollConn).
+// detachParked takes fr's connection out of the runtime's poller as its
+// pump is about to park (see pollConn).
 func detachParked(fr *frameReader) {
 	if c := pollConnOf(fr.poll); c != nil {
 		c.detach()
