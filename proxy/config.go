@@ -124,7 +124,7 @@ type Config struct {
 	// runtime's poller for their whole life, as *net.TCPConns. By default
 	// (Linux) they are pollConns, registered only while an operation
 	// waits, so an idle session, whose pumps wait in the parker's epoll
-	// instance, holds no runtime poller record: about 1.5 KiB less per
+	// instance, holds no runtime poller record: about 2 KiB less per
 	// idle session. A way back, should pollConn ever misbehave.
 	RuntimePoller bool
 	// DialTimeout bounds one TCP dial to a member. Zero means

@@ -139,7 +139,7 @@ func bindServeFlags(fs *pflag.FlagSet) {
 	fs.Bool(keyPassConfig, false, "show clients the members' real /zookeeper/config and conf; clients that follow it (Curator) then connect to members directly")
 	fs.Bool(keyAllowReconfig, false, "forward reconfig requests to the members instead of answering ReconfigDisabled")
 	fs.String(keyParkIdleAfter, proxy.DefaultParkIdleAfter.String(), "idle time after which a session's two pumps give up their goroutines and wait on one shared poller (Linux); off keeps a goroutine per direction")
-	fs.Bool(keyRuntimePoller, false, "keep client and member connections registered in the Go runtime's poller for their whole life (about 1.5 KiB more per idle session), instead of only while they are busy (Linux): a way back, should that misbehave")
+	fs.Bool(keyRuntimePoller, false, "keep client and member connections registered in the Go runtime's poller for their whole life (about 2 KiB more per idle session), instead of only while they are busy (Linux): a way back, should that misbehave")
 	fs.StringSlice(keyLocalAddrs, nil, "local IP addresses upstream connections are spread over (to stay under maxClientCnxns per source IP)")
 	fs.Duration(keyShutdownTimeout, 30*time.Second, "how long SIGTERM waits for sessions to finish in-flight requests")
 	fs.Duration(keyUpgradeTimeout, 30*time.Second, "upgrade (SIGUSR2, POST /upgrade): how long the new process may take to say it is ready, and to take each batch of sessions, before the upgrade aborts and this process keeps serving")
