@@ -308,7 +308,3 @@ func (c Config) Validate() error {
 	}
 	return fmt.Errorf("proxy config: %w", errors.New(strings.Join(msgs, "; ")))
 }
-
-// ownPoller reports whether sessions' TCP connections move to the proxy's
-// own poller (see Server.ownConn).
-func (c *Config) ownPoller() bool { return !c.RuntimePoller }

@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -169,7 +168,7 @@ func (c *pollConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
-		return &net.OpError{Op: "close", Net: "tcp", Err: net.ErrClosed}
+		return opError("close", net.ErrClosed)
 	}
 	c.closing = true
 	switch {
@@ -181,20 +180,10 @@ func (c *pollConn) Close() error {
 	return nil
 }
 
-// netErr turns what the runtime's poller reports for a closed *os.File
-// into what a net.Conn reports, so callers see one set of errors.
-func netErr(op string, err error) error {
-	switch {
-	case err == nil:
+// opError wraps an operation's error as a *net.TCPConn's would be.
+func opError(op string, err error) error {
+	if err == nil {
 		return nil
-	case errors.Is(err, net.ErrClosed):
-		return &net.OpError{Op: op, Net: "tcp", Err: net.ErrClosed}
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return &net.OpError{Op: op, Net: "tcp", Err: os.ErrDeadlineExceeded}
-	}
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
 	}
 	return &net.OpError{Op: op, Net: "tcp", Err: err}
 }
@@ -236,49 +225,29 @@ func (c *pollConn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	// Off the pumps' path (they read through the RawConn): the closure
+	// per call is fine here.
 	var n int
-	var errno syscall.Errno
+	var rerr error
 	err := c.rawIO(true, func(fd uintptr) bool {
-		n, errno = rawRead(fd, b)
-		return errno != syscall.EAGAIN && errno != syscall.EINTR
+		n, rerr = readNonBlocking(fd, b)
+		return rerr != syscall.EAGAIN
 	})
 	switch {
 	case err != nil:
-		return 0, netErr("read", err)
-	case errno != 0:
-		return 0, netErr("read", os.NewSyscallError("read", errno))
+		return 0, opError("read", err)
+	case rerr != nil:
+		return 0, opError("read", os.NewSyscallError("read", rerr))
 	case n == 0:
 		return 0, io.EOF
 	}
 	return n, nil
 }
 
+// Write writes all of b, through the pumps' pooled raw writer.
 func (c *pollConn) Write(b []byte) (int, error) {
-	done := 0
-	var errno syscall.Errno
-	err := c.rawIO(false, func(fd uintptr) bool {
-		for done < len(b) {
-			n, e := rawWrite(fd, b[done:])
-			switch {
-			case e == syscall.EAGAIN:
-				return false
-			case e == syscall.EINTR:
-			case e != 0:
-				errno = e
-				return true
-			default:
-				done += n
-			}
-		}
-		return true
-	})
-	switch {
-	case err != nil:
-		return done, netErr("write", err)
-	case errno != 0:
-		return done, netErr("write", os.NewSyscallError("write", errno))
-	}
-	return done, nil
+	n, err := writeFrame(c, (*pollRaw)(c), b)
+	return n, opError("write", err)
 }
 
 // LocalAddr and RemoteAddr ask the kernel on every call rather than keep
@@ -386,7 +355,7 @@ func detachParked(fr *frameReader) {
 // cannot be moved.
 func (s *Server) ownConn(conn net.Conn) net.Conn {
 	tc, ok := conn.(*net.TCPConn)
-	if !ok || !s.cfg.ownPoller() {
+	if !ok || s.cfg.RuntimePoller {
 		return conn
 	}
 	moved, err := moveTCP(tc)
